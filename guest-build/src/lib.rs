@@ -1,0 +1,305 @@
+//! Builds Palisade's Rust guests (`policies/*`, `tests/guests/*`) for
+//! `wasm32-unknown-unknown` and turns each into a component at
+//! `target/policies/<name>.wasm`.
+//!
+//! The toolchain is chosen in this order:
+//! 1. rustup's `wasm32-unknown-unknown` target, when installed: a plain cargo build;
+//! 2. Debian's `rustc-web` + `rust-web-src`: the standard library is built from source
+//!    with `-Z build-std` (scoped to this build through `RUSTC_BOOTSTRAP=1`);
+//! 3. when neither is there and this process may run `apt-get` (root, Debian), those two
+//!    packages are installed and used;
+//! 4. otherwise the build stops with a message naming exactly what to install.
+//!
+//! A guest crate's directory name is its package name and its output name.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
+const PROFILE: &str = "guest";
+/// Guest crates live in these directories of the workspace.
+pub const GUEST_DIRS: &[&str] = &["policies", "tests/guests"];
+
+/// A guest crate and what it was built into.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// Package (and directory) name, e.g. `redact-pii`.
+    pub name: String,
+    /// The crate's directory.
+    pub dir: PathBuf,
+    /// The component, `target/policies/<name>.wasm`.
+    pub wasm: PathBuf,
+}
+
+/// Why guests could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// No usable wasm32 toolchain; the message says what to install.
+    NoToolchain(String),
+    /// Cargo failed (its own output was printed to stderr).
+    Cargo(String),
+    /// A built module could not be turned into a component.
+    Componentize {
+        /// The guest.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    Io(String, std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::NoToolchain(msg) => write!(f, "no wasm32 toolchain: {msg}"),
+            BuildError::Cargo(msg) => write!(f, "guest build failed: {msg}"),
+            BuildError::Componentize { name, message } => {
+                write!(f, "guest `{name}` is not a valid policy component: {message}")
+            }
+            BuildError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("guest-build lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Every guest crate of the workspace, in a stable order.
+pub fn discover(root: &Path) -> Vec<Guest> {
+    let out = root.join("target").join("policies");
+    let mut guests = Vec::new();
+    for dir in GUEST_DIRS {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("Cargo.toml").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir.file_name().and_then(OsStr::to_str).unwrap_or_default().to_string();
+            guests.push(Guest {
+                wasm: out.join(format!("{name}.wasm")),
+                name,
+                dir,
+            });
+        }
+    }
+    guests
+}
+
+/// Builds every guest of the workspace at `root`.
+///
+/// # Errors
+///
+/// See [`BuildError`].
+pub fn build_all(root: &Path) -> Result<Vec<Guest>, BuildError> {
+    let guests = discover(root);
+    build(root, &guests)?;
+    Ok(guests)
+}
+
+/// Builds `guests` with one cargo invocation and componentizes each.
+///
+/// # Errors
+///
+/// See [`BuildError`].
+pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
+    if guests.is_empty() {
+        return Ok(());
+    }
+    let toolchain = Toolchain::detect()?;
+    let target_dir = root.join("target").join("guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    clean_env(&mut cmd);
+    cmd.current_dir(root)
+        .args(["build", "--locked", "--profile", PROFILE, "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for guest in guests {
+        cmd.args(["-p", &guest.name]);
+    }
+    toolchain.configure(&mut cmd);
+    let status = cmd
+        .status()
+        .map_err(|e| BuildError::Io("running cargo".into(), e))?;
+    if !status.success() {
+        return Err(BuildError::Cargo(format!("cargo exited with {status} ({toolchain})")));
+    }
+    let out = root.join("target").join("policies");
+    std::fs::create_dir_all(&out).map_err(|e| BuildError::Io(format!("creating {}", out.display()), e))?;
+    for guest in guests {
+        let core = target_dir
+            .join(TARGET)
+            .join(PROFILE)
+            .join(format!("{}.wasm", guest.name.replace('-', "_")));
+        let bytes = std::fs::read(&core).map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
+        let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
+            name: guest.name.clone(),
+            message,
+        })?;
+        write_if_changed(&guest.wasm, &component)?;
+    }
+    Ok(())
+}
+
+/// Turns a core module with an embedded WIT type section into a component.
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+    wit_component::ComponentEncoder::default()
+        .module(core)
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    std::fs::write(path, bytes).map_err(|e| BuildError::Io(format!("writing {}", path.display()), e))
+}
+
+/// Strips what an outer cargo (a build script's environment) sets, so the nested build
+/// behaves as if run from a shell.
+fn clean_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let keep = ["CARGO_HOME", "CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_"]
+            .iter()
+            .any(|p| key.starts_with(p));
+        let outer = (key.starts_with("CARGO") && !keep)
+            || key.starts_with("RUSTC")
+            || key.starts_with("RUSTDOC")
+            || matches!(
+                key,
+                "RUSTFLAGS" | "DEBUG" | "OPT_LEVEL" | "PROFILE" | "TARGET" | "HOST" | "OUT_DIR" | "NUM_JOBS" | "MAKEFLAGS" | "MFLAGS"
+            );
+        if outer {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// A way to build for wasm32.
+#[derive(Debug)]
+enum Toolchain {
+    /// rustup's installed `wasm32-unknown-unknown` target.
+    Rustup,
+    /// Debian's `rustc-web` with its `rust-web-src`, building std from source.
+    BuildStd {
+        rustc: PathBuf,
+        /// rustup's `rust-lld` (LTO-capable) or Debian's `wasm-ld` (LTO off).
+        linker: PathBuf,
+        lto: bool,
+    },
+}
+
+impl fmt::Display for Toolchain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Toolchain::Rustup => write!(f, "rustup target {TARGET}"),
+            Toolchain::BuildStd { rustc, .. } => write!(f, "{} with -Z build-std", rustc.display()),
+        }
+    }
+}
+
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const INSTALL_HINT: &str = "install one of: `rustup target add wasm32-unknown-unknown`, or on Debian 12 \
+`apt-get install -y --no-install-recommends rustc-web rust-web-src` (both packages in one command, same version)";
+
+impl Toolchain {
+    fn detect() -> Result<Self, BuildError> {
+        if rustup_target_installed() {
+            return Ok(Toolchain::Rustup);
+        }
+        if let Some(t) = Self::debian() {
+            return Ok(t);
+        }
+        if std::env::var_os("PALISADE_NO_APT").is_none() && can_apt() {
+            eprintln!("palisade-guest-build: no wasm32 toolchain found; installing rustc-web and rust-web-src with apt-get");
+            let install = || {
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", "--no-install-recommends", "rustc-web", "rust-web-src"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if !install() {
+                let _ = Command::new("apt-get").args(["update", "-q"]).status();
+                install();
+            }
+            if let Some(t) = Self::debian() {
+                return Ok(t);
+            }
+        }
+        Err(BuildError::NoToolchain(INSTALL_HINT.into()))
+    }
+
+    fn debian() -> Option<Self> {
+        let rustc = PathBuf::from(DEBIAN_RUSTC);
+        let sysroot = capture(Command::new(&rustc).args(["--print", "sysroot"]))?;
+        let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/Cargo.lock");
+        if !src.is_file() {
+            return None;
+        }
+        // rustup's rust-lld links LTO builds; Debian's LLVM 14 wasm-ld cannot read
+        // newer bitcode, so it is used only with LTO off.
+        let rustup_lld = capture(Command::new("rustc").args(["--print", "sysroot"]))
+            .map(|s| Path::new(s.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"))
+            .filter(|p| p.is_file());
+        match rustup_lld {
+            Some(linker) => Some(Toolchain::BuildStd { rustc, linker, lto: true }),
+            None => which("wasm-ld").map(|linker| Toolchain::BuildStd { rustc, linker, lto: false }),
+        }
+    }
+
+    fn configure(&self, cmd: &mut Command) {
+        if let Toolchain::BuildStd { rustc, linker, lto } = self {
+            cmd.env("RUSTC", rustc)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
+                .args(["-Z", "build-std=std,panic_abort"]);
+            if !lto {
+                cmd.env("CARGO_PROFILE_GUEST_LTO", "false");
+            }
+        }
+    }
+}
+
+fn rustup_target_installed() -> bool {
+    capture(Command::new("rustc").args(["--print", "target-libdir", "--target", TARGET]))
+        .map(|dir| Path::new(dir.trim()).to_path_buf())
+        .is_some_and(|dir| {
+            std::fs::read_dir(dir).is_ok_and(|mut entries| {
+                entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+            })
+        })
+}
+
+fn can_apt() -> bool {
+    which("apt-get").is_some() && capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn capture(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,389 @@
+//! `redact-pii`: removes personal data from JSON and text bodies.
+//!
+//! Two mechanisms, both on by default:
+//! - **rules**: RFC 9535 JSONPath expressions from config (`paths`) whose values are
+//!   redacted whatever they contain;
+//! - **detectors**: US SSN, payment cards (Luhn), email, E.164 phone, IBAN (mod 97),
+//!   India Aadhaar (Verhoeff) and India PAN, found anywhere in the document: nested
+//!   objects, arrays, inside free text and in numbers. Look-alikes that fail their
+//!   checksum stay.
+//!
+//! Every redacted location is reported to the host as a normalized JSONPath; values are
+//! never logged. A body that is neither JSON nor UTF-8 text fails the invocation, so an
+//! unredacted body never passes. See README.md for the config keys.
+
+mod checksum;
+mod detect;
+
+use hmac::{Hmac, Mac};
+use palisade_sdk::{Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result};
+use serde_json::Value;
+use sha2::Sha256;
+
+pub use crate::detect::{Kind, redact_text};
+
+/// What happens to a redacted value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Replace with `[REDACTED:<kind>]` (rules: `[REDACTED]`).
+    Mask,
+    /// Replace with `[<kind>:<16 hex of HMAC-SHA256(key, value)>]`: joinable, not reversible.
+    Hash(Vec<u8>),
+    /// Remove the field (or array element) that holds the value.
+    Remove,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    rules: Vec<serde_json_path::JsonPath>,
+    kinds: Vec<Kind>,
+    mode: Mode,
+    request: bool,
+    response: bool,
+}
+
+impl Settings {
+    /// Reads the policy's config.
+    ///
+    /// # Errors
+    ///
+    /// On an unknown mode, detector or phase, an invalid JSONPath, or `hash` mode without `hash_key`.
+    pub fn from_context(ctx: &Context) -> Result<Self> {
+        let rules = match ctx.config("paths").map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(list) if list.starts_with('[') => serde_json::from_str::<Vec<String>>(list)?
+                .iter()
+                .map(|p| parse_path(p))
+                .collect::<Result<_>>()?,
+            Some(single) => vec![parse_path(single)?],
+        };
+        let kinds = match ctx.config("detectors").map(str::trim) {
+            None | Some("all") => Kind::ALL.to_vec(),
+            Some("none") | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|n| Kind::parse(n.trim()).ok_or_else(|| Error::msg(format!("unknown detector `{}`", n.trim()))))
+                .collect::<Result<_>>()?,
+        };
+        let mode = match ctx.config("mode").unwrap_or("mask") {
+            "mask" => Mode::Mask,
+            "remove" => Mode::Remove,
+            "hash" => Mode::Hash(
+                ctx.config("hash_key")
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| Error::msg("mode `hash` needs `hash_key`"))?
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            other => return Err(Error::msg(format!("unknown mode `{other}` (mask, hash, remove)"))),
+        };
+        let (request, response) = match ctx.config("phases").unwrap_or("both") {
+            "both" => (true, true),
+            "request" => (true, false),
+            "response" => (false, true),
+            other => return Err(Error::msg(format!("unknown phases `{other}` (request, response, both)"))),
+        };
+        Ok(Settings { rules, kinds, mode, request, response })
+    }
+
+    fn replacement(&self, tag: &str, value: &str) -> String {
+        match &self.mode {
+            Mode::Hash(key) => {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+                mac.update(value.as_bytes());
+                format!("[{tag}:{}]", &hex::encode(mac.finalize().into_bytes())[..16])
+            }
+            Mode::Mask | Mode::Remove => format!("[REDACTED:{tag}]"),
+        }
+    }
+
+    /// Redacts a body; returns the new body and the redacted paths, or `None` when
+    /// nothing was found.
+    ///
+    /// # Errors
+    ///
+    /// When the body is neither JSON nor UTF-8 text (fail closed).
+    pub fn redact_body(&self, body: &[u8]) -> Result<Option<(Vec<u8>, Vec<String>)>> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if let Ok(mut doc) = serde_json::from_slice::<Value>(body) {
+            let paths = self.redact_json(&mut doc);
+            return Ok((!paths.is_empty()).then(|| (serde_json::to_vec(&doc).expect("a Value serializes"), paths)));
+        }
+        let text = std::str::from_utf8(body).map_err(|_| Error::msg("body is neither JSON nor UTF-8 text"))?;
+        Ok(redact_text(text, &self.kinds, &mut |kind, value| self.replacement(kind.name(), value))
+            .map(|(text, _)| (text.into_bytes(), vec!["$".to_string()])))
+    }
+
+    /// Redacts a JSON document in place and returns the normalized paths redacted.
+    pub fn redact_json(&self, doc: &mut Value) -> Vec<String> {
+        let mut paths = Vec::new();
+        // Rules first: collect locations, then change them deepest-last-first so that
+        // removing an array element does not shift a location still to be visited.
+        let mut located: Vec<(String, String)> = Vec::new();
+        for rule in &self.rules {
+            for node in rule.query_located(doc).iter() {
+                located.push((node.location().to_json_pointer(), node.location().to_string()));
+            }
+        }
+        located.sort();
+        located.dedup();
+        for (pointer, path) in located.into_iter().rev() {
+            if pointer.is_empty() {
+                continue; // never replace the whole document by rule
+            }
+            let done = match self.mode {
+                Mode::Remove => remove_pointer(doc, &pointer),
+                _ => match doc.pointer_mut(&pointer) {
+                    Some(v) => {
+                        let text = match &*v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        *v = Value::String(self.replacement("REDACTED", &text));
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if done {
+                paths.push(path);
+            }
+        }
+        if !self.kinds.is_empty() {
+            let mut path = String::from("$");
+            self.walk(doc, &mut path, &mut paths);
+        }
+        paths
+    }
+
+    /// Applies the detectors to every string and number; returns whether `value` itself
+    /// must be removed (remove mode).
+    fn walk(&self, value: &mut Value, path: &mut String, found: &mut Vec<String>) -> bool {
+        match value {
+            Value::String(s) => self.scan(s, path, found),
+            Value::Number(n) => {
+                let text = n.to_string();
+                match redact_text(&text, &self.kinds, &mut |kind, v| self.replacement(kind.name(), v)) {
+                    Some((redacted, _)) => {
+                        found.push(path.clone());
+                        if self.mode == Mode::Remove {
+                            return true;
+                        }
+                        *value = Value::String(redacted);
+                        false
+                    }
+                    None => false,
+                }
+            }
+            Value::Array(items) => {
+                let mut index = 0;
+                items.retain_mut(|item| {
+                    let len = path.len();
+                    path.push_str(&format!("[{index}]"));
+                    index += 1;
+                    let remove = self.walk(item, path, found);
+                    path.truncate(len);
+                    !remove
+                });
+                false
+            }
+            Value::Object(map) => {
+                let mut doomed = Vec::new();
+                for (key, item) in map.iter_mut() {
+                    let len = path.len();
+                    push_name(path, key);
+                    if self.walk(item, path, found) {
+                        doomed.push(key.clone());
+                    }
+                    path.truncate(len);
+                }
+                for key in doomed {
+                    map.remove(&key);
+                }
+                false
+            }
+            Value::Null | Value::Bool(_) => false,
+        }
+    }
+
+    fn scan(&self, s: &mut String, path: &str, found: &mut Vec<String>) -> bool {
+        match redact_text(s, &self.kinds, &mut |kind, v| self.replacement(kind.name(), v)) {
+            Some((redacted, _)) => {
+                found.push(path.to_string());
+                if self.mode == Mode::Remove {
+                    return true;
+                }
+                *s = redacted;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+fn parse_path(p: &str) -> Result<serde_json_path::JsonPath> {
+    serde_json_path::JsonPath::parse(p).map_err(|e| Error::msg(format!("invalid JSONPath `{p}`: {e}")))
+}
+
+/// Appends `['name']` with RFC 9535 normalized-path escaping.
+fn push_name(path: &mut String, name: &str) {
+    path.push_str("['");
+    for c in name.chars() {
+        match c {
+            '\'' => path.push_str("\\'"),
+            '\\' => path.push_str("\\\\"),
+            c if (c as u32) < 0x20 => path.push_str(&format!("\\u{:04x}", c as u32)),
+            c => path.push(c),
+        }
+    }
+    path.push_str("']");
+}
+
+fn remove_pointer(doc: &mut Value, pointer: &str) -> bool {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match doc.pointer_mut(parent) {
+        Some(Value::Object(map)) => map.remove(&key).is_some(),
+        Some(Value::Array(items)) => match key.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn report(paths: &[String]) {
+    for p in paths {
+        palisade_sdk::redacted(p);
+    }
+    palisade_sdk::log(LogLevel::Info, &format!("redacted {} value(s)", paths.len()));
+}
+
+/// The policy.
+pub struct RedactPii;
+
+impl Policy for RedactPii {
+    fn on_request(ctx: &Context, mut req: Request) -> Result<Action<Request>> {
+        let settings = Settings::from_context(ctx)?;
+        if settings.request {
+            if let Some((body, paths)) = settings.redact_body(req.body())? {
+                req.set_body(body);
+                report(&paths);
+            }
+        }
+        Ok(Action::Continue(req))
+    }
+
+    fn on_response(ctx: &Context, _req: &RequestHead, mut res: Response) -> Result<Action<Response>> {
+        let settings = Settings::from_context(ctx)?;
+        if settings.response {
+            if let Some((body, paths)) = settings.redact_body(res.body())? {
+                res.set_body(body);
+                report(&paths);
+            }
+        }
+        Ok(Action::Continue(res))
+    }
+}
+
+palisade_sdk::export!(RedactPii);
+
+#[cfg(test)]
+mod tests {
+    use palisade_sdk::testing;
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(ctx: &Context, body: Value) -> (Value, Vec<String>) {
+        let res = Response::from_json(200, &body);
+        let out = testing::response::<RedactPii>(ctx, &Request::get("/").head(), res);
+        let body = out.action.unwrap().into_continue().unwrap().into_body();
+        (serde_json::from_slice(&body).unwrap(), out.redacted)
+    }
+
+    #[test]
+    fn detectors_find_values_anywhere_and_keep_look_alikes() {
+        let doc = json!({
+            "user": {"ssn": "123-45-6789", "note": "call me at +14155552671 or jane@example.com"},
+            "cards": ["4111 1111 1111 1111", "4111 1111 1111 1112"],
+            "pay": {"iban": "GB82 WEST 1234 5698 7654 32", "aadhaar": "2341 2341 2346", "pan": "ABCPE1234F"},
+            "num": 4111111111111111u64,
+            "fake_aadhaar": "2341 2341 2347"
+        });
+        let (out, paths) = run(&Context::default(), doc);
+        assert_eq!(out["user"]["ssn"], "[REDACTED:ssn]");
+        assert_eq!(out["user"]["note"], "call me at [REDACTED:phone] or [REDACTED:email]");
+        assert_eq!(out["cards"][0], "[REDACTED:card]");
+        assert_eq!(out["cards"][1], "4111 1111 1111 1112");
+        assert_eq!(out["pay"]["iban"], "[REDACTED:iban]");
+        assert_eq!(out["pay"]["aadhaar"], "[REDACTED:aadhaar]");
+        assert_eq!(out["pay"]["pan"], "[REDACTED:pan]");
+        assert_eq!(out["num"], "[REDACTED:card]");
+        assert_eq!(out["fake_aadhaar"], "2341 2341 2347");
+        assert!(paths.contains(&"$['user']['ssn']".to_string()));
+        assert!(paths.contains(&"$['cards'][0]".to_string()));
+        assert!(!paths.contains(&"$['cards'][1]".to_string()));
+    }
+
+    #[test]
+    fn rules_redact_by_path_and_remove_mode_deletes() {
+        let ctx = Context::default()
+            .with_config("paths", r#"["$.secret", "$.items[*].token"]"#)
+            .with_config("mode", "remove")
+            .with_config("detectors", "none");
+        let (out, paths) = run(&ctx, json!({"secret": "s", "keep": 1, "items": [{"token": "a", "id": 1}, {"token": "b"}]}));
+        assert_eq!(out, json!({"keep": 1, "items": [{"id": 1}, {}]}));
+        assert_eq!(paths.len(), 3);
+    }
+
+    #[test]
+    fn hash_mode_is_keyed_and_stable() {
+        let ctx = Context::default().with_config("mode", "hash").with_config("hash_key", "k1");
+        let (a, _) = run(&ctx, json!({"e": "jane@example.com"}));
+        let (b, _) = run(&ctx, json!({"e": "jane@example.com"}));
+        let other = Context::default().with_config("mode", "hash").with_config("hash_key", "k2");
+        let (c, _) = run(&other, json!({"e": "jane@example.com"}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a["e"].as_str().unwrap().starts_with("[email:"));
+        assert!(!a["e"].as_str().unwrap().contains("jane"));
+    }
+
+    #[test]
+    fn escaped_and_duplicate_keys_are_redacted() {
+        let body = br#"{"\u0065mail": "jane@example.com", "k": "123-45-6789", "k": "223-45-6789"}"#;
+        let settings = Settings::from_context(&Context::default()).unwrap();
+        let (out, _) = settings.redact_body(body).unwrap().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("jane"), "{text}");
+        assert!(!text.contains("45-6789"), "{text}");
+    }
+
+    #[test]
+    fn binary_body_fails_closed_and_text_is_scanned() {
+        let settings = Settings::from_context(&Context::default()).unwrap();
+        assert!(settings.redact_body(&[0xff, 0xfe, 0x00]).is_err());
+        let (out, paths) = settings.redact_body(b"ssn=123-45-6789").unwrap().unwrap();
+        assert_eq!(out, b"ssn=[REDACTED:ssn]");
+        assert_eq!(paths, vec!["$"]);
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let ctx = Context::default().with_config("mode", "shred");
+        assert!(Settings::from_context(&ctx).is_err());
+        let ctx = Context::default().with_config("mode", "hash");
+        assert!(Settings::from_context(&ctx).is_err());
+        let ctx = Context::default().with_config("paths", "$[");
+        assert!(Settings::from_context(&ctx).is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! The shared engine: compiler settings, the pooling allocator, the epoch ticker,
+//! the host linkers and the artifact cache.
+
+use std::sync::Arc;
+use std::thread;
+
+use wasmtime::component::Linker;
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::ArtifactCache;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host::{self, StoreState};
+use crate::validate::TYPES_INTERFACE;
+
+/// A compilation environment shared by every policy. Cheap to clone.
+///
+/// Creating an engine starts a background thread that advances the epoch every
+/// [`Config::epoch_tick`]; it stops when the engine and every policy compiled with
+/// it are dropped.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) wasmtime: wasmtime::Engine,
+    pub(crate) config: Config,
+    /// Links the Palisade host interface only.
+    pub(crate) linker: Linker<StoreState>,
+    /// Links the host interface plus deny-all WASI, for guests built for WASI.
+    pub(crate) wasi_linker: Linker<StoreState>,
+    pub(crate) cache: Option<ArtifactCache>,
+}
+
+impl Engine {
+    /// Builds an engine from `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] when Wasmtime rejects the settings (for example when the
+    /// pooling allocator cannot reserve its memory), [`Error::Io`] when the cache
+    /// directory cannot be opened.
+    pub fn new(config: &Config) -> Result<Self> {
+        let mut wt = wasmtime::Config::new();
+        wt.consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.pool_instances)
+            .total_core_instances(config.pool_instances.saturating_mul(8))
+            .total_memories(config.pool_instances.saturating_mul(2))
+            .total_tables(config.pool_instances.saturating_mul(4))
+            .total_stacks(config.pool_instances)
+            .max_memory_size(config.pool_max_memory as usize)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .table_elements(config.default_limits.table_element_limit().max(20_000) as usize);
+        wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasmtime = wasmtime::Engine::new(&wt).map_err(|e| Error::Engine(format!("{e:#}")))?;
+
+        let linker = Self::linker(&wasmtime, false)?;
+        let wasi_linker = Self::linker(&wasmtime, true)?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(ArtifactCache::open)
+            .transpose()?;
+        spawn_ticker(&wasmtime, config.epoch_tick);
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                wasmtime,
+                config: config.clone(),
+                linker,
+                wasi_linker,
+                cache,
+            }),
+        })
+    }
+
+    fn linker(engine: &wasmtime::Engine, wasi: bool) -> Result<Linker<StoreState>> {
+        let mut linker = Linker::new(engine);
+        let link = |linker: &mut Linker<StoreState>| -> wasmtime::Result<()> {
+            // `types` holds only type definitions, but a component importing it
+            // still needs the instance to exist.
+            linker.instance(TYPES_INTERFACE)?;
+            host::add_to_linker(linker)?;
+            if wasi {
+                host::add_wasi_to_linker(linker)?;
+            }
+            Ok(())
+        };
+        link(&mut linker).map_err(|e| Error::Engine(format!("linking host functions: {e:#}")))?;
+        Ok(linker)
+    }
+
+    /// The configuration this engine was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+/// Advances the epoch every `tick` while anything still holds the engine.
+fn spawn_ticker(engine: &wasmtime::Engine, tick: std::time::Duration) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("palisade-epoch".into())
+        .spawn(move || {
+            loop {
+                thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

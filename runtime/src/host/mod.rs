@@ -1,0 +1,212 @@
+//! Per-invocation host state and the host functions a policy may import.
+//!
+//! Every host function charges fuel and counts against the host-call bound, so a guest
+//! that loops over a cheap import is still stopped (catalogue item 2).
+
+mod limiter;
+mod wasi;
+
+use bytes::Bytes;
+use wasmtime::component::{Linker, LinkerInstance};
+use wasmtime::{StoreContextMut, Trap};
+
+use crate::bindings::palisade::policy::types::LogLevel as WitLogLevel;
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::message::{LogLevel, LogLine};
+
+pub(crate) use self::limiter::Limiter;
+pub(crate) use self::wasi::WasiState;
+
+/// The name under which the host interface is imported, at the version this host implements.
+pub(crate) const HOST_INTERFACE: &str = "palisade:policy/host@0.1.0";
+
+/// Fuel charged for every host call, plus one unit per 64 bytes moved.
+const HOST_CALL_FUEL: u64 = 500;
+
+/// The most redacted paths one invocation may report, and the longest path kept.
+const MAX_REDACTED: usize = 10_000;
+const MAX_REDACTED_PATH: usize = 1_024;
+
+/// The data of one invocation's `Store`. Dropped with the store when the invocation ends.
+pub(crate) struct StoreState {
+    pub(crate) limiter: Limiter,
+    pub(crate) body: Bytes,
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) logs: LogBuffer,
+    pub(crate) redacted: Vec<String>,
+    host_calls: u64,
+    max_host_calls: u64,
+    fuel: bool,
+    /// Set when a host function refused the guest; the trap it causes is reported as this.
+    pub(crate) host_error: Option<Error>,
+    pub(crate) wasi: Option<WasiState>,
+}
+
+impl StoreState {
+    pub(crate) fn new(
+        limits: &Limits,
+        body: Bytes,
+        config: Vec<(String, String)>,
+        wasi: bool,
+    ) -> Self {
+        let logs = LogBuffer::new(limits.log_limit());
+        StoreState {
+            limiter: Limiter::new(limits),
+            body,
+            config,
+            wasi: wasi.then(|| WasiState::new(limits.log_limit())),
+            logs,
+            redacted: Vec::new(),
+            host_calls: 0,
+            max_host_calls: limits.host_call_limit(),
+            fuel: limits.fuel_budget().is_some(),
+            host_error: None,
+        }
+    }
+
+    /// Moves what the guest wrote to WASI stdout/stderr into the log.
+    pub(crate) fn drain_wasi_output(&mut self) {
+        if let Some(wasi) = &self.wasi {
+            for (level, text) in wasi.take_output() {
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    self.logs.push(level, line.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The bounded log of one invocation.
+pub(crate) struct LogBuffer {
+    pub(crate) lines: Vec<LogLine>,
+    bytes: usize,
+    limit: usize,
+    pub(crate) dropped: u64,
+}
+
+impl LogBuffer {
+    fn new(limit: usize) -> Self {
+        LogBuffer {
+            lines: Vec::new(),
+            bytes: 0,
+            limit,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, level: LogLevel, message: String) {
+        if self.bytes + message.len() > self.limit {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(LogLine { level, message });
+    }
+
+    /// The last error-level line: the SDK logs a panic's message there before it traps.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.lines
+            .iter()
+            .rev()
+            .find(|l| l.level == LogLevel::Error)
+            .map(|l| l.message.clone())
+    }
+}
+
+/// Charges a host call: one call against the bound and fuel for the bytes it moves.
+fn charge(store: &mut StoreContextMut<'_, StoreState>, bytes: usize) -> wasmtime::Result<()> {
+    let state = store.data_mut();
+    state.host_calls += 1;
+    if state.host_calls > state.max_host_calls {
+        state.host_error = Some(Error::HostCallLimit {
+            limit: state.max_host_calls,
+        });
+        return Err(wasmtime::Error::msg("host call limit exceeded"));
+    }
+    if state.fuel {
+        let cost = HOST_CALL_FUEL + (bytes as u64) / 64;
+        let left = store.get_fuel()?;
+        if left < cost {
+            store.set_fuel(0)?;
+            return Err(Trap::OutOfFuel.into());
+        }
+        store.set_fuel(left - cost)?;
+    }
+    Ok(())
+}
+
+/// Defines the `palisade:policy/host` interface in `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    let mut host: LinkerInstance<'_, StoreState> = linker.instance(HOST_INTERFACE)?;
+    host.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, StoreState>, (level, message): (WitLogLevel, String)| {
+            charge(&mut store, message.len())?;
+            #[cfg(test)]
+            if message == limiter::TEST_PANIC_MARKER {
+                panic!("host function panic requested by a test");
+            }
+            store.data_mut().logs.push(level.into(), message);
+            Ok(())
+        },
+    )?;
+    host.func_wrap(
+        "redacted",
+        |mut store: StoreContextMut<'_, StoreState>, (path,): (String,)| {
+            charge(&mut store, path.len())?;
+            let state = store.data_mut();
+            if state.redacted.len() < MAX_REDACTED {
+                let path = crate::message::truncate(&path, MAX_REDACTED_PATH).to_string();
+                state.redacted.push(path);
+            }
+            Ok(())
+        },
+    )?;
+    host.func_wrap(
+        "config",
+        |mut store: StoreContextMut<'_, StoreState>, (key,): (String,)| {
+            charge(&mut store, key.len())?;
+            let value = store
+                .data()
+                .config
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone());
+            Ok((value,))
+        },
+    )?;
+    host.func_wrap(
+        "body",
+        |mut store: StoreContextMut<'_, StoreState>, (): ()| {
+            let body = store.data().body.clone();
+            charge(&mut store, body.len())?;
+            Ok((body.to_vec(),))
+        },
+    )?;
+    host.func_wrap(
+        "body-size",
+        |mut store: StoreContextMut<'_, StoreState>, (): ()| {
+            charge(&mut store, 0)?;
+            Ok((store.data().body.len() as u64,))
+        },
+    )?;
+    Ok(())
+}
+
+/// Adds the deny-all WASI 0.2 implementation to `linker`.
+pub(crate) fn add_wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)
+}
+
+impl From<WitLogLevel> for LogLevel {
+    fn from(level: WitLogLevel) -> Self {
+        match level {
+            WitLogLevel::Trace => LogLevel::Trace,
+            WitLogLevel::Debug => LogLevel::Debug,
+            WitLogLevel::Info => LogLevel::Info,
+            WitLogLevel::Warn => LogLevel::Warn,
+            WitLogLevel::Error => LogLevel::Error,
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! One invocation: a fresh `Store` with its limits, a fresh instance, one call, and
+//! the typed outcome. Nothing survives the invocation.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::component::{ComponentExportIndex, Instance};
+use wasmtime::{Store, Trap};
+
+use crate::bindings::palisade::policy::types as wit;
+use crate::error::{Error, Result};
+use crate::host::StoreState;
+use crate::limits::Limits;
+use crate::message::{
+    self, Context, Decision, Invocation, Request, Response, Stats, check_headers, check_status,
+};
+use crate::policy::Policy;
+
+type RequestFn = (Result<wit::RequestAction, String>,);
+type ResponseFn = (Result<wit::ResponseAction, String>,);
+
+/// Guest error messages are cut to this many bytes.
+const MAX_GUEST_MESSAGE: usize = 1_024;
+
+impl Policy {
+    /// Runs the request phase on `req`.
+    ///
+    /// A policy that does not implement the request phase continues with `req` unchanged
+    /// and costs nothing. The invocation never panics and never shares state with another:
+    /// every failure is an [`Error`] in [`Invocation::result`].
+    pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
+        let Some(export) = self.inner.request.clone() else {
+            return skipped(req);
+        };
+        let wctx = wit_context(ctx);
+        let head = wit_request_head(&req);
+        let output_limit = self.limits.output_limit();
+        let (result, inv) = self.run(ctx, req.body.clone(), |store, instance| {
+            let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(&mut *store, &export)?;
+            Ok(func.call(&mut *store, (&wctx, &head))?.0)
+        });
+        inv.finish(result.and_then(|answer| match answer {
+            Err(msg) => Err(guest_error(msg)),
+            Ok(wit::RequestAction::Respond(reply)) => reply_to_response(reply, output_limit).map(Decision::Respond),
+            Ok(wit::RequestAction::Continue(change)) => {
+                let size = (change.head.method.len() + change.head.path.len() + change.head.query.len()) as u64
+                    + message::headers_size(&change.head.headers)
+                    + change.body.as_ref().map_or(0, |b| b.len() as u64);
+                check_output(size, output_limit)?;
+                check_headers(&change.head.headers)?;
+                Ok(Decision::Continue(Request {
+                    method: change.head.method,
+                    path: change.head.path,
+                    query: change.head.query,
+                    headers: change.head.headers,
+                    body: change.body.map(Bytes::from).unwrap_or(req.body),
+                }))
+            }
+        }))
+    }
+
+    /// Runs the response phase on `res`; `req` is the request as it was sent upstream
+    /// (its body is not passed to the guest).
+    ///
+    /// A policy that does not implement the response phase continues with `res`
+    /// unchanged and costs nothing.
+    pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
+        let Some(export) = self.inner.response.clone() else {
+            return skipped(res);
+        };
+        let wctx = wit_context(ctx);
+        let req_head = wit_request_head(req);
+        let head = wit::ResponseHead {
+            status: res.status,
+            headers: res.headers.clone(),
+        };
+        let output_limit = self.limits.output_limit();
+        let (result, inv) = self.run(ctx, res.body.clone(), |store, instance| {
+            let func = instance
+                .get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(&mut *store, &export)?;
+            Ok(func.call(&mut *store, (&wctx, &req_head, &head))?.0)
+        });
+        inv.finish(result.and_then(|answer| match answer {
+            Err(msg) => Err(guest_error(msg)),
+            Ok(wit::ResponseAction::Respond(reply)) => reply_to_response(reply, output_limit).map(Decision::Respond),
+            Ok(wit::ResponseAction::Continue(change)) => {
+                let size = message::headers_size(&change.head.headers)
+                    + change.body.as_ref().map_or(0, |b| b.len() as u64);
+                check_output(size, output_limit)?;
+                check_status(change.head.status)?;
+                check_headers(&change.head.headers)?;
+                Ok(Decision::Continue(Response {
+                    status: change.head.status,
+                    headers: change.head.headers,
+                    body: change.body.map(Bytes::from).unwrap_or(res.body),
+                }))
+            }
+        }))
+    }
+
+    /// Creates a store with this policy's limits, instantiates, calls, and classifies
+    /// any failure. A panic in a host function is caught here: the store is dropped
+    /// with the invocation and the error is [`Error::HostPanic`].
+    fn run<R>(
+        &self,
+        ctx: &Context,
+        body: Bytes,
+        call: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
+    ) -> (Result<R>, Pending) {
+        let start = Instant::now();
+        let limits = &self.limits;
+        let mut store = new_store(self, limits, body, ctx.config.clone());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let instance = self.inner.pre.instantiate(&mut store)?;
+            call(&mut store, &instance)
+        }));
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let state = store.data_mut();
+        state.drain_wasi_output();
+        let result = match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(classify(e, state, limits)),
+            Err(_) => Err(Error::HostPanic),
+        };
+        let pending = Pending {
+            logs: std::mem::take(&mut state.logs.lines),
+            logs_dropped: state.logs.dropped,
+            redacted: std::mem::take(&mut state.redacted),
+            stats: Stats {
+                fuel: limits.fuel_budget().map_or(0, |budget| budget.saturating_sub(fuel_left)),
+                memory_peak: state.limiter.peak_memory,
+                duration: start.elapsed(),
+            },
+        };
+        (result, pending)
+    }
+}
+
+/// A fresh store for one invocation, with every limit armed.
+fn new_store(policy: &Policy, limits: &Limits, body: Bytes, config: Vec<(String, String)>) -> Store<StoreState> {
+    let engine = &policy.inner.engine.inner;
+    let state = StoreState::new(limits, body, config, policy.inner.uses_wasi);
+    let mut store = Store::new(&engine.wasmtime, state);
+    store.limiter(|s| &mut s.limiter);
+    // Fuel is always compiled in; "unlimited" is the largest budget.
+    store
+        .set_fuel(limits.fuel_budget().unwrap_or(u64::MAX))
+        .expect("fuel is enabled on every engine");
+    let tick = engine.config.epoch_tick.as_nanos().max(1);
+    let ticks = limits.deadline().as_nanos().div_ceil(tick) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Instantiates once and looks up every exported phase with the contract's signature,
+/// so that a module with the right names but wrong types is refused at load.
+pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
+    let limits = policy.limits.clone();
+    let mut store = new_store(policy, &limits, Bytes::new(), Vec::new());
+    let instance = policy
+        .inner
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| classify(e, store.data_mut(), &limits))?;
+    let check = |store: &mut Store<StoreState>, export: &Option<ComponentExportIndex>, which: &str, typed: fn(&Instance, &mut Store<StoreState>, &ComponentExportIndex) -> bool| {
+        match export {
+            Some(idx) if !typed(&instance, store, idx) => Err(Error::ContractVersion {
+                found: format!("{which} with a different signature"),
+                supported: crate::validate::CONTRACT_VERSION.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    };
+    check(&mut store, &policy.inner.request, "on-request", |i, s, idx| {
+        i.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(s, idx).is_ok()
+    })?;
+    check(&mut store, &policy.inner.response, "on-response", |i, s, idx| {
+        i.get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(s, idx).is_ok()
+    })?;
+    Ok(())
+}
+
+/// What an invocation reported, waiting for its result.
+struct Pending {
+    logs: Vec<message::LogLine>,
+    logs_dropped: u64,
+    redacted: Vec<String>,
+    stats: Stats,
+}
+
+impl Pending {
+    fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
+        Invocation {
+            result,
+            logs: self.logs,
+            logs_dropped: self.logs_dropped,
+            redacted: self.redacted,
+            stats: self.stats,
+        }
+    }
+}
+
+fn skipped<T>(message: T) -> Invocation<T> {
+    Invocation {
+        result: Ok(Decision::Continue(message)),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        redacted: Vec::new(),
+        stats: Stats::default(),
+    }
+}
+
+/// Turns a Wasmtime error into the runtime's typed error.
+fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits) -> Error {
+    if let Some(e) = state.host_error.take() {
+        return e;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Error::FuelExhausted {
+            limit: limits.fuel_budget().unwrap_or(u64::MAX),
+        },
+        Some(Trap::Interrupt) => Error::Deadline(limits.deadline()),
+        Some(Trap::StackOverflow) => Error::StackOverflow,
+        Some(trap) => state.limiter.hit.take().unwrap_or_else(|| Error::Trap {
+            trap: trap.to_string(),
+            guest_message: state.logs.last_error(),
+        }),
+        None => {
+            if let Some(hit) = state.limiter.hit.take() {
+                return hit;
+            }
+            let text = format!("{err:#}");
+            if text.contains("resource limit exceeded") {
+                Error::ResourceLimit { what: text }
+            } else {
+                // Lifting the guest's answer failed: an out-of-bounds pointer or
+                // length, invalid UTF-8, an invalid discriminant.
+                Error::InvalidOutput(text)
+            }
+        }
+    }
+}
+
+fn guest_error(msg: String) -> Error {
+    Error::Guest(message::truncate(&msg, MAX_GUEST_MESSAGE).to_string())
+}
+
+fn check_output(size: u64, limit: u64) -> Result<()> {
+    if size > limit {
+        Err(Error::OutputTooLarge { size, limit })
+    } else {
+        Ok(())
+    }
+}
+
+fn reply_to_response(reply: wit::Reply, limit: u64) -> Result<Response> {
+    check_output(message::headers_size(&reply.headers) + reply.body.len() as u64, limit)?;
+    check_status(reply.status)?;
+    check_headers(&reply.headers)?;
+    Ok(Response {
+        status: reply.status,
+        headers: reply.headers,
+        body: Bytes::from(reply.body),
+    })
+}
+
+fn wit_request_head(req: &Request) -> wit::RequestHead {
+    wit::RequestHead {
+        method: req.method.clone(),
+        path: req.path.clone(),
+        query: req.query.clone(),
+        headers: req.headers.clone(),
+    }
+}
+
+fn wit_context(ctx: &Context) -> wit::Context {
+    wit::Context {
+        tenant: ctx.tenant.clone(),
+        route: ctx.route.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        identity: ctx.identity.as_ref().map(|id| wit::Identity {
+            subject: id.subject.clone(),
+            scopes: id.scopes.clone(),
+            claims: id
+                .claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        }),
+        config: ctx.config.clone(),
+    }
+}

@@ -1,0 +1,188 @@
+//! A compiled, validated policy, shareable across threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
+
+use crate::cache::{self, CacheOutcome};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::validate::{self, REQUEST_PHASE, RESPONSE_PHASE};
+
+/// A policy module compiled once and instantiated afresh for every invocation.
+///
+/// Cloning is cheap; clones share the compiled code. Loading validates the module
+/// (size cap, structure, compile bounds, import allowlist, contract version),
+/// compiles it (or takes it from the artifact cache), pre-links it, and instantiates
+/// it once to check that its exports have the contract's signatures.
+#[derive(Clone)]
+pub struct Policy {
+    pub(crate) inner: Arc<PolicyInner>,
+    pub(crate) limits: Limits,
+}
+
+pub(crate) struct PolicyInner {
+    pub(crate) engine: Engine,
+    name: String,
+    digest: [u8; 32],
+    size: usize,
+    pub(crate) pre: InstancePre<crate::host::StoreState>,
+    pub(crate) request: Option<ComponentExportIndex>,
+    pub(crate) response: Option<ComponentExportIndex>,
+    pub(crate) uses_wasi: bool,
+    imports: Vec<String>,
+    exports: Vec<String>,
+    cache: CacheOutcome,
+}
+
+/// Which phases a policy implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// Exports `palisade:policy/request-phase`.
+    pub request: bool,
+    /// Exports `palisade:policy/response-phase`.
+    pub response: bool,
+}
+
+impl Policy {
+    /// Validates and compiles a policy from the bytes of a component, or of a core
+    /// module that carries a WIT type section (componentized here).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ModuleTooLarge`], [`Error::InvalidModule`], [`Error::CompileBound`],
+    /// [`Error::ForbiddenImport`] or [`Error::ContractVersion`] when the module is
+    /// refused; [`Error::Engine`] when the host fails.
+    pub fn new(engine: &Engine, name: impl Into<String>, bytes: &[u8]) -> Result<Self> {
+        let config = &engine.inner.config;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let (component_bytes, admitted) = validate::admit(bytes, config)?;
+        let (component, cache) = match &engine.inner.cache {
+            Some(c) => c.load_or_compile(&engine.inner.wasmtime, &digest, &component_bytes)?,
+            None => (cache::compile(&engine.inner.wasmtime, &component_bytes)?, CacheOutcome::Disabled),
+        };
+        let linker = if admitted.uses_wasi {
+            &engine.inner.wasi_linker
+        } else {
+            &engine.inner.linker
+        };
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::InvalidModule(format!("cannot be linked: {e:#}")))?;
+        let request = phase_export(&component, REQUEST_PHASE, "on-request");
+        let response = phase_export(&component, RESPONSE_PHASE, "on-response");
+        let policy = Policy {
+            inner: Arc::new(PolicyInner {
+                engine: engine.clone(),
+                name: name.into(),
+                digest,
+                size: bytes.len(),
+                pre,
+                request,
+                response,
+                uses_wasi: admitted.uses_wasi,
+                imports: admitted.imports,
+                exports: admitted.exports,
+                cache,
+            }),
+            limits: config.default_limits.clone(),
+        };
+        crate::invocation::check_signatures(&policy)?;
+        Ok(policy)
+    }
+
+    /// Reads and loads a module file. The policy is named after the file stem.
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::new`], plus [`Error::Io`] when the file cannot be read and
+    /// [`Error::ModuleTooLarge`] before reading a file over the size cap.
+    pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = read_capped(path, engine.inner.config.max_module_size)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::new(engine, name, &bytes)
+    }
+
+    /// Returns this policy with other limits. The compiled code is shared.
+    pub fn with_limits(&self, limits: Limits) -> Self {
+        Policy {
+            inner: self.inner.clone(),
+            limits,
+        }
+    }
+
+    /// The limits invocations run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// SHA-256 of the module bytes as loaded.
+    pub fn digest(&self) -> [u8; 32] {
+        self.inner.digest
+    }
+    /// Size of the module bytes as loaded.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+    /// Which phases the policy implements.
+    pub fn phases(&self) -> Phases {
+        Phases {
+            request: self.inner.request.is_some(),
+            response: self.inner.response.is_some(),
+        }
+    }
+    /// The component's top-level imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+    /// The component's top-level exports.
+    pub fn exports(&self) -> &[String] {
+        &self.inner.exports
+    }
+    /// Whether the policy was built for WASI (and runs with the deny-all context).
+    pub fn uses_wasi(&self) -> bool {
+        self.inner.uses_wasi
+    }
+    /// How the compiled code was obtained.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.inner.cache
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.inner.name)
+            .field("digest", &hex::encode(self.inner.digest))
+            .field("phases", &self.phases())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn phase_export(component: &Component, interface: &str, func: &str) -> Option<ComponentExportIndex> {
+    let instance = component.get_export_index(None, interface)?;
+    component.get_export_index(Some(&instance), func)
+}
+
+/// Reads a file, refusing before reading when it is larger than `cap`.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if meta.len() > cap {
+        return Err(Error::ModuleTooLarge {
+            size: meta.len(),
+            limit: cap,
+        });
+    }
+    std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+}
