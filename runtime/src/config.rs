@@ -43,7 +43,7 @@ impl Default for Config {
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(1),
             pool_instances: 1_000,
-            pool_max_memory: 1 << 30,
+            pool_max_memory: 4 << 30,
             cache_dir: None,
             wasi: true,
         }
@@ -94,8 +94,9 @@ impl Config {
     }
 
     /// The pooling allocator's capacity: concurrent component instances (by default 1,000)
-    /// and the largest memory any policy may be given (by default 1 GiB; per-policy
-    /// [`Limits::memory`] values above it are capped to it).
+    /// and the largest memory any policy may be given (by default 4 GiB, the whole 32-bit
+    /// space, so that the per-policy [`Limits::memory`] is what refuses a large memory).
+    /// Slots are virtual-address reservations, not resident memory.
     pub fn pool(mut self, instances: u32, max_memory: u64) -> Self {
         self.pool_instances = instances;
         self.pool_max_memory = max_memory;

@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 use crate::host::{self, StoreState};
 use crate::validate::TYPES_INTERFACE;
 
+/// Table elements of a pool slot. Tables are limited per policy by the limiter
+/// ([`crate::Limits::table_elements`]); this only sizes the pool's reservation.
+const POOL_TABLE_ELEMENTS: usize = 1 << 20;
+
 /// A compilation environment shared by every policy. Cheap to clone.
 ///
 /// Creating an engine starts a background thread that advances the epoch every
@@ -57,7 +61,7 @@ impl Engine {
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
             .max_tables_per_component(64)
-            .table_elements(config.default_limits.table_element_limit().max(20_000) as usize);
+            .table_elements(POOL_TABLE_ELEMENTS);
         wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let wasmtime = wasmtime::Engine::new(&wt).map_err(|e| Error::Engine(format!("{e:#}")))?;
 

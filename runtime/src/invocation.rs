@@ -112,15 +112,19 @@ impl Policy {
         let limits = &self.limits;
         let mut store = new_store(self, limits, body, ctx.config.clone());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let instance = self.inner.pre.instantiate(&mut store)?;
-            call(&mut store, &instance)
+            let instance = self
+                .inner
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| (Stage::Instantiate, e))?;
+            call(&mut store, &instance).map_err(|e| (Stage::Call, e))
         }));
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
         state.drain_wasi_output();
         let result = match outcome {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(classify(e, state, limits)),
+            Ok(Err((stage, e))) => Err(classify(e, state, limits, stage)),
             Err(_) => Err(Error::HostPanic),
         };
         let pending = Pending {
@@ -163,7 +167,7 @@ pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
         .inner
         .pre
         .instantiate(&mut store)
-        .map_err(|e| classify(e, store.data_mut(), &limits))?;
+        .map_err(|e| classify(e, store.data_mut(), &limits, Stage::Instantiate))?;
     let check = |store: &mut Store<StoreState>, export: &Option<ComponentExportIndex>, which: &str, typed: fn(&Instance, &mut Store<StoreState>, &ComponentExportIndex) -> bool| {
         match export {
             Some(idx) if !typed(&instance, store, idx) => Err(Error::ContractVersion {
@@ -212,8 +216,17 @@ fn skipped<T>(message: T) -> Invocation<T> {
     }
 }
 
+/// Where an invocation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Creating the instance: memories, tables, instance counts.
+    Instantiate,
+    /// Calling the export and lifting its answer.
+    Call,
+}
+
 /// Turns a Wasmtime error into the runtime's typed error.
-fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits) -> Error {
+fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits, stage: Stage) -> Error {
     if let Some(e) = state.host_error.take() {
         return e;
     }
@@ -232,19 +245,21 @@ fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits) -> Er
                 return hit;
             }
             let text = format!("{err:#}");
-            if text.contains("resource limit exceeded") {
-                Error::ResourceLimit { what: text }
+            if stage == Stage::Instantiate {
+                // The allocator refused a memory, table or instance the limiter did
+                // not see (for example a table larger than the pool's slots).
+                Error::ResourceLimit { what: message::one_line(&text, MAX_GUEST_MESSAGE) }
             } else {
                 // Lifting the guest's answer failed: an out-of-bounds pointer or
                 // length, invalid UTF-8, an invalid discriminant.
-                Error::InvalidOutput(text)
+                Error::InvalidOutput(message::one_line(&text, MAX_GUEST_MESSAGE))
             }
         }
     }
 }
 
 fn guest_error(msg: String) -> Error {
-    Error::Guest(message::truncate(&msg, MAX_GUEST_MESSAGE).to_string())
+    Error::Guest(message::one_line(&msg, MAX_GUEST_MESSAGE))
 }
 
 fn check_output(size: u64, limit: u64) -> Result<()> {

@@ -176,6 +176,15 @@ pub(crate) fn headers_size(headers: &Headers) -> u64 {
         .sum()
 }
 
+/// `s` cut to `max` bytes with control characters (newlines included) made spaces, so
+/// a guest's words fit one log line or audit field.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    truncate(s, max)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;

@@ -1,5 +1,7 @@
 //! Admission checks that run before anything is compiled: size cap, structure,
-//! compile bounds, the import allowlist and the contract version.
+//! compile bounds, declared memory and table sizes (against the engine's default
+//! limits; per-policy limits are enforced again at instantiation), the import
+//! allowlist and the contract version.
 
 use std::borrow::Cow;
 
@@ -93,6 +95,27 @@ impl Bounds {
                         "more than {} functions",
                         config.max_functions
                     )));
+                }
+            }
+            Payload::TableSection(reader) => {
+                let limit = config.default_limits.table_element_limit();
+                for table in reader.clone() {
+                    let initial = table.map_err(invalid)?.ty.initial;
+                    if initial > limit {
+                        return Err(Error::ResourceLimit {
+                            what: format!("table of {initial} elements declared (limit {limit})"),
+                        });
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                let limit = config.default_limits.memory_limit();
+                for memory in reader.clone() {
+                    let memory = memory.map_err(invalid)?;
+                    let bytes = memory.initial.saturating_mul(1u64 << memory.page_size_log2.unwrap_or(16));
+                    if bytes > limit {
+                        return Err(Error::MemoryLimit { requested: bytes, limit });
+                    }
                 }
             }
             Payload::CodeSectionEntry(body) => {

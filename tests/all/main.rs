@@ -1,1 +1,11 @@
-//! Integration tests.
+//! Palisade's integration tests: one binary, one module per area (as wasmtime's
+//! `tests/all`). Every guest is built from source by `palisade-test-artifacts`.
+
+mod cache;
+mod cli;
+mod contract;
+mod fixtures;
+mod hostile;
+mod policies;
+mod pool;
+mod wasi;

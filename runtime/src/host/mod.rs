@@ -24,6 +24,9 @@ pub(crate) const HOST_INTERFACE: &str = "palisade:policy/host@0.1.0";
 /// Fuel charged for every host call, plus one unit per 64 bytes moved.
 const HOST_CALL_FUEL: u64 = 500;
 
+/// Bytes each log line counts against the log cap beyond its text.
+const LOG_LINE_OVERHEAD: usize = 32;
+
 /// The most redacted paths one invocation may report, and the longest path kept.
 const MAX_REDACTED: usize = 10_000;
 const MAX_REDACTED_PATH: usize = 1_024;
@@ -96,11 +99,13 @@ impl LogBuffer {
     }
 
     pub(crate) fn push(&mut self, level: LogLevel, message: String) {
-        if self.bytes + message.len() > self.limit {
+        // Each line costs its text plus a fixed overhead, so empty lines are bounded too.
+        let cost = message.len() + LOG_LINE_OVERHEAD;
+        if self.bytes + cost > self.limit {
             self.dropped += 1;
             return;
         }
-        self.bytes += message.len();
+        self.bytes += cost;
         self.lines.push(LogLine { level, message });
     }
 
@@ -110,7 +115,7 @@ impl LogBuffer {
             .iter()
             .rev()
             .find(|l| l.level == LogLevel::Error)
-            .map(|l| l.message.clone())
+            .map(|l| crate::message::one_line(&l.message, 1_024))
     }
 }
 

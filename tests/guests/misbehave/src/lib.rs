@@ -44,7 +44,7 @@ impl Policy for Misbehave {
                 Ok(Action::Continue(req))
             }
             "/big-output" => {
-                req.set_body(vec![b'a'; 32 << 20]);
+                req.set_body(vec![b'a'; 2 << 20]);
                 Ok(Action::Continue(req))
             }
             "/bad-header" => {

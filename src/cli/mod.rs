@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub(crate) mod envelope;
+pub(crate) mod run;
