@@ -307,3 +307,49 @@ fn wit_context(ctx: &Context) -> wit::Context {
         config: ctx.config.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::TEST_PANIC_MARKER;
+    use crate::{Config, Engine};
+
+    /// A request-phase component that logs `message` at error level, then traps.
+    fn logging_component(message: &str) -> Vec<u8> {
+        let wat = format!(
+            r#"(module
+              (import "palisade:policy/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 16) "{message}")
+              (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+              (func (export "palisade:policy/request-phase@0.1.0#on-request") (param i32) (result i32)
+                (call $log (i32.const 4) (i32.const 16) (i32.const {len}))
+                unreachable))"#,
+            len = message.len()
+        );
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/wit")).unwrap();
+        let world = resolve.select_world(&[pkg], Some("request-policy")).unwrap();
+        let mut module = wat::parse_str(wat).unwrap();
+        wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
+        wit_component::ComponentEncoder::default().module(&module).unwrap().encode().unwrap()
+    }
+
+    #[test]
+    fn a_host_function_panic_fails_only_that_invocation() {
+        let engine = Engine::new(&Config::new().pool(4, 1 << 30)).unwrap();
+        let panicking = Policy::new(&engine, "p", &logging_component(TEST_PANIC_MARKER)).unwrap();
+        let inv = panicking.on_request(&Context::default(), Request::default());
+        assert!(matches!(inv.result, Err(Error::HostPanic)), "{:?}", inv.result);
+
+        // The next invocation gets a fresh store and works as usual (it logs, then traps).
+        let inv = panicking.on_request(&Context::default(), Request::default());
+        assert!(matches!(inv.result, Err(Error::HostPanic)));
+        let other = Policy::new(&engine, "o", &logging_component("plain words")).unwrap();
+        let inv = other.on_request(&Context::default(), Request::default());
+        match inv.result {
+            Err(Error::Trap { guest_message, .. }) => assert_eq!(guest_message.as_deref(), Some("plain words")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

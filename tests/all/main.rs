@@ -6,6 +6,7 @@ mod cli;
 mod contract;
 mod fixtures;
 mod hostile;
+mod lua;
 mod policies;
 mod pool;
 mod wasi;

@@ -27,7 +27,8 @@ pub use crate::detect::{Kind, redact_text};
 pub enum Mode {
     /// Replace with `[REDACTED:<kind>]` (rules: `[REDACTED]`).
     Mask,
-    /// Replace with `[<kind>:<16 hex of HMAC-SHA256(key, value)>]`: joinable, not reversible.
+    /// Replace with `[<kind>:<16 hex of HMAC-SHA256(key, value)>]` (rules: `[hash:...]`):
+    /// joinable, not reversible.
     Hash(Vec<u8>),
     /// Remove the field (or array element) that holds the value.
     Remove,
@@ -87,14 +88,17 @@ impl Settings {
         Ok(Settings { rules, kinds, mode, request, response })
     }
 
-    fn replacement(&self, tag: &str, value: &str) -> String {
-        match &self.mode {
-            Mode::Hash(key) => {
+    /// The replacement of a detected value (`tag` is its kind) or of a rule's value
+    /// (`tag` is `None`).
+    fn replacement(&self, tag: Option<&str>, value: &str) -> String {
+        match (&self.mode, tag) {
+            (Mode::Hash(key), tag) => {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
                 mac.update(value.as_bytes());
-                format!("[{tag}:{}]", &hex::encode(mac.finalize().into_bytes())[..16])
+                format!("[{}:{}]", tag.unwrap_or("hash"), &hex::encode(mac.finalize().into_bytes())[..16])
             }
-            Mode::Mask | Mode::Remove => format!("[REDACTED:{tag}]"),
+            (_, Some(tag)) => format!("[REDACTED:{tag}]"),
+            (_, None) => "[REDACTED]".to_string(),
         }
     }
 
@@ -113,7 +117,7 @@ impl Settings {
             return Ok((!paths.is_empty()).then(|| (serde_json::to_vec(&doc).expect("a Value serializes"), paths)));
         }
         let text = std::str::from_utf8(body).map_err(|_| Error::msg("body is neither JSON nor UTF-8 text"))?;
-        Ok(redact_text(text, &self.kinds, &mut |kind, value| self.replacement(kind.name(), value))
+        Ok(redact_text(text, &self.kinds, &mut |kind, value| self.replacement(Some(kind.name()), value))
             .map(|(text, _)| (text.into_bytes(), vec!["$".to_string()])))
     }
 
@@ -142,7 +146,7 @@ impl Settings {
                             Value::String(s) => s.clone(),
                             other => other.to_string(),
                         };
-                        *v = Value::String(self.replacement("REDACTED", &text));
+                        *v = Value::String(self.replacement(None, &text));
                         true
                     }
                     None => false,
@@ -166,7 +170,7 @@ impl Settings {
             Value::String(s) => self.scan(s, path, found),
             Value::Number(n) => {
                 let text = n.to_string();
-                match redact_text(&text, &self.kinds, &mut |kind, v| self.replacement(kind.name(), v)) {
+                match redact_text(&text, &self.kinds, &mut |kind, v| self.replacement(Some(kind.name()), v)) {
                     Some((redacted, _)) => {
                         found.push(path.clone());
                         if self.mode == Mode::Remove {
@@ -210,7 +214,7 @@ impl Settings {
     }
 
     fn scan(&self, s: &mut String, path: &str, found: &mut Vec<String>) -> bool {
-        match redact_text(s, &self.kinds, &mut |kind, v| self.replacement(kind.name(), v)) {
+        match redact_text(s, &self.kinds, &mut |kind, v| self.replacement(Some(kind.name()), v)) {
             Some((redacted, _)) => {
                 found.push(path.to_string());
                 if self.mode == Mode::Remove {

@@ -16,6 +16,8 @@ use crate::limits::Limits;
 use crate::message::{LogLevel, LogLine};
 
 pub(crate) use self::limiter::Limiter;
+#[cfg(test)]
+pub(crate) use self::limiter::TEST_PANIC_MARKER;
 pub(crate) use self::wasi::WasiState;
 
 /// The name under which the host interface is imported, at the version this host implements.
@@ -89,7 +91,7 @@ pub(crate) struct LogBuffer {
 }
 
 impl LogBuffer {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         LogBuffer {
             lines: Vec::new(),
             bytes: 0,

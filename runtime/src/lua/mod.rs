@@ -1,24 +1,475 @@
-//! Sandboxed Luau policies (placeholder while being written).
-use std::path::Path;
-use crate::{Context, Engine, Invocation, Limits, Request, Response, Result};
+//! Sandboxed Luau policies on the same contract, limits and typed outcomes as Wasm.
+//!
+//! A script defines `on_request(req, ctx)` and/or `on_response(res, ctx)`. VMs are
+//! reused (a small pool per policy); every invocation runs the script in a fresh
+//! environment table whose reads fall through to the sealed, read-only globals, so
+//! nothing one invocation does is visible to the next. See `docs/lua.md`.
 
-/// A Luau policy.
-#[derive(Debug, Clone)]
-pub struct LuaPolicy { limits: Limits }
+mod convert;
+mod sandbox;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mlua::chunk::{ChunkMode, Compiler};
+use mlua::{Function, Lua, Table, Value};
+use sha2::{Digest, Sha256};
+
+use self::convert::{Budget, headers_from_lua, headers_to_lua, json_to_lua, lua_to_json, script};
+use self::sandbox::{InvState, new_vm, reply_marker};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::host::LogBuffer;
+use crate::limits::Limits;
+use crate::message::{
+    self, Context, Decision, Headers, Invocation, Request, Response, Stats, check_headers, check_status,
+};
+use crate::policy::Phases;
+
+/// How many idle VMs a policy keeps for reuse.
+const POOL_SIZE: usize = 32;
+
+/// A Luau policy: compiled once, run in a fresh environment per invocation.
+#[derive(Clone)]
+pub struct LuaPolicy {
+    inner: Arc<LuaInner>,
+    limits: Limits,
+}
+
+struct LuaInner {
+    name: String,
+    digest: [u8; 32],
+    bytecode: Vec<u8>,
+    phases: Phases,
+    pool: Mutex<Vec<Lua>>,
+    max_output: u64,
+}
+
+impl std::fmt::Debug for LuaPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LuaPolicy")
+            .field("name", &self.inner.name)
+            .field("phases", &self.inner.phases)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message a phase works on.
+enum Phase<'a> {
+    Request(&'a Request),
+    Response(&'a Request, &'a Response),
+}
+
+/// What a handler returned, converted.
+enum Answer {
+    Unchanged,
+    Continue { head: Value, body: Option<Bytes> },
+    Respond(Response),
+}
 
 impl LuaPolicy {
-    /// Loads a script.
-    pub fn from_file(_engine: &Engine, _path: &Path) -> Result<Self> { todo!() }
-    /// With limits.
-    pub fn with_limits(&self, limits: Limits) -> Self { LuaPolicy { limits } }
-    /// Limits.
-    pub fn limits(&self) -> &Limits { &self.limits }
-    /// Name.
-    pub fn name(&self) -> &str { "" }
-    /// Digest.
-    pub fn digest(&self) -> [u8; 32] { [0; 32] }
-    /// Request.
-    pub fn on_request(&self, _ctx: &Context, _req: Request) -> Invocation<Request> { todo!() }
-    /// Response.
-    pub fn on_response(&self, _ctx: &Context, _req: &Request, _res: Response) -> Invocation<Response> { todo!() }
+    /// Compiles `source` (Luau text) and checks that it defines a phase.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ModuleTooLarge`] over the engine's module size cap;
+    /// [`Error::InvalidModule`] for precompiled bytecode (chunks are loaded as text
+    /// only), a syntax error, a top level that fails, or a script defining neither
+    /// `on_request` nor `on_response`.
+    pub fn new(engine: &Engine, name: impl Into<String>, source: &[u8]) -> Result<Self> {
+        let config = engine.config();
+        if source.len() as u64 > config.max_module_size {
+            return Err(Error::ModuleTooLarge { size: source.len() as u64, limit: config.max_module_size });
+        }
+        if source.first() == Some(&0x1b) {
+            return Err(Error::InvalidModule("precompiled Lua bytecode is not accepted; load source text".into()));
+        }
+        let bytecode = Compiler::new()
+            .set_optimization_level(2)
+            .compile(source)
+            .map_err(|e| Error::InvalidModule(message::one_line(&e.to_string(), 1_024)))?;
+        let mut policy = LuaPolicy {
+            inner: Arc::new(LuaInner {
+                name: name.into(),
+                digest: Sha256::digest(source).into(),
+                bytecode,
+                phases: Phases { request: true, response: true },
+                pool: Mutex::new(Vec::new()),
+                max_output: config.default_limits.output_limit(),
+            }),
+            limits: config.default_limits.clone(),
+        };
+        // Run the top level once, under limits, to learn which phases it defines.
+        let phases = policy.with_vm(&Context::default(), Bytes::new(), |lua, env| {
+            let defined = |n: &str| env.raw_get::<Value>(n).map(|v| v.is_function()).unwrap_or(false);
+            let _ = lua;
+            Ok(Phases { request: defined("on_request"), response: defined("on_response") })
+        });
+        let phases = phases.0.map_err(|e| match e {
+            Error::Script(m) => Error::InvalidModule(format!("the script's top level failed: {m}")),
+            other => other,
+        })?;
+        if !phases.request && !phases.response {
+            return Err(Error::InvalidModule("the script defines neither `on_request` nor `on_response`".into()));
+        }
+        Arc::get_mut(&mut policy.inner).expect("not shared yet").phases = phases;
+        Ok(policy)
+    }
+
+    /// Reads and compiles a script file, named after its stem.
+    ///
+    /// # Errors
+    ///
+    /// As [`LuaPolicy::new`], plus [`Error::Io`].
+    pub fn from_file(engine: &Engine, path: &Path) -> Result<Self> {
+        let source = crate::policy::read_capped(path, engine.config().max_module_size)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Self::new(engine, name, &source)
+    }
+
+    /// Returns this policy with other limits; the compiled script and VM pool are shared.
+    pub fn with_limits(&self, limits: Limits) -> Self {
+        LuaPolicy { inner: self.inner.clone(), limits }
+    }
+    /// The limits invocations run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// SHA-256 of the script's source.
+    pub fn digest(&self) -> [u8; 32] {
+        self.inner.digest
+    }
+    /// Which phases the script defines.
+    pub fn phases(&self) -> Phases {
+        self.inner.phases
+    }
+
+    /// Runs `on_request`. Same contract as [`crate::Policy::on_request`].
+    pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
+        if !self.inner.phases.request {
+            return skipped(req);
+        }
+        let (answer, pending) = self.run(ctx, "on_request", Phase::Request(&req));
+        pending.finish(answer.and_then(|a| match a {
+            Answer::Unchanged => Ok(Decision::Continue(req)),
+            Answer::Respond(r) => Ok(Decision::Respond(r)),
+            Answer::Continue { head, body } => {
+                let Value::Table(t) = head else { unreachable!("checked in run") };
+                let mut budget = Budget::new(self.limits.output_limit());
+                let field = |name: &str, old: &str| -> Result<String> {
+                    match t.raw_get::<Value>(name).map_err(script)? {
+                        Value::Nil => Ok(old.to_string()),
+                        Value::String(s) => Ok(s.to_str().map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?.to_string()),
+                        other => Err(Error::InvalidOutput(format!("`{name}` is a {}", other.type_name()))),
+                    }
+                };
+                let headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+                check_headers(&headers)?;
+                Ok(Decision::Continue(Request {
+                    method: field("method", &req.method)?,
+                    path: field("path", &req.path)?,
+                    query: field("query", &req.query)?,
+                    headers,
+                    body: body.unwrap_or(req.body),
+                }))
+            }
+        }))
+    }
+
+    /// Runs `on_response`. Same contract as [`crate::Policy::on_response`].
+    pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
+        if !self.inner.phases.response {
+            return skipped(res);
+        }
+        let (answer, pending) = self.run(ctx, "on_response", Phase::Response(req, &res));
+        pending.finish(answer.and_then(|a| match a {
+            Answer::Unchanged => Ok(Decision::Continue(res)),
+            Answer::Respond(r) => Ok(Decision::Respond(r)),
+            Answer::Continue { head, body } => {
+                let Value::Table(t) = head else { unreachable!("checked in run") };
+                let mut budget = Budget::new(self.limits.output_limit());
+                let status = match t.raw_get::<Value>("status").map_err(script)? {
+                    Value::Nil => res.status,
+                    Value::Integer(i) => u16::try_from(i).map_err(|_| Error::InvalidOutput(format!("status {i} is outside 100..=599")))?,
+                    Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => n as u16,
+                    other => return Err(Error::InvalidOutput(format!("`status` is a {}", other.type_name()))),
+                };
+                check_status(status)?;
+                let headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+                check_headers(&headers)?;
+                Ok(Decision::Continue(Response { status, headers, body: body.unwrap_or(res.body) }))
+            }
+        }))
+    }
+
+    fn run(&self, ctx: &Context, handler: &str, phase: Phase<'_>) -> (Result<Answer>, Pending) {
+        let body = match phase {
+            Phase::Request(r) => r.body.clone(),
+            Phase::Response(_, r) => r.body.clone(),
+        };
+        let max_output = self.limits.output_limit();
+        self.with_vm(ctx, body.clone(), |lua, env| {
+            let f: Value = env.raw_get(handler).map_err(script)?;
+            let Value::Function(f) = f else { return Ok(Answer::Unchanged) };
+            let message = match phase {
+                Phase::Request(r) => request_table(lua, r, &body).map_err(script)?,
+                Phase::Response(_, r) => response_table(lua, r, &body).map_err(script)?,
+            };
+            let request_head = match phase {
+                Phase::Response(req, _) => Some(request_table(lua, req, &Bytes::new()).map_err(script)?),
+                Phase::Request(_) => None,
+            };
+            let ctx_table = context_table(lua, ctx, request_head).map_err(script)?;
+            let out: Value = call(&f, (message.clone(), ctx_table))?;
+            answer(lua, out, &message, &body, max_output)
+        })
+    }
+
+    /// Takes a VM, arms the limits, runs the script's top level in a fresh environment,
+    /// then `f`; classifies failures and returns the VM to the pool.
+    fn with_vm<R>(&self, ctx: &Context, body: Bytes, f: impl FnOnce(&Lua, &Table) -> Result<R>) -> (Result<R>, Pending) {
+        let start = Instant::now();
+        let _ = body;
+        let lua = match self.inner.pool.lock().expect("not poisoned").pop() {
+            Some(lua) => Ok(lua),
+            None => new_vm().map_err(|e| Error::Engine(format!("creating a Lua VM: {e}"))),
+        };
+        let lua = match lua {
+            Ok(l) => l,
+            Err(e) => return (Err(e), Pending::empty(start)),
+        };
+        let base = lua.used_memory();
+        let limit = usize::try_from(self.limits.memory_limit()).unwrap_or(usize::MAX);
+        let ceiling = base.saturating_add(limit);
+        let st = Arc::new(InvState {
+            config: ctx.config.clone(),
+            logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
+            redacted: Mutex::new(Vec::new()),
+            ticks: Default::default(),
+            fuel: self.limits.fuel_budget(),
+            deadline: start + self.limits.deadline(),
+            timeout: self.limits.deadline(),
+            memory_ceiling: ceiling,
+            memory_limit: self.limits.memory_limit(),
+            hit: Mutex::new(None),
+        });
+        lua.set_app_data(Arc::clone(&st));
+        let _ = lua.set_memory_limit(ceiling);
+        let mut peak = base;
+
+        let result = (|| {
+            let env = lua.create_table().map_err(script)?;
+            let meta = lua.create_table().map_err(script)?;
+            meta.raw_set("__index", lua.globals()).map_err(script)?;
+            env.set_metatable(Some(meta)).map_err(script)?;
+            let chunk = lua
+                .load(&self.inner.bytecode[..])
+                .set_mode(ChunkMode::Binary)
+                .set_name(format!("={}", self.inner.name))
+                .set_environment(env.clone())
+                .into_function()
+                .map_err(script)?;
+            call::<()>(&chunk, ())?;
+            let r = f(&lua, &env);
+            peak = peak.max(lua.used_memory());
+            r
+        })();
+
+        let hit = st.hit.lock().expect("not poisoned").take();
+        let result = match (result, hit) {
+            (Err(_), Some(limit)) => Err(limit),
+            (Err(Error::Script(m)), None) => Err(classify_script_error(m, &st)),
+            (r, _) => r,
+        };
+        lua.remove_app_data::<Arc<InvState>>();
+        let _ = lua.set_memory_limit(0);
+        if result.is_err() || lua.used_memory() > base + (8 << 20) {
+            let _ = lua.gc_collect();
+        }
+        let mut pool = self.inner.pool.lock().expect("not poisoned");
+        if pool.len() < POOL_SIZE {
+            pool.push(lua);
+        }
+        drop(pool);
+        let st = Arc::try_unwrap(st).ok().expect("the VM released the state");
+        let logs = st.logs.into_inner().expect("not poisoned");
+        let pending = Pending {
+            logs: logs.lines,
+            logs_dropped: logs.dropped,
+            redacted: st.redacted.into_inner().expect("not poisoned"),
+            stats: Stats {
+                fuel: st.ticks.load(Ordering::Relaxed),
+                memory_peak: (peak.saturating_sub(base)) as u64,
+                duration: start.elapsed(),
+            },
+        };
+        let _ = self.inner.max_output;
+        (result, pending)
+    }
+}
+
+fn call<R: mlua::FromLuaMulti>(f: &Function, args: impl mlua::IntoLuaMulti) -> Result<R> {
+    f.call::<R>(args).map_err(|e| match e {
+        mlua::Error::MemoryError(m) => Error::Script(format!("memory: {m}")),
+        other => script(other),
+    })
+}
+
+/// Maps a script error the interrupt did not cause: Lua's own stack overflow and
+/// allocation failure are limits; everything else is the script's failure.
+fn classify_script_error(message: String, st: &InvState) -> Error {
+    if message.contains("stack overflow") {
+        Error::StackOverflow
+    } else if message.starts_with("memory:") || message.contains("not enough memory") {
+        Error::MemoryLimit { requested: st.memory_ceiling as u64, limit: st.memory_limit }
+    } else {
+        Error::Script(message)
+    }
+}
+
+fn body_fields(lua: &Lua, t: &Table, body: &Bytes) -> mlua::Result<()> {
+    // The body is decoded on first access, so a script that never reads it never pays.
+    let raw = body.clone();
+    let meta = lua.create_table()?;
+    meta.raw_set(
+        "__index",
+        lua.create_function(move |lua, (t, key): (Table, String)| {
+            let value = match key.as_str() {
+                "raw_body" => Value::String(lua.create_string(&raw)?),
+                "body" => match serde_json::from_slice::<serde_json::Value>(&raw) {
+                    Ok(v) => json_to_lua(lua, &v)?,
+                    Err(_) => Value::Nil,
+                },
+                _ => return Ok(Value::Nil),
+            };
+            t.raw_set(key, value.clone())?;
+            Ok(value)
+        })?,
+    )?;
+    t.set_metatable(Some(meta))
+}
+
+fn request_table(lua: &Lua, req: &Request, body: &Bytes) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("method", req.method.as_str())?;
+    t.raw_set("path", req.path.as_str())?;
+    t.raw_set("query", req.query.as_str())?;
+    t.raw_set("headers", headers_to_lua(lua, &req.headers)?)?;
+    body_fields(lua, &t, body)?;
+    Ok(t)
+}
+
+fn response_table(lua: &Lua, res: &Response, body: &Bytes) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("status", res.status)?;
+    t.raw_set("headers", headers_to_lua(lua, &res.headers)?)?;
+    body_fields(lua, &t, body)?;
+    Ok(t)
+}
+
+fn context_table(lua: &Lua, ctx: &Context, request: Option<Table>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("tenant", ctx.tenant.as_str())?;
+    t.raw_set("route", ctx.route.as_str())?;
+    t.raw_set("correlation_id", ctx.correlation_id.as_str())?;
+    let config = lua.create_table()?;
+    for (k, v) in &ctx.config {
+        config.raw_set(k.as_str(), v.as_str())?;
+    }
+    t.raw_set("config", config)?;
+    if let Some(id) = &ctx.identity {
+        let identity = lua.create_table()?;
+        identity.raw_set("subject", id.subject.as_str())?;
+        identity.raw_set("scopes", lua.create_sequence_from(id.scopes.iter().map(String::as_str))?)?;
+        let claims = lua.create_table()?;
+        for (k, v) in &id.claims {
+            claims.raw_set(k.as_str(), json_to_lua(lua, v)?)?;
+        }
+        identity.raw_set("claims", claims)?;
+        t.raw_set("identity", identity)?;
+    }
+    if let Some(r) = request {
+        t.raw_set("request", r)?;
+    }
+    Ok(t)
+}
+
+/// Converts what a handler returned.
+fn answer(lua: &Lua, out: Value, message: &Table, original: &Bytes, max_output: u64) -> Result<Answer> {
+    let t = match out {
+        Value::Nil => return Ok(Answer::Unchanged),
+        Value::Table(t) => t,
+        other => {
+            return Err(Error::InvalidOutput(format!(
+                "a handler must return a table or nil, not a {}",
+                other.type_name()
+            )));
+        }
+    };
+    let body = new_body(lua, &t, original, max_output)?;
+    if t.raw_get::<Value>(reply_marker()).map_err(script)?.as_boolean() == Some(true) {
+        let mut budget = Budget::new(max_output);
+        let status = t.raw_get::<u16>("status").map_err(|_| Error::InvalidOutput("reply status must be a number in 100..=599".into()))?;
+        check_status(status)?;
+        let headers: Headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+        check_headers(&headers)?;
+        return Ok(Answer::Respond(Response { status, headers, body: body.unwrap_or_default() }));
+    }
+    let _ = message;
+    Ok(Answer::Continue { head: Value::Table(t), body })
+}
+
+/// The body to send on: `raw_body` if the script set it to new bytes, else `body`
+/// re-encoded as JSON if it differs from the original document, else none (unchanged).
+fn new_body(lua: &Lua, t: &Table, original: &Bytes, max_output: u64) -> Result<Option<Bytes>> {
+    let mut budget = Budget::new(max_output);
+    match t.raw_get::<Value>("raw_body").map_err(script)? {
+        Value::String(s) if s.as_bytes()[..] != original[..] => {
+            let bytes = s.as_bytes().to_vec();
+            if bytes.len() as u64 > max_output {
+                return Err(Error::OutputTooLarge { size: bytes.len() as u64, limit: max_output });
+            }
+            return Ok(Some(Bytes::from(bytes)));
+        }
+        Value::Nil | Value::String(_) => {}
+        other => return Err(Error::InvalidOutput(format!("`raw_body` is a {}", other.type_name()))),
+    }
+    let body = t.raw_get::<Value>("body").map_err(script)?;
+    if body.is_nil() {
+        return Ok(None);
+    }
+    let json = lua_to_json(lua, &body, &mut budget, 0)?;
+    if serde_json::from_slice::<serde_json::Value>(original).ok().as_ref() == Some(&json) {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(serde_json::to_vec(&json).expect("a Value serializes"))))
+}
+
+struct Pending {
+    logs: Vec<message::LogLine>,
+    logs_dropped: u64,
+    redacted: Vec<String>,
+    stats: Stats,
+}
+
+impl Pending {
+    fn empty(start: Instant) -> Self {
+        Pending { logs: Vec::new(), logs_dropped: 0, redacted: Vec::new(), stats: Stats { duration: start.elapsed(), ..Stats::default() } }
+    }
+
+    fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
+        Invocation { result, logs: self.logs, logs_dropped: self.logs_dropped, redacted: self.redacted, stats: self.stats }
+    }
+}
+
+fn skipped<T>(message: T) -> Invocation<T> {
+    Invocation { result: Ok(Decision::Continue(message)), logs: Vec::new(), logs_dropped: 0, redacted: Vec::new(), stats: Stats::default() }
 }

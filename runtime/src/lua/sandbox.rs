@@ -1,0 +1,310 @@
+//! Building a sandboxed Luau VM: what is removed, what is guarded, what is added.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mlua::{Function, LightUserData, Lua, MultiValue, Table, Value, VmState};
+
+use crate::error::Error;
+use crate::host::LogBuffer;
+use crate::message::LogLevel;
+
+/// Globals removed before the VM is sealed: no I/O, no OS, no module loading, no
+/// bytecode or source loading at run time, no debug access, no environment tricks,
+/// no ambient time or randomness.
+pub(crate) const REMOVED_GLOBALS: &[&str] = &[
+    "io", "os", "package", "require", "debug", "dofile", "loadfile", "load", "loadstring",
+    "getfenv", "setfenv", "newproxy", "gcinfo", "collectgarbage", "print",
+];
+
+/// The most steps a Lua pattern function may be expected to take in the worst case.
+/// Pattern matching runs inside C, where neither interrupts nor deadlines reach, so
+/// calls whose worst case exceeds this are refused before they start.
+pub(crate) const MAX_PATTERN_STEPS: f64 = 1e8;
+
+/// The marker key of a reply table made by `palisade.respond`.
+static REPLY_MARKER: u8 = 0;
+
+pub(crate) fn reply_marker() -> Value {
+    Value::LightUserData(LightUserData(std::ptr::addr_of!(REPLY_MARKER) as *mut _))
+}
+
+/// The state of the invocation running in a VM, reached by the host functions and the
+/// interrupt through the VM's app data.
+pub(crate) struct InvState {
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) logs: Mutex<LogBuffer>,
+    pub(crate) redacted: Mutex<Vec<String>>,
+    pub(crate) ticks: AtomicU64,
+    pub(crate) fuel: Option<u64>,
+    pub(crate) deadline: Instant,
+    pub(crate) timeout: Duration,
+    /// Absolute VM memory at which this invocation is over its limit.
+    pub(crate) memory_ceiling: usize,
+    pub(crate) memory_limit: u64,
+    /// The first limit hit; sticky, so `pcall` cannot swallow it for long.
+    pub(crate) hit: Mutex<Option<Error>>,
+}
+
+impl InvState {
+    fn trip(&self, e: Error) -> mlua::Error {
+        let msg = e.to_string();
+        self.hit.lock().expect("not poisoned").get_or_insert(e);
+        mlua::Error::runtime(msg)
+    }
+}
+
+fn state(lua: &Lua) -> Option<Arc<InvState>> {
+    lua.app_data_ref::<Arc<InvState>>().map(|s| Arc::clone(&s))
+}
+
+/// A fresh sandboxed VM with the `palisade` table. Its globals, libraries and the
+/// string metatable are read-only; scripts run in a per-invocation environment.
+pub(crate) fn new_vm() -> mlua::Result<Lua> {
+    let lua = Lua::new();
+    let globals = lua.globals();
+    for name in REMOVED_GLOBALS {
+        globals.raw_set(*name, Value::Nil)?;
+    }
+    // No ambient randomness either.
+    let math: Table = globals.raw_get("math")?;
+    math.raw_set("random", Value::Nil)?;
+    math.raw_set("randomseed", Value::Nil)?;
+    // `collectgarbage("count")` only.
+    globals.raw_set(
+        "collectgarbage",
+        lua.create_function(|lua, opt: Option<String>| match opt.as_deref() {
+            None | Some("count") => Ok(lua.used_memory() as f64 / 1024.0),
+            Some(other) => Err(mlua::Error::runtime(format!("collectgarbage(\"{other}\") is not allowed"))),
+        })?,
+    )?;
+    guard_patterns(&lua)?;
+    // Created before sealing, so the registry entry exists for every invocation.
+    super::convert::array_metatable(&lua)?;
+    let palisade = palisade_table(&lua)?;
+    globals.raw_set("palisade", palisade.clone())?;
+    globals.raw_set(
+        "print",
+        lua.create_function(|lua, args: MultiValue| {
+            let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_default()).collect();
+            log(lua, LogLevel::Info, text.join("\t"));
+            Ok(())
+        })?,
+    )?;
+    lua.sandbox(true)?;
+    palisade.set_readonly(true);
+    lua.set_interrupt(|lua| {
+        let Some(st) = state(lua) else { return Ok(VmState::Continue) };
+        if let Some(e) = st.hit.lock().expect("not poisoned").as_ref() {
+            return Err(mlua::Error::runtime(e.to_string()));
+        }
+        let ticks = st.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if st.fuel.is_some_and(|f| ticks > f) {
+            return Err(st.trip(Error::FuelExhausted { limit: st.fuel.unwrap_or(0) }));
+        }
+        if Instant::now() > st.deadline {
+            return Err(st.trip(Error::Deadline(st.timeout)));
+        }
+        // A script that caught a memory error with pcall is stopped here.
+        let used = lua.used_memory();
+        if used + used / 64 >= st.memory_ceiling {
+            return Err(st.trip(Error::MemoryLimit { requested: used as u64, limit: st.memory_limit }));
+        }
+        Ok(VmState::Continue)
+    });
+    Ok(lua)
+}
+
+fn log(lua: &Lua, level: LogLevel, message: String) {
+    if let Some(st) = state(lua) {
+        st.logs.lock().expect("not poisoned").push(level, message);
+    }
+}
+
+fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("null", Value::NULL)?;
+    t.raw_set("array_mt", super::convert::array_metatable(lua)?)?;
+    t.raw_set(
+        "log",
+        lua.create_function(|lua, (a, b): (String, Option<String>)| {
+            let (level, message) = match b {
+                None => (LogLevel::Info, a),
+                Some(m) => (parse_level(&a)?, m),
+            };
+            log(lua, level, message);
+            Ok(())
+        })?,
+    )?;
+    t.raw_set(
+        "config",
+        lua.create_function(|lua, key: String| {
+            Ok(state(lua).and_then(|st| st.config.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())))
+        })?,
+    )?;
+    t.raw_set(
+        "redacted",
+        lua.create_function(|lua, path: String| {
+            if let Some(st) = state(lua) {
+                let mut r = st.redacted.lock().expect("not poisoned");
+                if r.len() < 10_000 {
+                    r.push(crate::message::truncate(&path, 1_024).to_string());
+                }
+            }
+            Ok(())
+        })?,
+    )?;
+    t.raw_set(
+        "respond",
+        lua.create_function(|lua, (status, body, headers): (u16, Option<Value>, Option<Table>)| {
+            let reply = lua.create_table()?;
+            reply.raw_set(reply_marker(), true)?;
+            reply.raw_set("status", status)?;
+            reply.raw_set("body", body.unwrap_or(Value::Nil))?;
+            reply.raw_set("headers", headers)?;
+            Ok(reply)
+        })?,
+    )?;
+    t.raw_set(
+        "deny",
+        lua.create_function(|lua, (status, message): (u16, Option<String>)| {
+            let reply = lua.create_table()?;
+            reply.raw_set(reply_marker(), true)?;
+            reply.raw_set("status", status)?;
+            let body = serde_json::json!({ "error": message.unwrap_or_else(|| "forbidden".into()) }).to_string();
+            reply.raw_set("raw_body", body)?;
+            let headers = lua.create_table()?;
+            headers.raw_set("content-type", "application/json")?;
+            reply.raw_set("headers", headers)?;
+            Ok(reply)
+        })?,
+    )?;
+    t.raw_set(
+        "hmac_sha256",
+        lua.create_function(|_, (key, message): (mlua::LuaString, mlua::LuaString)| {
+            use hmac::{Hmac, Mac};
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key.as_bytes()).expect("any key length");
+            mac.update(&message.as_bytes());
+            Ok(hex::encode(mac.finalize().into_bytes()))
+        })?,
+    )?;
+    t.raw_set(
+        "json_decode",
+        lua.create_function(|lua, text: mlua::LuaString| {
+            let v: serde_json::Value = serde_json::from_slice(&text.as_bytes())
+                .map_err(|e| mlua::Error::runtime(format!("invalid JSON: {e}")))?;
+            super::convert::json_to_lua(lua, &v)
+        })?,
+    )?;
+    t.raw_set(
+        "json_encode",
+        lua.create_function(|lua, v: Value| {
+            let mut budget = super::convert::Budget::new(64 << 20);
+            let json = super::convert::lua_to_json(lua, &v, &mut budget, 0)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            Ok(json.to_string())
+        })?,
+    )?;
+    Ok(t)
+}
+
+fn parse_level(s: &str) -> mlua::Result<LogLevel> {
+    Ok(match s {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        other => return Err(mlua::Error::runtime(format!("unknown log level `{other}`"))),
+    })
+}
+
+/// Wraps `string.find`, `match`, `gmatch` and `gsub`: a call whose worst-case step count
+/// (subject length to the power of the pattern's backtracking quantifiers, plus one when
+/// unanchored) exceeds [`MAX_PATTERN_STEPS`] is refused with an error.
+fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
+    let string: Table = lua.globals().raw_get("string")?;
+    for name in ["find", "match", "gmatch", "gsub"] {
+        let original: Function = string.raw_get(name)?;
+        let guarded = lua.create_function(move |_, args: MultiValue| {
+            let subject = args.front().and_then(|v| v.as_string().map(|s| s.as_bytes().len()));
+            let pattern = args.get(1).and_then(|v| v.as_string().map(|s| s.as_bytes().to_vec()));
+            let plain = name == "find" && args.get(3).is_some_and(|v| v.as_boolean().unwrap_or(false));
+            if let (Some(len), Some(pattern), false) = (subject, pattern, plain) {
+                let steps = worst_case_steps(len, &pattern);
+                if steps > MAX_PATTERN_STEPS {
+                    return Err(mlua::Error::runtime(format!(
+                        "string.{name}: pattern too expensive for a subject of {len} bytes \
+                         (worst case {steps:.0e} steps, limit {MAX_PATTERN_STEPS:.0e})"
+                    )));
+                }
+            }
+            original.call::<MultiValue>(args)
+        })?;
+        string.raw_set(name, guarded)?;
+    }
+    Ok(())
+}
+
+/// The worst-case steps of matching `pattern` against `len` bytes with Lua's
+/// backtracking matcher.
+pub(crate) fn worst_case_steps(len: usize, pattern: &[u8]) -> f64 {
+    let anchored = pattern.first() == Some(&b'^');
+    let mut quantifiers = 0i32;
+    let mut optionals = 0i32;
+    let mut i = usize::from(anchored);
+    while i < pattern.len() {
+        match pattern[i] {
+            b'%' => i += 2,
+            b'[' => {
+                // Skip the set: `]` right after `[` or `[^` is literal.
+                i += 1;
+                if pattern.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if pattern.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                while i < pattern.len() && pattern[i] != b']' {
+                    i += if pattern[i] == b'%' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            // `*`, `+`, `-` may each try every length; `?` tries two.
+            b'*' | b'+' | b'-' if i > 0 => {
+                quantifiers += 1;
+                i += 1;
+            }
+            b'?' if i > 0 => {
+                optionals += 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    let n = (len as f64).max(1.0);
+    // With no repetition, each start costs at most one comparison per pattern byte.
+    let per_start = if quantifiers == 0 { (pattern.len() as f64).max(1.0) } else { 1.0 };
+    n.powi(quantifiers + i32::from(!anchored)) * 2f64.powi(optionals) * per_start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worst_case_steps;
+
+    #[test]
+    fn pattern_cost_model() {
+        // The catalogue's pathological case is far over the limit.
+        assert!(worst_case_steps(100_000, "a*".repeat(20).as_bytes()) > 1e100);
+        // A literal search is linear.
+        assert_eq!(worst_case_steps(1_000, b"abc"), 3_000.0);
+        // One repetition, unanchored: quadratic; anchored: linear.
+        assert_eq!(worst_case_steps(1_000, b"%d+"), 1e6);
+        assert_eq!(worst_case_steps(1_000, b"^%d+"), 1e3);
+        // Sets and escapes do not count as quantifiers.
+        assert_eq!(worst_case_steps(10, b"[%+%-*?]%%"), 10.0 * 10.0);
+        // `?` doubles.
+        assert_eq!(worst_case_steps(10, b"a?b?"), 10.0 * 4.0 * 4.0);
+    }
+}
