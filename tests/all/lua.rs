@@ -119,7 +119,7 @@ fn item17_memory_bombs_hit_the_memory_limit() {
         r#"local s = string.rep("x", 2^25) palisade.log(tostring(#s))"#,
         r#"local s = "x" while true do s = s .. s end"#,
         r#"local t = {} for i = 1, 1e9 do t[i] = i end"#,
-        r#"local t = {} while true do pcall(function() table.insert(t, string.rep("y", 1e6)) end) end"#,
+        r#"local t, i = {}, 0 while true do i = i + 1 pcall(function() table.insert(t, string.rep("y", 1e6) .. i) end) end"#,
     ] {
         let p = lua(&format!("function on_request() {bomb} end")).with_limits(quick().memory(16 << 20).timeout(Duration::from_secs(5)));
         let inv = p.on_request(&ctx("t"), get("/"));

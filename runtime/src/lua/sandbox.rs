@@ -80,6 +80,22 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
         })?,
     )?;
     guard_patterns(&lua)?;
+    // `pcall` and `xpcall` must not swallow running out of memory: the error is raised
+    // again, so the invocation ends with the limit instead of looping near it.
+    lua.load(
+        r#"
+        local raw_pcall, raw_xpcall, pack, unpack, rawerror = pcall, xpcall, table.pack, table.unpack, error
+        local OOM = "not enough memory"
+        local function check(r)
+            if not r[1] and r[2] == OOM then rawerror(OOM, 0) end
+            return unpack(r, 1, r.n)
+        end
+        pcall = function(f, ...) return check(pack(raw_pcall(f, ...))) end
+        xpcall = function(f, h, ...) return check(pack(raw_xpcall(f, h, ...))) end
+        "#,
+    )
+    .set_name("=palisade")
+    .exec()?;
     // Created before sealing, so the registry entry exists for every invocation.
     super::convert::array_metatable(&lua)?;
     let palisade = palisade_table(&lua)?;
