@@ -57,7 +57,10 @@ impl fmt::Display for BuildError {
             BuildError::NoToolchain(msg) => write!(f, "no wasm32 toolchain: {msg}"),
             BuildError::Cargo(msg) => write!(f, "guest build failed: {msg}"),
             BuildError::Componentize { name, message } => {
-                write!(f, "guest `{name}` is not a valid policy component: {message}")
+                write!(
+                    f,
+                    "guest `{name}` is not a valid policy component: {message}"
+                )
             }
             BuildError::Io(what, e) => write!(f, "{what}: {e}"),
         }
@@ -88,7 +91,11 @@ pub fn discover(root: &Path) -> Vec<Guest> {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let name = dir.file_name().and_then(OsStr::to_str).unwrap_or_default().to_string();
+            let name = dir
+                .file_name()
+                .and_then(OsStr::to_str)
+                .unwrap_or_default()
+                .to_string();
             guests.push(Guest {
                 wasm: out.join(format!("{name}.wasm")),
                 name,
@@ -125,7 +132,14 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
     let mut cmd = Command::new(cargo);
     clean_env(&mut cmd);
     cmd.current_dir(root)
-        .args(["build", "--locked", "--profile", PROFILE, "--target", TARGET])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for guest in guests {
@@ -136,16 +150,20 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
         .status()
         .map_err(|e| BuildError::Io("running cargo".into(), e))?;
     if !status.success() {
-        return Err(BuildError::Cargo(format!("cargo exited with {status} ({toolchain})")));
+        return Err(BuildError::Cargo(format!(
+            "cargo exited with {status} ({toolchain})"
+        )));
     }
     let out = root.join("target").join("policies");
-    std::fs::create_dir_all(&out).map_err(|e| BuildError::Io(format!("creating {}", out.display()), e))?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| BuildError::Io(format!("creating {}", out.display()), e))?;
     for guest in guests {
         let core = target_dir
             .join(TARGET)
             .join(PROFILE)
             .join(format!("{}.wasm", guest.name.replace('-', "_")));
-        let bytes = std::fs::read(&core).map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
+        let bytes = std::fs::read(&core)
+            .map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
         let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
             name: guest.name.clone(),
             message,
@@ -167,7 +185,8 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    std::fs::write(path, bytes).map_err(|e| BuildError::Io(format!("writing {}", path.display()), e))
+    std::fs::write(path, bytes)
+        .map_err(|e| BuildError::Io(format!("writing {}", path.display()), e))
 }
 
 /// Strips what an outer cargo (a build script's environment) sets, so the nested build
@@ -175,15 +194,30 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let keep = ["CARGO_HOME", "CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_"]
-            .iter()
-            .any(|p| key.starts_with(p));
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_NET_",
+            "CARGO_HTTP_",
+            "CARGO_REGISTRIES_",
+            "CARGO_REGISTRY_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
         let outer = (key.starts_with("CARGO") && !keep)
             || key.starts_with("RUSTC")
             || key.starts_with("RUSTDOC")
             || matches!(
                 key,
-                "RUSTFLAGS" | "DEBUG" | "OPT_LEVEL" | "PROFILE" | "TARGET" | "HOST" | "OUT_DIR" | "NUM_JOBS" | "MAKEFLAGS" | "MFLAGS"
+                "RUSTFLAGS"
+                    | "DEBUG"
+                    | "OPT_LEVEL"
+                    | "PROFILE"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "NUM_JOBS"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
             );
         if outer {
             cmd.env_remove(key);
@@ -227,10 +261,19 @@ impl Toolchain {
             return Ok(t);
         }
         if std::env::var_os("PALISADE_NO_APT").is_none() && can_apt() {
-            eprintln!("palisade-guest-build: no wasm32 toolchain found; installing rustc-web and rust-web-src with apt-get");
+            eprintln!(
+                "palisade-guest-build: no wasm32 toolchain found; installing rustc-web and rust-web-src with apt-get"
+            );
             let install = || {
                 Command::new("apt-get")
-                    .args(["install", "-y", "-q", "--no-install-recommends", "rustc-web", "rust-web-src"])
+                    .args([
+                        "install",
+                        "-y",
+                        "-q",
+                        "--no-install-recommends",
+                        "rustc-web",
+                        "rust-web-src",
+                    ])
                     .env("DEBIAN_FRONTEND", "noninteractive")
                     .status()
                     .is_ok_and(|s| s.success())
@@ -259,8 +302,16 @@ impl Toolchain {
             .map(|s| Path::new(s.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"))
             .filter(|p| p.is_file());
         match rustup_lld {
-            Some(linker) => Some(Toolchain::BuildStd { rustc, linker, lto: true }),
-            None => which("wasm-ld").map(|linker| Toolchain::BuildStd { rustc, linker, lto: false }),
+            Some(linker) => Some(Toolchain::BuildStd {
+                rustc,
+                linker,
+                lto: true,
+            }),
+            None => which("wasm-ld").map(|linker| Toolchain::BuildStd {
+                rustc,
+                linker,
+                lto: false,
+            }),
         }
     }
 
@@ -282,13 +333,16 @@ fn rustup_target_installed() -> bool {
         .map(|dir| Path::new(dir.trim()).to_path_buf())
         .is_some_and(|dir| {
             std::fs::read_dir(dir).is_ok_and(|mut entries| {
-                entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+                entries.any(|e| {
+                    e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+                })
             })
         })
 }
 
 fn can_apt() -> bool {
-    which("apt-get").is_some() && capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+    which("apt-get").is_some()
+        && capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -301,5 +355,7 @@ fn which(name: &str) -> Option<PathBuf> {
 
 fn capture(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -42,7 +42,8 @@ pub(crate) struct ArtifactCache {
 impl ArtifactCache {
     /// Opens (creating if needed) a cache directory and its key.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating cache dir {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating cache dir {}", dir.display()), e))?;
         let key_path = dir.join(KEY_FILE);
         let key = match fs::read(&key_path) {
             Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("length checked"),
@@ -104,7 +105,13 @@ impl ArtifactCache {
         Ok((component, outcome))
     }
 
-    fn open_entry(&self, engine: &Engine, digest: &[u8; 32], compat: u64, file: &[u8]) -> Option<Component> {
+    fn open_entry(
+        &self,
+        engine: &Engine,
+        digest: &[u8; 32],
+        compat: u64,
+        file: &[u8],
+    ) -> Option<Component> {
         let rest = file.strip_prefix(MAGIC)?;
         if rest.len() < 32 {
             return None;
@@ -170,7 +177,8 @@ fn create_key(path: &Path) -> Result<[u8; 32]> {
         }
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let bytes =
+                fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             bytes
                 .try_into()
                 .map_err(|_| Error::Engine(format!("cache key {} is malformed", path.display())))

@@ -78,7 +78,9 @@ pub enum Error {
     #[error("invalid module: {0}")]
     InvalidModule(String),
     /// The module was built against an incompatible version of the contract.
-    #[error("contract version mismatch: module uses `{found}`, host supports palisade:policy@{supported}")]
+    #[error(
+        "contract version mismatch: module uses `{found}`, host supports palisade:policy@{supported}"
+    )]
     ContractVersion {
         /// The interface name and version found in the module.
         found: String,

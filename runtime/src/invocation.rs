@@ -37,14 +37,21 @@ impl Policy {
         let head = wit_request_head(&req);
         let output_limit = self.limits.output_limit();
         let (result, inv) = self.run(ctx, req.body.clone(), |store, instance| {
-            let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(&mut *store, &export)?;
+            let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
+                &mut *store,
+                &export,
+            )?;
             Ok(func.call(&mut *store, (&wctx, &head))?.0)
         });
         inv.finish(result.and_then(|answer| match answer {
             Err(msg) => Err(guest_error(msg)),
-            Ok(wit::RequestAction::Respond(reply)) => reply_to_response(reply, output_limit).map(Decision::Respond),
+            Ok(wit::RequestAction::Respond(reply)) => {
+                reply_to_response(reply, output_limit).map(Decision::Respond)
+            }
             Ok(wit::RequestAction::Continue(change)) => {
-                let size = (change.head.method.len() + change.head.path.len() + change.head.query.len()) as u64
+                let size = (change.head.method.len()
+                    + change.head.path.len()
+                    + change.head.query.len()) as u64
                     + message::headers_size(&change.head.headers)
                     + change.body.as_ref().map_or(0, |b| b.len() as u64);
                 check_output(size, output_limit)?;
@@ -83,7 +90,9 @@ impl Policy {
         });
         inv.finish(result.and_then(|answer| match answer {
             Err(msg) => Err(guest_error(msg)),
-            Ok(wit::ResponseAction::Respond(reply)) => reply_to_response(reply, output_limit).map(Decision::Respond),
+            Ok(wit::ResponseAction::Respond(reply)) => {
+                reply_to_response(reply, output_limit).map(Decision::Respond)
+            }
             Ok(wit::ResponseAction::Continue(change)) => {
                 let size = message::headers_size(&change.head.headers)
                     + change.body.as_ref().map_or(0, |b| b.len() as u64);
@@ -132,7 +141,9 @@ impl Policy {
             logs_dropped: state.logs.dropped,
             redacted: std::mem::take(&mut state.redacted),
             stats: Stats {
-                fuel: limits.fuel_budget().map_or(0, |budget| budget.saturating_sub(fuel_left)),
+                fuel: limits
+                    .fuel_budget()
+                    .map_or(0, |budget| budget.saturating_sub(fuel_left)),
                 memory_peak: state.limiter.peak_memory,
                 duration: start.elapsed(),
             },
@@ -142,7 +153,12 @@ impl Policy {
 }
 
 /// A fresh store for one invocation, with every limit armed.
-fn new_store(policy: &Policy, limits: &Limits, body: Bytes, config: Vec<(String, String)>) -> Store<StoreState> {
+fn new_store(
+    policy: &Policy,
+    limits: &Limits,
+    body: Bytes,
+    config: Vec<(String, String)>,
+) -> Store<StoreState> {
     let engine = &policy.inner.engine.inner;
     let state = StoreState::new(limits, body, config, policy.inner.uses_wasi);
     let mut store = Store::new(&engine.wasmtime, state);
@@ -168,21 +184,39 @@ pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
         .pre
         .instantiate(&mut store)
         .map_err(|e| classify(e, store.data_mut(), &limits, Stage::Instantiate))?;
-    let check = |store: &mut Store<StoreState>, export: &Option<ComponentExportIndex>, which: &str, typed: fn(&Instance, &mut Store<StoreState>, &ComponentExportIndex) -> bool| {
-        match export {
-            Some(idx) if !typed(&instance, store, idx) => Err(Error::ContractVersion {
-                found: format!("{which} with a different signature"),
-                supported: crate::validate::CONTRACT_VERSION.to_string(),
-            }),
-            _ => Ok(()),
-        }
-    };
-    check(&mut store, &policy.inner.request, "on-request", |i, s, idx| {
-        i.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(s, idx).is_ok()
-    })?;
-    check(&mut store, &policy.inner.response, "on-response", |i, s, idx| {
-        i.get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(s, idx).is_ok()
-    })?;
+    let check =
+        |store: &mut Store<StoreState>,
+         export: &Option<ComponentExportIndex>,
+         which: &str,
+         typed: fn(&Instance, &mut Store<StoreState>, &ComponentExportIndex) -> bool| {
+            match export {
+                Some(idx) if !typed(&instance, store, idx) => Err(Error::ContractVersion {
+                    found: format!("{which} with a different signature"),
+                    supported: crate::validate::CONTRACT_VERSION.to_string(),
+                }),
+                _ => Ok(()),
+            }
+        };
+    check(
+        &mut store,
+        &policy.inner.request,
+        "on-request",
+        |i, s, idx| {
+            i.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(s, idx)
+                .is_ok()
+        },
+    )?;
+    check(
+        &mut store,
+        &policy.inner.response,
+        "on-response",
+        |i, s, idx| {
+            i.get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(
+                s, idx,
+            )
+            .is_ok()
+        },
+    )?;
     Ok(())
 }
 
@@ -248,7 +282,9 @@ fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits, stage
             if stage == Stage::Instantiate {
                 // The allocator refused a memory, table or instance the limiter did
                 // not see (for example a table larger than the pool's slots).
-                Error::ResourceLimit { what: message::one_line(&text, MAX_GUEST_MESSAGE) }
+                Error::ResourceLimit {
+                    what: message::one_line(&text, MAX_GUEST_MESSAGE),
+                }
             } else {
                 // Lifting the guest's answer failed: an out-of-bounds pointer or
                 // length, invalid UTF-8, an invalid discriminant.
@@ -271,7 +307,10 @@ fn check_output(size: u64, limit: u64) -> Result<()> {
 }
 
 fn reply_to_response(reply: wit::Reply, limit: u64) -> Result<Response> {
-    check_output(message::headers_size(&reply.headers) + reply.body.len() as u64, limit)?;
+    check_output(
+        message::headers_size(&reply.headers) + reply.body.len() as u64,
+        limit,
+    )?;
     check_status(reply.status)?;
     check_headers(&reply.headers)?;
     Ok(Response {
@@ -328,11 +367,25 @@ mod tests {
             len = message.len()
         );
         let mut resolve = wit_parser::Resolve::default();
-        let (pkg, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/wit")).unwrap();
-        let world = resolve.select_world(&[pkg], Some("request-policy")).unwrap();
+        let (pkg, _) = resolve
+            .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/wit"))
+            .unwrap();
+        let world = resolve
+            .select_world(&[pkg], Some("request-policy"))
+            .unwrap();
         let mut module = wat::parse_str(wat).unwrap();
-        wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
-        wit_component::ComponentEncoder::default().module(&module).unwrap().encode().unwrap()
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .encode()
+            .unwrap()
     }
 
     #[test]
@@ -340,7 +393,11 @@ mod tests {
         let engine = Engine::new(&Config::new().pool(4, 1 << 30)).unwrap();
         let panicking = Policy::new(&engine, "p", &logging_component(TEST_PANIC_MARKER)).unwrap();
         let inv = panicking.on_request(&Context::default(), Request::default());
-        assert!(matches!(inv.result, Err(Error::HostPanic)), "{:?}", inv.result);
+        assert!(
+            matches!(inv.result, Err(Error::HostPanic)),
+            "{:?}",
+            inv.result
+        );
 
         // The next invocation gets a fresh store and works as usual (it logs, then traps).
         let inv = panicking.on_request(&Context::default(), Request::default());
@@ -348,7 +405,9 @@ mod tests {
         let other = Policy::new(&engine, "o", &logging_component("plain words")).unwrap();
         let inv = other.on_request(&Context::default(), Request::default());
         match inv.result {
-            Err(Error::Trap { guest_message, .. }) => assert_eq!(guest_message.as_deref(), Some("plain words")),
+            Err(Error::Trap { guest_message, .. }) => {
+                assert_eq!(guest_message.as_deref(), Some("plain words"))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -138,9 +138,9 @@ pub struct Invocation<T> {
 pub(crate) fn check_headers(headers: &Headers) -> Result<()> {
     for (name, value) in headers {
         let name_ok = !name.is_empty()
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            });
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !name_ok {
             return Err(Error::InvalidOutput(format!(
                 "header name {:?} is not a valid HTTP token",

@@ -62,7 +62,10 @@ impl Policy {
         let (component_bytes, admitted) = validate::admit(bytes, config)?;
         let (component, cache) = match &engine.inner.cache {
             Some(c) => c.load_or_compile(&engine.inner.wasmtime, &digest, &component_bytes)?,
-            None => (cache::compile(&engine.inner.wasmtime, &component_bytes)?, CacheOutcome::Disabled),
+            None => (
+                cache::compile(&engine.inner.wasmtime, &component_bytes)?,
+                CacheOutcome::Disabled,
+            ),
         };
         let linker = if admitted.uses_wasi {
             &engine.inner.wasi_linker
@@ -170,14 +173,19 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-fn phase_export(component: &Component, interface: &str, func: &str) -> Option<ComponentExportIndex> {
+fn phase_export(
+    component: &Component,
+    interface: &str,
+    func: &str,
+) -> Option<ComponentExportIndex> {
     let instance = component.get_export_index(None, interface)?;
     component.get_export_index(Some(&instance), func)
 }
 
 /// Reads a file, refusing before reading when it is larger than `cap`.
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if meta.len() > cap {
         return Err(Error::ModuleTooLarge {
             size: meta.len(),

@@ -112,9 +112,14 @@ impl Bounds {
                 let limit = config.default_limits.memory_limit();
                 for memory in reader.clone() {
                     let memory = memory.map_err(invalid)?;
-                    let bytes = memory.initial.saturating_mul(1u64 << memory.page_size_log2.unwrap_or(16));
+                    let bytes = memory
+                        .initial
+                        .saturating_mul(1u64 << memory.page_size_log2.unwrap_or(16));
                     if bytes > limit {
-                        return Err(Error::MemoryLimit { requested: bytes, limit });
+                        return Err(Error::MemoryLimit {
+                            requested: bytes,
+                            limit,
+                        });
                     }
                 }
             }
@@ -248,7 +253,10 @@ fn check_contract_version(name: &str) -> Result<()> {
 
 /// WASI 0.2 interfaces (`wasi:filesystem/types@0.2.3`, ...), which run deny-all.
 fn is_wasi_02(name: &str) -> bool {
-    name.starts_with("wasi:") && name.rsplit_once('@').is_some_and(|(_, v)| v.starts_with("0.2."))
+    name.starts_with("wasi:")
+        && name
+            .rsplit_once('@')
+            .is_some_and(|(_, v)| v.starts_with("0.2."))
 }
 
 #[cfg(test)]

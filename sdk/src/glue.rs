@@ -4,8 +4,8 @@
 
 use std::marker::PhantomData;
 
-use crate::message::{Action, Body, Context, Headers, Identity, Request, RequestHead, Response};
 use crate::Policy;
+use crate::message::{Action, Body, Context, Headers, Identity, Request, RequestHead, Response};
 
 #[doc(hidden)]
 pub mod bindings {

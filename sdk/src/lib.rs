@@ -34,7 +34,7 @@ mod host;
 mod message;
 pub mod testing;
 
-pub use crate::host::{config, log, redacted, LogLevel};
+pub use crate::host::{LogLevel, config, log, redacted};
 pub use crate::message::{
     Action, Context, Error, Headers, Identity, Request, RequestHead, Response, Result,
 };

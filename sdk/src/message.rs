@@ -92,7 +92,11 @@ impl Headers {
 
 impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
-        Headers(iter.into_iter().map(|(n, v)| (n.into(), v.into())).collect())
+        Headers(
+            iter.into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -299,7 +303,10 @@ pub enum Action<T> {
 impl<T> Action<T> {
     /// Answers `status` with a JSON body `{"error": message}`: the safe way to deny.
     pub fn deny(status: u16, message: &str) -> Self {
-        Action::Respond(Response::from_json(status, &serde_json::json!({ "error": message })))
+        Action::Respond(Response::from_json(
+            status,
+            &serde_json::json!({ "error": message }),
+        ))
     }
     /// Answers with `status` and `body`.
     pub fn respond(status: u16, body: impl Into<Vec<u8>>) -> Self {
@@ -361,7 +368,10 @@ pub struct Context {
 impl Context {
     /// The config value of `key`.
     pub fn config(&self, key: &str) -> Option<&str> {
-        self.config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     /// With a config entry (for tests).
     pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {

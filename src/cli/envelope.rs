@@ -19,7 +19,10 @@ fn body(obj: &Map<String, Value>) -> Result<Bytes> {
         .filter(|k| obj.contains_key(*k))
         .collect();
     if given.len() > 1 {
-        bail!("give only one of `body`, `body_text`, `body_base64` (got {})", given.join(", "));
+        bail!(
+            "give only one of `body`, `body_text`, `body_base64` (got {})",
+            given.join(", ")
+        );
     }
     Ok(match given.first() {
         None => Bytes::new(),
@@ -29,7 +32,11 @@ fn body(obj: &Map<String, Value>) -> Result<Bytes> {
             _ => bail!("`body_text` must be a string"),
         },
         Some(_) => match &obj["body_base64"] {
-            Value::String(s) => Bytes::from(BASE64.decode(s).context("`body_base64` is not valid base64")?),
+            Value::String(s) => Bytes::from(
+                BASE64
+                    .decode(s)
+                    .context("`body_base64` is not valid base64")?,
+            ),
             _ => bail!("`body_base64` must be a string"),
         },
     })
@@ -53,7 +60,9 @@ fn headers(obj: &Map<String, Value>) -> Result<Headers> {
                     Value::String(v) => out.push((name.clone(), v.clone())),
                     Value::Array(vs) => {
                         for v in vs {
-                            let v = v.as_str().with_context(|| format!("header `{name}`: values must be strings"))?;
+                            let v = v.as_str().with_context(|| {
+                                format!("header `{name}`: values must be strings")
+                            })?;
                             out.push((name.clone(), v.to_string()));
                         }
                     }
@@ -67,7 +76,9 @@ fn headers(obj: &Map<String, Value>) -> Result<Headers> {
 }
 
 fn object(v: &Value, what: &str) -> Result<Map<String, Value>> {
-    v.as_object().cloned().with_context(|| format!("{what} must be a JSON object"))
+    v.as_object()
+        .cloned()
+        .with_context(|| format!("{what} must be a JSON object"))
 }
 
 /// Parses a request envelope.
@@ -98,7 +109,8 @@ pub(crate) fn response(v: &Value) -> Result<(Request, Response)> {
         Some(s) => s
             .as_u64()
             .filter(|s| (100..=599).contains(s))
-            .with_context(|| format!("`status` must be a number in 100..=599, got {s}"))? as u16,
+            .with_context(|| format!("`status` must be a number in 100..=599, got {s}"))?
+            as u16,
     };
     let req = match obj.get("request") {
         Some(r) => request(r)?,
@@ -133,7 +145,8 @@ pub(crate) fn context(v: &Value) -> Result<Context> {
                 subject: string(&id, "subject", "")?,
                 scopes: match id.get("scopes") {
                     None => Vec::new(),
-                    Some(s) => serde_json::from_value(s.clone()).context("`scopes` must be an array of strings")?,
+                    Some(s) => serde_json::from_value(s.clone())
+                        .context("`scopes` must be an array of strings")?,
                 },
                 claims: match id.get("claims") {
                     None => Vec::new(),

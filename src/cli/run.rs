@@ -79,7 +79,10 @@ impl From<anyhow::Error> for Failure {
 
 fn run(args: &RunArgs) -> Result<u8, Failure> {
     if !args.module.is_file() {
-        return Err(Failure::Usage(anyhow::anyhow!("module {} not found", args.module.display())));
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "module {} not found",
+            args.module.display()
+        )));
     }
     let limits = limits(args)?;
     let input = read_input(args.input.as_deref())?;
@@ -111,7 +114,10 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
             report(inv, "response", envelope::response_json)
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output).expect("JSON serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).expect("JSON serializes")
+    );
     match error {
         None => Ok(0),
         Some(e) => Err(Failure::Runtime(e)),
@@ -131,7 +137,9 @@ fn report<T>(inv: Invocation<T>, noun: &str, to_json: fn(&T) -> Value) -> (Value
     });
     let mut out = match &inv.result {
         Ok(Decision::Continue(t)) => json!({"action": "continue", noun: to_json(t)}),
-        Ok(Decision::Respond(res)) => json!({"action": "respond", "response": envelope::response_json(res)}),
+        Ok(Decision::Respond(res)) => {
+            json!({"action": "respond", "response": envelope::response_json(res)})
+        }
         Err(e) => json!({"action": "error", "error": {"kind": e.kind(), "message": e.to_string()}}),
     };
     let obj = out.as_object_mut().expect("an object");
@@ -149,10 +157,14 @@ fn read_input(input: Option<&str>) -> Result<Value> {
         None => return Ok(json!({})),
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading stdin")?;
             s
         }
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading input {path}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading input {path}"))?
+        }
     };
     serde_json::from_str(&text).context("the input is not valid JSON")
 }
@@ -162,7 +174,12 @@ fn limits(args: &RunArgs) -> Result<Limits> {
     match args.fuel.as_deref() {
         None => {}
         Some("unlimited") => limits = limits.unlimited_fuel(),
-        Some(n) => limits = limits.fuel(n.parse().with_context(|| format!("--fuel `{n}` is not a number"))?),
+        Some(n) => {
+            limits = limits.fuel(
+                n.parse()
+                    .with_context(|| format!("--fuel `{n}` is not a number"))?,
+            )
+        }
     }
     if let Some(m) = &args.memory {
         limits = limits.memory(parse_bytes(m)?);

@@ -15,7 +15,10 @@ fn entry(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn load(engine: &Engine) -> Policy {
     let policy = Policy::from_file(engine, HEADERS_ONLY).unwrap();
-    assert!(matches!(policy.on_request(&ctx("t"), get("/")).result, Ok(Decision::Continue(_))));
+    assert!(matches!(
+        policy.on_request(&ctx("t"), get("/")).result,
+        Ok(Decision::Continue(_))
+    ));
     policy
 }
 
@@ -29,7 +32,10 @@ fn cache_hits_when_authentic_and_rejects_corrupt_or_foreign_entries() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("cache.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("cache.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -40,7 +46,11 @@ fn cache_hits_when_authentic_and_rejects_corrupt_or_foreign_entries() {
     bytes[mid] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(load(&engine).cache_outcome(), CacheOutcome::Rejected);
-    assert_eq!(load(&engine).cache_outcome(), CacheOutcome::Hit, "the entry was rewritten");
+    assert_eq!(
+        load(&engine).cache_outcome(),
+        CacheOutcome::Hit,
+        "the entry was rewritten"
+    );
 
     // An entry written under another key (another cache, or someone without the key).
     let other = tempfile::tempdir().unwrap();

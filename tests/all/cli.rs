@@ -23,7 +23,12 @@ pub(crate) fn palisade(args: &[&str], stdin: Option<&Value>) -> Output {
 }
 
 pub(crate) fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn one_stderr_line(out: &Output) -> String {
@@ -35,11 +40,22 @@ fn one_stderr_line(out: &Output) -> String {
 #[test]
 fn exit_0_on_continue_with_logs_redacted_paths_and_stats() {
     let input = json!({"status": 200, "headers": {"content-type": "application/json"}, "body": {"ssn": "123-45-6789", "id": 7}});
-    let out = palisade(&["run", REDACT_PII, "--phase", "response", "--input", "-"], Some(&input));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = palisade(
+        &["run", REDACT_PII, "--phase", "response", "--input", "-"],
+        Some(&input),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     assert_eq!(v["action"], "continue");
-    assert_eq!(v["response"]["body"], json!({"ssn": "[REDACTED:ssn]", "id": 7}));
+    assert_eq!(
+        v["response"]["body"],
+        json!({"ssn": "[REDACTED:ssn]", "id": 7})
+    );
     assert_eq!(v["redacted"], json!(["$['ssn']"]));
     assert!(v["stats"]["fuel"].as_u64().unwrap() > 0);
     assert!(v["stats"]["memory_peak"].as_u64().unwrap() > 0);
@@ -58,44 +74,85 @@ fn exit_0_on_respond() {
 #[test]
 fn exit_2_on_usage_errors_and_malformed_input() {
     for (args, stdin) in [
-        (vec!["run", MISBEHAVE, "--input", "-"], Some(json!("not an object"))),
-        (vec!["run", MISBEHAVE, "--input", "-"], Some(json!({"headers": 7}))),
+        (
+            vec!["run", MISBEHAVE, "--input", "-"],
+            Some(json!("not an object")),
+        ),
+        (
+            vec!["run", MISBEHAVE, "--input", "-"],
+            Some(json!({"headers": 7})),
+        ),
         (vec!["run", MISBEHAVE, "--config", "novalue"], None),
         (vec!["run", MISBEHAVE, "--fuel", "lots"], None),
-        (vec!["run", MISBEHAVE, "--input", "/nonexistent/input.json"], None),
+        (
+            vec!["run", MISBEHAVE, "--input", "/nonexistent/input.json"],
+            None,
+        ),
         (vec!["run", "/nonexistent/module.wasm"], None),
         (vec!["run", MISBEHAVE, "--phase", "sideways"], None),
     ] {
         let out = palisade(&args, stdin.as_ref());
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = palisade(&["run", MISBEHAVE, "--input", "-"], Some(&json!({"body": 1, "body_text": "x"})));
+    let out = palisade(
+        &["run", MISBEHAVE, "--input", "-"],
+        Some(&json!({"body": 1, "body_text": "x"})),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(one_stderr_line(&out).contains("only one of"));
 }
 
 #[test]
 fn exit_3_on_a_resource_limit() {
-    let out = palisade(&["run", MISBEHAVE, "--input", "-", "--timeout", "100", "--fuel", "unlimited"], Some(&json!({"path": "/loop"})));
+    let out = palisade(
+        &[
+            "run",
+            MISBEHAVE,
+            "--input",
+            "-",
+            "--timeout",
+            "100",
+            "--fuel",
+            "unlimited",
+        ],
+        Some(&json!({"path": "/loop"})),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(one_stderr_line(&out).contains("deadline of 100ms exceeded"));
     assert_eq!(stdout_json(&out)["error"]["kind"], "deadline");
 
-    let out = palisade(&["run", MISBEHAVE, "--input", "-", "--fuel", "100000"], Some(&json!({"path": "/loop"})));
+    let out = palisade(
+        &["run", MISBEHAVE, "--input", "-", "--fuel", "100000"],
+        Some(&json!({"path": "/loop"})),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(one_stderr_line(&out).contains("fuel exhausted"));
 
-    let out = palisade(&["run", MISBEHAVE, "--input", "-", "--memory", "4M"], Some(&json!({"path": "/alloc"})));
+    let out = palisade(
+        &["run", MISBEHAVE, "--input", "-", "--memory", "4M"],
+        Some(&json!({"path": "/alloc"})),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(one_stderr_line(&out).contains("memory limit"));
 }
 
 #[test]
 fn exit_4_when_the_guest_fails() {
-    let out = palisade(&["run", MISBEHAVE, "--input", "-"], Some(&json!({"path": "/panic"})));
+    let out = palisade(
+        &["run", MISBEHAVE, "--input", "-"],
+        Some(&json!({"path": "/panic"})),
+    );
     assert_eq!(out.status.code(), Some(4));
     assert!(one_stderr_line(&out).contains("policy bug: index out of range"));
-    let out = palisade(&["run", MISBEHAVE, "--input", "-"], Some(&json!({"path": "/error"})));
+    let out = palisade(
+        &["run", MISBEHAVE, "--input", "-"],
+        Some(&json!({"path": "/error"})),
+    );
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(stdout_json(&out)["error"]["kind"], "guest_error");
 }

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use palisade_runtime::{Context, Decision, Identity, Limits, LogLevel, Request, Response};
-use palisade_test_artifacts::{HEADERS_ONLY, INJECT_HEADERS, MISBEHAVE, REDACT_PII, REQUIRE_CLAIMS};
+use palisade_test_artifacts::{
+    HEADERS_ONLY, INJECT_HEADERS, MISBEHAVE, REDACT_PII, REQUIRE_CLAIMS,
+};
 use serde_json::json;
 
 use crate::fixtures::{ctx, get, guest, request_component};
@@ -11,9 +13,14 @@ use crate::fixtures::{ctx, get, guest, request_component};
 #[test]
 fn a_policy_may_implement_one_phase_only() {
     let bytes = request_component("", "unreachable");
-    let policy = palisade_runtime::Policy::new(crate::fixtures::engine(), "req-only", &bytes).unwrap();
+    let policy =
+        palisade_runtime::Policy::new(crate::fixtures::engine(), "req-only", &bytes).unwrap();
     assert!(policy.phases().request && !policy.phases().response);
-    let res = Response { status: 201, headers: vec![("a".into(), "b".into())], body: Bytes::from_static(b"x") };
+    let res = Response {
+        status: 201,
+        headers: vec![("a".into(), "b".into())],
+        body: Bytes::from_static(b"x"),
+    };
     let inv = policy.on_response(&ctx("t"), &get("/"), res.clone());
     assert_eq!(inv.result.unwrap(), Decision::Continue(res));
     assert_eq!(inv.stats.fuel, 0, "a phase the policy lacks costs nothing");
@@ -27,7 +34,9 @@ fn a_policy_that_never_reads_the_body_never_receives_it() {
         let mut req = get("/");
         req.body = Bytes::from(vec![b'x'; size]);
         let inv = policy.on_request(&ctx("t"), req);
-        let Ok(Decision::Continue(out)) = inv.result else { panic!("{:?}", inv.result) };
+        let Ok(Decision::Continue(out)) = inv.result else {
+            panic!("{:?}", inv.result)
+        };
         assert_eq!(out.body.len(), size, "the body passes through untouched");
         assert!(out.headers.contains(&("x-palisade".into(), "seen".into())));
         fuel.push(inv.stats.fuel);
@@ -49,12 +58,24 @@ fn a_policy_that_never_reads_the_body_never_receives_it() {
 fn config_context_and_identity_reach_the_guest() {
     let policy = guest(REQUIRE_CLAIMS);
     let mut c = ctx("acme");
-    c.config = vec![("scopes".into(), "read".into()), ("claims".into(), r#"{"tid":"acme"}"#.into())];
-    c.identity = Some(Identity { subject: "alice".into(), scopes: vec!["read".into()], claims: vec![("tid".into(), json!("acme"))] });
-    assert!(matches!(policy.on_request(&c, get("/")).result, Ok(Decision::Continue(_))));
+    c.config = vec![
+        ("scopes".into(), "read".into()),
+        ("claims".into(), r#"{"tid":"acme"}"#.into()),
+    ];
+    c.identity = Some(Identity {
+        subject: "alice".into(),
+        scopes: vec!["read".into()],
+        claims: vec![("tid".into(), json!("acme"))],
+    });
+    assert!(matches!(
+        policy.on_request(&c, get("/")).result,
+        Ok(Decision::Continue(_))
+    ));
     c.identity.as_mut().unwrap().claims = vec![("tid".into(), json!("other"))];
     let inv = policy.on_request(&c, get("/"));
-    let Ok(Decision::Respond(res)) = inv.result else { panic!("{:?}", inv.result) };
+    let Ok(Decision::Respond(res)) = inv.result else {
+        panic!("{:?}", inv.result)
+    };
     assert_eq!(res.status, 403);
     assert_eq!(&res.body[..], br#"{"error":"forbidden"}"#);
     assert_eq!(inv.logs[0].level, LogLevel::Info);
@@ -71,10 +92,16 @@ fn redacted_paths_are_reported_and_values_are_not() {
     };
     let inv = policy.on_response(&Context::default(), &get("/"), res);
     assert_eq!(inv.redacted, vec!["$['user']['ssn']"]);
-    let Ok(Decision::Continue(out)) = inv.result else { panic!() };
+    let Ok(Decision::Continue(out)) = inv.result else {
+        panic!()
+    };
     assert!(!String::from_utf8_lossy(&out.body).contains("6789"));
     for line in &inv.logs {
-        assert!(!line.message.contains("6789"), "a value reached the log: {}", line.message);
+        assert!(
+            !line.message.contains("6789"),
+            "a value reached the log: {}",
+            line.message
+        );
     }
 }
 
@@ -92,9 +119,18 @@ fn logs_are_capped_per_invocation_and_counted() {
 fn request_changes_come_back_typed() {
     let policy = guest(INJECT_HEADERS);
     let mut c = ctx("t");
-    c.config = vec![("request.set.x-env".into(), "prod".into()), ("request.remove".into(), "x-debug".into())];
-    let req = Request { headers: vec![("X-Debug".into(), "1".into())], body: Bytes::from_static(b"keep"), ..get("/a") };
-    let Ok(Decision::Continue(out)) = policy.on_request(&c, req).result else { panic!() };
+    c.config = vec![
+        ("request.set.x-env".into(), "prod".into()),
+        ("request.remove".into(), "x-debug".into()),
+    ];
+    let req = Request {
+        headers: vec![("X-Debug".into(), "1".into())],
+        body: Bytes::from_static(b"keep"),
+        ..get("/a")
+    };
+    let Ok(Decision::Continue(out)) = policy.on_request(&c, req).result else {
+        panic!()
+    };
     assert_eq!(out.headers, vec![("x-env".to_string(), "prod".to_string())]);
     assert_eq!(&out.body[..], b"keep");
     assert_eq!(out.path, "/a");

@@ -51,16 +51,27 @@ pub(crate) fn ctx(tenant: &str) -> Context {
 
 /// Embeds `world` (from the contract, plus `extra` WIT packages) into a core module
 /// written in WAT and componentizes it.
-pub(crate) fn component_with(wat: &str, world: &str, extra: &[&str], contract: Option<String>) -> Vec<u8> {
+pub(crate) fn component_with(
+    wat: &str,
+    world: &str,
+    extra: &[&str],
+    contract: Option<String>,
+) -> Vec<u8> {
     let mut resolve = Resolve::default();
     let mut main = match contract {
-        Some(text) => resolve.push_str("policy.wit", &text).expect("contract parses"),
+        Some(text) => resolve
+            .push_str("policy.wit", &text)
+            .expect("contract parses"),
         None => resolve.push_dir(wit_dir()).expect("contract parses").0,
     };
     for (i, text) in extra.iter().enumerate() {
-        main = resolve.push_str(format!("extra{i}.wit"), text).expect("extra WIT parses");
+        main = resolve
+            .push_str(format!("extra{i}.wit"), text)
+            .expect("extra WIT parses");
     }
-    let world = resolve.select_world(&[main], Some(world)).expect("world exists");
+    let world = resolve
+        .select_world(&[main], Some(world))
+        .expect("world exists");
     let mut module = wat::parse_str(wat).expect("fixture WAT parses");
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8).expect("embeds");
     ComponentEncoder::default()

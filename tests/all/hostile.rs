@@ -30,16 +30,24 @@ fn err_of(policy: &Policy, path: &str) -> Error {
     inv.result.expect_err("the invocation must fail")
 }
 
-const HOST_BODY_SIZE: &str = r#"(import "palisade:policy/host@0.1.0" "body-size" (func $bs (result i64)))"#;
+const HOST_BODY_SIZE: &str =
+    r#"(import "palisade:policy/host@0.1.0" "body-size" (func $bs (result i64)))"#;
 
 #[test]
 fn item01_infinite_loop_hits_the_deadline_and_frees_the_worker() {
     let policy = wat_policy("", "(loop (br 0)) unreachable")
         .unwrap()
-        .with_limits(Limits::default().unlimited_fuel().timeout(Duration::from_millis(100)));
+        .with_limits(
+            Limits::default()
+                .unlimited_fuel()
+                .timeout(Duration::from_millis(100)),
+        );
     let p = policy.clone();
     let err = bounded(10, move || err_of(&p, "/"));
-    assert!(matches!(err, Error::Deadline(d) if d == Duration::from_millis(100)), "{err:?}");
+    assert!(
+        matches!(err, Error::Deadline(d) if d == Duration::from_millis(100)),
+        "{err:?}"
+    );
     // The worker is free: the same policy serves again (and fails the same way).
     let err = bounded(10, move || err_of(&policy, "/"));
     assert!(matches!(err, Error::Deadline(_)));
@@ -54,14 +62,20 @@ fn item02_loop_over_a_cheap_host_call_is_stopped() {
         .unwrap()
         .with_limits(quick().fuel(1_000_000).max_host_calls(10_000));
     let err = bounded(10, move || err_of(&policy, "/"));
-    assert!(matches!(err, Error::FuelExhausted { limit: 1_000_000 }), "{err:?}");
+    assert!(
+        matches!(err, Error::FuelExhausted { limit: 1_000_000 }),
+        "{err:?}"
+    );
 
     // Without fuel, the host-call bound stops it ...
     let policy = wat_policy(HOST_BODY_SIZE, body)
         .unwrap()
         .with_limits(quick().unlimited_fuel().max_host_calls(1_000));
     let err = bounded(10, move || err_of(&policy, "/"));
-    assert!(matches!(err, Error::HostCallLimit { limit: 1_000 }), "{err:?}");
+    assert!(
+        matches!(err, Error::HostCallLimit { limit: 1_000 }),
+        "{err:?}"
+    );
 
     // ... and with neither, the deadline does.
     let policy = wat_policy(HOST_BODY_SIZE, body)
@@ -78,7 +92,9 @@ fn item03_unbounded_recursion_is_a_stack_overflow_not_an_abort() {
     assert!(matches!(err_of(&policy, "/"), Error::StackOverflow));
 
     let via_host = r#"(call $rec (local.get 0))) (func $rec (param i32) (result i32) (drop (call $bs)) (i32.add (call $rec (local.get 0)) (i32.const 1))"#;
-    let policy = wat_policy(HOST_BODY_SIZE, via_host).unwrap().with_limits(quick());
+    let policy = wat_policy(HOST_BODY_SIZE, via_host)
+        .unwrap()
+        .with_limits(quick());
     assert!(matches!(err_of(&policy, "/"), Error::StackOverflow));
 
     // A Rust guest recursing without bound.
@@ -88,28 +104,47 @@ fn item03_unbounded_recursion_is_a_stack_overflow_not_an_abort() {
 
 #[test]
 fn item04_huge_memory_is_refused_and_growth_is_bounded() {
-    let source = crate::fixtures::core_module("", "unreachable").replace("(memory (export \"memory\") 17)", "(memory (export \"memory\") 65536)");
+    let source = crate::fixtures::core_module("", "unreachable").replace(
+        "(memory (export \"memory\") 17)",
+        "(memory (export \"memory\") 65536)",
+    );
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
     let err = Policy::new(engine(), "huge", &bytes).expect_err("a 4 GiB memory must be refused");
-    assert!(matches!(err, Error::MemoryLimit { limit, .. } if limit == Limits::DEFAULT_MEMORY), "{err:?}");
+    assert!(
+        matches!(err, Error::MemoryLimit { limit, .. } if limit == Limits::DEFAULT_MEMORY),
+        "{err:?}"
+    );
 
     let limit = 8 << 20;
     let grow = "(loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable";
-    let policy = wat_policy("", grow).unwrap().with_limits(quick().memory(limit));
+    let policy = wat_policy("", grow)
+        .unwrap()
+        .with_limits(quick().memory(limit));
     let inv = policy.on_request(&ctx("t"), get("/"));
-    assert!(matches!(inv.result, Err(Error::MemoryLimit { limit: l, .. }) if l == limit), "{:?}", inv.result);
+    assert!(
+        matches!(inv.result, Err(Error::MemoryLimit { limit: l, .. }) if l == limit),
+        "{:?}",
+        inv.result
+    );
     assert!(inv.stats.memory_peak <= limit);
 
     // A Rust guest allocating without bound.
     let policy = guest(MISBEHAVE).with_limits(quick().memory(limit));
     let inv = policy.on_request(&ctx("t"), get("/alloc"));
-    assert!(matches!(inv.result, Err(Error::MemoryLimit { .. })), "{:?}", inv.result);
+    assert!(
+        matches!(inv.result, Err(Error::MemoryLimit { .. })),
+        "{:?}",
+        inv.result
+    );
     assert!(inv.stats.memory_peak <= limit);
 }
 
 #[test]
 fn item05_huge_tables_are_refused_by_the_limiter() {
-    let source = crate::fixtures::core_module("", "unreachable").replace("(memory (export", "(table 10000000 funcref) (memory (export");
+    let source = crate::fixtures::core_module("", "unreachable").replace(
+        "(memory (export",
+        "(table 10000000 funcref) (memory (export",
+    );
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
     let err = Policy::new(engine(), "table", &bytes).expect_err("a 10^7 table must be refused");
     assert!(matches!(err, Error::ResourceLimit { .. }), "{err:?}");
@@ -120,9 +155,14 @@ fn item05_huge_tables_are_refused_by_the_limiter() {
     )
     .replace("(memory (export", "(table $t 1 funcref) (memory (export");
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
-    let policy = Policy::new(engine(), "grow", &bytes).unwrap().with_limits(quick().table_elements(50_000));
+    let policy = Policy::new(engine(), "grow", &bytes)
+        .unwrap()
+        .with_limits(quick().table_elements(50_000));
     let err = err_of(&policy, "/");
-    assert!(matches!(&err, Error::ResourceLimit { what } if what.contains("50000")), "{err:?}");
+    assert!(
+        matches!(&err, Error::ResourceLimit { what } if what.contains("50000")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -130,22 +170,39 @@ fn item06_oversized_and_pathological_modules_are_refused_before_compiling() {
     let mut big = b"\0asm\x0d\0\x01\0".to_vec();
     big.resize(50 << 20, 0);
     let err = Policy::new(engine(), "big", &big).unwrap_err();
-    assert!(matches!(err, Error::ModuleTooLarge { size, .. } if size == 50 << 20), "{err:?}");
+    assert!(
+        matches!(err, Error::ModuleTooLarge { size, .. } if size == 50 << 20),
+        "{err:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.wasm");
     std::fs::write(&path, &big).unwrap();
-    assert!(matches!(Policy::from_file(engine(), &path), Err(Error::ModuleTooLarge { .. })));
+    assert!(matches!(
+        Policy::from_file(engine(), &path),
+        Err(Error::ModuleTooLarge { .. })
+    ));
 
-    let nested = format!("{}{}unreachable", "(block ".repeat(5_000), ")".repeat(5_000));
+    let nested = format!(
+        "{}{}unreachable",
+        "(block ".repeat(5_000),
+        ")".repeat(5_000)
+    );
     let err = wat_policy("", &nested).unwrap_err();
-    assert!(matches!(&err, Error::CompileBound(m) if m.contains("nested")), "{err:?}");
+    assert!(
+        matches!(&err, Error::CompileBound(m) if m.contains("nested")),
+        "{err:?}"
+    );
 
     let many = "(func)".repeat(100_000);
-    let source = crate::fixtures::core_module("", "unreachable").replace("(memory (export", &format!("{many} (memory (export"));
+    let source = crate::fixtures::core_module("", "unreachable")
+        .replace("(memory (export", &format!("{many} (memory (export"));
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
     let err = Policy::new(engine(), "many", &bytes).unwrap_err();
-    assert!(matches!(&err, Error::CompileBound(m) if m.contains("functions")), "{err:?}");
+    assert!(
+        matches!(&err, Error::CompileBound(m) if m.contains("functions")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -154,7 +211,12 @@ fn item07_truncated_and_garbage_modules_are_invalid_without_panicking() {
     for (what, bytes) in [
         ("truncated", real[..real.len() / 2].to_vec()),
         ("wrong magic", [b"\0wsm".as_slice(), &real[4..]].concat()),
-        ("garbage", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        (
+            "garbage",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
         ("empty", Vec::new()),
         ("header only", b"\0asm\x01\0\0\0".to_vec()),
     ] {
@@ -182,26 +244,42 @@ fn item08_bad_pointers_invalid_utf8_and_oversized_output_are_typed_errors() {
     };
     let policy = wat_policy("", &answer(2100, 2)).unwrap();
     let err = err_of(&policy, "/");
-    assert!(matches!(&err, Error::InvalidOutput(m) if m.contains("utf-8") || m.contains("UTF-8")), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidOutput(m) if m.contains("utf-8") || m.contains("UTF-8")),
+        "{err:?}"
+    );
     let policy = wat_policy("", &answer(0x7fff_ff00, 1000)).unwrap();
     assert!(matches!(err_of(&policy, "/"), Error::InvalidOutput(_)));
     // The same answer with a valid method is accepted, so the two above fail for the
     // reason claimed.
     let policy = wat_policy("", &answer(2100, 0)).unwrap();
     let inv = policy.on_request(&ctx("t"), get("/x"));
-    assert!(matches!(inv.result, Ok(Decision::Continue(ref r)) if r.method.is_empty()), "{:?}", inv.result);
+    assert!(
+        matches!(inv.result, Ok(Decision::Continue(ref r)) if r.method.is_empty()),
+        "{:?}",
+        inv.result
+    );
 
     let policy = guest(MISBEHAVE).with_limits(quick().max_output(1 << 20));
-    assert!(matches!(err_of(&policy, "/big-output"), Error::OutputTooLarge { size, limit: 1_048_576 } if size > 2_000_000));
-    assert!(matches!(err_of(&policy, "/bad-header"), Error::InvalidOutput(m) if m.contains("x-smuggle")));
-    assert!(matches!(err_of(&policy, "/bad-status"), Error::InvalidOutput(m) if m.contains("1000")));
+    assert!(
+        matches!(err_of(&policy, "/big-output"), Error::OutputTooLarge { size, limit: 1_048_576 } if size > 2_000_000)
+    );
+    assert!(
+        matches!(err_of(&policy, "/bad-header"), Error::InvalidOutput(m) if m.contains("x-smuggle"))
+    );
+    assert!(
+        matches!(err_of(&policy, "/bad-status"), Error::InvalidOutput(m) if m.contains("1000"))
+    );
 }
 
 #[test]
 fn item09_a_trap_fails_only_its_request() {
     let policy = guest(MISBEHAVE).with_limits(quick());
     match err_of(&policy, "/panic") {
-        Error::Trap { guest_message: Some(m), trap } => {
+        Error::Trap {
+            guest_message: Some(m),
+            trap,
+        } => {
             assert!(m.contains("policy bug: index out of range"), "{m}");
             assert!(!m.contains('\n'));
             assert!(trap.contains("unreachable"), "{trap}");
@@ -210,7 +288,9 @@ fn item09_a_trap_fails_only_its_request() {
     }
     let inv = policy.on_request(&ctx("t"), get("/fine"));
     assert!(matches!(inv.result, Ok(Decision::Continue(_))));
-    assert!(matches!(err_of(&policy, "/error"), Error::Guest(m) if m == "upstream contract violated"));
+    assert!(
+        matches!(err_of(&policy, "/error"), Error::Guest(m) if m == "upstream contract violated")
+    );
 }
 
 #[test]
@@ -223,7 +303,10 @@ fn item10_imports_outside_the_contract_are_rejected_at_load() {
     );
     let bytes = crate::fixtures::component_with(&core, "thief", &[evil, world], None);
     let err = Policy::new(engine(), "thief", &bytes).unwrap_err();
-    assert!(matches!(&err, Error::ForbiddenImport(name) if name == "evil:steal/secrets@1.0.0"), "{err:?}");
+    assert!(
+        matches!(&err, Error::ForbiddenImport(name) if name == "evil:steal/secrets@1.0.0"),
+        "{err:?}"
+    );
 
     // A guest built against another version of the contract.
     let newer = std::fs::read_to_string(crate::fixtures::wit_dir().join("policy.wit"))
@@ -232,7 +315,10 @@ fn item10_imports_outside_the_contract_are_rejected_at_load() {
     let core = crate::fixtures::core_module("", "unreachable").replace("@0.1.0#", "@0.2.0#");
     let bytes = crate::fixtures::component_with(&core, "request-policy", &[], Some(newer));
     let err = Policy::new(engine(), "newer", &bytes).unwrap_err();
-    assert!(matches!(&err, Error::ContractVersion { found, .. } if found.contains("@0.2.0")), "{err:?}");
+    assert!(
+        matches!(&err, Error::ContractVersion { found, .. } if found.contains("@0.2.0")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -240,8 +326,15 @@ fn item11_no_state_survives_an_invocation() {
     let policy = guest(STATE_PROBE);
     for tenant in ["a", "a", "b", "a"] {
         let inv = policy.on_request(&ctx(tenant), get("/"));
-        let Ok(Decision::Continue(req)) = inv.result else { panic!("{:?}", inv.result) };
-        let header = |n: &str| req.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let Ok(Decision::Continue(req)) = inv.result else {
+            panic!("{:?}", inv.result)
+        };
+        let header = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(header("x-count").as_deref(), Some("1"));
         assert_eq!(header("x-leftover").as_deref(), Some("absent"));
     }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use palisade_runtime::{Context, Decision, Error, Invocation, Limits, LuaPolicy, Module, Request, Response};
+use palisade_runtime::{
+    Context, Decision, Error, Invocation, Limits, LuaPolicy, Module, Request, Response,
+};
 use serde_json::{Value, json};
 
 use crate::fixtures::{ctx, engine, get};
@@ -28,7 +30,10 @@ fn respond_json(policy: &LuaPolicy, tenant: &str) -> Value {
 }
 
 fn err(policy: &LuaPolicy) -> Error {
-    policy.on_request(&ctx("t"), get("/")).result.expect_err("must fail")
+    policy
+        .on_request(&ctx("t"), get("/"))
+        .result
+        .expect_err("must fail")
 }
 
 #[test]
@@ -41,20 +46,38 @@ fn item12_io_os_require_loadlib_dofile_loadfile_are_unreachable() {
     for k in ["io", "os", "require", "package", "dofile", "loadfile"] {
         assert_eq!(v[k], "nil", "{k} is reachable");
     }
-    for call in ["os.execute('id')", "io.open('/etc/passwd')", "require('os')", "package.loadlib('x', 'y')", "dofile('/etc/passwd')", "loadfile('/etc/passwd')"] {
+    for call in [
+        "os.execute('id')",
+        "io.open('/etc/passwd')",
+        "require('os')",
+        "package.loadlib('x', 'y')",
+        "dofile('/etc/passwd')",
+        "loadfile('/etc/passwd')",
+    ] {
         let p = lua(&format!("function on_request() {call} end"));
-        assert!(matches!(err(&p), Error::Script(m) if m.contains("attempt to")), "{call}");
+        assert!(
+            matches!(err(&p), Error::Script(m) if m.contains("attempt to")),
+            "{call}"
+        );
     }
 }
 
 #[test]
 fn item13_bytecode_is_rejected() {
     let refused = LuaPolicy::new(engine(), "bc", b"\x1bLua\x54\x00 whatever").unwrap_err();
-    assert!(matches!(&refused, Error::InvalidModule(m) if m.contains("bytecode")), "{refused:?}");
+    assert!(
+        matches!(&refused, Error::InvalidModule(m) if m.contains("bytecode")),
+        "{refused:?}"
+    );
     let p = lua("function on_request() return load(string.dump(on_request)) end");
     assert!(matches!(err(&p), Error::Script(_)));
-    let p = lua(r#"function on_request() return palisade.respond(200, {load = type(load), loadstring = type(loadstring), dump = type(string.dump)}) end"#);
-    assert_eq!(respond_json(&p, "t"), json!({"load": "nil", "loadstring": "nil", "dump": "nil"}));
+    let p = lua(
+        r#"function on_request() return palisade.respond(200, {load = type(load), loadstring = type(loadstring), dump = type(string.dump)}) end"#,
+    );
+    assert_eq!(
+        respond_json(&p, "t"),
+        json!({"load": "nil", "loadstring": "nil", "dump": "nil"})
+    );
 }
 
 #[test]
@@ -81,12 +104,20 @@ fn item15_stdlib_and_metatable_changes_are_refused_and_invisible_to_others() {
         shadow = "mine"
         return palisade.respond(200, {a = a, b = b, c = c, d = d, upper = ("x"):upper()})
     end"#);
-    assert_eq!(respond_json(&tamper, "a"), json!({"a": false, "b": false, "c": false, "d": false, "upper": "X"}));
+    assert_eq!(
+        respond_json(&tamper, "a"),
+        json!({"a": false, "b": false, "c": false, "d": false, "upper": "X"})
+    );
     // The same VM (reused) and another tenant's policy see the originals and no leftovers.
-    let observer = lua(r#"function on_request() return palisade.respond(200, {upper = string.upper("x"), shadow = type(shadow), insert = type(table.insert)}) end"#);
+    let observer = lua(
+        r#"function on_request() return palisade.respond(200, {upper = string.upper("x"), shadow = type(shadow), insert = type(table.insert)}) end"#,
+    );
     for _ in 0..3 {
         assert_eq!(respond_json(&tamper, "a")["upper"], "X");
-        assert_eq!(respond_json(&observer, "b"), json!({"upper": "X", "shadow": "nil", "insert": "function"}));
+        assert_eq!(
+            respond_json(&observer, "b"),
+            json!({"upper": "X", "shadow": "nil", "insert": "function"})
+        );
     }
 }
 
@@ -103,12 +134,16 @@ fn globals_written_by_one_invocation_are_gone_in_the_next() {
 
 #[test]
 fn item16_infinite_loops_are_stopped_by_deadline_and_budget() {
-    let p = lua("function on_request() while true do end end").with_limits(quick().unlimited_fuel());
+    let p =
+        lua("function on_request() while true do end end").with_limits(quick().unlimited_fuel());
     assert!(matches!(err(&p), Error::Deadline(_)));
-    let p = lua("function on_request() while true do end end").with_limits(quick().fuel(10_000).timeout(Duration::from_secs(30)));
+    let p = lua("function on_request() while true do end end")
+        .with_limits(quick().fuel(10_000).timeout(Duration::from_secs(30)));
     assert!(matches!(err(&p), Error::FuelExhausted { limit: 10_000 }));
     // pcall cannot swallow the stop.
-    let p = lua("function on_request() while true do pcall(function() while true do end end) end end").with_limits(quick());
+    let p =
+        lua("function on_request() while true do pcall(function() while true do end end) end end")
+            .with_limits(quick());
     assert!(matches!(err(&p), Error::Deadline(_)));
 }
 
@@ -121,9 +156,14 @@ fn item17_memory_bombs_hit_the_memory_limit() {
         r#"local t = {} for i = 1, 1e9 do t[i] = i end"#,
         r#"local t, i = {}, 0 while true do i = i + 1 pcall(function() table.insert(t, string.rep("y", 1e6) .. i) end) end"#,
     ] {
-        let p = lua(&format!("function on_request() {bomb} end")).with_limits(quick().memory(16 << 20).timeout(Duration::from_secs(5)));
+        let p = lua(&format!("function on_request() {bomb} end"))
+            .with_limits(quick().memory(16 << 20).timeout(Duration::from_secs(5)));
         let inv = p.on_request(&ctx("t"), get("/"));
-        assert!(matches!(inv.result, Err(Error::MemoryLimit { limit, .. }) if limit == 16 << 20), "{bomb}: {:?}", inv.result);
+        assert!(
+            matches!(inv.result, Err(Error::MemoryLimit { limit, .. }) if limit == 16 << 20),
+            "{bomb}: {:?}",
+            inv.result
+        );
     }
     // The VM recovers for the next invocation.
     let ok = lua("function on_request(req) return req end").with_limits(quick().memory(16 << 20));
@@ -132,9 +172,13 @@ fn item17_memory_bombs_hit_the_memory_limit() {
 
 #[test]
 fn item18_pathological_patterns_are_refused_before_running() {
-    let p = lua(r#"function on_request() return string.find(("a"):rep(1e5), ("a*"):rep(20) .. "b") end"#).with_limits(quick());
+    let p = lua(
+        r#"function on_request() return string.find(("a"):rep(1e5), ("a*"):rep(20) .. "b") end"#,
+    )
+    .with_limits(quick());
     assert!(matches!(err(&p), Error::Script(m) if m.contains("pattern too expensive")));
-    let p = lua(r#"function on_request() return string.gsub(("a"):rep(1e6), "a*b", "") end"#).with_limits(quick());
+    let p = lua(r#"function on_request() return string.gsub(("a"):rep(1e6), "a*b", "") end"#)
+        .with_limits(quick());
     assert!(matches!(err(&p), Error::Script(m) if m.contains("pattern too expensive")));
     // Ordinary use is fine, and plain find is always allowed.
     let p = lua(r#"function on_request()
@@ -146,16 +190,24 @@ fn item18_pathological_patterns_are_refused_before_running() {
 
 #[test]
 fn item19_deep_recursion_is_an_error_not_an_abort() {
-    let p = lua("local function f(n) return 1 + f(n + 1) end function on_request() return f(0) end").with_limits(quick().timeout(Duration::from_secs(10)));
+    let p =
+        lua("local function f(n) return 1 + f(n + 1) end function on_request() return f(0) end")
+            .with_limits(quick().timeout(Duration::from_secs(10)));
     let e = err(&p);
-    assert!(matches!(e, Error::StackOverflow | Error::MemoryLimit { .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::StackOverflow | Error::MemoryLimit { .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn item20_coroutines_and_hostile_metamethods_are_bounded() {
     let p = lua(r#"function on_request() local cs = {} while true do table.insert(cs, coroutine.create(function() end)) end end"#)
         .with_limits(quick().memory(8 << 20).timeout(Duration::from_secs(5)));
-    assert!(matches!(err(&p), Error::MemoryLimit { .. } | Error::Deadline(_)));
+    assert!(matches!(
+        err(&p),
+        Error::MemoryLimit { .. } | Error::Deadline(_)
+    ));
     // Metamethods on what is handed back never run on the host's path.
     let p = lua(r#"function on_request(req)
         local evil = function() while true do end end
@@ -164,7 +216,9 @@ fn item20_coroutines_and_hostile_metamethods_are_bounded() {
     end"#)
     .with_limits(quick());
     let inv = p.on_request(&ctx("t"), get("/"));
-    let Ok(Decision::Continue(req)) = inv.result else { panic!("{:?}", inv.result) };
+    let Ok(Decision::Continue(req)) = inv.result else {
+        panic!("{:?}", inv.result)
+    };
     assert_eq!(req.headers, vec![("x-a".to_string(), "1".to_string())]);
     let p = lua(r#"function on_request() error(setmetatable({}, {__tostring = function() while true do end end})) end"#).with_limits(quick());
     assert!(matches!(err(&p), Error::Script(_) | Error::Deadline(_)));
@@ -175,22 +229,42 @@ fn item21_collectgarbage_beyond_count_is_refused() {
     let p = lua(r#"function on_request()
         return palisade.respond(200, {stop = pcall(collectgarbage, "stop"), collect = pcall(collectgarbage, "collect"), count = type(collectgarbage("count"))})
     end"#);
-    assert_eq!(respond_json(&p, "t"), json!({"stop": false, "collect": false, "count": "number"}));
+    assert_eq!(
+        respond_json(&p, "t"),
+        json!({"stop": false, "collect": false, "count": "number"})
+    );
 }
 
 #[test]
 fn item22_cyclic_deep_or_huge_tables_are_refused() {
     for (what, script) in [
         ("cyclic", "local t = {} t.self = t req.body = t return req"),
-        ("deep", "local t = {} local c = t for i = 1, 1e5 do c.x = {} c = c.x end req.body = t return req"),
-        ("huge", "local t = {} for i = 1, 2e6 do t[i] = i end req.body = t return req"),
+        (
+            "deep",
+            "local t = {} local c = t for i = 1, 1e5 do c.x = {} c = c.x end req.body = t return req",
+        ),
+        (
+            "huge",
+            "local t = {} for i = 1, 2e6 do t[i] = i end req.body = t return req",
+        ),
     ] {
-        let p = lua(&format!("function on_request(req) {script} end")).with_limits(quick().memory(256 << 20).timeout(Duration::from_secs(10)));
+        let p = lua(&format!("function on_request(req) {script} end"))
+            .with_limits(quick().memory(256 << 20).timeout(Duration::from_secs(10)));
         let e = err(&p);
-        assert!(matches!(e, Error::InvalidOutput(_) | Error::OutputTooLarge { .. }), "{what}: {e:?}");
+        assert!(
+            matches!(e, Error::InvalidOutput(_) | Error::OutputTooLarge { .. }),
+            "{what}: {e:?}"
+        );
     }
-    let p = lua(r#"function on_request(req) req.raw_body = string.rep("z", 3e6) return req end"#).with_limits(quick().max_output(1 << 20));
-    assert!(matches!(err(&p), Error::OutputTooLarge { limit: 1_048_576, .. }));
+    let p = lua(r#"function on_request(req) req.raw_body = string.rep("z", 3e6) return req end"#)
+        .with_limits(quick().max_output(1 << 20));
+    assert!(matches!(
+        err(&p),
+        Error::OutputTooLarge {
+            limit: 1_048_576,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -199,21 +273,37 @@ fn lua_body_is_lazy_and_decoded_json() {
     let mut big = get("/");
     big.body = Bytes::from(vec![b'x'; 1 << 20]);
     let inv = p.on_request(&ctx("t"), big);
-    let Ok(Decision::Continue(out)) = inv.result else { panic!() };
+    let Ok(Decision::Continue(out)) = inv.result else {
+        panic!()
+    };
     assert_eq!(out.body.len(), 1 << 20);
-    assert!(inv.stats.memory_peak < 256 << 10, "an unread body must not be copied into the VM: {}", inv.stats.memory_peak);
+    assert!(
+        inv.stats.memory_peak < 256 << 10,
+        "an unread body must not be copied into the VM: {}",
+        inv.stats.memory_peak
+    );
 
     let p = lua(r#"function on_request(req) req.body.n = req.body.n + 1 return req end"#);
     let mut r = get("/");
     r.body = Bytes::from(r#"{"n": 1, "keep": [], "z": null}"#);
-    let Ok(Decision::Continue(out)) = p.on_request(&ctx("t"), r).result else { panic!() };
-    assert_eq!(serde_json::from_slice::<Value>(&out.body).unwrap(), json!({"n": 2, "keep": [], "z": null}));
+    let Ok(Decision::Continue(out)) = p.on_request(&ctx("t"), r).result else {
+        panic!()
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.body).unwrap(),
+        json!({"n": 2, "keep": [], "z": null})
+    );
 }
 
 #[test]
 fn lua_failures_are_typed_like_wasm_ones() {
-    assert!(matches!(LuaPolicy::new(engine(), "s", b"function on_request( end"), Err(Error::InvalidModule(_))));
-    assert!(matches!(LuaPolicy::new(engine(), "s", b"local x = 1"), Err(Error::InvalidModule(m)) if m.contains("neither")));
+    assert!(matches!(
+        LuaPolicy::new(engine(), "s", b"function on_request( end"),
+        Err(Error::InvalidModule(_))
+    ));
+    assert!(
+        matches!(LuaPolicy::new(engine(), "s", b"local x = 1"), Err(Error::InvalidModule(m)) if m.contains("neither"))
+    );
     let p = lua(r#"function on_request() error("boom") end"#);
     assert!(matches!(err(&p), Error::Script(m) if m.contains("boom")));
     let p = lua(r#"function on_request(req) req.headers["x-bad"] = "a\r\nb" return req end"#);
@@ -221,7 +311,9 @@ fn lua_failures_are_typed_like_wasm_ones() {
     let p = lua("function on_request() return 42 end");
     assert!(matches!(err(&p), Error::InvalidOutput(_)));
     let p = lua(r#"function on_request() return palisade.deny(403, "no") end"#);
-    let Ok(Decision::Respond(r)) = p.on_request(&ctx("t"), get("/")).result else { panic!() };
+    let Ok(Decision::Respond(r)) = p.on_request(&ctx("t"), get("/")).result else {
+        panic!()
+    };
     assert_eq!((r.status, &r.body[..]), (403, &br#"{"error":"no"}"#[..]));
 }
 
@@ -231,14 +323,21 @@ fn module(policy: &str, lang: &str) -> Module {
     let root = std::path::Path::new(palisade_test_artifacts::WORKSPACE);
     let path = match lang {
         "lua" => root.join("policies/lua").join(format!("{policy}.lua")),
-        _ => palisade_test_artifacts::ALL.iter().find(|(n, _)| *n == policy).map(|(_, p)| p.into()).expect("a built policy"),
+        _ => palisade_test_artifacts::ALL
+            .iter()
+            .find(|(n, _)| *n == policy)
+            .map(|(_, p)| p.into())
+            .expect("a built policy"),
     };
     Module::from_file(engine(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A comparable summary: action, status, headers grouped by lower-case name, body as
 /// JSON when it parses, and the redacted paths as a sorted list.
-fn summary<T>(inv: Invocation<T>, head: impl Fn(&T) -> (Option<u16>, Vec<(String, String)>, Bytes)) -> Value {
+fn summary<T>(
+    inv: Invocation<T>,
+    head: impl Fn(&T) -> (Option<u16>, Vec<(String, String)>, Bytes),
+) -> Value {
     let (action, status, headers, body) = match inv.result {
         Ok(Decision::Continue(t)) => {
             let (s, h, b) = head(&t);
@@ -251,7 +350,8 @@ fn summary<T>(inv: Invocation<T>, head: impl Fn(&T) -> (Option<u16>, Vec<(String
     for (n, v) in headers {
         grouped.entry(n.to_ascii_lowercase()).or_default().push(v);
     }
-    let body = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let body = serde_json::from_slice::<Value>(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     let mut redacted = inv.redacted.clone();
     redacted.sort();
     json!({"action": action, "status": status, "headers": grouped, "body": body, "redacted": redacted})
@@ -259,11 +359,20 @@ fn summary<T>(inv: Invocation<T>, head: impl Fn(&T) -> (Option<u16>, Vec<(String
 
 fn run_case(m: &Module, case: &Value) -> Value {
     let mut c = Context::default();
-    c.config = case["config"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    c.config = case["config"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
     let input = &case["input"];
     let headers: Vec<(String, String)> = input["headers"]
         .as_object()
-        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let body = match (input.get("body"), input.get("body_text")) {
         (Some(b), _) => Bytes::from(b.to_string()),
@@ -278,23 +387,40 @@ fn run_case(m: &Module, case: &Value) -> Value {
             headers,
             body,
         };
-        summary(m.on_request(&c, req), |r: &Request| (None, r.headers.clone(), r.body.clone()))
+        summary(m.on_request(&c, req), |r: &Request| {
+            (None, r.headers.clone(), r.body.clone())
+        })
     } else {
-        let res = Response { status: input["status"].as_u64().unwrap() as u16, headers, body };
-        summary(m.on_response(&c, &get("/"), res), |r: &Response| (Some(r.status), r.headers.clone(), r.body.clone()))
+        let res = Response {
+            status: input["status"].as_u64().unwrap() as u16,
+            headers,
+            body,
+        };
+        summary(m.on_response(&c, &get("/"), res), |r: &Response| {
+            (Some(r.status), r.headers.clone(), r.body.clone())
+        })
     }
 }
 
 #[test]
 fn lua_policies_match_the_wasm_policies_on_the_shared_cases() {
-    let path = std::path::Path::new(palisade_test_artifacts::WORKSPACE).join("tests/cases/policies.json");
+    let path =
+        std::path::Path::new(palisade_test_artifacts::WORKSPACE).join("tests/cases/policies.json");
     let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert!(cases.len() >= 10);
     for case in &cases {
         let policy = case["policy"].as_str().unwrap();
         let wasm = run_case(&module(policy, "wasm"), case);
         let lua = run_case(&module(policy, "lua"), case);
-        assert!(wasm.get("error").is_none(), "{}: wasm failed: {wasm}", case["name"]);
-        assert_eq!(lua, wasm, "{}: the Lua policy differs from the Wasm one", case["name"]);
+        assert!(
+            wasm.get("error").is_none(),
+            "{}: wasm failed: {wasm}",
+            case["name"]
+        );
+        assert_eq!(
+            lua, wasm,
+            "{}: the Lua policy differs from the Wasm one",
+            case["name"]
+        );
     }
 }

@@ -12,27 +12,41 @@ use crate::fixtures::{ctx, get, guest};
 #[test]
 fn a_looping_guest_does_not_stall_other_invocations() {
     // One async worker thread: if invocations ran on it, the fast one would wait.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let pool = InvocationPool::new(4);
-        let slow = guest(MISBEHAVE).with_limits(Limits::default().unlimited_fuel().timeout(Duration::from_millis(1_500)));
+        let slow = guest(MISBEHAVE).with_limits(
+            Limits::default()
+                .unlimited_fuel()
+                .timeout(Duration::from_millis(1_500)),
+        );
         let fast = guest(HEADERS_ONLY);
         let slow_done = Arc::new(AtomicBool::new(false));
 
         let flag = slow_done.clone();
         let p = pool.clone();
         let slow_task = tokio::spawn(async move {
-            let inv = p.run(move || slow.on_request(&ctx("noisy"), get("/loop"))).await;
+            let inv = p
+                .run(move || slow.on_request(&ctx("noisy"), get("/loop")))
+                .await;
             flag.store(true, Ordering::SeqCst);
             inv
         });
         tokio::task::yield_now().await;
         for _ in 0..20 {
             let f = fast.clone();
-            let inv = pool.run(move || f.on_request(&ctx("quiet"), get("/"))).await;
+            let inv = pool
+                .run(move || f.on_request(&ctx("quiet"), get("/")))
+                .await;
             assert!(matches!(inv.result, Ok(Decision::Continue(_))));
         }
-        assert!(!slow_done.load(Ordering::SeqCst), "fast invocations finished while the slow one still ran");
+        assert!(
+            !slow_done.load(Ordering::SeqCst),
+            "fast invocations finished while the slow one still ran"
+        );
         let slow_inv = slow_task.await.unwrap();
         assert!(matches!(slow_inv.result, Err(Error::Deadline(_))));
     });
@@ -40,7 +54,11 @@ fn a_looping_guest_does_not_stall_other_invocations() {
 
 #[test]
 fn the_pool_bounds_concurrency() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let pool = InvocationPool::new(2);
         let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -9,7 +9,10 @@ fn main() {
     for dir in ["sdk", "policies", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     println!("cargo:rerun-if-env-changed=PALISADE_NO_APT");
     let guests = match palisade_guest_build::build_all(&root) {
         Ok(guests) => guests,
@@ -19,12 +22,23 @@ fn main() {
     for guest in &guests {
         let ident = guest.name.to_uppercase().replace('-', "_");
         writeln!(out, "/// `{}`: `{}`.", guest.name, guest.wasm.display()).unwrap();
-        writeln!(out, "pub const {ident}: &str = {:?};", guest.wasm.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "pub const {ident}: &str = {:?};",
+            guest.wasm.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "/// Every guest: (name, component path).").unwrap();
     writeln!(out, "pub const ALL: &[(&str, &str)] = &[").unwrap();
     for guest in &guests {
-        writeln!(out, "    ({:?}, {:?}),", guest.name, guest.wasm.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({:?}, {:?}),",
+            guest.name,
+            guest.wasm.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("artifacts.rs");

@@ -44,7 +44,11 @@ impl Policy for InjectHeaders {
         Ok(Action::Continue(req))
     }
 
-    fn on_response(ctx: &Context, _req: &RequestHead, mut res: Response) -> Result<Action<Response>> {
+    fn on_response(
+        ctx: &Context,
+        _req: &RequestHead,
+        mut res: Response,
+    ) -> Result<Action<Response>> {
         apply(ctx, "response", &mut res.headers);
         Ok(Action::Continue(res))
     }
@@ -69,11 +73,18 @@ mod tests {
             .with_header("X-Debug", "1")
             .with_header("x-env", "dev")
             .with_header("via", "edge");
-        let out = testing::request::<InjectHeaders>(&ctx, req).action.unwrap().into_continue().unwrap();
+        let out = testing::request::<InjectHeaders>(&ctx, req)
+            .action
+            .unwrap()
+            .into_continue()
+            .unwrap();
         assert!(!out.headers.contains("x-internal"));
         assert!(!out.headers.contains("x-debug"));
         assert_eq!(out.headers.get("x-env"), Some("prod"));
-        assert_eq!(out.headers.get_all("via").collect::<Vec<_>>(), vec!["edge", "palisade"]);
+        assert_eq!(
+            out.headers.get_all("via").collect::<Vec<_>>(),
+            vec!["edge", "palisade"]
+        );
     }
 
     #[test]
@@ -81,9 +92,16 @@ mod tests {
         let ctx = Context::default()
             .with_config("request.set.x-a", "req")
             .with_config("response.set.Strict-Transport-Security", "max-age=63072000");
-        let out = testing::response::<InjectHeaders>(&ctx, &Request::get("/").head(), Response::new(200, ""));
+        let out = testing::response::<InjectHeaders>(
+            &ctx,
+            &Request::get("/").head(),
+            Response::new(200, ""),
+        );
         let res = out.action.unwrap().into_continue().unwrap();
-        assert_eq!(res.headers.get("strict-transport-security"), Some("max-age=63072000"));
+        assert_eq!(
+            res.headers.get("strict-transport-security"),
+            Some("max-age=63072000")
+        );
         assert!(!res.headers.contains("x-a"));
     }
 }

@@ -28,7 +28,15 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in the order they are applied (longer digit runs first, so a card
     /// number is never half-taken by a shorter pattern).
-    pub const ALL: [Kind; 7] = [Kind::Card, Kind::Iban, Kind::Aadhaar, Kind::Ssn, Kind::Pan, Kind::Email, Kind::Phone];
+    pub const ALL: [Kind; 7] = [
+        Kind::Card,
+        Kind::Iban,
+        Kind::Aadhaar,
+        Kind::Ssn,
+        Kind::Pan,
+        Kind::Email,
+        Kind::Phone,
+    ];
 
     /// The config name of the kind.
     pub fn name(self) -> &'static str {
@@ -60,7 +68,9 @@ impl Kind {
                         Kind::Ssn => r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
                         Kind::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b",
                         Kind::Pan => r"\b[A-Z]{3}[ABCFGHLJPTE][A-Z][0-9]{4}[A-Z]\b",
-                        Kind::Email => r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+                        Kind::Email => {
+                            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+                        }
                         Kind::Phone => r"\+[1-9][0-9]{7,14}\b",
                     };
                     Regex::new(pattern).expect("built-in patterns compile")

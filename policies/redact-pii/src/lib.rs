@@ -16,7 +16,9 @@ mod checksum;
 mod detect;
 
 use hmac::{Hmac, Mac};
-use palisade_sdk::{Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result};
+use palisade_sdk::{
+    Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result,
+};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -64,7 +66,10 @@ impl Settings {
             Some("none") | Some("") => Vec::new(),
             Some(list) => list
                 .split(',')
-                .map(|n| Kind::parse(n.trim()).ok_or_else(|| Error::msg(format!("unknown detector `{}`", n.trim()))))
+                .map(|n| {
+                    Kind::parse(n.trim())
+                        .ok_or_else(|| Error::msg(format!("unknown detector `{}`", n.trim())))
+                })
                 .collect::<Result<_>>()?,
         };
         let mode = match ctx.config("mode").unwrap_or("mask") {
@@ -77,15 +82,29 @@ impl Settings {
                     .as_bytes()
                     .to_vec(),
             ),
-            other => return Err(Error::msg(format!("unknown mode `{other}` (mask, hash, remove)"))),
+            other => {
+                return Err(Error::msg(format!(
+                    "unknown mode `{other}` (mask, hash, remove)"
+                )));
+            }
         };
         let (request, response) = match ctx.config("phases").unwrap_or("both") {
             "both" => (true, true),
             "request" => (true, false),
             "response" => (false, true),
-            other => return Err(Error::msg(format!("unknown phases `{other}` (request, response, both)"))),
+            other => {
+                return Err(Error::msg(format!(
+                    "unknown phases `{other}` (request, response, both)"
+                )));
+            }
         };
-        Ok(Settings { rules, kinds, mode, request, response })
+        Ok(Settings {
+            rules,
+            kinds,
+            mode,
+            request,
+            response,
+        })
     }
 
     /// The replacement of a detected value (`tag` is its kind) or of a rule's value
@@ -95,7 +114,11 @@ impl Settings {
             (Mode::Hash(key), tag) => {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
                 mac.update(value.as_bytes());
-                format!("[{}:{}]", tag.unwrap_or("hash"), &hex::encode(mac.finalize().into_bytes())[..16])
+                format!(
+                    "[{}:{}]",
+                    tag.unwrap_or("hash"),
+                    &hex::encode(mac.finalize().into_bytes())[..16]
+                )
             }
             (_, Some(tag)) => format!("[REDACTED:{tag}]"),
             (_, None) => "[REDACTED]".to_string(),
@@ -114,11 +137,15 @@ impl Settings {
         }
         if let Ok(mut doc) = serde_json::from_slice::<Value>(body) {
             let paths = self.redact_json(&mut doc);
-            return Ok((!paths.is_empty()).then(|| (serde_json::to_vec(&doc).expect("a Value serializes"), paths)));
+            return Ok((!paths.is_empty())
+                .then(|| (serde_json::to_vec(&doc).expect("a Value serializes"), paths)));
         }
-        let text = std::str::from_utf8(body).map_err(|_| Error::msg("body is neither JSON nor UTF-8 text"))?;
-        Ok(redact_text(text, &self.kinds, &mut |kind, value| self.replacement(Some(kind.name()), value))
-            .map(|(text, _)| (text.into_bytes(), vec!["$".to_string()])))
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Error::msg("body is neither JSON nor UTF-8 text"))?;
+        Ok(redact_text(text, &self.kinds, &mut |kind, value| {
+            self.replacement(Some(kind.name()), value)
+        })
+        .map(|(text, _)| (text.into_bytes(), vec!["$".to_string()])))
     }
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
@@ -129,7 +156,10 @@ impl Settings {
         let mut located: Vec<(String, String)> = Vec::new();
         for rule in &self.rules {
             for node in rule.query_located(doc).iter() {
-                located.push((node.location().to_json_pointer(), node.location().to_string()));
+                located.push((
+                    node.location().to_json_pointer(),
+                    node.location().to_string(),
+                ));
             }
         }
         located.sort();
@@ -170,7 +200,9 @@ impl Settings {
             Value::String(s) => self.scan(s, path, found),
             Value::Number(n) => {
                 let text = n.to_string();
-                match redact_text(&text, &self.kinds, &mut |kind, v| self.replacement(Some(kind.name()), v)) {
+                match redact_text(&text, &self.kinds, &mut |kind, v| {
+                    self.replacement(Some(kind.name()), v)
+                }) {
                     Some((redacted, _)) => {
                         found.push(path.clone());
                         if self.mode == Mode::Remove {
@@ -214,7 +246,9 @@ impl Settings {
     }
 
     fn scan(&self, s: &mut String, path: &str, found: &mut Vec<String>) -> bool {
-        match redact_text(s, &self.kinds, &mut |kind, v| self.replacement(Some(kind.name()), v)) {
+        match redact_text(s, &self.kinds, &mut |kind, v| {
+            self.replacement(Some(kind.name()), v)
+        }) {
             Some((redacted, _)) => {
                 found.push(path.to_string());
                 if self.mode == Mode::Remove {
@@ -229,7 +263,8 @@ impl Settings {
 }
 
 fn parse_path(p: &str) -> Result<serde_json_path::JsonPath> {
-    serde_json_path::JsonPath::parse(p).map_err(|e| Error::msg(format!("invalid JSONPath `{p}`: {e}")))
+    serde_json_path::JsonPath::parse(p)
+        .map_err(|e| Error::msg(format!("invalid JSONPath `{p}`: {e}")))
 }
 
 /// Appends `['name']` with RFC 9535 normalized-path escaping.
@@ -268,7 +303,10 @@ fn report(paths: &[String]) {
     for p in paths {
         palisade_sdk::redacted(p);
     }
-    palisade_sdk::log(LogLevel::Info, &format!("redacted {} value(s)", paths.len()));
+    palisade_sdk::log(
+        LogLevel::Info,
+        &format!("redacted {} value(s)", paths.len()),
+    );
 }
 
 /// The policy.
@@ -286,7 +324,11 @@ impl Policy for RedactPii {
         Ok(Action::Continue(req))
     }
 
-    fn on_response(ctx: &Context, _req: &RequestHead, mut res: Response) -> Result<Action<Response>> {
+    fn on_response(
+        ctx: &Context,
+        _req: &RequestHead,
+        mut res: Response,
+    ) -> Result<Action<Response>> {
         let settings = Settings::from_context(ctx)?;
         if settings.response {
             if let Some((body, paths)) = settings.redact_body(res.body())? {
@@ -325,7 +367,10 @@ mod tests {
         });
         let (out, paths) = run(&Context::default(), doc);
         assert_eq!(out["user"]["ssn"], "[REDACTED:ssn]");
-        assert_eq!(out["user"]["note"], "call me at [REDACTED:phone] or [REDACTED:email]");
+        assert_eq!(
+            out["user"]["note"],
+            "call me at [REDACTED:phone] or [REDACTED:email]"
+        );
         assert_eq!(out["cards"][0], "[REDACTED:card]");
         assert_eq!(out["cards"][1], "4111 1111 1111 1112");
         assert_eq!(out["pay"]["iban"], "[REDACTED:iban]");
@@ -344,17 +389,24 @@ mod tests {
             .with_config("paths", r#"["$.secret", "$.items[*].token"]"#)
             .with_config("mode", "remove")
             .with_config("detectors", "none");
-        let (out, paths) = run(&ctx, json!({"secret": "s", "keep": 1, "items": [{"token": "a", "id": 1}, {"token": "b"}]}));
+        let (out, paths) = run(
+            &ctx,
+            json!({"secret": "s", "keep": 1, "items": [{"token": "a", "id": 1}, {"token": "b"}]}),
+        );
         assert_eq!(out, json!({"keep": 1, "items": [{"id": 1}, {}]}));
         assert_eq!(paths.len(), 3);
     }
 
     #[test]
     fn hash_mode_is_keyed_and_stable() {
-        let ctx = Context::default().with_config("mode", "hash").with_config("hash_key", "k1");
+        let ctx = Context::default()
+            .with_config("mode", "hash")
+            .with_config("hash_key", "k1");
         let (a, _) = run(&ctx, json!({"e": "jane@example.com"}));
         let (b, _) = run(&ctx, json!({"e": "jane@example.com"}));
-        let other = Context::default().with_config("mode", "hash").with_config("hash_key", "k2");
+        let other = Context::default()
+            .with_config("mode", "hash")
+            .with_config("hash_key", "k2");
         let (c, _) = run(&other, json!({"e": "jane@example.com"}));
         assert_eq!(a, b);
         assert_ne!(a, c);

@@ -20,13 +20,20 @@ use serde_json::{Map, Value};
 /// When the config is malformed.
 pub fn check(ctx: &Context) -> Result<Option<String>> {
     let required: Map<String, Value> = match ctx.config("claims") {
-        Some(json) => serde_json::from_str(json).map_err(|e| Error::msg(format!("`claims` must be a JSON object: {e}")))?,
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| Error::msg(format!("`claims` must be a JSON object: {e}")))?,
         None => Map::new(),
     };
     let Some(identity) = &ctx.identity else {
         return Ok(Some("no identity".into()));
     };
-    for scope in ctx.config("scopes").unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for scope in ctx
+        .config("scopes")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         if !identity.has_scope(scope) {
             return Ok(Some(format!("missing scope `{scope}`")));
         }
@@ -54,10 +61,15 @@ impl Policy for RequireClaims {
             Some(reason) => {
                 log(LogLevel::Info, &format!("refused: {reason}"));
                 let status = match ctx.config("status") {
-                    Some(s) => s.parse().map_err(|_| Error::msg(format!("`status` must be a number, got `{s}`")))?,
+                    Some(s) => s
+                        .parse()
+                        .map_err(|_| Error::msg(format!("`status` must be a number, got `{s}`")))?,
                     None => 403,
                 };
-                Ok(Action::deny(status, ctx.config("message").unwrap_or("forbidden")))
+                Ok(Action::deny(
+                    status,
+                    ctx.config("message").unwrap_or("forbidden"),
+                ))
             }
         }
     }
@@ -85,7 +97,10 @@ mod tests {
 
     #[test]
     fn allows_when_everything_matches() {
-        let c = ctx(&["read", "write", "x"], json!({"role": ["user", "admin"], "tid": "acme"}));
+        let c = ctx(
+            &["read", "write", "x"],
+            json!({"role": ["user", "admin"], "tid": "acme"}),
+        );
         let out = testing::request::<RequireClaims>(&c, Request::get("/"));
         assert!(out.action.unwrap().into_continue().is_some());
     }

@@ -55,7 +55,9 @@ pub enum Op {
 ///
 /// When `ops` is missing or malformed.
 pub fn ops(ctx: &Context) -> Result<Vec<Op>> {
-    let json = ctx.config("ops").ok_or_else(|| Error::msg("missing config `ops`"))?;
+    let json = ctx
+        .config("ops")
+        .ok_or_else(|| Error::msg("missing config `ops`"))?;
     serde_json::from_str(json).map_err(|e| Error::msg(format!("invalid `ops`: {e}")))
 }
 
@@ -90,13 +92,19 @@ fn take(doc: &mut Value, pointer: &str) -> Option<Value> {
     let (parent, key) = split(pointer)?;
     match doc.pointer_mut(parent)? {
         Value::Object(map) => map.remove(&key),
-        Value::Array(items) => key.parse::<usize>().ok().filter(|i| *i < items.len()).map(|i| items.remove(i)),
+        Value::Array(items) => key
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < items.len())
+            .map(|i| items.remove(i)),
         _ => None,
     }
 }
 
 fn put(doc: &mut Value, pointer: &str, value: Value) {
-    let Some((parent, key)) = split(pointer) else { return };
+    let Some((parent, key)) = split(pointer) else {
+        return;
+    };
     // Create missing parents as objects.
     let mut node = doc;
     for part in parent.split('/').skip(1) {
@@ -160,7 +168,11 @@ impl Policy for ReshapeJson {
         Ok(Action::Continue(req))
     }
 
-    fn on_response(ctx: &Context, _req: &RequestHead, mut res: Response) -> Result<Action<Response>> {
+    fn on_response(
+        ctx: &Context,
+        _req: &RequestHead,
+        mut res: Response,
+    ) -> Result<Action<Response>> {
         if wants(ctx, "response")? {
             let ops = ops(ctx)?;
             if let Ok(mut doc) = res.json::<Value>() {
@@ -191,9 +203,13 @@ mod tests {
             {"op": "set", "path": "/api", "value": "v2"}
         ]))
         .unwrap();
-        let mut doc = json!({"user_name": "jane", "user_mail": "j@x.io", "legacy_flags": [1], "kept": "yes"});
+        let mut doc =
+            json!({"user_name": "jane", "user_mail": "j@x.io", "legacy_flags": [1], "kept": "yes"});
         apply(&ops, &mut doc);
-        assert_eq!(doc, json!({"user": {"name": "jane", "email": "j@x.io"}, "version": 2, "kept": "yes", "api": "v2"}));
+        assert_eq!(
+            doc,
+            json!({"user": {"name": "jane", "email": "j@x.io"}, "version": 2, "kept": "yes", "api": "v2"})
+        );
     }
 
     #[test]

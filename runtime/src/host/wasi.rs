@@ -52,11 +52,19 @@ impl WasiState {
 
     /// What the guest wrote to stdout (logged at info) and stderr (logged at warn).
     pub(crate) fn take_output(&self) -> Vec<(LogLevel, String)> {
-        [(LogLevel::Info, &self.stdout), (LogLevel::Warn, &self.stderr)]
-            .into_iter()
-            .map(|(level, pipe)| (level, String::from_utf8_lossy(&pipe.contents()).into_owned()))
-            .filter(|(_, text)| !text.is_empty())
-            .collect()
+        [
+            (LogLevel::Info, &self.stdout),
+            (LogLevel::Warn, &self.stderr),
+        ]
+        .into_iter()
+        .map(|(level, pipe)| {
+            (
+                level,
+                String::from_utf8_lossy(&pipe.contents()).into_owned(),
+            )
+        })
+        .filter(|(_, text)| !text.is_empty())
+        .collect()
     }
 }
 

@@ -96,7 +96,12 @@ impl Budget {
 }
 
 /// Lua to JSON, bounded.
-pub(crate) fn lua_to_json(lua: &Lua, value: &Value, budget: &mut Budget, depth: usize) -> Result<Json> {
+pub(crate) fn lua_to_json(
+    lua: &Lua,
+    value: &Value,
+    budget: &mut Budget,
+    depth: usize,
+) -> Result<Json> {
     if depth > MAX_DEPTH {
         return Err(Error::InvalidOutput(format!(
             "returned table is nested deeper than {MAX_DEPTH} levels (or is cyclic)"
@@ -110,7 +115,9 @@ pub(crate) fn lua_to_json(lua: &Lua, value: &Value, budget: &mut Budget, depth: 
         Value::Integer(i) => Json::from(*i),
         Value::Number(n) => number(*n)?,
         Value::String(s) => {
-            let s = s.to_str().map_err(|_| Error::InvalidOutput("a returned string is not UTF-8".into()))?;
+            let s = s
+                .to_str()
+                .map_err(|_| Error::InvalidOutput("a returned string is not UTF-8".into()))?;
             budget.bytes(s.len())?;
             Json::String(s.to_string())
         }
@@ -151,10 +158,16 @@ fn table_to_json(lua: &Lua, t: &Table, budget: &mut Budget, depth: usize) -> Res
             let i = match k {
                 Value::Integer(i) => i as usize,
                 Value::Number(n) if n.fract() == 0.0 => n as usize,
-                _ => return Err(Error::InvalidOutput("an array has a non-integer key".into())),
+                _ => {
+                    return Err(Error::InvalidOutput(
+                        "an array has a non-integer key".into(),
+                    ));
+                }
             };
             if i == 0 || i > len {
-                return Err(Error::InvalidOutput("an array has a key outside 1..#t".into()));
+                return Err(Error::InvalidOutput(
+                    "an array has a key outside 1..#t".into(),
+                ));
             }
             items[i - 1] = lua_to_json(lua, &v, budget, depth + 1)?;
         }
@@ -207,7 +220,12 @@ pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Hea
     let t = match value {
         Value::Nil => return Ok(out),
         Value::Table(t) => t,
-        other => return Err(Error::InvalidOutput(format!("`headers` is a {}", other.type_name()))),
+        other => {
+            return Err(Error::InvalidOutput(format!(
+                "`headers` is a {}",
+                other.type_name()
+            )));
+        }
     };
     for pair in t.clone().pairs::<Value, Value>() {
         let (k, v) = pair.map_err(script)?;
@@ -236,11 +254,18 @@ pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Hea
                 let value: Value = pair.raw_get(2).map_err(script)?;
                 match (name, value) {
                     (Value::String(n), Value::String(v)) => out.push((lua_str(&n)?, lua_str(&v)?)),
-                    _ => return Err(Error::InvalidOutput("a header pair must be {name, value} strings".into())),
+                    _ => {
+                        return Err(Error::InvalidOutput(
+                            "a header pair must be {name, value} strings".into(),
+                        ));
+                    }
                 }
             }
             (_, v) => {
-                return Err(Error::InvalidOutput(format!("a header value is a {}", v.type_name())));
+                return Err(Error::InvalidOutput(format!(
+                    "a header value is a {}",
+                    v.type_name()
+                )));
             }
         }
     }

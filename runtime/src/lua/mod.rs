@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::host::LogBuffer;
 use crate::limits::Limits;
 use crate::message::{
-    self, Context, Decision, Headers, Invocation, Request, Response, Stats, check_headers, check_status,
+    self, Context, Decision, Headers, Invocation, Request, Response, Stats, check_headers,
+    check_status,
 };
 use crate::policy::Phases;
 
@@ -83,10 +84,15 @@ impl LuaPolicy {
     pub fn new(engine: &Engine, name: impl Into<String>, source: &[u8]) -> Result<Self> {
         let config = engine.config();
         if source.len() as u64 > config.max_module_size {
-            return Err(Error::ModuleTooLarge { size: source.len() as u64, limit: config.max_module_size });
+            return Err(Error::ModuleTooLarge {
+                size: source.len() as u64,
+                limit: config.max_module_size,
+            });
         }
         if source.first() == Some(&0x1b) {
-            return Err(Error::InvalidModule("precompiled Lua bytecode is not accepted; load source text".into()));
+            return Err(Error::InvalidModule(
+                "precompiled Lua bytecode is not accepted; load source text".into(),
+            ));
         }
         let bytecode = Compiler::new()
             .set_optimization_level(2)
@@ -97,7 +103,10 @@ impl LuaPolicy {
                 name: name.into(),
                 digest: Sha256::digest(source).into(),
                 bytecode,
-                phases: Phases { request: true, response: true },
+                phases: Phases {
+                    request: true,
+                    response: true,
+                },
                 pool: Mutex::new(Vec::new()),
                 max_output: config.default_limits.output_limit(),
             }),
@@ -105,18 +114,29 @@ impl LuaPolicy {
         };
         // Run the top level once, under limits, to learn which phases it defines.
         let phases = policy.with_vm(&Context::default(), Bytes::new(), |lua, env| {
-            let defined = |n: &str| env.raw_get::<Value>(n).map(|v| v.is_function()).unwrap_or(false);
+            let defined = |n: &str| {
+                env.raw_get::<Value>(n)
+                    .map(|v| v.is_function())
+                    .unwrap_or(false)
+            };
             let _ = lua;
-            Ok(Phases { request: defined("on_request"), response: defined("on_response") })
+            Ok(Phases {
+                request: defined("on_request"),
+                response: defined("on_response"),
+            })
         });
         let phases = phases.0.map_err(|e| match e {
             Error::Script(m) => Error::InvalidModule(format!("the script's top level failed: {m}")),
             other => other,
         })?;
         if !phases.request && !phases.response {
-            return Err(Error::InvalidModule("the script defines neither `on_request` nor `on_response`".into()));
+            return Err(Error::InvalidModule(
+                "the script defines neither `on_request` nor `on_response`".into(),
+            ));
         }
-        Arc::get_mut(&mut policy.inner).expect("not shared yet").phases = phases;
+        Arc::get_mut(&mut policy.inner)
+            .expect("not shared yet")
+            .phases = phases;
         Ok(policy)
     }
 
@@ -127,13 +147,19 @@ impl LuaPolicy {
     /// As [`LuaPolicy::new`], plus [`Error::Io`].
     pub fn from_file(engine: &Engine, path: &Path) -> Result<Self> {
         let source = crate::policy::read_capped(path, engine.config().max_module_size)?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Self::new(engine, name, &source)
     }
 
     /// Returns this policy with other limits; the compiled script and VM pool are shared.
     pub fn with_limits(&self, limits: Limits) -> Self {
-        LuaPolicy { inner: self.inner.clone(), limits }
+        LuaPolicy {
+            inner: self.inner.clone(),
+            limits,
+        }
     }
     /// The limits invocations run under.
     pub fn limits(&self) -> &Limits {
@@ -162,16 +188,25 @@ impl LuaPolicy {
             Answer::Unchanged => Ok(Decision::Continue(req)),
             Answer::Respond(r) => Ok(Decision::Respond(r)),
             Answer::Continue { head, body } => {
-                let Value::Table(t) = head else { unreachable!("checked in run") };
+                let Value::Table(t) = head else {
+                    unreachable!("checked in run")
+                };
                 let mut budget = Budget::new(self.limits.output_limit());
                 let field = |name: &str, old: &str| -> Result<String> {
                     match t.raw_get::<Value>(name).map_err(script)? {
                         Value::Nil => Ok(old.to_string()),
-                        Value::String(s) => Ok(s.to_str().map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?.to_string()),
-                        other => Err(Error::InvalidOutput(format!("`{name}` is a {}", other.type_name()))),
+                        Value::String(s) => Ok(s
+                            .to_str()
+                            .map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?
+                            .to_string()),
+                        other => Err(Error::InvalidOutput(format!(
+                            "`{name}` is a {}",
+                            other.type_name()
+                        ))),
                     }
                 };
-                let headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+                let headers =
+                    headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
                 check_headers(&headers)?;
                 Ok(Decision::Continue(Request {
                     method: field("method", &req.method)?,
@@ -194,18 +229,34 @@ impl LuaPolicy {
             Answer::Unchanged => Ok(Decision::Continue(res)),
             Answer::Respond(r) => Ok(Decision::Respond(r)),
             Answer::Continue { head, body } => {
-                let Value::Table(t) = head else { unreachable!("checked in run") };
+                let Value::Table(t) = head else {
+                    unreachable!("checked in run")
+                };
                 let mut budget = Budget::new(self.limits.output_limit());
                 let status = match t.raw_get::<Value>("status").map_err(script)? {
                     Value::Nil => res.status,
-                    Value::Integer(i) => u16::try_from(i).map_err(|_| Error::InvalidOutput(format!("status {i} is outside 100..=599")))?,
-                    Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => n as u16,
-                    other => return Err(Error::InvalidOutput(format!("`status` is a {}", other.type_name()))),
+                    Value::Integer(i) => u16::try_from(i).map_err(|_| {
+                        Error::InvalidOutput(format!("status {i} is outside 100..=599"))
+                    })?,
+                    Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => {
+                        n as u16
+                    }
+                    other => {
+                        return Err(Error::InvalidOutput(format!(
+                            "`status` is a {}",
+                            other.type_name()
+                        )));
+                    }
                 };
                 check_status(status)?;
-                let headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+                let headers =
+                    headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
                 check_headers(&headers)?;
-                Ok(Decision::Continue(Response { status, headers, body: body.unwrap_or(res.body) }))
+                Ok(Decision::Continue(Response {
+                    status,
+                    headers,
+                    body: body.unwrap_or(res.body),
+                }))
             }
         }))
     }
@@ -218,13 +269,17 @@ impl LuaPolicy {
         let max_output = self.limits.output_limit();
         self.with_vm(ctx, body.clone(), |lua, env| {
             let f: Value = env.raw_get(handler).map_err(script)?;
-            let Value::Function(f) = f else { return Ok(Answer::Unchanged) };
+            let Value::Function(f) = f else {
+                return Ok(Answer::Unchanged);
+            };
             let message = match phase {
                 Phase::Request(r) => request_table(lua, r, &body).map_err(script)?,
                 Phase::Response(_, r) => response_table(lua, r, &body).map_err(script)?,
             };
             let request_head = match phase {
-                Phase::Response(req, _) => Some(request_table(lua, req, &Bytes::new()).map_err(script)?),
+                Phase::Response(req, _) => {
+                    Some(request_table(lua, req, &Bytes::new()).map_err(script)?)
+                }
                 Phase::Request(_) => None,
             };
             let ctx_table = context_table(lua, ctx, request_head).map_err(script)?;
@@ -235,7 +290,12 @@ impl LuaPolicy {
 
     /// Takes a VM, arms the limits, runs the script's top level in a fresh environment,
     /// then `f`; classifies failures and returns the VM to the pool.
-    fn with_vm<R>(&self, ctx: &Context, body: Bytes, f: impl FnOnce(&Lua, &Table) -> Result<R>) -> (Result<R>, Pending) {
+    fn with_vm<R>(
+        &self,
+        ctx: &Context,
+        body: Bytes,
+        f: impl FnOnce(&Lua, &Table) -> Result<R>,
+    ) -> (Result<R>, Pending) {
         let start = Instant::now();
         let _ = body;
         let lua = match self.inner.pool.lock().expect("not poisoned").pop() {
@@ -329,7 +389,10 @@ fn classify_script_error(message: String, st: &InvState) -> Error {
     if message.contains("stack overflow") {
         Error::StackOverflow
     } else if message.starts_with("memory:") || message.contains("not enough memory") {
-        Error::MemoryLimit { requested: st.memory_ceiling as u64, limit: st.memory_limit }
+        Error::MemoryLimit {
+            requested: st.memory_ceiling as u64,
+            limit: st.memory_limit,
+        }
     } else {
         Error::Script(message)
     }
@@ -388,7 +451,10 @@ fn context_table(lua: &Lua, ctx: &Context, request: Option<Table>) -> mlua::Resu
     if let Some(id) = &ctx.identity {
         let identity = lua.create_table()?;
         identity.raw_set("subject", id.subject.as_str())?;
-        identity.raw_set("scopes", lua.create_sequence_from(id.scopes.iter().map(String::as_str))?)?;
+        identity.raw_set(
+            "scopes",
+            lua.create_sequence_from(id.scopes.iter().map(String::as_str))?,
+        )?;
         let claims = lua.create_table()?;
         for (k, v) in &id.claims {
             claims.raw_set(k.as_str(), json_to_lua(lua, v)?)?;
@@ -403,7 +469,13 @@ fn context_table(lua: &Lua, ctx: &Context, request: Option<Table>) -> mlua::Resu
 }
 
 /// Converts what a handler returned.
-fn answer(lua: &Lua, out: Value, message: &Table, original: &Bytes, max_output: u64) -> Result<Answer> {
+fn answer(
+    lua: &Lua,
+    out: Value,
+    message: &Table,
+    original: &Bytes,
+    max_output: u64,
+) -> Result<Answer> {
     let t = match out {
         Value::Nil => return Ok(Answer::Unchanged),
         Value::Table(t) => t,
@@ -415,16 +487,30 @@ fn answer(lua: &Lua, out: Value, message: &Table, original: &Bytes, max_output: 
         }
     };
     let body = new_body(lua, &t, original, max_output)?;
-    if t.raw_get::<Value>(reply_marker()).map_err(script)?.as_boolean() == Some(true) {
+    if t.raw_get::<Value>(reply_marker())
+        .map_err(script)?
+        .as_boolean()
+        == Some(true)
+    {
         let mut budget = Budget::new(max_output);
-        let status = t.raw_get::<u16>("status").map_err(|_| Error::InvalidOutput("reply status must be a number in 100..=599".into()))?;
+        let status = t.raw_get::<u16>("status").map_err(|_| {
+            Error::InvalidOutput("reply status must be a number in 100..=599".into())
+        })?;
         check_status(status)?;
-        let headers: Headers = headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
+        let headers: Headers =
+            headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
         check_headers(&headers)?;
-        return Ok(Answer::Respond(Response { status, headers, body: body.unwrap_or_default() }));
+        return Ok(Answer::Respond(Response {
+            status,
+            headers,
+            body: body.unwrap_or_default(),
+        }));
     }
     let _ = message;
-    Ok(Answer::Continue { head: Value::Table(t), body })
+    Ok(Answer::Continue {
+        head: Value::Table(t),
+        body,
+    })
 }
 
 /// The body to send on: `raw_body` if the script set it to new bytes, else `body`
@@ -435,22 +521,36 @@ fn new_body(lua: &Lua, t: &Table, original: &Bytes, max_output: u64) -> Result<O
         Value::String(s) if s.as_bytes()[..] != original[..] => {
             let bytes = s.as_bytes().to_vec();
             if bytes.len() as u64 > max_output {
-                return Err(Error::OutputTooLarge { size: bytes.len() as u64, limit: max_output });
+                return Err(Error::OutputTooLarge {
+                    size: bytes.len() as u64,
+                    limit: max_output,
+                });
             }
             return Ok(Some(Bytes::from(bytes)));
         }
         Value::Nil | Value::String(_) => {}
-        other => return Err(Error::InvalidOutput(format!("`raw_body` is a {}", other.type_name()))),
+        other => {
+            return Err(Error::InvalidOutput(format!(
+                "`raw_body` is a {}",
+                other.type_name()
+            )));
+        }
     }
     let body = t.raw_get::<Value>("body").map_err(script)?;
     if body.is_nil() {
         return Ok(None);
     }
     let json = lua_to_json(lua, &body, &mut budget, 0)?;
-    if serde_json::from_slice::<serde_json::Value>(original).ok().as_ref() == Some(&json) {
+    if serde_json::from_slice::<serde_json::Value>(original)
+        .ok()
+        .as_ref()
+        == Some(&json)
+    {
         return Ok(None);
     }
-    Ok(Some(Bytes::from(serde_json::to_vec(&json).expect("a Value serializes"))))
+    Ok(Some(Bytes::from(
+        serde_json::to_vec(&json).expect("a Value serializes"),
+    )))
 }
 
 struct Pending {
@@ -462,14 +562,34 @@ struct Pending {
 
 impl Pending {
     fn empty(start: Instant) -> Self {
-        Pending { logs: Vec::new(), logs_dropped: 0, redacted: Vec::new(), stats: Stats { duration: start.elapsed(), ..Stats::default() } }
+        Pending {
+            logs: Vec::new(),
+            logs_dropped: 0,
+            redacted: Vec::new(),
+            stats: Stats {
+                duration: start.elapsed(),
+                ..Stats::default()
+            },
+        }
     }
 
     fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
-        Invocation { result, logs: self.logs, logs_dropped: self.logs_dropped, redacted: self.redacted, stats: self.stats }
+        Invocation {
+            result,
+            logs: self.logs,
+            logs_dropped: self.logs_dropped,
+            redacted: self.redacted,
+            stats: self.stats,
+        }
     }
 }
 
 fn skipped<T>(message: T) -> Invocation<T> {
-    Invocation { result: Ok(Decision::Continue(message)), logs: Vec::new(), logs_dropped: 0, redacted: Vec::new(), stats: Stats::default() }
+    Invocation {
+        result: Ok(Decision::Continue(message)),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        redacted: Vec::new(),
+        stats: Stats::default(),
+    }
 }

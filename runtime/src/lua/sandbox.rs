@@ -14,8 +14,21 @@ use crate::message::LogLevel;
 /// bytecode or source loading at run time, no debug access, no environment tricks,
 /// no ambient time or randomness.
 pub(crate) const REMOVED_GLOBALS: &[&str] = &[
-    "io", "os", "package", "require", "debug", "dofile", "loadfile", "load", "loadstring",
-    "getfenv", "setfenv", "newproxy", "gcinfo", "collectgarbage", "print",
+    "io",
+    "os",
+    "package",
+    "require",
+    "debug",
+    "dofile",
+    "loadfile",
+    "load",
+    "loadstring",
+    "getfenv",
+    "setfenv",
+    "newproxy",
+    "gcinfo",
+    "collectgarbage",
+    "print",
 ];
 
 /// The most steps a Lua pattern function may be expected to take in the worst case.
@@ -76,7 +89,9 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
         "collectgarbage",
         lua.create_function(|lua, opt: Option<String>| match opt.as_deref() {
             None | Some("count") => Ok(lua.used_memory() as f64 / 1024.0),
-            Some(other) => Err(mlua::Error::runtime(format!("collectgarbage(\"{other}\") is not allowed"))),
+            Some(other) => Err(mlua::Error::runtime(format!(
+                "collectgarbage(\"{other}\") is not allowed"
+            ))),
         })?,
     )?;
     guard_patterns(&lua)?;
@@ -103,7 +118,10 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
     globals.raw_set(
         "print",
         lua.create_function(|lua, args: MultiValue| {
-            let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_default()).collect();
+            let text: Vec<String> = args
+                .iter()
+                .map(|v| v.to_string().unwrap_or_default())
+                .collect();
             log(lua, LogLevel::Info, text.join("\t"));
             Ok(())
         })?,
@@ -111,13 +129,17 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
     lua.sandbox(true)?;
     palisade.set_readonly(true);
     lua.set_interrupt(|lua| {
-        let Some(st) = state(lua) else { return Ok(VmState::Continue) };
+        let Some(st) = state(lua) else {
+            return Ok(VmState::Continue);
+        };
         if let Some(e) = st.hit.lock().expect("not poisoned").as_ref() {
             return Err(mlua::Error::runtime(e.to_string()));
         }
         let ticks = st.ticks.fetch_add(1, Ordering::Relaxed) + 1;
         if st.fuel.is_some_and(|f| ticks > f) {
-            return Err(st.trip(Error::FuelExhausted { limit: st.fuel.unwrap_or(0) }));
+            return Err(st.trip(Error::FuelExhausted {
+                limit: st.fuel.unwrap_or(0),
+            }));
         }
         if Instant::now() > st.deadline {
             return Err(st.trip(Error::Deadline(st.timeout)));
@@ -125,7 +147,10 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
         // A script that caught a memory error with pcall is stopped here.
         let used = lua.used_memory();
         if used + used / 64 >= st.memory_ceiling {
-            return Err(st.trip(Error::MemoryLimit { requested: used as u64, limit: st.memory_limit }));
+            return Err(st.trip(Error::MemoryLimit {
+                requested: used as u64,
+                limit: st.memory_limit,
+            }));
         }
         Ok(VmState::Continue)
     });
@@ -156,7 +181,12 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set(
         "config",
         lua.create_function(|lua, key: String| {
-            Ok(state(lua).and_then(|st| st.config.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())))
+            Ok(state(lua).and_then(|st| {
+                st.config
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone())
+            }))
         })?,
     )?;
     t.raw_set(
@@ -173,14 +203,16 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.raw_set(
         "respond",
-        lua.create_function(|lua, (status, body, headers): (u16, Option<Value>, Option<Table>)| {
-            let reply = lua.create_table()?;
-            reply.raw_set(reply_marker(), true)?;
-            reply.raw_set("status", status)?;
-            reply.raw_set("body", body.unwrap_or(Value::Nil))?;
-            reply.raw_set("headers", headers)?;
-            Ok(reply)
-        })?,
+        lua.create_function(
+            |lua, (status, body, headers): (u16, Option<Value>, Option<Table>)| {
+                let reply = lua.create_table()?;
+                reply.raw_set(reply_marker(), true)?;
+                reply.raw_set("status", status)?;
+                reply.raw_set("body", body.unwrap_or(Value::Nil))?;
+                reply.raw_set("headers", headers)?;
+                Ok(reply)
+            },
+        )?,
     )?;
     t.raw_set(
         "deny",
@@ -188,7 +220,9 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
             let reply = lua.create_table()?;
             reply.raw_set(reply_marker(), true)?;
             reply.raw_set("status", status)?;
-            let body = serde_json::json!({ "error": message.unwrap_or_else(|| "forbidden".into()) }).to_string();
+            let body =
+                serde_json::json!({ "error": message.unwrap_or_else(|| "forbidden".into()) })
+                    .to_string();
             reply.raw_set("raw_body", body)?;
             let headers = lua.create_table()?;
             headers.raw_set("content-type", "application/json")?;
@@ -200,7 +234,8 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
         "hmac_sha256",
         lua.create_function(|_, (key, message): (mlua::LuaString, mlua::LuaString)| {
             use hmac::{Hmac, Mac};
-            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key.as_bytes()).expect("any key length");
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key.as_bytes())
+                .expect("any key length");
             mac.update(&message.as_bytes());
             Ok(hex::encode(mac.finalize().into_bytes()))
         })?,
@@ -244,9 +279,14 @@ fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
     for name in ["find", "match", "gmatch", "gsub"] {
         let original: Function = string.raw_get(name)?;
         let guarded = lua.create_function(move |_, args: MultiValue| {
-            let subject = args.front().and_then(|v| v.as_string().map(|s| s.as_bytes().len()));
-            let pattern = args.get(1).and_then(|v| v.as_string().map(|s| s.as_bytes().to_vec()));
-            let plain = name == "find" && args.get(3).is_some_and(|v| v.as_boolean().unwrap_or(false));
+            let subject = args
+                .front()
+                .and_then(|v| v.as_string().map(|s| s.as_bytes().len()));
+            let pattern = args
+                .get(1)
+                .and_then(|v| v.as_string().map(|s| s.as_bytes().to_vec()));
+            let plain =
+                name == "find" && args.get(3).is_some_and(|v| v.as_boolean().unwrap_or(false));
             if let (Some(len), Some(pattern), false) = (subject, pattern, plain) {
                 let steps = worst_case_steps(len, &pattern);
                 if steps > MAX_PATTERN_STEPS {
@@ -301,7 +341,11 @@ pub(crate) fn worst_case_steps(len: usize, pattern: &[u8]) -> f64 {
     }
     let n = (len as f64).max(1.0);
     // With no repetition, each start costs at most one comparison per pattern byte.
-    let per_start = if quantifiers == 0 { (pattern.len() as f64).max(1.0) } else { 1.0 };
+    let per_start = if quantifiers == 0 {
+        (pattern.len() as f64).max(1.0)
+    } else {
+        1.0
+    };
     n.powi(quantifiers + i32::from(!anchored)) * 2f64.powi(optionals) * per_start
 }
 

@@ -2,8 +2,8 @@
 //! counter and a marker left in memory. With a fresh instance per invocation, it
 //! always reports `count=1` and `marker=absent`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use palisade_sdk::{Action, Context, Policy, Request, Result};
 

@@ -27,10 +27,14 @@ fn probe() -> serde_json::Value {
     let env = wasip2::cli::environment::get_environment();
     let args = wasip2::cli::environment::get_arguments();
     let network = wasip2::sockets::instance_network::instance_network();
-    let socket = match wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+    let socket = match wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
+    {
         Err(e) => format!("create refused: {e:?}"),
         Ok(sock) => {
-            let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port: 80, address: (127, 0, 0, 1) });
+            let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: 80,
+                address: (127, 0, 0, 1),
+            });
             match sock.start_connect(&network, addr) {
                 Err(e) => format!("connect refused: {e:?}"),
                 Ok(()) => "connect started".to_string(),
@@ -62,7 +66,10 @@ fn probe() -> serde_json::Value {
 
 impl Policy for WasiProbe {
     fn on_request(_ctx: &Context, _req: Request) -> Result<Action<Request>> {
-        Ok(Action::Respond(palisade_sdk::Response::from_json(200, &probe())))
+        Ok(Action::Respond(palisade_sdk::Response::from_json(
+            200,
+            &probe(),
+        )))
     }
 }
 
