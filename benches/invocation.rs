@@ -1,1 +1,157 @@
-fn main() {}
+//! Invocation costs, each measured beside its baseline in one run.
+//!
+//! `cargo bench --bench invocation` (figures in docs/benchmarks.md).
+//!
+//! - `lifecycle`: a fresh instance per call (Palisade) vs one reused instance, for a
+//!   small JSON transform;
+//! - `limits`: fuel + epoch (default) vs epoch only vs neither, on a compute-heavy guest;
+//! - `unread_body`: a headers-only policy with a 1 KiB vs a 1 MiB body;
+//! - `lua`: the same small transform in Luau, pooled VM vs a new VM per call, beside Wasm.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use palisade_runtime::{
+    Config, Context, Decision, Engine, LuaPolicy, Policy, Request, ReusedInstance,
+};
+
+const RESHAPE_OPS: &str = r#"[{"op":"rename","from":"/user_name","to":"/user/name"},{"op":"drop","path":"/legacy"},{"op":"default","path":"/version","value":2}]"#;
+
+fn small_json_request() -> Request {
+    Request {
+        method: "POST".into(),
+        path: "/v1/users".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from_static(
+            br#"{"user_name":"jane","legacy":[1,2,3],"email":"jane@example.com"}"#,
+        ),
+        ..Request::default()
+    }
+}
+
+fn reshape_ctx() -> Context {
+    Context {
+        tenant: "bench".into(),
+        route: "bench".into(),
+        config: vec![("ops".into(), RESHAPE_OPS.into())],
+        ..Context::default()
+    }
+}
+
+fn engine(config: Config) -> Engine {
+    Engine::new(&config.pool(64, 4 << 30)).expect("engine")
+}
+
+fn assert_continues(policy: &Policy, ctx: &Context, req: &Request) {
+    let inv = policy.on_request(ctx, req.clone());
+    assert!(
+        matches!(inv.result, Ok(Decision::Continue(_))),
+        "{:?}",
+        inv.result
+    );
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let engine = engine(Config::new());
+    let policy = Policy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
+    let (ctx, req) = (reshape_ctx(), small_json_request());
+    assert_continues(&policy, &ctx, &req);
+    let mut g = c.benchmark_group("lifecycle");
+    g.bench_function("palisade_fresh_instance", |b| {
+        b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
+    });
+    let mut reused = ReusedInstance::new(&policy);
+    g.bench_function("reused_instance", |b| {
+        b.iter(|| black_box(reused.on_request(&ctx, &req)))
+    });
+    g.finish();
+}
+
+fn limits(c: &mut Criterion) {
+    // redact-pii over a 4 KiB document: guest-bound work, so metering shows.
+    let doc = serde_json::json!({"rows": (0..40).map(|i| serde_json::json!({
+        "id": i, "note": format!("customer {i} wrote from jane{i}@example.com about order 12345-{i}"),
+        "ssn": "123-45-6789"
+    })).collect::<Vec<_>>()});
+    let req = Request {
+        method: "POST".into(),
+        path: "/".into(),
+        body: Bytes::from(doc.to_string()),
+        ..Request::default()
+    };
+    let ctx = Context::default();
+    let mut g = c.benchmark_group("limits");
+    for (name, config) in [
+        ("fuel_and_epoch", Config::new()),
+        ("epoch_only", Config::new().without_fuel_metering()),
+        (
+            "none",
+            Config::new().without_fuel_metering().without_deadlines(),
+        ),
+    ] {
+        let engine = engine(config);
+        let policy = Policy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
+        assert_continues(&policy, &ctx, &req);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
+        });
+    }
+    g.finish();
+}
+
+fn unread_body(c: &mut Criterion) {
+    let engine = engine(Config::new());
+    let policy = Policy::from_file(&engine, palisade_test_artifacts::HEADERS_ONLY).unwrap();
+    let ctx = Context::default();
+    let mut g = c.benchmark_group("unread_body");
+    for (name, size) in [("1KiB", 1usize << 10), ("1MiB", 1 << 20)] {
+        let req = Request {
+            method: "POST".into(),
+            path: "/".into(),
+            body: Bytes::from(vec![b'x'; size]),
+            ..Request::default()
+        };
+        assert_continues(&policy, &ctx, &req);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
+        });
+    }
+    g.finish();
+}
+
+fn lua(c: &mut Criterion) {
+    let engine = engine(Config::new());
+    let (ctx, req) = (reshape_ctx(), small_json_request());
+    let script = std::path::Path::new(palisade_test_artifacts::WORKSPACE)
+        .join("policies/lua/reshape-json.lua");
+    let pooled = LuaPolicy::from_file(&engine, &script).unwrap();
+    let fresh = pooled.without_vm_reuse();
+    let wasm = Policy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
+    let mut g = c.benchmark_group("lua");
+    g.bench_function("lua_pooled_vm", |b| {
+        b.iter(|| black_box(pooled.on_request(&ctx, req.clone())))
+    });
+    g.bench_function("lua_new_vm", |b| {
+        b.iter(|| black_box(fresh.on_request(&ctx, req.clone())))
+    });
+    g.bench_function("wasm_fresh_instance", |b| {
+        b.iter(|| black_box(wasm.on_request(&ctx, req.clone())))
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = lifecycle, limits, unread_body, lua
+}
+criterion_main!(benches);

@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) pool_max_memory: u64,
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) wasi: bool,
+    pub(crate) consume_fuel: bool,
+    pub(crate) epoch_interruption: bool,
 }
 
 impl Default for Config {
@@ -46,6 +48,8 @@ impl Default for Config {
             pool_max_memory: 4 << 30,
             cache_dir: None,
             wasi: true,
+            consume_fuel: true,
+            epoch_interruption: true,
         }
     }
 }
@@ -108,6 +112,21 @@ impl Config {
     /// none: modules are compiled at load.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Compiles without fuel metering: [`Limits`] fuel budgets are then not enforced and
+    /// only the deadline stops a runaway guest. Metering is on by default; this exists
+    /// to measure its cost (`benches/`) and for embedders who bound CPU otherwise.
+    pub fn without_fuel_metering(mut self) -> Self {
+        self.consume_fuel = false;
+        self
+    }
+
+    /// Compiles without epoch checks: deadlines are then not enforced and only fuel
+    /// stops a runaway guest. On by default; this exists to measure its cost.
+    pub fn without_deadlines(mut self) -> Self {
+        self.epoch_interruption = false;
         self
     }
 

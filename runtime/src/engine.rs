@@ -47,8 +47,8 @@ impl Engine {
     /// directory cannot be opened.
     pub fn new(config: &Config) -> Result<Self> {
         let mut wt = wasmtime::Config::new();
-        wt.consume_fuel(true)
-            .epoch_interruption(true)
+        wt.consume_fuel(config.consume_fuel)
+            .epoch_interruption(config.epoch_interruption)
             .max_wasm_stack(config.max_wasm_stack)
             .wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::new();

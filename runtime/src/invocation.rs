@@ -128,7 +128,7 @@ impl Policy {
                 .map_err(|e| (Stage::Instantiate, e))?;
             call(&mut store, &instance).map_err(|e| (Stage::Call, e))
         }));
-        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel_left = store.get_fuel().unwrap_or(u64::MAX);
         let state = store.data_mut();
         state.drain_wasi_output();
         let result = match outcome {
@@ -160,18 +160,33 @@ fn new_store(
     config: Vec<(String, String)>,
 ) -> Store<StoreState> {
     let engine = &policy.inner.engine.inner;
-    let state = StoreState::new(limits, body, config, policy.inner.uses_wasi);
+    let state = StoreState::new(
+        limits,
+        body,
+        config,
+        policy.inner.uses_wasi,
+        engine.config.consume_fuel,
+    );
     let mut store = Store::new(&engine.wasmtime, state);
     store.limiter(|s| &mut s.limiter);
-    // Fuel is always compiled in; "unlimited" is the largest budget.
+    arm(&mut store, engine, limits);
     store
-        .set_fuel(limits.fuel_budget().unwrap_or(u64::MAX))
-        .expect("fuel is enabled on every engine");
-    let tick = engine.config.epoch_tick.as_nanos().max(1);
-    let ticks = limits.deadline().as_nanos().div_ceil(tick) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
-    store
+}
+
+/// Sets the fuel budget and the deadline of a store.
+fn arm(store: &mut Store<StoreState>, engine: &crate::engine::EngineInner, limits: &Limits) {
+    if engine.config.consume_fuel {
+        // "Unlimited" is the largest budget.
+        store
+            .set_fuel(limits.fuel_budget().unwrap_or(u64::MAX))
+            .expect("fuel metering is on for this engine");
+    }
+    if engine.config.epoch_interruption {
+        let tick = engine.config.epoch_tick.as_nanos().max(1);
+        let ticks = limits.deadline().as_nanos().div_ceil(tick) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+    }
 }
 
 /// Instantiates once and looks up every exported phase with the contract's signature,
@@ -218,6 +233,55 @@ pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// One instance called again and again on one store: the baseline that Palisade's
+/// fresh-instance-per-invocation design is measured against. For benchmarks only; it
+/// keeps guest state between calls, which is exactly what Palisade never does.
+#[doc(hidden)]
+pub struct ReusedInstance {
+    store: Store<StoreState>,
+    func: wasmtime::component::TypedFunc<(wit::Context, wit::RequestHead), RequestFn>,
+    policy: Policy,
+}
+
+impl ReusedInstance {
+    /// Instantiates `policy` once.
+    ///
+    /// # Panics
+    ///
+    /// If the policy has no request phase or cannot be instantiated.
+    pub fn new(policy: &Policy) -> Self {
+        let mut store = new_store(policy, &policy.limits, Bytes::new(), Vec::new());
+        let instance = policy
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .expect("instantiates");
+        let export = policy.inner.request.clone().expect("a request phase");
+        let func = instance
+            .get_typed_func::<(wit::Context, wit::RequestHead), RequestFn>(&mut store, &export)
+            .expect("typed");
+        ReusedInstance {
+            store,
+            func,
+            policy: policy.clone(),
+        }
+    }
+
+    /// Calls `on-request` on the same instance; returns whether it continued.
+    pub fn on_request(&mut self, ctx: &Context, req: &Request) -> bool {
+        let engine = &self.policy.inner.engine.inner;
+        arm(&mut self.store, engine, &self.policy.limits);
+        self.store.data_mut().reset_for_next_call();
+        self.store.data_mut().body = req.body.clone();
+        self.store.data_mut().config = ctx.config.clone();
+        let (answer,) = self
+            .func
+            .call(&mut self.store, (wit_context(ctx), wit_request_head(req)))
+            .expect("the call succeeds");
+        matches!(answer, Ok(wit::RequestAction::Continue(_)))
+    }
 }
 
 /// What an invocation reported, waiting for its result.
@@ -278,7 +342,8 @@ fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits, stage
             if let Some(hit) = state.limiter.hit.take() {
                 return hit;
             }
-            let text = format!("{err:#}");
+            // The root cause, without Wasmtime's backtrace context.
+            let text = err.root_cause().to_string();
             if stage == Stage::Instantiate {
                 // The allocator refused a memory, table or instance the limiter did
                 // not see (for example a table larger than the pool's slots).
@@ -410,5 +475,51 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod phase_timing {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_phases() {
+        let engine = crate::Engine::new(&crate::Config::new().pool(64, 4 << 30)).unwrap();
+        let path = std::env::var("GUEST").unwrap();
+        let policy = Policy::from_file(&engine, path).unwrap();
+        let n = 3000u32;
+        let (mut t_store, mut t_inst, mut t_call, mut t_drop) = (0u128, 0u128, 0u128, 0u128);
+        let export = policy.inner.request.clone().unwrap();
+        let ctx = wit_context(&Context::default());
+        let head = wit_request_head(&Request::default());
+        for _ in 0..n {
+            let a = Instant::now();
+            let mut store = new_store(&policy, &policy.limits, Bytes::new(), Vec::new());
+            let b = Instant::now();
+            let instance = policy.inner.pre.instantiate(&mut store).unwrap();
+            let c = Instant::now();
+            let func = instance
+                .get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
+                    &mut store, &export,
+                )
+                .unwrap();
+            let _ = func.call(&mut store, (&ctx, &head)).unwrap();
+            let d = Instant::now();
+            drop(store);
+            let e = Instant::now();
+            t_store += (b - a).as_nanos();
+            t_inst += (c - b).as_nanos();
+            t_call += (d - c).as_nanos();
+            t_drop += (e - d).as_nanos();
+        }
+        let n = n as u128;
+        eprintln!(
+            "store {} ns, instantiate {} ns, call {} ns, drop {} ns",
+            t_store / n,
+            t_inst / n,
+            t_call / n,
+            t_drop / n
+        );
     }
 }

@@ -56,6 +56,8 @@ pub use crate::cache::CacheOutcome;
 pub use crate::config::Config;
 pub use crate::engine::Engine;
 pub use crate::error::{Error, ErrorClass, Result};
+#[doc(hidden)]
+pub use crate::invocation::ReusedInstance;
 pub use crate::limits::Limits;
 #[cfg(feature = "lua")]
 pub use crate::lua::LuaPolicy;

@@ -4,7 +4,7 @@
 //! input; 3 a resource limit was hit; 4 the guest failed; 5 the module was rejected;
 //! 1 a host error. On failure one line on stderr names the cause.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -114,7 +114,9 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
             report(inv, "response", envelope::response_json)
         }
     };
-    println!(
+    // A closed stdout (`| head`) is not worth a panic.
+    let _ = writeln!(
+        std::io::stdout(),
         "{}",
         serde_json::to_string_pretty(&output).expect("JSON serializes")
     );

@@ -424,3 +424,48 @@ fn lua_policies_match_the_wasm_policies_on_the_shared_cases() {
         );
     }
 }
+
+#[test]
+fn a_returned_table_without_headers_keeps_them() {
+    let p = lua("function on_request(req) return {path = '/rewritten'} end");
+    let mut r = get("/a");
+    r.headers = vec![("accept".into(), "*/*".into())];
+    let Ok(Decision::Continue(out)) = p.on_request(&ctx("t"), r).result else {
+        panic!()
+    };
+    assert_eq!((out.path.as_str(), out.headers.len()), ("/rewritten", 1));
+}
+
+#[test]
+fn one_lua_policy_serves_many_threads_without_crosstalk() {
+    let p = lua(r#"function on_request(req, ctx)
+        mine = ctx.tenant
+        for i = 1, 200 do local _ = {i} end
+        req.headers["x-tenant"] = mine
+        req.body = {tenant = mine}
+        return req
+    end"#);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let tenant = format!("tenant-{t}");
+                    let mut r = get("/");
+                    r.body = Bytes::from_static(b"{}");
+                    let Ok(Decision::Continue(out)) = p.on_request(&ctx(&tenant), r).result else {
+                        panic!()
+                    };
+                    assert_eq!(out.headers, vec![("x-tenant".to_string(), tenant.clone())]);
+                    assert_eq!(
+                        serde_json::from_slice::<Value>(&out.body).unwrap(),
+                        json!({"tenant": tenant})
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -54,6 +54,7 @@ impl StoreState {
         body: Bytes,
         config: Vec<(String, String)>,
         wasi: bool,
+        metered: bool,
     ) -> Self {
         let logs = LogBuffer::new(limits.log_limit());
         StoreState {
@@ -65,9 +66,17 @@ impl StoreState {
             redacted: Vec::new(),
             host_calls: 0,
             max_host_calls: limits.host_call_limit(),
-            fuel: limits.fuel_budget().is_some(),
+            fuel: metered && limits.fuel_budget().is_some(),
             host_error: None,
         }
+    }
+
+    /// Clears per-call counters and reports, for a store that is called again
+    /// (benchmark baselines only; Palisade itself never reuses a store).
+    pub(crate) fn reset_for_next_call(&mut self) {
+        self.host_calls = 0;
+        self.logs = LogBuffer::new(self.logs.limit);
+        self.redacted.clear();
     }
 
     /// Moves what the guest wrote to WASI stdout/stderr into the log.

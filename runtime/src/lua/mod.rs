@@ -38,6 +38,7 @@ const POOL_SIZE: usize = 32;
 pub struct LuaPolicy {
     inner: Arc<LuaInner>,
     limits: Limits,
+    reuse_vms: bool,
 }
 
 struct LuaInner {
@@ -65,11 +66,21 @@ enum Phase<'a> {
     Response(&'a Request, &'a Response),
 }
 
-/// What a handler returned, converted.
+/// What a handler returned, converted to host values while its VM was still held.
 enum Answer {
     Unchanged,
-    Continue { head: Value, body: Option<Bytes> },
+    Continue(Changes),
     Respond(Response),
+}
+
+/// The fields a handler left on the message it returned (`None`: unchanged).
+struct Changes {
+    method: Option<String>,
+    path: Option<String>,
+    query: Option<String>,
+    status: Option<u16>,
+    headers: Option<Headers>,
+    body: Option<Bytes>,
 }
 
 impl LuaPolicy {
@@ -111,6 +122,7 @@ impl LuaPolicy {
                 max_output: config.default_limits.output_limit(),
             }),
             limits: config.default_limits.clone(),
+            reuse_vms: true,
         };
         // Run the top level once, under limits, to learn which phases it defines.
         let phases = policy.with_vm(&Context::default(), Bytes::new(), |lua, env| {
@@ -159,6 +171,18 @@ impl LuaPolicy {
         LuaPolicy {
             inner: self.inner.clone(),
             limits,
+            reuse_vms: self.reuse_vms,
+        }
+    }
+
+    /// This policy with a new VM for every invocation instead of a pooled one: the
+    /// baseline the VM pool is measured against (`benches/`). Isolation is the same.
+    #[doc(hidden)]
+    pub fn without_vm_reuse(&self) -> Self {
+        LuaPolicy {
+            inner: self.inner.clone(),
+            limits: self.limits.clone(),
+            reuse_vms: false,
         }
     }
     /// The limits invocations run under.
@@ -187,35 +211,13 @@ impl LuaPolicy {
         pending.finish(answer.and_then(|a| match a {
             Answer::Unchanged => Ok(Decision::Continue(req)),
             Answer::Respond(r) => Ok(Decision::Respond(r)),
-            Answer::Continue { head, body } => {
-                let Value::Table(t) = head else {
-                    unreachable!("checked in run")
-                };
-                let mut budget = Budget::new(self.limits.output_limit());
-                let field = |name: &str, old: &str| -> Result<String> {
-                    match t.raw_get::<Value>(name).map_err(script)? {
-                        Value::Nil => Ok(old.to_string()),
-                        Value::String(s) => Ok(s
-                            .to_str()
-                            .map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?
-                            .to_string()),
-                        other => Err(Error::InvalidOutput(format!(
-                            "`{name}` is a {}",
-                            other.type_name()
-                        ))),
-                    }
-                };
-                let headers =
-                    headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
-                check_headers(&headers)?;
-                Ok(Decision::Continue(Request {
-                    method: field("method", &req.method)?,
-                    path: field("path", &req.path)?,
-                    query: field("query", &req.query)?,
-                    headers,
-                    body: body.unwrap_or(req.body),
-                }))
-            }
+            Answer::Continue(c) => Ok(Decision::Continue(Request {
+                method: c.method.unwrap_or(req.method),
+                path: c.path.unwrap_or(req.path),
+                query: c.query.unwrap_or(req.query),
+                headers: c.headers.unwrap_or(req.headers),
+                body: c.body.unwrap_or(req.body),
+            })),
         }))
     }
 
@@ -228,36 +230,11 @@ impl LuaPolicy {
         pending.finish(answer.and_then(|a| match a {
             Answer::Unchanged => Ok(Decision::Continue(res)),
             Answer::Respond(r) => Ok(Decision::Respond(r)),
-            Answer::Continue { head, body } => {
-                let Value::Table(t) = head else {
-                    unreachable!("checked in run")
-                };
-                let mut budget = Budget::new(self.limits.output_limit());
-                let status = match t.raw_get::<Value>("status").map_err(script)? {
-                    Value::Nil => res.status,
-                    Value::Integer(i) => u16::try_from(i).map_err(|_| {
-                        Error::InvalidOutput(format!("status {i} is outside 100..=599"))
-                    })?,
-                    Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => {
-                        n as u16
-                    }
-                    other => {
-                        return Err(Error::InvalidOutput(format!(
-                            "`status` is a {}",
-                            other.type_name()
-                        )));
-                    }
-                };
-                check_status(status)?;
-                let headers =
-                    headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
-                check_headers(&headers)?;
-                Ok(Decision::Continue(Response {
-                    status,
-                    headers,
-                    body: body.unwrap_or(res.body),
-                }))
-            }
+            Answer::Continue(c) => Ok(Decision::Continue(Response {
+                status: c.status.unwrap_or(res.status),
+                headers: c.headers.unwrap_or(res.headers),
+                body: c.body.unwrap_or(res.body),
+            })),
         }))
     }
 
@@ -298,7 +275,12 @@ impl LuaPolicy {
     ) -> (Result<R>, Pending) {
         let start = Instant::now();
         let _ = body;
-        let lua = match self.inner.pool.lock().expect("not poisoned").pop() {
+        let pooled = if self.reuse_vms {
+            self.inner.pool.lock().expect("not poisoned").pop()
+        } else {
+            None
+        };
+        let lua = match pooled {
             Some(lua) => Ok(lua),
             None => new_vm().map_err(|e| Error::Engine(format!("creating a Lua VM: {e}"))),
         };
@@ -355,7 +337,7 @@ impl LuaPolicy {
             let _ = lua.gc_collect();
         }
         let mut pool = self.inner.pool.lock().expect("not poisoned");
-        if pool.len() < POOL_SIZE {
+        if self.reuse_vms && pool.len() < POOL_SIZE {
             pool.push(lua);
         }
         drop(pool);
@@ -507,10 +489,54 @@ fn answer(
         }));
     }
     let _ = message;
-    Ok(Answer::Continue {
-        head: Value::Table(t),
+    let mut budget = Budget::new(max_output);
+    let text = |name: &str| -> Result<Option<String>> {
+        match t.raw_get::<Value>(name).map_err(script)? {
+            Value::Nil => Ok(None),
+            Value::String(s) => Ok(Some(
+                s.to_str()
+                    .map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?
+                    .to_string(),
+            )),
+            other => Err(Error::InvalidOutput(format!(
+                "`{name}` is a {}",
+                other.type_name()
+            ))),
+        }
+    };
+    let status = match t.raw_get::<Value>("status").map_err(script)? {
+        Value::Nil => None,
+        Value::Integer(i) => Some(
+            u16::try_from(i)
+                .map_err(|_| Error::InvalidOutput(format!("status {i} is outside 100..=599")))?,
+        ),
+        Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => Some(n as u16),
+        other => {
+            return Err(Error::InvalidOutput(format!(
+                "`status` is a {}",
+                other.type_name()
+            )));
+        }
+    };
+    if let Some(s) = status {
+        check_status(s)?;
+    }
+    let headers = match t.raw_get::<Value>("headers").map_err(script)? {
+        Value::Nil => None,
+        value => {
+            let headers = headers_from_lua(&value, &mut budget)?;
+            check_headers(&headers)?;
+            Some(headers)
+        }
+    };
+    Ok(Answer::Continue(Changes {
+        method: text("method")?,
+        path: text("path")?,
+        query: text("query")?,
+        status,
+        headers,
         body,
-    })
+    }))
 }
 
 /// The body to send on: `raw_body` if the script set it to new bytes, else `body`
