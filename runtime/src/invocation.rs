@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::host::StoreState;
 use crate::limits::Limits;
 use crate::message::{
-    self, Context, Decision, Invocation, Request, Response, Stats, check_headers, check_status,
+    self, Context, Decision, Invocation, Pending, Request, Response, Stats, check_headers,
+    check_status, skipped,
 };
 use crate::policy::Policy;
 
@@ -281,36 +282,6 @@ impl ReusedInstance {
             .call(&mut self.store, (wit_context(ctx), wit_request_head(req)))
             .expect("the call succeeds");
         matches!(answer, Ok(wit::RequestAction::Continue(_)))
-    }
-}
-
-/// What an invocation reported, waiting for its result.
-struct Pending {
-    logs: Vec<message::LogLine>,
-    logs_dropped: u64,
-    redacted: Vec<String>,
-    stats: Stats,
-}
-
-impl Pending {
-    fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
-        Invocation {
-            result,
-            logs: self.logs,
-            logs_dropped: self.logs_dropped,
-            redacted: self.redacted,
-            stats: self.stats,
-        }
-    }
-}
-
-fn skipped<T>(message: T) -> Invocation<T> {
-    Invocation {
-        result: Ok(Decision::Continue(message)),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        redacted: Vec::new(),
-        stats: Stats::default(),
     }
 }
 

@@ -133,6 +133,44 @@ pub struct Invocation<T> {
     pub stats: Stats,
 }
 
+/// What an invocation reported, before its result is attached.
+pub(crate) struct Pending {
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) logs_dropped: u64,
+    pub(crate) redacted: Vec<String>,
+    pub(crate) stats: Stats,
+}
+
+impl Pending {
+    /// Nothing reported; only the time spent.
+    pub(crate) fn empty(duration: Duration) -> Self {
+        Pending {
+            logs: Vec::new(),
+            logs_dropped: 0,
+            redacted: Vec::new(),
+            stats: Stats {
+                duration,
+                ..Stats::default()
+            },
+        }
+    }
+
+    pub(crate) fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
+        Invocation {
+            result,
+            logs: self.logs,
+            logs_dropped: self.logs_dropped,
+            redacted: self.redacted,
+            stats: self.stats,
+        }
+    }
+}
+
+/// The invocation of a phase the policy does not implement: unchanged, free.
+pub(crate) fn skipped<T>(message: T) -> Invocation<T> {
+    Pending::empty(Duration::ZERO).finish(Ok(Decision::Continue(message)))
+}
+
 /// Checks what a guest returned for a header: a valid HTTP token name and a value
 /// without control characters, so a policy cannot smuggle a second header or response.
 pub(crate) fn check_headers(headers: &Headers) -> Result<()> {

@@ -106,11 +106,7 @@ impl Policy {
     pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = read_capped(path, engine.inner.config.max_module_size)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self::new(engine, name, &bytes)
+        Self::new(engine, file_stem(path), &bytes)
     }
 
     /// Returns this policy with other limits. The compiled code is shared.
@@ -180,6 +176,13 @@ fn phase_export(
 ) -> Option<ComponentExportIndex> {
     let instance = component.get_export_index(None, interface)?;
     component.get_export_index(Some(&instance), func)
+}
+
+/// A module's default name: its file name without the extension.
+pub(crate) fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Reads a file, refusing before reading when it is larger than `cap`.

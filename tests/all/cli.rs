@@ -166,3 +166,66 @@ fn exit_5_when_the_module_is_rejected() {
     assert_eq!(out.status.code(), Some(5));
     assert!(one_stderr_line(&out).contains("invalid module"));
 }
+
+#[test]
+fn a_core_module_with_a_wit_section_is_componentized_at_load() {
+    // What cargo emits for a guest before `cargo guests` componentizes it.
+    let core = std::path::Path::new(palisade_test_artifacts::WORKSPACE)
+        .join("target/guests/wasm32-unknown-unknown/guest/inject_headers.wasm");
+    let bytes = std::fs::read(&core).unwrap();
+    assert!(
+        wasmparser::Parser::is_core_wasm(&bytes),
+        "expected a core module"
+    );
+    let out = palisade(
+        &[
+            "run",
+            core.to_str().unwrap(),
+            "--config",
+            "request.set.x-a=1",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["request"]["headers"], json!({"x-a": "1"}));
+}
+
+#[test]
+fn lua_modules_share_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let ok = script(
+        "ok.lua",
+        "function on_request(req) req.headers['x-lua'] = 'yes' return req end",
+    );
+    let out = palisade(&["run", &ok], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_json(&out)["request"]["headers"],
+        json!({"x-lua": "yes"})
+    );
+    let looping = script("loop.lua", "function on_request() while true do end end");
+    assert_eq!(
+        palisade(&["run", &looping, "--timeout", "100"], None)
+            .status
+            .code(),
+        Some(3)
+    );
+    let failing = script("fail.lua", "function on_request() error('boom') end");
+    let out = palisade(&["run", &failing], None);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(one_stderr_line(&out).contains("boom"));
+    let broken = script("broken.lua", "function on_request( end");
+    assert_eq!(palisade(&["run", &broken], None).status.code(), Some(5));
+    let bytecode = script("bc.lua", "\x1bLuaS");
+    assert_eq!(palisade(&["run", &bytecode], None).status.code(), Some(5));
+}

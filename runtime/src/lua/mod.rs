@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 use crate::host::LogBuffer;
 use crate::limits::Limits;
 use crate::message::{
-    self, Context, Decision, Headers, Invocation, Request, Response, Stats, check_headers,
-    check_status,
+    self, Context, Decision, Headers, Invocation, Pending, Request, Response, Stats, check_headers,
+    check_status, skipped,
 };
 use crate::policy::Phases;
 
@@ -47,7 +47,6 @@ struct LuaInner {
     bytecode: Vec<u8>,
     phases: Phases,
     pool: Mutex<Vec<Lua>>,
-    max_output: u64,
 }
 
 impl std::fmt::Debug for LuaPolicy {
@@ -119,19 +118,17 @@ impl LuaPolicy {
                     response: true,
                 },
                 pool: Mutex::new(Vec::new()),
-                max_output: config.default_limits.output_limit(),
             }),
             limits: config.default_limits.clone(),
             reuse_vms: true,
         };
         // Run the top level once, under limits, to learn which phases it defines.
-        let phases = policy.with_vm(&Context::default(), Bytes::new(), |lua, env| {
+        let phases = policy.with_vm(&Context::default(), |_, env| {
             let defined = |n: &str| {
                 env.raw_get::<Value>(n)
                     .map(|v| v.is_function())
                     .unwrap_or(false)
             };
-            let _ = lua;
             Ok(Phases {
                 request: defined("on_request"),
                 response: defined("on_response"),
@@ -159,11 +156,7 @@ impl LuaPolicy {
     /// As [`LuaPolicy::new`], plus [`Error::Io`].
     pub fn from_file(engine: &Engine, path: &Path) -> Result<Self> {
         let source = crate::policy::read_capped(path, engine.config().max_module_size)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self::new(engine, name, &source)
+        Self::new(engine, crate::policy::file_stem(path), &source)
     }
 
     /// Returns this policy with other limits; the compiled script and VM pool are shared.
@@ -244,7 +237,7 @@ impl LuaPolicy {
             Phase::Response(_, r) => r.body.clone(),
         };
         let max_output = self.limits.output_limit();
-        self.with_vm(ctx, body.clone(), |lua, env| {
+        self.with_vm(ctx, |lua, env| {
             let f: Value = env.raw_get(handler).map_err(script)?;
             let Value::Function(f) = f else {
                 return Ok(Answer::Unchanged);
@@ -261,7 +254,7 @@ impl LuaPolicy {
             };
             let ctx_table = context_table(lua, ctx, request_head).map_err(script)?;
             let out: Value = call(&f, (message.clone(), ctx_table))?;
-            answer(lua, out, &message, &body, max_output)
+            answer(lua, out, &body, max_output)
         })
     }
 
@@ -270,11 +263,9 @@ impl LuaPolicy {
     fn with_vm<R>(
         &self,
         ctx: &Context,
-        body: Bytes,
         f: impl FnOnce(&Lua, &Table) -> Result<R>,
     ) -> (Result<R>, Pending) {
         let start = Instant::now();
-        let _ = body;
         let pooled = if self.reuse_vms {
             self.inner.pool.lock().expect("not poisoned").pop()
         } else {
@@ -286,7 +277,7 @@ impl LuaPolicy {
         };
         let lua = match lua {
             Ok(l) => l,
-            Err(e) => return (Err(e), Pending::empty(start)),
+            Err(e) => return (Err(e), Pending::empty(start.elapsed())),
         };
         let base = lua.used_memory();
         let limit = usize::try_from(self.limits.memory_limit()).unwrap_or(usize::MAX);
@@ -353,7 +344,6 @@ impl LuaPolicy {
                 duration: start.elapsed(),
             },
         };
-        let _ = self.inner.max_output;
         (result, pending)
     }
 }
@@ -451,13 +441,7 @@ fn context_table(lua: &Lua, ctx: &Context, request: Option<Table>) -> mlua::Resu
 }
 
 /// Converts what a handler returned.
-fn answer(
-    lua: &Lua,
-    out: Value,
-    message: &Table,
-    original: &Bytes,
-    max_output: u64,
-) -> Result<Answer> {
+fn answer(lua: &Lua, out: Value, original: &Bytes, max_output: u64) -> Result<Answer> {
     let t = match out {
         Value::Nil => return Ok(Answer::Unchanged),
         Value::Table(t) => t,
@@ -488,7 +472,6 @@ fn answer(
             body: body.unwrap_or_default(),
         }));
     }
-    let _ = message;
     let mut budget = Budget::new(max_output);
     let text = |name: &str| -> Result<Option<String>> {
         match t.raw_get::<Value>(name).map_err(script)? {
@@ -577,45 +560,4 @@ fn new_body(lua: &Lua, t: &Table, original: &Bytes, max_output: u64) -> Result<O
     Ok(Some(Bytes::from(
         serde_json::to_vec(&json).expect("a Value serializes"),
     )))
-}
-
-struct Pending {
-    logs: Vec<message::LogLine>,
-    logs_dropped: u64,
-    redacted: Vec<String>,
-    stats: Stats,
-}
-
-impl Pending {
-    fn empty(start: Instant) -> Self {
-        Pending {
-            logs: Vec::new(),
-            logs_dropped: 0,
-            redacted: Vec::new(),
-            stats: Stats {
-                duration: start.elapsed(),
-                ..Stats::default()
-            },
-        }
-    }
-
-    fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
-        Invocation {
-            result,
-            logs: self.logs,
-            logs_dropped: self.logs_dropped,
-            redacted: self.redacted,
-            stats: self.stats,
-        }
-    }
-}
-
-fn skipped<T>(message: T) -> Invocation<T> {
-    Invocation {
-        result: Ok(Decision::Continue(message)),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        redacted: Vec::new(),
-        stats: Stats::default(),
-    }
 }

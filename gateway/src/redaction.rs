@@ -1,0 +1,648 @@
+//! Built-in redaction: the native phase that removes sensitive values from bodies.
+//!
+//! Rules are RFC 9535 JSONPath expressions (via `serde_json_path`) or regular
+//! expressions (Rust `regex`: linear time, size-capped). Each rule has an action: mask,
+//! remove, or a keyed hash (HMAC-SHA256) that stays joinable without being reversible.
+//! The phase reports the normalized paths it redacted, never values.
+//!
+//! It fails closed: a body that must be redacted but is not valid JSON (for path rules)
+//! or not UTF-8 (for regex rules) is an error, so the unredacted bytes never pass.
+//!
+//! ```
+//! use palisade_gateway::redaction::{Action, Redactor, Rule};
+//!
+//! let redactor = Redactor::new(&[Rule::path("$..ssn", Action::Mask)], None).unwrap();
+//! let out = redactor.redact(br#"{"user": {"ssn": "123-45-6789"}}"#).unwrap();
+//! assert_eq!(out.body.as_deref(), Some(&br#"{"user":{"ssn":"[REDACTED]"}}"#[..]));
+//! assert_eq!(out.paths, vec!["$['user']['ssn']"]);
+//! ```
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+use serde_json_path::JsonPath;
+use sha2::Sha256;
+
+/// The longest regex source accepted, in bytes.
+pub const MAX_REGEX_LEN: usize = 4_096;
+/// The compiled size cap of one regex (the `regex` crate's NFA), in bytes.
+pub const MAX_REGEX_SIZE: usize = 1 << 20;
+/// The JSON nesting accepted (`serde_json`'s own recursion limit).
+pub const MAX_DEPTH: usize = 128;
+
+/// What happens to a matched value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Replace with `[REDACTED]` (a regex match inside a string: only the match).
+    Mask,
+    /// Remove the field or array element (a regex match inside a string: only the match).
+    Remove,
+    /// Replace with `[hash:<16 hex of HMAC-SHA256(key, value)>]`.
+    Hash,
+}
+
+/// A redaction rule as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// A JSONPath selecting values, or a regex matching inside strings.
+    pub selector: Selector,
+    /// What to do with matches.
+    pub action: Action,
+}
+
+/// How a rule selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// An RFC 9535 JSONPath.
+    Path(String),
+    /// A regular expression applied to every string value (or to a text body).
+    Regex(String),
+}
+
+impl Rule {
+    /// A JSONPath rule.
+    pub fn path(path: &str, action: Action) -> Self {
+        Rule {
+            selector: Selector::Path(path.to_string()),
+            action,
+        }
+    }
+    /// A regex rule.
+    pub fn regex(pattern: &str, action: Action) -> Self {
+        Rule {
+            selector: Selector::Regex(pattern.to_string()),
+            action,
+        }
+    }
+}
+
+/// A rule that cannot be used; names the rule by index.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The JSONPath does not parse.
+    #[error("rule {index}: invalid JSONPath: {message}")]
+    Path {
+        /// Index of the rule.
+        index: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The regex is too long, too large once compiled, or invalid.
+    #[error("rule {index}: invalid or oversized regex: {message}")]
+    Regex {
+        /// Index of the rule.
+        index: usize,
+        /// Why.
+        message: String,
+    },
+    /// A hash action without a key.
+    #[error("rule {index}: action `hash` needs a hash key")]
+    NoHashKey {
+        /// Index of the rule.
+        index: usize,
+    },
+    /// A mandatory path that is not a valid JSONPath.
+    #[error("mandatory path `{path}` is not a valid JSONPath")]
+    Mandatory {
+        /// The path.
+        path: String,
+    },
+}
+
+/// Why a body could not be redacted. The gateway fails the request closed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedactionError {
+    /// Path rules need JSON and the body is not valid JSON (or nests deeper than [`MAX_DEPTH`]).
+    #[error("body is not valid JSON")]
+    NotJson,
+    /// Regex rules need text and the body is not UTF-8.
+    #[error("body is not UTF-8")]
+    NotUtf8,
+}
+
+/// The result of redacting one body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redacted {
+    /// The new body, or `None` when nothing was redacted (send the original).
+    pub body: Option<Bytes>,
+    /// Normalized paths of the redacted values (`$` for a text body), never values.
+    pub paths: Vec<String>,
+}
+
+enum Compiled {
+    Path(JsonPath),
+    Regex(Regex),
+}
+
+/// A compiled set of rules. Build once per route; use from any thread.
+pub struct Redactor {
+    rules: Vec<(Compiled, Action)>,
+    hash_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash key is a secret: never printed.
+        f.debug_struct("Redactor")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// Compiles `rules`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an invalid JSONPath, a regex over [`MAX_REGEX_LEN`] bytes or
+    /// [`MAX_REGEX_SIZE`] compiled, or a hash action without `hash_key`.
+    pub fn new(rules: &[Rule], hash_key: Option<&[u8]>) -> Result<Self, ConfigError> {
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.iter().enumerate() {
+            if rule.action == Action::Hash && hash_key.is_none_or(<[u8]>::is_empty) {
+                return Err(ConfigError::NoHashKey { index });
+            }
+            let c = match &rule.selector {
+                Selector::Path(p) => {
+                    Compiled::Path(JsonPath::parse(p).map_err(|e| ConfigError::Path {
+                        index,
+                        message: e.to_string(),
+                    })?)
+                }
+                Selector::Regex(r) => {
+                    if r.len() > MAX_REGEX_LEN {
+                        return Err(ConfigError::Regex {
+                            index,
+                            message: format!("{} bytes, limit {MAX_REGEX_LEN}", r.len()),
+                        });
+                    }
+                    Compiled::Regex(
+                        RegexBuilder::new(r)
+                            .size_limit(MAX_REGEX_SIZE)
+                            .dfa_size_limit(MAX_REGEX_SIZE)
+                            .build()
+                            .map_err(|e| ConfigError::Regex {
+                                index,
+                                message: e.to_string(),
+                            })?,
+                    )
+                }
+            };
+            compiled.push((c, rule.action));
+        }
+        Ok(Redactor {
+            rules: compiled,
+            hash_key: hash_key.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// Whether the rules include any JSONPath rule (such routes need JSON bodies).
+    fn has_path_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|(c, _)| matches!(c, Compiled::Path(_)))
+    }
+
+    /// Redacts `body`.
+    ///
+    /// An empty body is returned unchanged. A JSON body gets path rules, then regex rules
+    /// on every string value. A non-JSON body is an error when there are path rules;
+    /// otherwise regex rules apply to it as text.
+    ///
+    /// # Errors
+    ///
+    /// [`RedactionError::NotJson`] or [`RedactionError::NotUtf8`] (fail closed).
+    pub fn redact(&self, body: &[u8]) -> Result<Redacted, RedactionError> {
+        if self.rules.is_empty() || body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Redacted::default());
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(mut doc) => {
+                let paths = self.redact_json(&mut doc);
+                Ok(Redacted {
+                    body: (!paths.is_empty()).then(|| {
+                        Bytes::from(serde_json::to_vec(&doc).expect("a Value serializes"))
+                    }),
+                    paths,
+                })
+            }
+            Err(_) if self.has_path_rules() => Err(RedactionError::NotJson),
+            Err(_) => {
+                let text = std::str::from_utf8(body).map_err(|_| RedactionError::NotUtf8)?;
+                let (out, hit) = self.regex_text(text);
+                Ok(Redacted {
+                    body: hit.then(|| Bytes::from(out.into_owned())),
+                    paths: if hit { vec!["$".into()] } else { Vec::new() },
+                })
+            }
+        }
+    }
+
+    /// Redacts a parsed document in place; returns the redacted paths.
+    pub fn redact_json(&self, doc: &mut Value) -> Vec<String> {
+        let mut paths = Vec::new();
+        for (rule, action) in &self.rules {
+            let Compiled::Path(path) = rule else { continue };
+            // Locations first (immutable query), then changes in reverse document order,
+            // so removing an array element does not shift one still to be changed.
+            let mut located: Vec<(String, String)> = path
+                .query_located(doc)
+                .iter()
+                .map(|n| (n.location().to_json_pointer(), n.location().to_string()))
+                .filter(|(pointer, _)| !pointer.is_empty())
+                .collect();
+            located.sort();
+            located.dedup();
+            for (pointer, normalized) in located.into_iter().rev() {
+                if self.apply(doc, &pointer, *action) {
+                    paths.push(normalized);
+                }
+            }
+        }
+        if self
+            .rules
+            .iter()
+            .any(|(c, _)| matches!(c, Compiled::Regex(_)))
+        {
+            let mut path = String::from("$");
+            self.regex_walk(doc, &mut path, &mut paths);
+        }
+        paths
+    }
+
+    fn apply(&self, doc: &mut Value, pointer: &str, action: Action) -> bool {
+        if action == Action::Remove {
+            let Some((parent, last)) = pointer.rsplit_once('/') else {
+                return false;
+            };
+            let key = last.replace("~1", "/").replace("~0", "~");
+            return match doc.pointer_mut(parent) {
+                Some(Value::Object(map)) => map.remove(&key).is_some(),
+                Some(Value::Array(items)) => match key.parse::<usize>() {
+                    Ok(i) if i < items.len() => {
+                        items.remove(i);
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+        }
+        match doc.pointer_mut(pointer) {
+            Some(v) => {
+                let text = match &*v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                *v = Value::String(self.replacement(action, &text));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn replacement(&self, action: Action, value: &str) -> String {
+        match (action, &self.hash_key) {
+            (Action::Hash, Some(key)) => {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+                mac.update(value.as_bytes());
+                format!("[hash:{}]", &hex::encode(mac.finalize().into_bytes())[..16])
+            }
+            (Action::Remove, _) => String::new(),
+            _ => "[REDACTED]".to_string(),
+        }
+    }
+
+    /// Applies every regex rule to `text`; returns the new text and whether anything matched.
+    fn regex_text<'t>(&self, text: &'t str) -> (std::borrow::Cow<'t, str>, bool) {
+        let mut current = std::borrow::Cow::Borrowed(text);
+        let mut hit = false;
+        for (rule, action) in &self.rules {
+            let Compiled::Regex(re) = rule else { continue };
+            if re.is_match(&current) {
+                hit = true;
+                let replaced = re
+                    .replace_all(&current, |c: &regex::Captures<'_>| {
+                        self.replacement(*action, &c[0])
+                    })
+                    .into_owned();
+                current = std::borrow::Cow::Owned(replaced);
+            }
+        }
+        (current, hit)
+    }
+
+    fn regex_walk(&self, value: &mut Value, path: &mut String, found: &mut Vec<String>) {
+        match value {
+            Value::String(s) => {
+                let (out, hit) = self.regex_text(s);
+                if hit {
+                    let out = out.into_owned();
+                    *s = out;
+                    found.push(path.clone());
+                }
+            }
+            Value::Number(n) => {
+                let text = n.to_string();
+                let (out, hit) = self.regex_text(&text);
+                if hit {
+                    let out = out.into_owned();
+                    *value = Value::String(out);
+                    found.push(path.clone());
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    self.regex_walk(item, path, found);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    let len = path.len();
+                    push_name(path, key);
+                    self.regex_walk(item, path, found);
+                    path.truncate(len);
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+
+    /// Whether these rules redact every value `mandatory` can select: the path rules run
+    /// against a probe document that has a value at every place `mandatory` points
+    /// (several elements per wildcard), and together must select all of them.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Mandatory`] when `mandatory` is not a JSONPath made of names,
+    /// indices and wildcards.
+    pub fn covers(&self, mandatory: &str) -> Result<bool, ConfigError> {
+        let bad = || ConfigError::Mandatory {
+            path: mandatory.to_string(),
+        };
+        let probe_path = JsonPath::parse(mandatory).map_err(|_| bad())?;
+        let doc = skeleton(mandatory).ok_or_else(bad)?;
+        let targets: Vec<String> = probe_path
+            .query_located(&doc)
+            .iter()
+            .map(|n| n.location().to_string())
+            .collect();
+        if targets.is_empty() {
+            return Err(bad());
+        }
+        Ok(targets.iter().all(|target| {
+            self.rules.iter().any(|(rule, _)| match rule {
+                Compiled::Path(p) => p
+                    .query_located(&doc)
+                    .iter()
+                    .any(|n| n.location().to_string() == *target),
+                Compiled::Regex(_) => false,
+            })
+        }))
+    }
+}
+
+/// Array elements a wildcard of a mandatory path is probed with: a rule that names a
+/// few indices instead of `[*]` is caught (a config check against omissions, not
+/// against an adversary who lists every index).
+const PROBE_ELEMENTS: usize = 3;
+
+/// A document with a string at every place a simple JSONPath (`$.a.b[0]`, `$['a'][*]`)
+/// points ([`PROBE_ELEMENTS`] elements per wildcard); `None` for anything else
+/// (filters, slices, descendants).
+fn skeleton(path: &str) -> Option<Value> {
+    enum Seg {
+        Name(String),
+        Index(usize),
+        Wild,
+    }
+    let mut rest = path.strip_prefix('$')?;
+    let mut segments = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            if r.starts_with('.') {
+                return None;
+            }
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            segments.push(match name {
+                "" => return None,
+                "*" => Seg::Wild,
+                n => Seg::Name(n.to_string()),
+            });
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = r[..end].trim();
+            segments.push(if inner == "*" {
+                Seg::Wild
+            } else if let Ok(i) = inner.parse::<usize>() {
+                Seg::Index(i)
+            } else if let Some(name) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                Seg::Name(name.to_string())
+            } else {
+                return None;
+            });
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    let mut value = Value::String("probe".into());
+    for seg in segments.into_iter().rev() {
+        value = match seg {
+            Seg::Name(name) => Value::Object([(name, value)].into_iter().collect()),
+            Seg::Index(i) => Value::Array(vec![value; (i + 1).max(PROBE_ELEMENTS)]),
+            Seg::Wild => Value::Array(vec![value; PROBE_ELEMENTS]),
+        };
+    }
+    Some(value)
+}
+
+fn push_name(path: &mut String, name: &str) {
+    path.push_str("['");
+    for c in name.chars() {
+        match c {
+            '\'' => path.push_str("\\'"),
+            '\\' => path.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(path, "\\u{:04x}", c as u32);
+            }
+            c => path.push(c),
+        }
+    }
+    path.push_str("']");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn redact(rules: &[Rule], body: &Value) -> (Value, Vec<String>) {
+        let r = Redactor::new(rules, Some(b"k1")).unwrap();
+        let out = r.redact(body.to_string().as_bytes()).unwrap();
+        let doc = out
+            .body
+            .map_or(body.clone(), |b| serde_json::from_slice(&b).unwrap());
+        (doc, out.paths)
+    }
+
+    #[test]
+    fn item35_arrays_nesting_duplicates_escapes_and_numbers_are_all_redacted() {
+        let rules = [
+            Rule::path("$..ssn", Action::Mask),
+            Rule::regex(r"\b4[0-9]{15}\b", Action::Mask),
+        ];
+        let (doc, paths) = redact(
+            &rules,
+            &json!({"a": [{"ssn": "1"}, {"b": {"ssn": 2}}], "card": 4111111111111111u64}),
+        );
+        assert_eq!(
+            doc,
+            json!({"a": [{"ssn": "[REDACTED]"}, {"b": {"ssn": "[REDACTED]"}}], "card": "[REDACTED]"})
+        );
+        assert_eq!(paths.len(), 3);
+        // Duplicate keys and `\u`-escaped keys: what the redactor parsed is what is sent.
+        let r = Redactor::new(&rules, None).unwrap();
+        let raw = br#"{"ssn": "111-11-1111", "ss\u006e": "222-22-2222", "x": {"\u0073sn": "3"}}"#;
+        let out = r.redact(raw).unwrap();
+        let text = String::from_utf8(out.body.unwrap().to_vec()).unwrap();
+        assert!(
+            !text.contains("111-11") && !text.contains("222-22") && !text.contains("\"3\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn remove_and_hash_actions() {
+        let (doc, _) = redact(
+            &[
+                Rule::path("$.items[*].token", Action::Remove),
+                Rule::path("$.items[0]", Action::Remove),
+            ],
+            &json!({"items": [{"token": "a"}, {"token": "b", "id": 2}]}),
+        );
+        assert_eq!(doc, json!({"items": [{"id": 2}]}));
+        let (doc, _) = redact(
+            &[Rule::path("$.email", Action::Hash)],
+            &json!({"email": "jane@example.com"}),
+        );
+        let h = doc["email"].as_str().unwrap();
+        assert!(
+            h.starts_with("[hash:") && h.len() == 23 && !h.contains("jane"),
+            "{h}"
+        );
+        let (doc, _) = redact(
+            &[Rule::regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", Action::Remove)],
+            &json!({"note": "ssn 123-45-6789 ok"}),
+        );
+        assert_eq!(doc, json!({"note": "ssn  ok"}));
+    }
+
+    #[test]
+    fn item36_deep_nesting_fails_closed_and_wildcards_over_large_documents_complete() {
+        let r = Redactor::new(&[Rule::path("$..*", Action::Mask)], None).unwrap();
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(r.redact(deep.as_bytes()), Err(RedactionError::NotJson));
+        let big =
+            json!({"rows": (0..20_000).map(|i| json!({"id": i, "v": "x"})).collect::<Vec<_>>()});
+        let out = r.redact(big.to_string().as_bytes()).unwrap();
+        assert!(out.paths.len() > 20_000);
+    }
+
+    #[test]
+    fn item37_huge_or_slow_regexes_are_refused_at_config_time() {
+        let long = "a".repeat(MAX_REGEX_LEN + 1);
+        assert!(matches!(
+            Redactor::new(&[Rule::regex(&long, Action::Mask)], None),
+            Err(ConfigError::Regex { index: 0, .. })
+        ));
+        assert!(matches!(
+            Redactor::new(&[Rule::regex("(a{100}){100}{100}", Action::Mask)], None),
+            Err(ConfigError::Regex { .. })
+        ));
+        assert!(matches!(
+            Redactor::new(&[Rule::regex("(unclosed", Action::Mask)], None),
+            Err(ConfigError::Regex { .. })
+        ));
+        assert!(matches!(
+            Redactor::new(&[Rule::path("$[", Action::Mask)], None),
+            Err(ConfigError::Path { .. })
+        ));
+        assert!(matches!(
+            Redactor::new(&[Rule::path("$.a", Action::Hash)], None),
+            Err(ConfigError::NoHashKey { index: 0 })
+        ));
+    }
+
+    #[test]
+    fn item38_invalid_json_or_non_utf8_fails_closed() {
+        let paths = Redactor::new(&[Rule::path("$.ssn", Action::Mask)], None).unwrap();
+        assert_eq!(
+            paths.redact(b"{\"ssn\": \"123-45-6789\""),
+            Err(RedactionError::NotJson)
+        );
+        assert_eq!(
+            paths.redact(b"ssn=123-45-6789"),
+            Err(RedactionError::NotJson)
+        );
+        let regex = Redactor::new(
+            &[Rule::regex("[0-9]{3}-[0-9]{2}-[0-9]{4}", Action::Mask)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            regex.redact(&[0xff, 0xfe, b'1']),
+            Err(RedactionError::NotUtf8)
+        );
+        let out = regex.redact(b"ssn=123-45-6789").unwrap();
+        assert_eq!(out.body.as_deref(), Some(&b"ssn=[REDACTED]"[..]));
+        assert_eq!(out.paths, vec!["$"]);
+        assert_eq!(regex.redact(b"  ").unwrap(), Redacted::default());
+    }
+
+    #[test]
+    fn item39_mandatory_paths_must_be_covered() {
+        let r = Redactor::new(
+            &[
+                Rule::path("$..ssn", Action::Mask),
+                Rule::path("$.cards[*].number", Action::Mask),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.covers("$.user.ssn"), Ok(true));
+        assert_eq!(r.covers("$['user']['profile']['ssn']"), Ok(true));
+        assert_eq!(r.covers("$.cards[*].number"), Ok(true));
+        assert_eq!(r.covers("$.cards[3].number"), Ok(true));
+        assert_eq!(r.covers("$.user.email"), Ok(false));
+        assert_eq!(r.covers("$.cards[*].cvv"), Ok(false));
+        let narrow = Redactor::new(&[Rule::path("$.cards[0].number", Action::Mask)], None).unwrap();
+        assert_eq!(
+            narrow.covers("$.cards[*].number"),
+            Ok(false),
+            "index 0 does not cover every card"
+        );
+        assert_eq!(narrow.covers("$.cards[0].number"), Ok(true));
+        assert!(
+            narrow.covers("$..x").is_err(),
+            "descendant mandatory paths cannot be checked"
+        );
+    }
+
+    #[test]
+    fn the_hash_key_never_appears_in_debug_output() {
+        let r = Redactor::new(&[Rule::path("$.a", Action::Hash)], Some(b"s3cr3t-key")).unwrap();
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+}
