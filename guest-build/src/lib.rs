@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-unknown-unknown";
+/// Flags for every guest: a 256 KiB stack placed first in memory.
+const GUEST_RUSTFLAGS: &str = "-C link-arg=-zstack-size=262144 -C link-arg=--stack-first";
 const PROFILE: &str = "guest";
 /// Guest crates live in these directories of the workspace.
 pub const GUEST_DIRS: &[&str] = &["policies", "tests/guests"];
@@ -146,6 +148,14 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
         cmd.args(["-p", &guest.name]);
     }
     toolchain.configure(&mut cmd);
+    // Rust reserves a 1 MiB stack at the bottom of linear memory; every fresh instance
+    // would start with those pages. 256 KiB is ample for policies (serde_json nests 128
+    // levels deep at most), and with the stack first an overflow traps (below address 0)
+    // instead of corrupting data.
+    cmd.env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+        GUEST_RUSTFLAGS,
+    );
     let status = cmd
         .status()
         .map_err(|e| BuildError::Io("running cargo".into(), e))?;

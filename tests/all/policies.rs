@@ -188,3 +188,30 @@ fn block_patterns_rejects_probes_with_400() {
     );
     assert_eq!(v["action"], "continue");
 }
+
+#[test]
+fn redact_pii_handles_the_deepest_json_serde_accepts_within_the_guest_stack() {
+    use bytes::Bytes;
+    use palisade_runtime::{Context, Decision, Policy, Response};
+
+    // 127 levels of nesting with an SSN at the bottom: parsed, walked and serialized
+    // recursively inside the guest's 256 KiB stack.
+    let deep = format!(
+        "{}\"123-45-6789\"{}",
+        "{\"a\":".repeat(127),
+        "}".repeat(127)
+    );
+    let policy = Policy::from_file(crate::fixtures::engine(), REDACT_PII).unwrap();
+    let res = Response {
+        status: 200,
+        headers: Vec::new(),
+        body: Bytes::from(deep),
+    };
+    let inv = policy.on_response(&Context::default(), &crate::fixtures::get("/"), res);
+    let Ok(Decision::Continue(out)) = inv.result else {
+        panic!("{:?}", inv.result)
+    };
+    let text = String::from_utf8(out.body.to_vec()).unwrap();
+    assert!(text.contains("[REDACTED:ssn]") && !text.contains("6789"));
+    assert_eq!(inv.redacted.len(), 1);
+}

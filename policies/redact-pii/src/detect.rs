@@ -195,27 +195,27 @@ fn run_end(
         .find(|&e| boundary_after(s, e))
 }
 
-/// `[2-9]ddd ?dddd ?dddd` on a boundary, trying the spaced forms first as a
-/// backtracking matcher would.
+/// `[2-9]ddd ?dddd ?dddd` on a boundary. The three groups are fixed; each gap is a
+/// space or nothing, so at most one arrangement fits at `i`.
 fn aadhaar_end(s: &[u8], i: usize) -> Option<usize> {
     if !s.get(i).is_some_and(|c| (b'2'..=b'9').contains(c)) {
         return None;
     }
-    for (gap1, gap2) in [(true, true), (true, false), (false, true), (false, false)] {
-        let mut shape = vec![D, D, D, D];
-        if gap1 {
-            shape.push(b' ');
+    let digits = |at: usize, n: usize| {
+        s.get(at..at + n)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let mut j = i;
+    for group in 0..3 {
+        if group > 0 && s.get(j) == Some(&b' ') {
+            j += 1;
         }
-        shape.extend([D, D, D, D]);
-        if gap2 {
-            shape.push(b' ');
+        if !digits(j, 4) {
+            return None;
         }
-        shape.extend([D, D, D, D]);
-        if fixed(s, i, &shape) && boundary_after(s, i + shape.len()) {
-            return Some(i + shape.len());
-        }
+        j += 4;
     }
-    None
+    boundary_after(s, j).then_some(j)
 }
 
 /// The SSA's rules: area not 000, 666 or 9xx; group not 00; serial not 0000.
