@@ -142,9 +142,15 @@ impl Policy {
             logs_dropped: state.logs.dropped,
             redacted: std::mem::take(&mut state.redacted),
             stats: Stats {
-                fuel: limits
-                    .fuel_budget()
-                    .map_or(0, |budget| budget.saturating_sub(fuel_left)),
+                // Unlimited fuel starts at `u64::MAX`, so consumption is measured either way.
+                fuel: if self.inner.engine.inner.config.consume_fuel {
+                    limits
+                        .fuel_budget()
+                        .unwrap_or(u64::MAX)
+                        .saturating_sub(fuel_left)
+                } else {
+                    0
+                },
                 memory_peak: state.limiter.peak_memory,
                 duration: start.elapsed(),
             },

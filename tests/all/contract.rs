@@ -135,3 +135,16 @@ fn request_changes_come_back_typed() {
     assert_eq!(&out.body[..], b"keep");
     assert_eq!(out.path, "/a");
 }
+
+#[test]
+fn fuel_is_reported_with_and_without_a_budget() {
+    let policy = guest(HEADERS_ONLY);
+    let budgeted = policy.on_request(&ctx("t"), get("/")).stats.fuel;
+    let unlimited = policy
+        .with_limits(Limits::default().unlimited_fuel())
+        .on_request(&ctx("t"), get("/"))
+        .stats
+        .fuel;
+    assert!(budgeted > 0);
+    assert_eq!(budgeted, unlimited, "the same work costs the same fuel");
+}
