@@ -469,3 +469,19 @@ fn one_lua_policy_serves_many_threads_without_crosstalk() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn lua_reports_the_peak_heap_not_the_final_one() {
+    let p = lua("function on_request() local t = {} for i = 1, 2e5 do t[i] = i end t = nil end");
+    let inv = p.on_request(&ctx("t"), get("/"));
+    assert!(inv.result.is_ok());
+    assert!(
+        inv.stats.memory_peak > 1 << 20,
+        "peak {}",
+        inv.stats.memory_peak
+    );
+    assert!(
+        inv.stats.fuel > 100_000,
+        "one interrupt per loop iteration at least"
+    );
+}

@@ -287,6 +287,7 @@ impl LuaPolicy {
             logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
             redacted: Mutex::new(Vec::new()),
             ticks: Default::default(),
+            peak: Default::default(),
             fuel: self.limits.fuel_budget(),
             deadline: start + self.limits.deadline(),
             timeout: self.limits.deadline(),
@@ -296,7 +297,6 @@ impl LuaPolicy {
         });
         lua.set_app_data(Arc::clone(&st));
         let _ = lua.set_memory_limit(ceiling);
-        let mut peak = base;
 
         let result = (|| {
             let env = lua.create_table().map_err(script)?;
@@ -312,7 +312,7 @@ impl LuaPolicy {
                 .map_err(script)?;
             call::<()>(&chunk, ())?;
             let r = f(&lua, &env);
-            peak = peak.max(lua.used_memory());
+            st.peak.fetch_max(lua.used_memory(), Ordering::Relaxed);
             r
         })();
 
@@ -340,7 +340,7 @@ impl LuaPolicy {
             redacted: st.redacted.into_inner().expect("not poisoned"),
             stats: Stats {
                 fuel: st.ticks.load(Ordering::Relaxed),
-                memory_peak: (peak.saturating_sub(base)) as u64,
+                memory_peak: st.peak.load(Ordering::Relaxed).saturating_sub(base) as u64,
                 duration: start.elapsed(),
             },
         };

@@ -1,6 +1,6 @@
 //! Building a sandboxed Luau VM: what is removed, what is guarded, what is added.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ pub(crate) struct InvState {
     pub(crate) logs: Mutex<LogBuffer>,
     pub(crate) redacted: Mutex<Vec<String>>,
     pub(crate) ticks: AtomicU64,
+    /// The largest heap size seen at an interrupt.
+    pub(crate) peak: AtomicUsize,
     pub(crate) fuel: Option<u64>,
     pub(crate) deadline: Instant,
     pub(crate) timeout: Duration,
@@ -146,6 +148,7 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
         }
         // A script that caught a memory error with pcall is stopped here.
         let used = lua.used_memory();
+        st.peak.fetch_max(used, Ordering::Relaxed);
         if used + used / 64 >= st.memory_ceiling {
             return Err(st.trip(Error::MemoryLimit {
                 requested: used as u64,
