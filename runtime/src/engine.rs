@@ -50,7 +50,9 @@ impl Engine {
         wt.consume_fuel(config.consume_fuel)
             .epoch_interruption(config.epoch_interruption)
             .max_wasm_stack(config.max_wasm_stack)
-            .wasm_component_model(true);
+            .wasm_component_model(true)
+            // Memories start as copy-on-write mappings of the module's initial image.
+            .memory_init_cow(true);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(config.pool_instances)
             .total_core_instances(config.pool_instances.saturating_mul(8))
