@@ -225,29 +225,19 @@ fn scan(bytes: &[u8], config: &Config) -> Result<Admitted> {
     })
 }
 
-/// A name in the contract's package must carry a version this host implements: for a
-/// 0.x contract the same minor version, any patch.
+/// A name in the contract's package must carry exactly the version this host
+/// implements: a newer patch could use additions this host does not know, and for a 0.x
+/// contract any other minor is breaking (docs/abi.md, "Versioning rules").
 fn check_contract_version(name: &str) -> Result<()> {
     let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE) else {
         return Ok(());
     };
-    let version = rest.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
-    let compatible = match version.split('.').collect::<Vec<_>>().as_slice() {
-        [major, minor, _patch] => {
-            let (want_major, want_minor) = ("0", "1");
-            *major == want_major && *minor == want_minor
-        }
-        _ => false,
-    };
-    // Only the exact patch we implement is linkable; a newer patch would need the
-    // host to know its additions, so it is treated as a mismatch too.
-    if compatible && version == CONTRACT_VERSION {
-        Ok(())
-    } else {
-        Err(Error::ContractVersion {
+    match rest.rsplit_once('@') {
+        Some((_, version)) if version == CONTRACT_VERSION => Ok(()),
+        _ => Err(Error::ContractVersion {
             found: name.to_string(),
             supported: CONTRACT_VERSION.to_string(),
-        })
+        }),
     }
 }
 
@@ -266,6 +256,7 @@ mod tests {
     #[test]
     fn contract_versions() {
         assert!(check_contract_version("palisade:policy/host@0.1.0").is_ok());
+        assert!(check_contract_version("palisade:policy/host@0.1.1").is_err());
         assert!(check_contract_version("palisade:policy/host@0.2.0").is_err());
         assert!(check_contract_version("palisade:policy/host@1.1.0").is_err());
         assert!(check_contract_version("palisade:policy/host").is_err());
