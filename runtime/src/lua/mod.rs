@@ -30,6 +30,9 @@ use crate::message::{
 };
 use crate::policy::Phases;
 
+/// Where a VM keeps its policy's loaded chunk.
+const CHUNK_KEY: &str = "palisade.chunk";
+
 /// How many idle VMs a policy keeps for reuse.
 const POOL_SIZE: usize = 32;
 
@@ -303,13 +306,23 @@ impl LuaPolicy {
             let meta = lua.create_table().map_err(script)?;
             meta.raw_set("__index", lua.globals()).map_err(script)?;
             env.set_metatable(Some(meta)).map_err(script)?;
-            let chunk = lua
-                .load(&self.inner.bytecode[..])
-                .set_mode(ChunkMode::Binary)
-                .set_name(format!("={}", self.inner.name))
-                .set_environment(env.clone())
-                .into_function()
-                .map_err(script)?;
+            // Each VM serves one policy: its chunk is loaded once and kept in the VM's
+            // registry; every invocation points it at a new environment and runs it.
+            let chunk = match lua.named_registry_value::<Option<Function>>(CHUNK_KEY) {
+                Ok(Some(f)) => f,
+                _ => {
+                    let f = lua
+                        .load(&self.inner.bytecode[..])
+                        .set_mode(ChunkMode::Binary)
+                        .set_name(format!("={}", self.inner.name))
+                        .into_function()
+                        .map_err(script)?;
+                    lua.set_named_registry_value(CHUNK_KEY, &f)
+                        .map_err(script)?;
+                    f
+                }
+            };
+            chunk.set_environment(env.clone()).map_err(script)?;
             call::<()>(&chunk, ())?;
             let r = f(&lua, &env);
             st.peak.fetch_max(lua.used_memory(), Ordering::Relaxed);
