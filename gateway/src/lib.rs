@@ -1,9 +1,42 @@
 //! Palisade's gateway pipeline as a library.
 //!
-//! Built so far: [`redaction`], the native (no guest needed) redaction phase that runs
-//! after the response policies: RFC 9535 JSONPath and regex rules with mask, remove or
-//! keyed-hash actions, fail-closed on bodies it cannot read, and the check that a route's
-//! rules cover its tenant's mandatory PII paths. The server, routing, auth and audit
-//! phases are tracked in the gateway issues.
+//! A [`Gateway`] is built from a TOML file ([`config`]), listens ([`server`]) and runs
+//! every request through the [`pipeline`]'s named phases: correlation id, limits, auth,
+//! tenant binding, request policies, upstream, response policies, built-in
+//! [`redaction`], audit. Other Rust servers embed the same parts: [`Pipeline::handle`]
+//! inside their own hyper service, or [`PolicyLayer`] around any tower service.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = palisade_gateway::Gateway::from_file("palisade.toml".as_ref())?;
+//! let running = gateway.start().await?;
+//! println!("proxy on {}", running.proxy_addr());
+//! tokio::signal::ctrl_c().await?;
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Core concepts:
+//! - [`config`]: the file, its defaults, and [`config::check`] (every error, with its line).
+//! - [`Pipeline`]: the phases; each error is an [`Error`] with one status and one audit cause.
+//! - [`Chain`]: Wasm and Lua policies run in order, each in a fresh sandbox.
+//! - [`redaction`]: JSONPath and regex rules applied natively, failing closed.
+//! - [`Metrics`]: Prometheus metrics on the admin listener.
 
+mod body;
+pub mod chain;
+pub mod config;
+mod error;
+mod layer;
+mod metrics;
+pub mod pipeline;
 pub mod redaction;
+pub mod server;
+
+pub use crate::body::{Body, BoxError, full};
+pub use crate::chain::{Chain, ChainPolicy, Trace};
+pub use crate::error::Error;
+pub use crate::layer::{PolicyLayer, PolicyService};
+pub use crate::metrics::{Metrics, PolicyOutcome};
+pub use crate::pipeline::Pipeline;
+pub use crate::server::{Gateway, Running, StartError};

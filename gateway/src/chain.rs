@@ -1,0 +1,170 @@
+//! A policy chain: Wasm and Lua modules run in order on one message, each in a fresh
+//! sandbox on the invocation pool, with the outcome recorded for metrics and audit.
+
+use std::sync::Arc;
+
+use palisade_ledger::ModuleRef;
+use palisade_runtime::{Context, Decision, InvocationPool, Invocation, Module, Request, Response};
+
+use crate::config::FailMode;
+use crate::error::Error;
+use crate::metrics::{Metrics, PolicyOutcome};
+
+/// One policy in a chain.
+#[derive(Debug, Clone)]
+pub struct ChainPolicy {
+    /// The loaded module, with its limits.
+    pub module: Arc<Module>,
+    /// Its config (`host.config`).
+    pub config: Vec<(String, String)>,
+    /// What its failure does.
+    pub fail: FailMode,
+    /// Name, version and digest, as the audit record names it.
+    pub reference: ModuleRef,
+}
+
+impl ChainPolicy {
+    /// A policy that fails closed, named after its module.
+    pub fn new(module: Module, config: Vec<(String, String)>) -> Self {
+        let reference = ModuleRef {
+            digest: hex::encode(module.digest()),
+            name: module.name().to_string(),
+            version: "-".into(),
+        };
+        ChainPolicy {
+            module: Arc::new(module),
+            config,
+            fail: FailMode::Closed,
+            reference,
+        }
+    }
+}
+
+/// What the chains did to one request, for the audit record.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The modules that ran, in order.
+    pub modules: Vec<ModuleRef>,
+    /// Paths redacted by policies and built-in redaction (never values).
+    pub redacted: Vec<String>,
+    /// Causes of policies skipped under `fail = "open"`.
+    pub skipped: Vec<&'static str>,
+}
+
+/// Where a chain reports to.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    /// Metrics, with the tenant and route labels.
+    pub metrics: Option<(Arc<Metrics>, String, String)>,
+}
+
+impl Observer {
+    fn record<T>(&self, policy: &ChainPolicy, inv: &Invocation<T>) {
+        let Some((m, tenant, route)) = &self.metrics else { return };
+        let outcome = match &inv.result {
+            Ok(Decision::Continue(_)) => PolicyOutcome::Continue,
+            Ok(Decision::Respond(_)) => PolicyOutcome::Respond,
+            Err(e) => PolicyOutcome::Error(e.kind()),
+        };
+        m.policy(tenant, route, &policy.reference.name, outcome, &inv.stats);
+    }
+}
+
+/// An ordered list of policies for one phase.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    /// The policies, in order.
+    pub policies: Vec<ChainPolicy>,
+}
+
+impl Chain {
+    /// Whether the chain has no policy.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Runs the request policies. A policy's `Respond` ends the chain.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RequestPolicy`] when a fail-closed policy fails.
+    pub async fn on_request(
+        &self,
+        pool: &InvocationPool,
+        observer: &Observer,
+        base: &Context,
+        mut req: Request,
+        trace: &mut Trace,
+    ) -> Result<Decision<Request>, Error> {
+        for policy in &self.policies {
+            trace.modules.push(policy.reference.clone());
+            let ctx = Context {
+                config: policy.config.clone(),
+                ..base.clone()
+            };
+            let module = policy.module.clone();
+            let keep = (policy.fail == FailMode::Open).then(|| req.clone());
+            let inv = pool.run(move || module.on_request(&ctx, req)).await;
+            observer.record(policy, &inv);
+            trace.redacted.extend(inv.redacted);
+            match inv.result {
+                Ok(Decision::Continue(next)) => req = next,
+                Ok(Decision::Respond(res)) => return Ok(Decision::Respond(res)),
+                Err(e) => match keep {
+                    Some(original) => {
+                        trace.skipped.push(e.kind());
+                        req = original;
+                    }
+                    None => {
+                        return Err(Error::RequestPolicy {
+                            cause: e.kind(),
+                            detail: e.to_string(),
+                        });
+                    }
+                },
+            }
+        }
+        Ok(Decision::Continue(req))
+    }
+
+    /// Runs the response policies. Every failure fails the request (closed): these
+    /// policies may be what keeps PII in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResponsePolicy`] when a policy fails.
+    pub async fn on_response(
+        &self,
+        pool: &InvocationPool,
+        observer: &Observer,
+        base: &Context,
+        req: &Arc<Request>,
+        mut res: Response,
+        trace: &mut Trace,
+    ) -> Result<Response, Error> {
+        for policy in &self.policies {
+            trace.modules.push(policy.reference.clone());
+            let ctx = Context {
+                config: policy.config.clone(),
+                ..base.clone()
+            };
+            let module = policy.module.clone();
+            let req = req.clone();
+            let inv = pool.run(move || module.on_response(&ctx, &req, res)).await;
+            observer.record(policy, &inv);
+            trace.redacted.extend(inv.redacted);
+            match inv.result {
+                Ok(Decision::Continue(next)) => res = next,
+                // A policy's own answer replaces the upstream's and ends the chain.
+                Ok(Decision::Respond(own)) => return Ok(own),
+                Err(e) => {
+                    return Err(Error::ResponsePolicy {
+                        cause: e.kind(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(res)
+    }
+}

@@ -1,0 +1,242 @@
+//! Semantic checks: every problem in the file, each with its line.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::{FailMode, File, RedactAction, Route};
+use crate::redaction::{self, Redactor};
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// The file.
+    pub path: PathBuf,
+    /// `(line, column)` of the table or value at fault, when known.
+    pub at: Option<(usize, usize)>,
+    /// Which entry (`route "orders"`), when it is about one.
+    pub context: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Issue {
+    pub(crate) fn file(path: &Path, message: String) -> Self {
+        Issue {
+            path: path.to_path_buf(),
+            at: None,
+            context: String::new(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, col)) = self.at {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.context.is_empty() {
+            write!(f, ": {}", self.context)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+struct Report<'a> {
+    file: &'a File,
+    issues: Vec<Issue>,
+}
+
+impl Report<'_> {
+    fn add<T>(&mut self, at: &Spanned<T>, context: String, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path: self.file.path.clone(),
+            at: Some(self.file.position(at.span().start)),
+            context,
+            message: message.into(),
+        });
+    }
+
+    fn top(&mut self, context: &str, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path: self.file.path.clone(),
+            at: None,
+            context: context.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks `file` as a whole and returns every problem (empty when valid). Modules are
+/// loaded and validated separately, by [`crate::Gateway`] (and `palisade check-config`).
+pub fn check(file: &File) -> Vec<Issue> {
+    let mut r = Report {
+        file,
+        issues: Vec::new(),
+    };
+    if let Err(e) = file.server.listen.parse::<std::net::SocketAddr>() {
+        r.top("[server] listen", format!("`{}` is not host:port: {e}", file.server.listen));
+    }
+    if let Some(admin) = &file.server.admin
+        && admin.parse::<std::net::SocketAddr>().is_err()
+    {
+        r.top("[server] admin", format!("`{admin}` is not host:port"));
+    }
+    if file.server.max_header_bytes < 8192 {
+        r.top("[server] max_header_bytes", "must be at least 8192 (HTTP/1.1 parser minimum)");
+    }
+    if file.server.max_headers == 0 || file.server.header_timeout_ms == 0 || file.server.body_timeout_ms == 0 {
+        r.top("[server]", "max_headers, header_timeout_ms and body_timeout_ms must be positive");
+    }
+    if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
+        r.top("[audit]", "set `sqlite` or `postgres`, not both");
+    }
+
+    let mut tenants = HashMap::new();
+    for t in &file.tenants {
+        let ctx = format!("tenant {:?}", t.get_ref().name);
+        if !valid_name(&t.get_ref().name) {
+            r.add(t, ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+        }
+        if tenants.insert(t.get_ref().name.clone(), t.get_ref()).is_some() {
+            r.add(t, ctx.clone(), "defined twice");
+        }
+        for m in &t.get_ref().mandatory_pii {
+            if serde_json_path::JsonPath::parse(m).is_err() {
+                r.add(t, ctx.clone(), format!("mandatory_pii `{m}` is not a valid JSONPath"));
+            }
+        }
+        if let Some(key) = &t.get_ref().hash_key_file {
+            match std::fs::read(file.resolve(key)) {
+                Ok(k) if k.len() >= 16 => {}
+                Ok(_) => r.add(t, ctx, "hash_key_file must hold at least 16 bytes"),
+                Err(e) => r.add(t, ctx, format!("hash_key_file {}: {e}", key.display())),
+            }
+        }
+    }
+
+    let mut upstreams = HashSet::new();
+    for u in &file.upstreams {
+        let ctx = format!("upstream {:?}", u.get_ref().name);
+        if !upstreams.insert(u.get_ref().name.clone()) {
+            r.add(u, ctx.clone(), "defined twice");
+        }
+        match u.get_ref().url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() && uri.query().is_none() => {}
+            _ => r.add(u, ctx, format!("url `{}` must be http://host:port[/prefix]", u.get_ref().url)),
+        }
+    }
+
+    let mut names = HashSet::new();
+    let mut matches = HashSet::new();
+    for sr in &file.routes {
+        let route = sr.get_ref();
+        let ctx = format!("route {:?}", route.name);
+        if !valid_name(&route.name) {
+            r.add(sr, ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+        }
+        if !names.insert(route.name.clone()) {
+            r.add(sr, ctx.clone(), "defined twice");
+        }
+        let tenant = tenants.get(&route.tenant).copied();
+        if tenant.is_none() {
+            r.add(sr, ctx.clone(), format!("tenant {:?} is not defined", route.tenant));
+        }
+        if !upstreams.contains(&route.upstream) {
+            r.add(sr, ctx.clone(), format!("upstream {:?} is not defined", route.upstream));
+        }
+        if !route.path.starts_with('/') {
+            r.add(sr, ctx.clone(), format!("path `{}` must start with /", route.path));
+        }
+        for m in &route.methods {
+            if http::Method::from_bytes(m.as_bytes()).is_err() {
+                r.add(sr, ctx.clone(), format!("method `{m}` is not an HTTP method"));
+            }
+        }
+        let mut methods: Vec<String> = route.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        methods.sort();
+        if !matches.insert((route.host.clone(), route.path.trim_end_matches('/').to_string(), methods)) {
+            r.add(sr, ctx.clone(), "another route matches the same host, path and methods");
+        }
+        if route.max_body_bytes == 0 || route.concurrency == 0 || route.timeout_ms == 0 {
+            r.add(sr, ctx.clone(), "max_body_bytes, concurrency and timeout_ms must be positive");
+        }
+        for p in &route.response {
+            if p.fail == FailMode::Open {
+                r.add(
+                    sr,
+                    ctx.clone(),
+                    format!(
+                        "response policy {} has fail = \"open\": response policies see (and may redact) the response, so they always fail closed",
+                        p.module.display()
+                    ),
+                );
+            }
+        }
+        for p in route.request.iter().chain(&route.response) {
+            let module = file.resolve(&p.module);
+            if !module.is_file() {
+                r.add(sr, ctx.clone(), format!("module {} not found", module.display()));
+            }
+            for (k, v) in &p.config {
+                if v.is_table() || v.is_array() && !v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_table())) {
+                    r.add(sr, ctx.clone(), format!("policy config `{k}` must be a string, number, boolean or flat array"));
+                }
+            }
+        }
+        check_redaction(&mut r, sr, route, tenant, &ctx);
+    }
+    r.issues
+}
+
+fn check_redaction(
+    r: &mut Report<'_>,
+    sr: &Spanned<Route>,
+    route: &Route,
+    tenant: Option<&super::Tenant>,
+    ctx: &str,
+) {
+    let mut rules = Vec::new();
+    for (i, rule) in route.redact.iter().enumerate() {
+        let action = match rule.action {
+            RedactAction::Mask => redaction::Action::Mask,
+            RedactAction::Remove => redaction::Action::Remove,
+            RedactAction::Hash => redaction::Action::Hash,
+        };
+        match (&rule.path, &rule.regex) {
+            (Some(p), None) => rules.push(redaction::Rule::path(p, action)),
+            (None, Some(x)) => rules.push(redaction::Rule::regex(x, action)),
+            _ => r.add(sr, ctx.into(), format!("redact rule {i}: set exactly one of `path` and `regex`")),
+        }
+    }
+    // A real key is checked with the tenant; a placeholder lets the rules compile here.
+    let key = tenant.and_then(|t| t.hash_key_file.as_ref()).map(|_| [1u8; 16]);
+    match Redactor::new(&rules, key.as_ref().map(|k| k.as_slice())) {
+        Err(e) => r.add(sr, ctx.into(), format!("redaction {e}")),
+        Ok(redactor) => {
+            for m in tenant.map(|t| t.mandatory_pii.as_slice()).unwrap_or_default() {
+                if !redactor.covers(m).unwrap_or(false) {
+                    r.add(
+                        sr,
+                        ctx.into(),
+                        format!(
+                            "redaction does not cover mandatory PII path `{m}` of tenant {:?}",
+                            route.tenant
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}

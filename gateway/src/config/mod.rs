@@ -1,0 +1,426 @@
+//! The gateway's TOML configuration: what the file may say, and its defaults.
+//!
+//! [`load`] parses a file and [`check`] validates it as a whole (every error, each with
+//! its line); [`crate::Gateway`] refuses a configuration with any error. Relative paths
+//! are relative to the file's directory. `docs/gateway.md` is the reference.
+
+mod check;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use self::check::{Issue, check};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Listeners and connection limits.
+    pub server: Server,
+    /// Where the audit ledger lives.
+    #[serde(default)]
+    pub audit: Audit,
+    /// The policy runtime.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Tenants.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<Spanned<Tenant>>,
+    /// Upstreams.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<Spanned<Upstream>>,
+    /// Routes.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<Route>>,
+    /// The directory relative paths are resolved against (the file's directory).
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The file's text, for turning spans into line numbers.
+    #[serde(skip)]
+    pub source: String,
+    /// The file's path, for messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The proxy listener, `host:port`.
+    pub listen: String,
+    /// The admin listener (`/metrics`, `/healthz`), `host:port`. By default none.
+    pub admin: Option<String>,
+    /// TLS 1.3 on the proxy listener. By default plain HTTP (HTTP/1.1 and h2c).
+    pub tls: Option<Tls>,
+    /// Time allowed to send the request head. By default 10,000 ms.
+    #[serde(default = "d::header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Time allowed to send the whole request body. By default 30,000 ms.
+    #[serde(default = "d::body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Largest request head (HTTP/1.1 buffer; HTTP/2 header list), bytes. By default 16 KiB.
+    #[serde(default = "d::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most request header fields. By default 100.
+    #[serde(default = "d::max_headers")]
+    pub max_headers: usize,
+    /// Most concurrent HTTP/2 streams per connection. By default 100.
+    #[serde(default = "d::max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Time in-flight requests get to finish at shutdown. By default 30,000 ms.
+    #[serde(default = "d::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[server.tls]`: PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The SQLite ledger file. By default `palisade-audit.db` beside the config file.
+    pub sqlite: Option<PathBuf>,
+    /// A PostgreSQL URL (the writer role) instead of SQLite.
+    pub postgres: Option<String>,
+    /// `sync` (a response waits for its block to be durable) or `async`. By default `sync`.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Signed checkpoints: the file they are appended to. By default none.
+    pub checkpoint: Option<PathBuf>,
+    /// The Ed25519 key that signs checkpoints (created if missing). By default
+    /// `checkpoint.key` beside the checkpoint file.
+    pub checkpoint_key: Option<PathBuf>,
+    /// How often the chain head is signed. By default 10,000 ms.
+    #[serde(default = "d::checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            sqlite: None,
+            postgres: None,
+            durability: Durability::Sync,
+            checkpoint: None,
+            checkpoint_key: None,
+            checkpoint_interval_ms: d::checkpoint_interval_ms(),
+        }
+    }
+}
+
+/// `audit.durability`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Wait for the block.
+    #[default]
+    Sync,
+    /// Queue the block.
+    Async,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// Policy invocations running at once (each on a blocking thread). By default 64.
+    #[serde(default = "d::policy_concurrency")]
+    pub concurrency: usize,
+    /// Where compiled modules are cached. By default `.palisade-cache` beside the file.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            concurrency: d::policy_concurrency(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// `[[tenant]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// The tenant's name.
+    pub name: String,
+    /// JSONPaths every route of this tenant must redact (see `docs/gateway.md`).
+    #[serde(default)]
+    pub mandatory_pii: Vec<String>,
+    /// A file holding the key for `hash` redaction (at least 16 bytes).
+    pub hash_key_file: Option<PathBuf>,
+}
+
+/// `[[upstream]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// The upstream's name.
+    pub name: String,
+    /// Base URL, `http://host:port` (a path prefix is allowed).
+    pub url: String,
+    /// Time allowed to connect. By default 2,000 ms.
+    #[serde(default = "d::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+/// `fail`: what a policy error does to the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// The request fails (500 before the upstream, 502 after); the default.
+    #[default]
+    Closed,
+    /// The policy is skipped and the request goes on (request policies only).
+    Open,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The route's name (in metrics and the audit ledger).
+    pub name: String,
+    /// The tenant that owns the route.
+    pub tenant: String,
+    /// The upstream requests go to.
+    pub upstream: String,
+    /// Host to match (`api.example.com` or `*.example.com`); by default any.
+    pub host: Option<String>,
+    /// Path prefix to match, on segment boundaries. By default `/`.
+    #[serde(default = "d::path")]
+    pub path: String,
+    /// Methods to match; by default any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Remove the matched prefix before forwarding. By default `false`.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Largest request body, bytes. By default 1 MiB.
+    #[serde(default = "d::max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Largest upstream response body when policies or redaction must read it. By
+    /// default 8 MiB.
+    #[serde(default = "d::max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Requests in flight on this route; more get 503 with `Retry-After`. By default 256.
+    #[serde(default = "d::route_concurrency")]
+    pub concurrency: u32,
+    /// Time from forwarding to the end of the upstream's response head. By default 30,000 ms.
+    #[serde(default = "d::upstream_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Put the guest's or upstream's error text in error bodies. By default `false`.
+    #[serde(default)]
+    pub expose_errors: bool,
+    /// Request policies, in order.
+    #[serde(default)]
+    pub request: Vec<Policy>,
+    /// Response policies, in order.
+    #[serde(default)]
+    pub response: Vec<Policy>,
+    /// Built-in redaction rules, applied after the response policies.
+    #[serde(default)]
+    pub redact: Vec<Redact>,
+}
+
+/// A policy in a chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A Wasm component (`.wasm`) or Luau script (`.lua`).
+    pub module: PathBuf,
+    /// Config handed to the policy (`host.config(key)`).
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Fuel per invocation; by default the runtime's (1e9). `0` means unlimited.
+    pub fuel: Option<u64>,
+    /// Memory per invocation, bytes; by default the runtime's (64 MiB).
+    pub memory: Option<u64>,
+    /// Wall-clock limit per invocation; by default the runtime's (1,000 ms).
+    pub timeout_ms: Option<u64>,
+    /// What an error does. By default `closed`; `open` only for request policies.
+    #[serde(default)]
+    pub fail: FailMode,
+}
+
+/// A built-in redaction rule: exactly one of `path` and `regex`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redact {
+    /// An RFC 9535 JSONPath.
+    pub path: Option<String>,
+    /// A regular expression matched inside string values (or a text body).
+    pub regex: Option<String>,
+    /// `mask` (default), `remove` or `hash`.
+    #[serde(default)]
+    pub action: RedactAction,
+}
+
+/// `redact.action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactAction {
+    /// `[REDACTED]`.
+    #[default]
+    Mask,
+    /// Drop it.
+    Remove,
+    /// Keyed hash (the tenant's `hash_key_file`).
+    Hash,
+}
+
+mod d {
+    pub(super) fn header_timeout_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn body_timeout_ms() -> u64 {
+        30_000
+    }
+    pub(super) fn max_header_bytes() -> usize {
+        16 * 1024
+    }
+    pub(super) fn max_headers() -> usize {
+        100
+    }
+    pub(super) fn max_streams() -> u32 {
+        100
+    }
+    pub(super) fn shutdown_grace_ms() -> u64 {
+        30_000
+    }
+    pub(super) fn checkpoint_interval_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn policy_concurrency() -> usize {
+        64
+    }
+    pub(super) fn connect_timeout_ms() -> u64 {
+        2_000
+    }
+    pub(super) fn path() -> String {
+        "/".into()
+    }
+    pub(super) fn max_body_bytes() -> u64 {
+        1 << 20
+    }
+    pub(super) fn max_response_bytes() -> u64 {
+        8 << 20
+    }
+    pub(super) fn route_concurrency() -> u32 {
+        256
+    }
+    pub(super) fn upstream_timeout_ms() -> u64 {
+        30_000
+    }
+}
+
+/// A configuration that could not be loaded: every problem found, each with its place.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct Invalid {
+    /// The problems, in file order.
+    pub issues: Vec<Issue>,
+}
+
+impl File {
+    /// Resolves `path` against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// `line:column` (1-based) of a byte offset.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.source[..offset.min(self.source.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    }
+}
+
+/// Reads and parses `path`. Syntax and type errors come back with their line; the
+/// semantic checks are [`check`]'s.
+///
+/// # Errors
+///
+/// [`Invalid`] with one issue when the file cannot be read or parsed.
+pub fn load(path: &Path) -> Result<File, Invalid> {
+    let source = std::fs::read_to_string(path).map_err(|e| Invalid {
+        issues: vec![Issue::file(path, format!("cannot read: {e}"))],
+    })?;
+    parse(path, source)
+}
+
+/// Parses config `source` as if read from `path`.
+///
+/// # Errors
+///
+/// [`Invalid`] with one issue when `source` does not parse.
+pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
+    match toml::from_str::<File>(&source) {
+        Ok(mut file) => {
+            file.base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            file.source = source;
+            file.path = path.to_path_buf();
+            Ok(file)
+        }
+        Err(e) => {
+            let mut file_for_pos = File::empty(path);
+            file_for_pos.source = source;
+            let at = e.span().map(|s| file_for_pos.position(s.start));
+            Err(Invalid {
+                issues: vec![Issue {
+                    path: path.to_path_buf(),
+                    at,
+                    context: String::new(),
+                    message: e.message().trim().to_string(),
+                }],
+            })
+        }
+    }
+}
+
+impl File {
+    fn empty(path: &Path) -> Self {
+        File {
+            server: Server {
+                listen: String::new(),
+                admin: None,
+                tls: None,
+                header_timeout_ms: 0,
+                body_timeout_ms: 0,
+                max_header_bytes: 0,
+                max_headers: 0,
+                max_concurrent_streams: 0,
+                shutdown_grace_ms: 0,
+            },
+            audit: Audit::default(),
+            runtime: Runtime::default(),
+            tenants: Vec::new(),
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            base: PathBuf::new(),
+            source: String::new(),
+            path: path.to_path_buf(),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Why a request did not get the upstream's answer: one HTTP status and one audit cause
+//! per variant.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{Body, full};
+
+/// A request the pipeline refused or could not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No route matches the host, path and method. 404.
+    #[error("no route")]
+    NoRoute,
+    /// The body is larger than the route allows (declared or sent). 413.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The body did not arrive within the body timeout. 408.
+    #[error("request body timeout")]
+    BodyTimeout,
+    /// The body could not be read (the connection broke, malformed chunking). 400.
+    #[error("malformed request body")]
+    BadBody,
+    /// The route already has its limit of requests in flight. 503 with `Retry-After`.
+    #[error("route busy")]
+    Overloaded,
+    /// A request policy failed (fail closed); `cause` is the runtime's error kind. 500.
+    #[error("request policy failed: {cause}")]
+    RequestPolicy {
+        /// The runtime error kind (`fuel_exhausted`, ...).
+        cause: &'static str,
+        /// The error text, shown only when the route sets `expose_errors`.
+        detail: String,
+    },
+    /// A response policy failed (always closed). 502.
+    #[error("response policy failed: {cause}")]
+    ResponsePolicy {
+        /// The runtime error kind.
+        cause: &'static str,
+        /// The error text, shown only when the route sets `expose_errors`.
+        detail: String,
+    },
+    /// Built-in redaction could not read the body (not JSON, not UTF-8), or the body was
+    /// larger than the route lets policies read. 502; nothing unredacted leaves.
+    #[error("response could not be redacted: {0}")]
+    Redaction(&'static str),
+    /// The upstream refused the connection or could not be reached. 502.
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    /// The upstream did not answer in time. 504.
+    #[error("upstream timeout")]
+    UpstreamTimeout,
+    /// The upstream broke the connection or sent an invalid response. 502.
+    #[error("upstream reset")]
+    UpstreamReset,
+    /// The audit ledger could not record the request, so its response is withheld. 503.
+    #[error("audit ledger unavailable")]
+    AuditUnavailable,
+}
+
+impl Error {
+    /// The status sent to the client.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NoRoute => StatusCode::NOT_FOUND,
+            Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::BadBody => StatusCode::BAD_REQUEST,
+            Error::Overloaded | Error::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::RequestPolicy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::ResponsePolicy { .. }
+            | Error::Redaction(_)
+            | Error::UpstreamUnavailable
+            | Error::UpstreamReset => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable name in error bodies, metrics and the audit record's `cause`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Error::NoRoute => "no_route",
+            Error::BodyTooLarge => "body_too_large",
+            Error::BodyTimeout => "body_timeout",
+            Error::BadBody => "bad_body",
+            Error::Overloaded => "route_overloaded",
+            Error::RequestPolicy { cause, .. } | Error::ResponsePolicy { cause, .. } => cause,
+            Error::Redaction(cause) => cause,
+            Error::UpstreamUnavailable => "upstream_unavailable",
+            Error::UpstreamTimeout => "upstream_timeout",
+            Error::UpstreamReset => "upstream_reset",
+            Error::AuditUnavailable => "audit_unavailable",
+        }
+    }
+
+    /// The audit record's `decision`: `refused` for limits, `failed` otherwise.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Error::NoRoute
+            | Error::BodyTooLarge
+            | Error::BodyTimeout
+            | Error::BadBody
+            | Error::Overloaded => "refused",
+            _ => "failed",
+        }
+    }
+
+    /// The safe response: a JSON body naming the error and the correlation id, nothing
+    /// from the guest or the upstream unless `expose` is set.
+    pub fn to_response(&self, correlation_id: &str, expose: bool) -> Response<Body> {
+        let mut body = serde_json::json!({
+            "error": self.public_name(),
+            "status": self.status().as_u16(),
+            "correlation_id": correlation_id,
+        });
+        if expose {
+            body["cause"] = self.cause().into();
+            if let Error::RequestPolicy { detail, .. } | Error::ResponsePolicy { detail, .. } = self {
+                body["detail"] = detail.as_str().into();
+            }
+        }
+        let mut res = Response::new(full(Bytes::from(body.to_string())));
+        *res.status_mut() = self.status();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if matches!(self, Error::Overloaded | Error::AuditUnavailable) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Error::BodyTooLarge | Error::BodyTimeout | Error::BadBody) {
+            // The rest of the body was not read: the connection cannot be reused.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        res
+    }
+
+    /// What clients see: coarse names that reveal nothing about policies or upstreams.
+    fn public_name(&self) -> &'static str {
+        match self {
+            Error::RequestPolicy { .. } | Error::ResponsePolicy { .. } | Error::Redaction(_) => {
+                "policy_failed"
+            }
+            other => other.cause(),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Labels are configuration names only (tenant, route, policy module, error kind); no
+//! path, header or body value ever becomes a label.
+
+use std::time::Duration;
+
+use palisade_runtime::Stats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    tenant: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    tenant: String,
+    route: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    tenant: String,
+    route: String,
+    policy: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    tenant: String,
+    route: String,
+    limit: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // 100 us .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// How a policy invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    /// It let the message go on.
+    Continue,
+    /// It answered itself (a deny, say).
+    Respond,
+    /// It failed; the runtime's error kind (`fuel_exhausted`, `trap`, ...).
+    Error(&'static str),
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histograms<RouteLabels>,
+    policy_invocations: Family<OutcomeLabels, Counter>,
+    policy_fuel: Family<PolicyLabels, Counter>,
+    policy_duration: Histograms<PolicyLabels>,
+    policy_traps: Family<OutcomeLabels, Counter>,
+    limit_hits: Family<LimitLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_buckets),
+            policy_invocations: Family::default(),
+            policy_fuel: Family::default(),
+            policy_duration: Family::new_with_constructor(latency_buckets),
+            policy_traps: Family::default(),
+            limit_hits: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests by tenant, route and status", m.requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response head",
+            m.latency.clone(),
+        );
+        registry.register(
+            "policy_invocations",
+            "Policy invocations by outcome (continue, respond, or the error kind)",
+            m.policy_invocations.clone(),
+        );
+        registry.register("policy_fuel", "Fuel burned by policies", m.policy_fuel.clone());
+        registry.register(
+            "policy_duration_seconds",
+            "Policy invocation time",
+            m.policy_duration.clone(),
+        );
+        registry.register(
+            "policy_traps",
+            "Policy failures by kind (trap, fuel_exhausted, memory_limit, deadline, ...)",
+            m.policy_traps.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Requests refused by a limit (body size, timeouts, concurrency)",
+            m.limit_hits.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a finished request.
+    pub fn request(&self, tenant: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a policy invocation.
+    pub fn policy(&self, tenant: &str, route: &str, policy: &str, outcome: PolicyOutcome, stats: &Stats) {
+        let kind = match outcome {
+            PolicyOutcome::Continue => "continue",
+            PolicyOutcome::Respond => "respond",
+            PolicyOutcome::Error(kind) => kind,
+        };
+        let labels = PolicyLabels {
+            tenant: tenant.into(),
+            route: route.into(),
+            policy: policy.into(),
+        };
+        let outcome_labels = OutcomeLabels {
+            tenant: tenant.into(),
+            route: route.into(),
+            policy: policy.into(),
+            outcome: kind.into(),
+        };
+        self.policy_invocations.get_or_create(&outcome_labels).inc();
+        if matches!(outcome, PolicyOutcome::Error(_)) {
+            self.policy_traps.get_or_create(&outcome_labels).inc();
+        }
+        self.policy_fuel.get_or_create(&labels).inc_by(stats.fuel);
+        self.policy_duration
+            .get_or_create(&labels)
+            .observe(stats.duration.as_secs_f64());
+    }
+
+    /// Counts a request refused by a limit (`body_too_large`, `header_timeout`, ...).
+    pub fn limit(&self, tenant: &str, route: &str, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+                limit: limit.into(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,210 @@
+//! Reading bodies under limits, converting messages, and talking to the upstream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use palisade_runtime::{Request, Response};
+
+use crate::body::{Body, full};
+use crate::error::Error;
+
+/// An HTTP client for one upstream.
+pub(crate) type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Why a body read stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+/// Reads a whole body, refusing it as soon as it passes `limit` bytes (a declared
+/// length over the limit is refused before reading anything) and when it has not
+/// arrived by `timeout`. Never buffers more than `limit` bytes.
+pub(crate) async fn read_body<B>(mut body: B, limit: u64, timeout: Duration) -> Result<Bytes, ReadError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    if body.size_hint().lower() > limit {
+        return Err(ReadError::TooLarge);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(ReadError::Broken),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if (buf.len() + data.len()) as u64 > limit {
+                        return Err(ReadError::TooLarge);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Headers that describe one hop, never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Headers as the policy contract carries them (names lowercase; a value that is not
+/// UTF-8 is dropped rather than altered).
+pub(crate) fn to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Policy headers back to a map. The runtime has already refused invalid names and
+/// values from guests; anything else invalid is dropped.
+pub(crate) fn to_map(pairs: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(pairs.len());
+    for (n, v) in pairs {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+/// A policy response as an HTTP response.
+pub(crate) fn to_http(res: Response) -> http::Response<Body> {
+    let mut headers = to_map(&res.headers);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    let mut out = http::Response::new(full(res.body));
+    *out.status_mut() = http::StatusCode::from_u16(res.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Where a request goes upstream.
+pub(crate) struct Target<'a> {
+    pub(crate) base: &'a http::Uri,
+    pub(crate) path: &'a str,
+    pub(crate) peer: SocketAddr,
+    pub(crate) tenant: &'a str,
+    pub(crate) correlation_id: &'a str,
+    pub(crate) identity: Option<&'a str>,
+    pub(crate) timeout: Duration,
+    /// The response body will be read by policies or redaction: ask for it unencoded.
+    pub(crate) plain_body: bool,
+}
+
+/// Sends `req` upstream and waits (up to the route's timeout) for the response head.
+pub(crate) async fn forward(
+    client: &UpstreamClient,
+    req: &Request,
+    to: Target<'_>,
+) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    let prefix = to.base.path().trim_end_matches('/');
+    let mut uri = format!(
+        "{}://{}{prefix}{}",
+        to.base.scheme_str().unwrap_or("http"),
+        to.base.authority().map_or("", |a| a.as_str()),
+        to.path
+    );
+    if !req.query.is_empty() {
+        uri.push('?');
+        uri.push_str(&req.query);
+    }
+    let mut headers = to_map(&req.headers);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if to.plain_body {
+        headers.remove(header::ACCEPT_ENCODING);
+    }
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(&mut headers, "x-palisade-tenant", to.tenant);
+    set(&mut headers, "x-correlation-id", to.correlation_id);
+    if let Some(id) = to.identity {
+        set(&mut headers, "x-palisade-identity", id);
+    }
+    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", to.peer.ip()),
+        None => to.peer.ip().to_string(),
+    };
+    set(&mut headers, "x-forwarded-for", &forwarded);
+
+    let mut out = http::Request::new(Full::new(req.body.clone()));
+    *out.method_mut() = http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?;
+    *out.uri_mut() = uri.parse().map_err(|_| Error::NoRoute)?;
+    *out.headers_mut() = headers;
+    match tokio::time::timeout(to.timeout, client.request(out)).await {
+        Err(_) => Err(Error::UpstreamTimeout),
+        Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamUnavailable),
+        Ok(Err(_)) => Err(Error::UpstreamReset),
+        Ok(Ok(res)) => Ok(res),
+    }
+}
+
+/// Reads an upstream response for the response phases.
+pub(crate) async fn read_response(
+    res: http::Response<hyper::body::Incoming>,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Response, Error> {
+    let (parts, body) = res.into_parts();
+    let body = read_body(body, limit, timeout).await.map_err(|e| match e {
+        ReadError::TooLarge => Error::Redaction("response_too_large"),
+        ReadError::Timeout => Error::UpstreamTimeout,
+        ReadError::Broken => Error::UpstreamReset,
+    })?;
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    Ok(Response {
+        status: parts.status.as_u16(),
+        headers: to_pairs(&headers),
+        body,
+    })
+}
+
+/// Streams an upstream response through untouched (no policy reads it).
+pub(crate) fn stream_response(res: http::Response<hyper::body::Incoming>) -> http::Response<Body> {
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    http::Response::from_parts(parts, body.map_err(Into::into).boxed())
+}

@@ -1,0 +1,365 @@
+//! The request pipeline: a fixed sequence of named phases.
+//!
+//! | phase | may return | then |
+//! | --- | --- | --- |
+//! | correlation id | always an id (the caller's `x-correlation-id` if it is 1-64 of `[A-Za-z0-9_-]`, else a fresh one) | sent upstream and back to the client |
+//! | routing | a route, or 404 `no_route` | |
+//! | limits | 503 `route_overloaded` with `Retry-After` (route concurrency), 413 `body_too_large`, 408 `body_timeout`, 400 `bad_body` | the connection is closed after a body error |
+//! | auth | the caller's identity, or 401/403 | |
+//! | tenant binding | caller-sent `x-palisade-*` and tenant headers removed; the route's tenant is the request's | |
+//! | request policies | `Continue` (maybe changed), `Respond` (ends the pipeline: no upstream), or an error: 500 when fail-closed, skipped when fail-open | |
+//! | upstream | the response head, or 502 `upstream_unavailable`/`upstream_reset`, 504 `upstream_timeout` | |
+//! | response policies | `Continue` (maybe changed), `Respond` (replaces the response), or an error: always 502 | |
+//! | redaction | the redacted body, or 502 when the body cannot be read (never fail-open) | |
+//! | audit | the block is durable, or 503 `audit_unavailable` (the response is withheld) | |
+//! | response | the client gets the response with `x-correlation-id` | |
+//!
+//! Headers and HTTP/1.1 parse limits (431) and the header read timeout are enforced by
+//! the connection before the pipeline runs; see [`crate::server`].
+
+pub(crate) mod io;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, StatusCode};
+use palisade_ledger::{Ledger, Record};
+use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
+
+pub(crate) use self::routes::{Route, Routes};
+use self::io::{ReadError, Target};
+use crate::body::Body;
+use crate::chain::{Observer, Trace};
+use crate::config::{File, Invalid};
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// Caller headers that could pose as the gateway's own: removed before anything runs.
+const RESERVED_PREFIXES: [&str; 2] = ["x-palisade-", "x-tenant"];
+
+/// The pipeline: routes (swapped on reload), the policy runtime, the ledger and metrics.
+pub struct Pipeline {
+    routes: ArcSwap<Routes>,
+    engine: Engine,
+    pool: InvocationPool,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    body_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+/// What [`Pipeline::handle`] did, for the connection's own bookkeeping.
+struct Outcome {
+    response: http::Response<Body>,
+    decision: &'static str,
+}
+
+impl Pipeline {
+    /// Builds the pipeline from a checked config file.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid`] with every problem in `file`.
+    pub fn new(
+        file: &File,
+        engine: Engine,
+        ledger: Arc<Ledger>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Invalid> {
+        let routes = Routes::build(file, &engine)?;
+        Ok(Pipeline {
+            routes: ArcSwap::from_pointee(routes),
+            pool: InvocationPool::new(file.runtime.concurrency.max(1)),
+            engine,
+            ledger,
+            metrics,
+            body_timeout: Duration::from_millis(file.server.body_timeout_ms),
+        })
+    }
+
+    /// Replaces the routes with those of `file`. Requests in flight finish on the routes
+    /// they started with; new requests see the new ones. Nothing changes on error.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid`] with every problem in `file`.
+    pub fn reload(&self, file: &File) -> Result<(), Invalid> {
+        let routes = Routes::build(file, &self.engine)?;
+        self.routes.store(Arc::new(routes));
+        Ok(())
+    }
+
+    /// The metrics this pipeline reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The ledger this pipeline audits to.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Runs every phase for one request and returns the response to send. Never fails:
+    /// each error becomes its status and safe body, and every request gets an audit block.
+    pub async fn handle<B>(&self, req: http::Request<B>, peer: SocketAddr) -> http::Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    {
+        let started = Instant::now();
+        // Phase: correlation id.
+        let cid = correlation_id(req.headers());
+        let mut record = Record {
+            correlation_id: cid.clone(),
+            method: req.method().as_str().to_string(),
+            path: Record::path_without_query_values(
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            ),
+            time_ms: Record::now_ms(),
+            ..Record::default()
+        };
+        let mut trace = Trace::default();
+
+        // Phase: routing.
+        let routes = self.routes.load_full();
+        let host = req
+            .uri()
+            .host()
+            .map(str::to_string)
+            .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .unwrap_or_default();
+        let route = routes.find(&host, req.uri().path(), req.method());
+        let (result, expose) = match &route {
+            None => (Err(Error::NoRoute), false),
+            Some(r) => {
+                record.tenant = r.tenant.clone();
+                record.route = r.name.clone();
+                (self.process(r, req, peer, &cid, &mut trace).await, r.expose_errors)
+            }
+        };
+
+        let mut response = match result {
+            Ok(outcome) => {
+                record.decision = outcome.decision.into();
+                if outcome.decision == "allowed" {
+                    record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
+                }
+                outcome.response
+            }
+            Err(e) => {
+                record.cause = Some(e.cause().into());
+                record.decision = e.decision().into();
+                if matches!(e, Error::UpstreamTimeout | Error::UpstreamReset | Error::ResponsePolicy { .. } | Error::Redaction(_)) {
+                    record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
+                }
+                if e.decision() == "refused" {
+                    self.metrics.limit(&record.tenant, &record.route, e.cause());
+                }
+                e.to_response(&cid, expose)
+            }
+        };
+        if record.cause.is_none() && !trace.skipped.is_empty() {
+            record.cause = Some(format!("fail_open:{}", trace.skipped.join(",")));
+        }
+        record.status = response.status().as_u16();
+        record.modules = trace.modules;
+        record.redacted = trace.redacted;
+        let elapsed = started.elapsed();
+        record.latency_us = elapsed.as_micros() as u64;
+        let (tenant, route_name) = (record.tenant.clone(), record.route.clone());
+
+        // Phase: audit. No block, no response.
+        if self.ledger.append(record).await.is_err() {
+            response = Error::AuditUnavailable.to_response(&cid, false);
+        }
+        self.metrics
+            .request(&tenant, &route_name, response.status().as_u16(), elapsed);
+
+        // Phase: response.
+        if let Ok(v) = HeaderValue::from_str(&cid) {
+            response.headers_mut().insert("x-correlation-id", v);
+        }
+        response
+    }
+
+    /// Records a request refused by the connection itself (431, header timeout): it
+    /// never reached a route, but it still gets a block.
+    pub async fn audit_refused(&self, status: StatusCode, cause: &str) {
+        self.metrics.limit("", "", cause);
+        self.metrics.request("", "", status.as_u16(), Duration::ZERO);
+        let record = Record {
+            correlation_id: new_id(),
+            decision: "refused".into(),
+            cause: Some(cause.into()),
+            status: status.as_u16(),
+            time_ms: Record::now_ms(),
+            ..Record::default()
+        };
+        let _ = self.ledger.append(record).await;
+    }
+
+    async fn process<B>(
+        &self,
+        route: &Route,
+        req: http::Request<B>,
+        peer: SocketAddr,
+        cid: &str,
+        trace: &mut Trace,
+    ) -> Result<Outcome, Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    {
+        // Phase: limits.
+        let _permit = route
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded)?;
+        let (parts, body) = req.into_parts();
+        let body = io::read_body(body, route.max_body, self.body_timeout)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => Error::BodyTooLarge,
+                ReadError::Timeout => Error::BodyTimeout,
+                ReadError::Broken => Error::BadBody,
+            })?;
+
+        // Phase: auth. Routes are anonymous until an auth scheme is configured.
+        let identity = None;
+
+        // Phase: tenant binding.
+        let mut headers = parts.headers;
+        io::strip_hop_by_hop(&mut headers);
+        let reserved: Vec<_> = headers
+            .keys()
+            .filter(|k| RESERVED_PREFIXES.iter().any(|p| k.as_str().starts_with(p)))
+            .cloned()
+            .collect();
+        for k in reserved {
+            headers.remove(k);
+        }
+        let ctx = Context {
+            tenant: route.tenant.clone(),
+            route: route.name.clone(),
+            correlation_id: cid.to_string(),
+            identity,
+            config: Vec::new(),
+        };
+        let observer = Observer {
+            metrics: Some((self.metrics.clone(), route.tenant.clone(), route.name.clone())),
+        };
+        let request = Request {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers: io::to_pairs(&headers),
+            body,
+        };
+
+        // Phase: request policies.
+        let request = match route
+            .request
+            .on_request(&self.pool, &observer, &ctx, request, trace)
+            .await?
+        {
+            Decision::Continue(r) => r,
+            Decision::Respond(own) => {
+                // Phase: redaction applies to a policy's own answer too.
+                let own = self.redact(route, own, trace)?;
+                let decision = if own.status >= 400 { "denied" } else { "responded" };
+                return Ok(Outcome {
+                    response: io::to_http(own),
+                    decision,
+                });
+            }
+        };
+
+        // Phase: upstream.
+        let reads_body = !route.response.is_empty() || route.redactor.is_some();
+        let upstream = io::forward(
+            &route.upstream.client,
+            &request,
+            Target {
+                base: &route.upstream.base,
+                path: route.upstream_path(&request.path),
+                peer,
+                tenant: &route.tenant,
+                correlation_id: cid,
+                identity: None,
+                timeout: route.timeout,
+                plain_body: reads_body,
+            },
+        )
+        .await?;
+        if !reads_body {
+            return Ok(Outcome {
+                response: io::stream_response(upstream),
+                decision: "allowed",
+            });
+        }
+        let response = io::read_response(upstream, route.max_response, route.timeout).await?;
+
+        // Phase: response policies.
+        let request = Arc::new(request);
+        let response = route
+            .response
+            .on_response(&self.pool, &observer, &ctx, &request, response, trace)
+            .await?;
+
+        // Phase: redaction.
+        let response = self.redact(route, response, trace)?;
+        Ok(Outcome {
+            response: io::to_http(response),
+            decision: "allowed",
+        })
+    }
+
+    fn redact(
+        &self,
+        route: &Route,
+        mut res: palisade_runtime::Response,
+        trace: &mut Trace,
+    ) -> Result<palisade_runtime::Response, Error> {
+        let Some(redactor) = &route.redactor else {
+            return Ok(res);
+        };
+        let out = redactor.redact(&res.body).map_err(|e| {
+            Error::Redaction(match e {
+                crate::redaction::RedactionError::NotUtf8 => "redaction_not_utf8",
+                _ => "redaction_not_json",
+            })
+        })?;
+        if let Some(body) = out.body {
+            res.body = body;
+        }
+        trace.redacted.extend(out.paths);
+        Ok(res)
+    }
+}
+
+/// The caller's correlation id when it is safe to echo, else a fresh one.
+fn correlation_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(new_id, str::to_string)
+}
+
+/// 128 random bits, hex.
+pub(crate) fn new_id() -> String {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).expect("the OS random source is available");
+    hex::encode(id)
+}
+

@@ -1,0 +1,272 @@
+//! The compiled configuration: routes with their loaded policies, redactors and upstream
+//! clients. Built whole from a checked file; swapped whole on reload.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use palisade_runtime::{Engine, Limits, Module};
+use tokio::sync::Semaphore;
+
+use super::io::UpstreamClient;
+use crate::chain::{Chain, ChainPolicy};
+use crate::config::{self, File, Invalid, Issue, RedactAction};
+use crate::redaction::{self, Redactor};
+
+/// An upstream and its connection pool.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) name: String,
+    pub(crate) base: http::Uri,
+    pub(crate) client: UpstreamClient,
+}
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) name: String,
+    pub(crate) tenant: String,
+    host: Option<String>,
+    prefix: String,
+    methods: Vec<http::Method>,
+    strip_prefix: bool,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) max_body: u64,
+    pub(crate) max_response: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) expose_errors: bool,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) request: Chain,
+    pub(crate) response: Chain,
+    pub(crate) redactor: Option<Arc<Redactor>>,
+}
+
+impl Route {
+    fn matches(&self, host: &str, path: &str, method: &http::Method) -> bool {
+        let host_ok = match &self.host {
+            None => true,
+            Some(h) => match h.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                None => h.eq_ignore_ascii_case(host),
+            },
+        };
+        host_ok
+            && (self.methods.is_empty() || self.methods.contains(method))
+            && prefix_matches(&self.prefix, path)
+    }
+
+    /// The path sent upstream.
+    pub(crate) fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
+        if !self.strip_prefix {
+            return path;
+        }
+        let rest = &path[self.prefix.len().min(path.len())..];
+        if rest.is_empty() { "/" } else { rest }
+    }
+
+    fn specificity(&self) -> (bool, bool, usize, bool) {
+        (
+            self.host.as_ref().is_some_and(|h| !h.starts_with("*.")),
+            self.host.is_some(),
+            self.prefix.len(),
+            !self.methods.is_empty(),
+        )
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix.is_empty()
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Every route, most specific first.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Routes {
+    /// The most specific route for a request: exact host before wildcard before any,
+    /// then the longest path prefix, then a method list before none.
+    pub(crate) fn find(&self, host: &str, path: &str, method: &http::Method) -> Option<Arc<Route>> {
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        });
+        self.routes
+            .iter()
+            .find(|r| r.matches(host, path, method))
+            .cloned()
+    }
+
+    /// Loads every module and compiles every rule of a checked `file`.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid`] with every problem: those of [`config::check`] and every module that
+    /// cannot be loaded.
+    pub(crate) fn build(file: &File, engine: &Engine) -> Result<Self, Invalid> {
+        let mut issues = config::check(file);
+        let mut upstreams = HashMap::new();
+        for u in &file.upstreams {
+            let u = u.get_ref();
+            let Ok(base) = u.url.parse::<http::Uri>() else { continue };
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(Duration::from_millis(u.connect_timeout_ms)));
+            connector.set_nodelay(true);
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(connector);
+            upstreams.insert(
+                u.name.clone(),
+                Arc::new(Upstream {
+                    name: u.name.clone(),
+                    base,
+                    client,
+                }),
+            );
+        }
+        let tenants: HashMap<&str, &config::Tenant> =
+            file.tenants.iter().map(|t| (t.get_ref().name.as_str(), t.get_ref())).collect();
+
+        let mut loaded: HashMap<PathBuf, Module> = HashMap::new();
+        let mut routes = Vec::new();
+        for sr in &file.routes {
+            let r = sr.get_ref();
+            let at = Some(file.position(sr.span().start));
+            let mut issue = |message: String| {
+                issues.push(Issue {
+                    path: file.path.clone(),
+                    at,
+                    context: format!("route {:?}", r.name),
+                    message,
+                })
+            };
+            let mut chain = |policies: &[config::Policy]| {
+                let mut out = Chain::default();
+                for p in policies {
+                    let path = file.resolve(&p.module);
+                    let module = match loaded.get(&path) {
+                        Some(m) => m.clone(),
+                        None => match Module::from_file(engine, &path) {
+                            Ok(m) => {
+                                loaded.insert(path.clone(), m.clone());
+                                m
+                            }
+                            Err(e) if path.is_file() => {
+                                issue(format!("module {}: {e} [{}]", path.display(), e.kind()));
+                                continue;
+                            }
+                            Err(_) => continue, // reported by check
+                        },
+                    };
+                    let module = module.with_limits(limits(module.limits(), p));
+                    let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
+                    policy.fail = p.fail;
+                    out.policies.push(policy);
+                }
+                out
+            };
+            let request = chain(&r.request);
+            let response = chain(&r.response);
+            let tenant = tenants.get(r.tenant.as_str());
+            let key = tenant
+                .and_then(|t| t.hash_key_file.as_ref())
+                .and_then(|k| std::fs::read(file.resolve(k)).ok());
+            let redactor = if r.redact.is_empty() {
+                None
+            } else {
+                match Redactor::new(&rules(&r.redact), key.as_deref()) {
+                    Ok(x) => Some(Arc::new(x)),
+                    Err(_) => None, // reported by check
+                }
+            };
+            let Some(upstream) = upstreams.get(&r.upstream).cloned() else { continue };
+            routes.push(Arc::new(Route {
+                name: r.name.clone(),
+                tenant: r.tenant.clone(),
+                host: r.host.clone(),
+                prefix: r.path.trim_end_matches('/').to_string(),
+                methods: r
+                    .methods
+                    .iter()
+                    .filter_map(|m| http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                    .collect(),
+                strip_prefix: r.strip_prefix,
+                upstream,
+                max_body: r.max_body_bytes,
+                max_response: r.max_response_bytes,
+                timeout: Duration::from_millis(r.timeout_ms),
+                expose_errors: r.expose_errors,
+                permits: Arc::new(Semaphore::new(r.concurrency as usize)),
+                request,
+                response,
+                redactor,
+            }));
+        }
+        if !issues.is_empty() {
+            issues.sort_by_key(|i| i.at);
+            return Err(Invalid { issues });
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+        Ok(Routes { routes })
+    }
+}
+
+fn limits(base: &Limits, p: &config::Policy) -> Limits {
+    let mut l = base.clone();
+    match p.fuel {
+        Some(0) => l = l.unlimited_fuel(),
+        Some(f) => l = l.fuel(f),
+        None => {}
+    }
+    if let Some(m) = p.memory {
+        l = l.memory(m);
+    }
+    if let Some(t) = p.timeout_ms {
+        l = l.timeout(Duration::from_millis(t));
+    }
+    l
+}
+
+/// TOML config values as the strings policies read: strings and dates as they are,
+/// numbers, booleans and arrays as JSON.
+fn config_pairs(config: &std::collections::BTreeMap<String, toml::Value>) -> Vec<(String, String)> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Datetime(d) => d.to_string(),
+                other => serde_json::to_string(other).unwrap_or_default(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+/// The configured rules in the redactor's terms.
+pub(crate) fn rules(redact: &[config::Redact]) -> Vec<redaction::Rule> {
+    redact
+        .iter()
+        .filter_map(|r| {
+            let action = match r.action {
+                RedactAction::Mask => redaction::Action::Mask,
+                RedactAction::Remove => redaction::Action::Remove,
+                RedactAction::Hash => redaction::Action::Hash,
+            };
+            match (&r.path, &r.regex) {
+                (Some(p), None) => Some(redaction::Rule::path(p, action)),
+                (None, Some(x)) => Some(redaction::Rule::regex(x, action)),
+                _ => None,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,40 @@
+//! Palisade's tamper-evident audit ledger.
+//!
+//! Every request the gateway handles becomes a [`Record`]; records are chained into
+//! blocks whose hash covers the previous block's hash, and the database refuses to
+//! change or remove a block once written. [`verify`] walks a chain and names the first
+//! bad block; signed [`checkpoint`]s, kept outside the database, catch the attacks a
+//! chain alone cannot (tail truncation, a restored older copy, a recomputed chain).
+//!
+//! ```no_run
+//! use palisade_ledger::{Ledger, Options, Record, Target};
+//!
+//! # async fn demo() -> palisade_ledger::Result<()> {
+//! let ledger = Ledger::open(Target::Sqlite("audit.db".into()), Options::default())?;
+//! let seq = ledger.append(Record::default()).await?; // returns once the block is durable
+//! println!("block {seq:?}");
+//! let report = palisade_ledger::verify::verify(&Target::Sqlite("audit.db".into()), None, None)?;
+//! assert!(report.is_intact());
+//! # Ok(()) }
+//! ```
+//!
+//! Core concepts:
+//! - [`Record`]: what one request (or registry change) leaves behind; paths, never values.
+//! - [`block`]: the canonical encoding and hash (documented in `docs/audit.md`).
+//! - [`Store`]: SQLite (embedded default) or PostgreSQL (shared by several gateways).
+//! - [`Ledger`]: the group-commit writer the gateway appends through.
+//! - [`verify`] and [`checkpoint`]: proof that the chain is intact.
+
+pub mod block;
+pub mod checkpoint;
+mod error;
+mod record;
+mod store;
+pub mod verify;
+mod writer;
+
+pub use crate::block::{Block, GENESIS_PREV};
+pub use crate::error::{Error, Result};
+pub use crate::record::{Kind, ModuleRef, Record};
+pub use crate::store::{RawBlock, Store, Target, open_store, postgres_init};
+pub use crate::writer::{Durability, Ledger, Options};

@@ -1,0 +1,86 @@
+//! Where blocks live: SQLite (embedded default) or PostgreSQL (shared).
+
+mod postgres;
+mod sqlite;
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+pub use self::postgres::postgres_init;
+
+use crate::block::Block;
+use crate::error::Result;
+
+/// A ledger database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A SQLite file (created on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string, for the gateway's writer role. The schema is
+    /// created beforehand by the owner with [`postgres_init`].
+    Postgres(String),
+}
+
+/// A block as stored, before any check: each field exactly as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBlock {
+    /// The sequence number.
+    pub seq: i64,
+    /// The record text (lossily decoded if it is not UTF-8).
+    pub record: String,
+    /// The previous hash, as stored.
+    pub prev: String,
+    /// The hash, as stored.
+    pub hash: String,
+}
+
+/// A ledger database connection.
+pub trait Store: Send {
+    /// Appends `records` in one transaction, chained after the current head as read
+    /// inside that transaction (so several writers never fork the chain).
+    ///
+    /// # Errors
+    ///
+    /// When the database refuses or fails the transaction; nothing is appended then.
+    fn append(&mut self, records: &[String]) -> Result<Vec<Block>>;
+
+    /// The last block's sequence number and hash.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or the stored hash is not valid hex.
+    fn head(&mut self) -> Result<Option<(u64, [u8; 32])>>;
+
+    /// Calls `each` for the blocks with `from <= seq <= to`, in sequence order.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    fn scan(
+        &mut self,
+        from: u64,
+        to: u64,
+        each: &mut dyn FnMut(RawBlock) -> ControlFlow<()>,
+    ) -> Result<()>;
+}
+
+/// Opens (creating the SQLite schema if needed) a store for appending.
+///
+/// # Errors
+///
+/// When the database cannot be opened or set up; for PostgreSQL, also when the role
+/// owns the ledger or is a superuser ([`Error::PrivilegedRole`](crate::Error::PrivilegedRole)).
+pub fn open_store(target: &Target, durable: bool) -> Result<Box<dyn Store>> {
+    Ok(match target {
+        Target::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path, durable)?),
+        Target::Postgres(url) => Box::new(postgres::PgStore::connect(url)?),
+    })
+}
+
+/// Opens a store for reading only (verification).
+pub(crate) fn open_reader(target: &Target) -> Result<Box<dyn Store>> {
+    Ok(match target {
+        Target::Sqlite(path) => Box::new(sqlite::SqliteStore::open_read_only(path)?),
+        Target::Postgres(url) => Box::new(postgres::PgStore::connect_reader(url)?),
+    })
+}
