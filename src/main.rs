@@ -18,11 +18,27 @@ struct Cli {
 enum Command {
     /// Run one policy module on one request or response, locally.
     Run(cli::run::RunArgs),
+    /// Run the gateway (reloads routes on SIGHUP; SIGINT/SIGTERM drain and stop).
+    Serve(cli::serve::ServeArgs),
+    /// Check a gateway configuration: every problem, with its line.
+    CheckConfig(cli::serve::CheckArgs),
+    /// Start a demo gateway with a demo upstream, policies, redaction and audit.
+    Quickstart(cli::quickstart::QuickstartArgs),
+    /// Verify the audit ledger's hash chain (and signed checkpoints).
+    Verify(cli::verify::VerifyArgs),
+    /// Manage the audit ledger.
+    #[command(subcommand)]
+    Ledger(cli::verify::LedgerCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Serve(args) => cli::serve::serve(args),
+        Command::CheckConfig(args) => cli::serve::check(args),
+        Command::Quickstart(args) => cli::quickstart::main(args),
+        Command::Verify(args) => cli::verify::main(args),
+        Command::Ledger(command) => cli::verify::ledger(command),
     }
 }

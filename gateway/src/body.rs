@@ -11,5 +11,7 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A buffered body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }

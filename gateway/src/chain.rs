@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use palisade_ledger::ModuleRef;
-use palisade_runtime::{Context, Decision, InvocationPool, Invocation, Module, Request, Response};
+use palisade_runtime::{Context, Decision, Invocation, InvocationPool, Module, Request, Response};
 
 use crate::config::FailMode;
 use crate::error::Error;
@@ -60,7 +60,9 @@ pub struct Observer {
 
 impl Observer {
     fn record<T>(&self, policy: &ChainPolicy, inv: &Invocation<T>) {
-        let Some((m, tenant, route)) = &self.metrics else { return };
+        let Some((m, tenant, route)) = &self.metrics else {
+            return;
+        };
         let outcome = match &inv.result {
             Ok(Decision::Continue(_)) => PolicyOutcome::Continue,
             Ok(Decision::Respond(_)) => PolicyOutcome::Respond,

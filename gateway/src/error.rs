@@ -116,18 +116,25 @@ impl Error {
         });
         if expose {
             body["cause"] = self.cause().into();
-            if let Error::RequestPolicy { detail, .. } | Error::ResponsePolicy { detail, .. } = self {
+            if let Error::RequestPolicy { detail, .. } | Error::ResponsePolicy { detail, .. } = self
+            {
                 body["detail"] = detail.as_str().into();
             }
         }
         let mut res = Response::new(full(Bytes::from(body.to_string())));
         *res.status_mut() = self.status();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if matches!(self, Error::Overloaded | Error::AuditUnavailable) {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if matches!(self, Error::BodyTooLarge | Error::BodyTimeout | Error::BadBody) {
+        if matches!(
+            self,
+            Error::BodyTooLarge | Error::BodyTimeout | Error::BadBody
+        ) {
             // The rest of the body was not read: the connection cannot be reused.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -108,7 +108,10 @@ impl PolicyLayer {
 }
 
 fn pairs(config: &[(&str, &str)]) -> Vec<(String, String)> {
-    config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl<S> Layer<S> for PolicyLayer {
@@ -195,7 +198,11 @@ where
         headers: io::to_pairs(&parts.headers),
         body,
     };
-    let request = match s.request.on_request(&s.pool, &observer, &ctx, request, &mut trace).await {
+    let request = match s
+        .request
+        .on_request(&s.pool, &observer, &ctx, request, &mut trace)
+        .await
+    {
         Err(e) => return Ok(Err(e)),
         Ok(Decision::Respond(own)) => return Ok(redact(s, own).map(io::to_http)),
         Ok(Decision::Continue(r)) => r,

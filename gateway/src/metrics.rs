@@ -103,7 +103,11 @@ impl Metrics {
             limit_hits: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("requests", "Requests by tenant, route and status", m.requests.clone());
+        registry.register(
+            "requests",
+            "Requests by tenant, route and status",
+            m.requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request to response head",
@@ -114,7 +118,11 @@ impl Metrics {
             "Policy invocations by outcome (continue, respond, or the error kind)",
             m.policy_invocations.clone(),
         );
-        registry.register("policy_fuel", "Fuel burned by policies", m.policy_fuel.clone());
+        registry.register(
+            "policy_fuel",
+            "Fuel burned by policies",
+            m.policy_fuel.clone(),
+        );
         registry.register(
             "policy_duration_seconds",
             "Policy invocation time",
@@ -151,7 +159,14 @@ impl Metrics {
     }
 
     /// Counts a policy invocation.
-    pub fn policy(&self, tenant: &str, route: &str, policy: &str, outcome: PolicyOutcome, stats: &Stats) {
+    pub fn policy(
+        &self,
+        tenant: &str,
+        route: &str,
+        policy: &str,
+        outcome: PolicyOutcome,
+        stats: &Stats,
+    ) {
         let kind = match outcome {
             PolicyOutcome::Continue => "continue",
             PolicyOutcome::Respond => "respond",

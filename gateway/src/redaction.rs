@@ -417,20 +417,27 @@ const PROBE_ELEMENTS: usize = 3;
 
 /// A document with a string at every place a simple JSONPath (`$.a.b[0]`, `$['a'][*]`)
 /// points ([`PROBE_ELEMENTS`] elements per wildcard); `None` for anything else
-/// (filters, slices, descendants).
+/// (filters, slices, descendant wildcards). A descendant name (`$..ssn`) is probed at
+/// the top, nested in an object and inside array elements.
 fn skeleton(path: &str) -> Option<Value> {
     enum Seg {
         Name(String),
         Index(usize),
         Wild,
+        /// `..name`: the name at the top, nested in an object and inside an array.
+        Descendant(String),
     }
     let mut rest = path.strip_prefix('$')?;
     let mut segments = Vec::new();
     while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            if r.starts_with('.') {
-                return None;
+        if let Some(r) = rest.strip_prefix("..") {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            match &r[..end] {
+                "" | "*" => return None,
+                name => segments.push(Seg::Descendant(name.to_string())),
             }
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let name = &r[..end];
             segments.push(match name {
@@ -462,6 +469,16 @@ fn skeleton(path: &str) -> Option<Value> {
             Seg::Name(name) => Value::Object([(name, value)].into_iter().collect()),
             Seg::Index(i) => Value::Array(vec![value; (i + 1).max(PROBE_ELEMENTS)]),
             Seg::Wild => Value::Array(vec![value; PROBE_ELEMENTS]),
+            Seg::Descendant(name) => {
+                let leaf = |v: &Value| -> Value {
+                    Value::Object([(name.clone(), v.clone())].into_iter().collect())
+                };
+                let mut top = leaf(&value);
+                let mut nested = leaf(&value);
+                nested["probe_list"] = Value::Array(vec![leaf(&value); PROBE_ELEMENTS]);
+                top["probe_nested"] = nested;
+                top
+            }
         };
     }
     Some(value)
@@ -634,9 +651,16 @@ mod tests {
             "index 0 does not cover every card"
         );
         assert_eq!(narrow.covers("$.cards[0].number"), Ok(true));
+        assert_eq!(r.covers("$..ssn"), Ok(true));
+        let top_only = Redactor::new(&[Rule::path("$.ssn", Action::Mask)], None).unwrap();
+        assert_eq!(
+            top_only.covers("$..ssn"),
+            Ok(false),
+            "a top-level rule does not cover nested values"
+        );
         assert!(
-            narrow.covers("$..x").is_err(),
-            "descendant mandatory paths cannot be checked"
+            narrow.covers("$..*").is_err(),
+            "descendant wildcards cannot be checked"
         );
     }
 

@@ -69,7 +69,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("config", &self.file.path).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("config", &self.file.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +176,13 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
     let a = &file.audit;
     let target = match &a.postgres {
         Some(url) => Target::Postgres(url.clone()),
-        None => Target::Sqlite(file.resolve(a.sqlite.as_deref().unwrap_or(Path::new("palisade-audit.db")))),
+        None => Target::Sqlite(
+            file.resolve(
+                a.sqlite
+                    .as_deref()
+                    .unwrap_or(Path::new("palisade-audit.db")),
+            ),
+        ),
     };
     let checkpoints = match &a.checkpoint {
         None => None,
@@ -189,7 +197,11 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
                 checkpoint::generate_key(&key_path)?;
             }
             let key = checkpoint::load_signing_key(&key_path)?;
-            Some(checkpoint::Signer::new(key, cp, Duration::from_millis(a.checkpoint_interval_ms)))
+            Some(checkpoint::Signer::new(
+                key,
+                cp,
+                Duration::from_millis(a.checkpoint_interval_ms),
+            ))
         }
     };
     Ok(Ledger::open(
@@ -284,24 +296,29 @@ async fn serve<I>(
     });
     let conn = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
-        let cause = e
-            .downcast_ref::<hyper::Error>()
-            .and_then(|e| {
-                if e.is_parse_too_large() {
-                    Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large"))
-                } else if e.is_timeout() {
-                    Some((StatusCode::REQUEST_TIMEOUT, "header_timeout"))
-                } else {
-                    None
-                }
-            });
+        let cause = e.downcast_ref::<hyper::Error>().and_then(|e| {
+            if e.is_parse_too_large() {
+                Some((
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header_too_large",
+                ))
+            } else if e.is_timeout() {
+                Some((StatusCode::REQUEST_TIMEOUT, "header_timeout"))
+            } else {
+                None
+            }
+        });
         if let Some((status, cause)) = cause {
             pipeline.audit_refused(status, cause).await;
         }
     }
 }
 
-async fn admin_loop(listener: TcpListener, pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
+async fn admin_loop(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -36,7 +36,12 @@ pub struct Checkpoint {
 }
 
 fn message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-    [b"palisade-checkpoint/1\0".as_slice(), &seq.to_be_bytes(), hash].concat()
+    [
+        b"palisade-checkpoint/1\0".as_slice(),
+        &seq.to_be_bytes(),
+        hash,
+    ]
+    .concat()
 }
 
 impl Checkpoint {
@@ -69,7 +74,8 @@ impl Checkpoint {
 /// When `path` exists or cannot be written.
 pub fn generate_key(path: &Path) -> Result<VerifyingKey> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
     let key = SigningKey::from_bytes(&seed);
     let mut file = OpenOptions::new()
         .write(true)

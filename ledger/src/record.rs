@@ -110,15 +110,19 @@ mod tests {
     #[test]
     fn canonical_encoding_is_sorted_and_compact() {
         let json = Record::default().to_canonical();
-        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&json)
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let keys: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&json)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
-        assert!(json.starts_with("{\"cause\":null,\"correlation_id\":\"\""), "{json}");
+        assert!(
+            json.starts_with("{\"cause\":null,\"correlation_id\":\"\""),
+            "{json}"
+        );
     }
 }
 

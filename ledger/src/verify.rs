@@ -97,11 +97,18 @@ impl fmt::Display for Anomaly {
         match self {
             Anomaly::Empty => write!(f, "the ledger is empty (its genesis block is gone)"),
             Anomaly::Gap { expected, found } => {
-                write!(f, "block {expected}: missing (next stored block is {found})")
+                write!(
+                    f,
+                    "block {expected}: missing (next stored block is {found})"
+                )
             }
             Anomaly::Malformed { seq, field } => write!(f, "block {seq}: malformed {field}"),
             Anomaly::BrokenLink { seq } => {
-                write!(f, "block {seq}: prev does not match block {}'s hash", seq - 1)
+                write!(
+                    f,
+                    "block {seq}: prev does not match block {}'s hash",
+                    seq - 1
+                )
             }
             Anomaly::HashMismatch { seq } => {
                 write!(f, "block {seq}: contents do not match its hash")
@@ -112,7 +119,10 @@ impl fmt::Display for Anomaly {
                 head + 1
             ),
             Anomaly::CheckpointMismatch { seq } => {
-                write!(f, "block {seq}: hash differs from the signed checkpoint (chain recomputed)")
+                write!(
+                    f,
+                    "block {seq}: hash differs from the signed checkpoint (chain recomputed)"
+                )
             }
             Anomaly::BadSignature { seq } => {
                 write!(f, "checkpoint for block {seq}: signature does not verify")
@@ -277,8 +287,12 @@ impl Walk {
         let stored_hash = block::parse_hex(hash);
         let stored_prev = block::parse_hex(prev);
         match (stored_prev, stored_hash) {
-            (None, _) => self.anomalies.push(Anomaly::Malformed { seq, field: "prev" }),
-            (_, None) => self.anomalies.push(Anomaly::Malformed { seq, field: "hash" }),
+            (None, _) => self
+                .anomalies
+                .push(Anomaly::Malformed { seq, field: "prev" }),
+            (_, None) => self
+                .anomalies
+                .push(Anomaly::Malformed { seq, field: "hash" }),
             (Some(p), Some(h)) => {
                 if self.prev.is_some_and(|want| want != p) {
                     self.anomalies.push(Anomaly::BrokenLink { seq });

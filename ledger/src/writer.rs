@@ -109,7 +109,9 @@ impl Ledger {
         let closed = |_| Error::Unavailable("ledger writer stopped".into());
         match self.durability {
             Durability::Async => {
-                tx.send(Job::Append { record, ack: None }).await.map_err(closed)?;
+                tx.send(Job::Append { record, ack: None })
+                    .await
+                    .map_err(closed)?;
                 Ok(None)
             }
             Durability::Sync => {

@@ -1,4 +1,7 @@
 //! Subcommands.
 
 pub(crate) mod envelope;
+pub(crate) mod quickstart;
 pub(crate) mod run;
+pub(crate) mod serve;
+pub(crate) mod verify;

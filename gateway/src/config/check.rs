@@ -79,7 +79,10 @@ pub fn check(file: &File) -> Vec<Issue> {
         issues: Vec::new(),
     };
     if let Err(e) = file.server.listen.parse::<std::net::SocketAddr>() {
-        r.top("[server] listen", format!("`{}` is not host:port: {e}", file.server.listen));
+        r.top(
+            "[server] listen",
+            format!("`{}` is not host:port: {e}", file.server.listen),
+        );
     }
     if let Some(admin) = &file.server.admin
         && admin.parse::<std::net::SocketAddr>().is_err()
@@ -87,10 +90,19 @@ pub fn check(file: &File) -> Vec<Issue> {
         r.top("[server] admin", format!("`{admin}` is not host:port"));
     }
     if file.server.max_header_bytes < 8192 {
-        r.top("[server] max_header_bytes", "must be at least 8192 (HTTP/1.1 parser minimum)");
+        r.top(
+            "[server] max_header_bytes",
+            "must be at least 8192 (HTTP/1.1 parser minimum)",
+        );
     }
-    if file.server.max_headers == 0 || file.server.header_timeout_ms == 0 || file.server.body_timeout_ms == 0 {
-        r.top("[server]", "max_headers, header_timeout_ms and body_timeout_ms must be positive");
+    if file.server.max_headers == 0
+        || file.server.header_timeout_ms == 0
+        || file.server.body_timeout_ms == 0
+    {
+        r.top(
+            "[server]",
+            "max_headers, header_timeout_ms and body_timeout_ms must be positive",
+        );
     }
     if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
         r.top("[audit]", "set `sqlite` or `postgres`, not both");
@@ -102,12 +114,19 @@ pub fn check(file: &File) -> Vec<Issue> {
         if !valid_name(&t.get_ref().name) {
             r.add(t, ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
         }
-        if tenants.insert(t.get_ref().name.clone(), t.get_ref()).is_some() {
+        if tenants
+            .insert(t.get_ref().name.clone(), t.get_ref())
+            .is_some()
+        {
             r.add(t, ctx.clone(), "defined twice");
         }
         for m in &t.get_ref().mandatory_pii {
             if serde_json_path::JsonPath::parse(m).is_err() {
-                r.add(t, ctx.clone(), format!("mandatory_pii `{m}` is not a valid JSONPath"));
+                r.add(
+                    t,
+                    ctx.clone(),
+                    format!("mandatory_pii `{m}` is not a valid JSONPath"),
+                );
             }
         }
         if let Some(key) = &t.get_ref().hash_key_file {
@@ -126,8 +145,18 @@ pub fn check(file: &File) -> Vec<Issue> {
             r.add(u, ctx.clone(), "defined twice");
         }
         match u.get_ref().url.parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() && uri.query().is_none() => {}
-            _ => r.add(u, ctx, format!("url `{}` must be http://host:port[/prefix]", u.get_ref().url)),
+            Ok(uri)
+                if uri.scheme_str() == Some("http")
+                    && uri.authority().is_some()
+                    && uri.query().is_none() => {}
+            _ => r.add(
+                u,
+                ctx,
+                format!(
+                    "url `{}` must be http://host:port[/prefix]",
+                    u.get_ref().url
+                ),
+            ),
         }
     }
 
@@ -144,26 +173,58 @@ pub fn check(file: &File) -> Vec<Issue> {
         }
         let tenant = tenants.get(&route.tenant).copied();
         if tenant.is_none() {
-            r.add(sr, ctx.clone(), format!("tenant {:?} is not defined", route.tenant));
+            r.add(
+                sr,
+                ctx.clone(),
+                format!("tenant {:?} is not defined", route.tenant),
+            );
         }
         if !upstreams.contains(&route.upstream) {
-            r.add(sr, ctx.clone(), format!("upstream {:?} is not defined", route.upstream));
+            r.add(
+                sr,
+                ctx.clone(),
+                format!("upstream {:?} is not defined", route.upstream),
+            );
         }
         if !route.path.starts_with('/') {
-            r.add(sr, ctx.clone(), format!("path `{}` must start with /", route.path));
+            r.add(
+                sr,
+                ctx.clone(),
+                format!("path `{}` must start with /", route.path),
+            );
         }
         for m in &route.methods {
             if http::Method::from_bytes(m.as_bytes()).is_err() {
-                r.add(sr, ctx.clone(), format!("method `{m}` is not an HTTP method"));
+                r.add(
+                    sr,
+                    ctx.clone(),
+                    format!("method `{m}` is not an HTTP method"),
+                );
             }
         }
-        let mut methods: Vec<String> = route.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        let mut methods: Vec<String> = route
+            .methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
         methods.sort();
-        if !matches.insert((route.host.clone(), route.path.trim_end_matches('/').to_string(), methods)) {
-            r.add(sr, ctx.clone(), "another route matches the same host, path and methods");
+        if !matches.insert((
+            route.host.clone(),
+            route.path.trim_end_matches('/').to_string(),
+            methods,
+        )) {
+            r.add(
+                sr,
+                ctx.clone(),
+                "another route matches the same host, path and methods",
+            );
         }
         if route.max_body_bytes == 0 || route.concurrency == 0 || route.timeout_ms == 0 {
-            r.add(sr, ctx.clone(), "max_body_bytes, concurrency and timeout_ms must be positive");
+            r.add(
+                sr,
+                ctx.clone(),
+                "max_body_bytes, concurrency and timeout_ms must be positive",
+            );
         }
         for p in &route.response {
             if p.fail == FailMode::Open {
@@ -180,11 +241,26 @@ pub fn check(file: &File) -> Vec<Issue> {
         for p in route.request.iter().chain(&route.response) {
             let module = file.resolve(&p.module);
             if !module.is_file() {
-                r.add(sr, ctx.clone(), format!("module {} not found", module.display()));
+                r.add(
+                    sr,
+                    ctx.clone(),
+                    format!("module {} not found", module.display()),
+                );
             }
             for (k, v) in &p.config {
-                if v.is_table() || v.is_array() && !v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_table())) {
-                    r.add(sr, ctx.clone(), format!("policy config `{k}` must be a string, number, boolean or flat array"));
+                if v.is_table()
+                    || v.is_array()
+                        && !v
+                            .as_array()
+                            .is_some_and(|a| a.iter().all(|x| !x.is_table()))
+                {
+                    r.add(
+                        sr,
+                        ctx.clone(),
+                        format!(
+                            "policy config `{k}` must be a string, number, boolean or flat array"
+                        ),
+                    );
                 }
             }
         }
@@ -210,16 +286,36 @@ fn check_redaction(
         match (&rule.path, &rule.regex) {
             (Some(p), None) => rules.push(redaction::Rule::path(p, action)),
             (None, Some(x)) => rules.push(redaction::Rule::regex(x, action)),
-            _ => r.add(sr, ctx.into(), format!("redact rule {i}: set exactly one of `path` and `regex`")),
+            _ => r.add(
+                sr,
+                ctx.into(),
+                format!("redact rule {i}: set exactly one of `path` and `regex`"),
+            ),
         }
     }
     // A real key is checked with the tenant; a placeholder lets the rules compile here.
-    let key = tenant.and_then(|t| t.hash_key_file.as_ref()).map(|_| [1u8; 16]);
+    let key = tenant
+        .and_then(|t| t.hash_key_file.as_ref())
+        .map(|_| [1u8; 16]);
     match Redactor::new(&rules, key.as_ref().map(|k| k.as_slice())) {
         Err(e) => r.add(sr, ctx.into(), format!("redaction {e}")),
         Ok(redactor) => {
-            for m in tenant.map(|t| t.mandatory_pii.as_slice()).unwrap_or_default() {
-                if !redactor.covers(m).unwrap_or(false) {
+            for m in tenant
+                .map(|t| t.mandatory_pii.as_slice())
+                .unwrap_or_default()
+            {
+                let covered = match redactor.covers(m) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        r.add(
+                            sr,
+                            ctx.into(),
+                            format!("mandatory PII path `{m}` cannot be checked: use names, indices, `*` and `..name`"),
+                        );
+                        continue;
+                    }
+                };
+                if !covered {
                     r.add(
                         sr,
                         ctx.into(),

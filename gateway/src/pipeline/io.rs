@@ -27,7 +27,11 @@ pub(crate) enum ReadError {
 /// Reads a whole body, refusing it as soon as it passes `limit` bytes (a declared
 /// length over the limit is refused before reading anything) and when it has not
 /// arrived by `timeout`. Never buffers more than `limit` bytes.
-pub(crate) async fn read_body<B>(mut body: B, limit: u64, timeout: Duration) -> Result<Bytes, ReadError>
+pub(crate) async fn read_body<B>(
+    mut body: B,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Bytes, ReadError>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
@@ -97,7 +101,10 @@ pub(crate) fn to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 pub(crate) fn to_map(pairs: &[(String, String)]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (n, v) in pairs {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             map.append(n, v);
         }
     }
@@ -110,7 +117,8 @@ pub(crate) fn to_http(res: Response) -> http::Response<Body> {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     let mut out = http::Response::new(full(res.body));
-    *out.status_mut() = http::StatusCode::from_u16(res.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *out.status_mut() =
+        http::StatusCode::from_u16(res.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     *out.headers_mut() = headers;
     out
 }
@@ -169,7 +177,8 @@ pub(crate) async fn forward(
     set(&mut headers, "x-forwarded-for", &forwarded);
 
     let mut out = http::Request::new(Full::new(req.body.clone()));
-    *out.method_mut() = http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?;
+    *out.method_mut() =
+        http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?;
     *out.uri_mut() = uri.parse().map_err(|_| Error::NoRoute)?;
     *out.headers_mut() = headers;
     match tokio::time::timeout(to.timeout, client.request(out)).await {

@@ -29,8 +29,8 @@ use http::{HeaderValue, StatusCode};
 use palisade_ledger::{Ledger, Record};
 use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 
-pub(crate) use self::routes::{Route, Routes};
 use self::io::{ReadError, Target};
+pub(crate) use self::routes::{Route, Routes};
 use crate::body::Body;
 use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
@@ -133,7 +133,12 @@ impl Pipeline {
             .uri()
             .host()
             .map(str::to_string)
-            .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         let route = routes.find(&host, req.uri().path(), req.method());
         let (result, expose) = match &route {
@@ -141,7 +146,10 @@ impl Pipeline {
             Some(r) => {
                 record.tenant = r.tenant.clone();
                 record.route = r.name.clone();
-                (self.process(r, req, peer, &cid, &mut trace).await, r.expose_errors)
+                (
+                    self.process(r, req, peer, &cid, &mut trace).await,
+                    r.expose_errors,
+                )
             }
         };
 
@@ -156,7 +164,13 @@ impl Pipeline {
             Err(e) => {
                 record.cause = Some(e.cause().into());
                 record.decision = e.decision().into();
-                if matches!(e, Error::UpstreamTimeout | Error::UpstreamReset | Error::ResponsePolicy { .. } | Error::Redaction(_)) {
+                if matches!(
+                    e,
+                    Error::UpstreamTimeout
+                        | Error::UpstreamReset
+                        | Error::ResponsePolicy { .. }
+                        | Error::Redaction(_)
+                ) {
                     record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
                 }
                 if e.decision() == "refused" {
@@ -193,7 +207,8 @@ impl Pipeline {
     /// never reached a route, but it still gets a block.
     pub async fn audit_refused(&self, status: StatusCode, cause: &str) {
         self.metrics.limit("", "", cause);
-        self.metrics.request("", "", status.as_u16(), Duration::ZERO);
+        self.metrics
+            .request("", "", status.as_u16(), Duration::ZERO);
         let record = Record {
             correlation_id: new_id(),
             decision: "refused".into(),
@@ -253,7 +268,11 @@ impl Pipeline {
             config: Vec::new(),
         };
         let observer = Observer {
-            metrics: Some((self.metrics.clone(), route.tenant.clone(), route.name.clone())),
+            metrics: Some((
+                self.metrics.clone(),
+                route.tenant.clone(),
+                route.name.clone(),
+            )),
         };
         let request = Request {
             method: parts.method.as_str().to_string(),
@@ -273,7 +292,11 @@ impl Pipeline {
             Decision::Respond(own) => {
                 // Phase: redaction applies to a policy's own answer too.
                 let own = self.redact(route, own, trace)?;
-                let decision = if own.status >= 400 { "denied" } else { "responded" };
+                let decision = if own.status >= 400 {
+                    "denied"
+                } else {
+                    "responded"
+                };
                 return Ok(Outcome {
                     response: io::to_http(own),
                     decision,
@@ -351,7 +374,8 @@ fn correlation_id(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             (1..=64).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(new_id, str::to_string)
 }
@@ -363,3 +387,12 @@ pub(crate) fn new_id() -> String {
     hex::encode(id)
 }
 
+/// Loads every module and compiles every rule of `file` without serving: what
+/// `palisade check-config` reports.
+///
+/// # Errors
+///
+/// [`Invalid`] with every problem in `file`.
+pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
+    Routes::build(file, engine).map(drop)
+}

@@ -98,7 +98,11 @@ impl Routes {
     /// then the longest path prefix, then a method list before none.
     pub(crate) fn find(&self, host: &str, path: &str, method: &http::Method) -> Option<Arc<Route>> {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         self.routes
             .iter()
@@ -117,7 +121,9 @@ impl Routes {
         let mut upstreams = HashMap::new();
         for u in &file.upstreams {
             let u = u.get_ref();
-            let Ok(base) = u.url.parse::<http::Uri>() else { continue };
+            let Ok(base) = u.url.parse::<http::Uri>() else {
+                continue;
+            };
             let mut connector = HttpConnector::new();
             connector.set_connect_timeout(Some(Duration::from_millis(u.connect_timeout_ms)));
             connector.set_nodelay(true);
@@ -133,8 +139,11 @@ impl Routes {
                 }),
             );
         }
-        let tenants: HashMap<&str, &config::Tenant> =
-            file.tenants.iter().map(|t| (t.get_ref().name.as_str(), t.get_ref())).collect();
+        let tenants: HashMap<&str, &config::Tenant> = file
+            .tenants
+            .iter()
+            .map(|t| (t.get_ref().name.as_str(), t.get_ref()))
+            .collect();
 
         let mut loaded: HashMap<PathBuf, Module> = HashMap::new();
         let mut routes = Vec::new();
@@ -188,7 +197,9 @@ impl Routes {
                     Err(_) => None, // reported by check
                 }
             };
-            let Some(upstream) = upstreams.get(&r.upstream).cloned() else { continue };
+            let Some(upstream) = upstreams.get(&r.upstream).cloned() else {
+                continue;
+            };
             routes.push(Arc::new(Route {
                 name: r.name.clone(),
                 tenant: r.tenant.clone(),
@@ -197,7 +208,9 @@ impl Routes {
                 methods: r
                     .methods
                     .iter()
-                    .filter_map(|m| http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                    .filter_map(|m| {
+                        http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()
+                    })
                     .collect(),
                 strip_prefix: r.strip_prefix,
                 upstream,

@@ -92,8 +92,9 @@ impl Store for SqliteStore {
         let head = read_head(&tx)?;
         let blocks = block::chain(head, records);
         {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO ledger (seq, record, prev, hash) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO ledger (seq, record, prev, hash) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for b in &blocks {
                 insert.execute((
                     b.seq as i64,
@@ -120,7 +121,10 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare(
             "SELECT seq, record, prev, hash FROM ledger WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
         )?;
-        let mut rows = stmt.query((from.min(i64::MAX as u64) as i64, to.min(i64::MAX as u64) as i64))?;
+        let mut rows = stmt.query((
+            from.min(i64::MAX as u64) as i64,
+            to.min(i64::MAX as u64) as i64,
+        ))?;
         while let Some(row) = rows.next()? {
             let raw = RawBlock {
                 seq: row.get(0)?,
