@@ -168,13 +168,24 @@ fn create_key(path: &Path) -> Result<[u8; 32]> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut f) => {
-            f.write_all(&key)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-            Ok(key)
-        }
+    // Written whole under a private name, then linked into place: a concurrent reader
+    // never sees a half-written key, and exactly one creator wins.
+    let tmp = path.with_extension(format!(
+        "tmp{}-{:x}",
+        std::process::id(),
+        u64::from_le_bytes(key[..8].try_into().expect("8 bytes"))
+    ));
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(format!("writing {}", tmp.display()), e));
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let bytes =

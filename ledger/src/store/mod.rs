@@ -62,6 +62,11 @@ pub trait Store: Send {
         to: u64,
         each: &mut dyn FnMut(RawBlock) -> ControlFlow<()>,
     ) -> Result<()>;
+
+    /// Runs arbitrary SQL on this connection, as a bug or an injected statement in the
+    /// gateway would. Exists so tests can prove the connection's guards refuse it.
+    #[doc(hidden)]
+    fn execute_unchecked(&mut self, sql: &str) -> Result<()>;
 }
 
 /// Opens (creating the SQLite schema if needed) a store for appending.

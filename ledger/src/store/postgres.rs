@@ -143,6 +143,10 @@ impl Store for PgStore {
         })
     }
 
+    fn execute_unchecked(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
     fn scan(
         &mut self,
         from: u64,

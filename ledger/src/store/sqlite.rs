@@ -112,6 +112,10 @@ impl Store for SqliteStore {
         read_head(&self.conn)
     }
 
+    fn execute_unchecked(&mut self, sql: &str) -> Result<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
     fn scan(
         &mut self,
         from: u64,
