@@ -11,5 +11,6 @@ mod limits;
 mod lua;
 mod policies;
 mod pool;
+mod serve;
 mod support;
 mod wasi;

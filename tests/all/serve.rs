@@ -1,0 +1,385 @@
+//! The gateway as a server: reload under load, graceful shutdown, TLS 1.3 with h2 and
+//! HTTP/1.1, `palisade serve` with SIGHUP, `palisade check-config` (catalogue 37, 39).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::support::{config, expand, get, start, upstream};
+
+fn versioned(v: &str) -> String {
+    format!(
+        r#"
+[[route]]
+name = "v"
+tenant = "acme"
+upstream = "up"
+path = "/"
+[[route.request]]
+module = "@INJECT_HEADERS"
+config = {{ "request.set.x-version" = "{v}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request_and_switches_routes() {
+    let h = start("", &versioned("v1")).await;
+    let addr = h.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let r = get(addr, "/").await;
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::SeqCst)
+                    } else {
+                        bad.fetch_add(1, Ordering::SeqCst)
+                    };
+                }
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let v = format!("v{}", round + 2);
+        std::fs::write(h.config_path(), config(h.upstream.addr, "", &versioned(&v))).unwrap();
+        h.running.reload().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        bad.load(Ordering::SeqCst),
+        0,
+        "a request failed during reload"
+    );
+    assert!(ok.load(Ordering::SeqCst) > 20);
+    assert_eq!(get(addr, "/").await.json()["headers"]["x-version"], "v7");
+
+    // An invalid config is refused and the routes in service stay.
+    std::fs::write(h.config_path(), "[server]\nlisten = 'nonsense'\n").unwrap();
+    assert!(h.running.reload().is_err());
+    assert_eq!(get(addr, "/").await.json()["headers"]["x-version"], "v7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish_and_audits_them() {
+    let h = start("", &versioned("v1")).await;
+    let addr = h.addr();
+    let slow = tokio::spawn(async move { get(addr, "/slow/800").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ledger = h.ledger_path();
+    let crate::support::Harness {
+        running,
+        dir,
+        upstream: _u,
+    } = h;
+    running.shutdown().await;
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, 200, "the in-flight request finished");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+    let cid = r.header("x-correlation-id").unwrap();
+    assert!(
+        crate::support::blocks(&ledger)
+            .iter()
+            .any(|b| b["correlation_id"] == cid.as_str())
+    );
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_serves_http2_and_http11_by_alpn() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "tls = {{ cert = \"{0}/cert.pem\", key = \"{0}/key.pem\" }}",
+        dir.path().display()
+    );
+    let h = start(&tls, &versioned("tls")).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    for (alpn, h2) in [(b"h2".to_vec(), true), (b"http/1.1".to_vec(), false)] {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn];
+        let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            stream.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        let req = http::Request::builder()
+            .uri(format!("https://localhost:{}/hello", h.addr().port()))
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = if h2 {
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await.unwrap()
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await.unwrap()
+        };
+        assert_eq!(
+            res.version(),
+            if h2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            }
+        );
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["headers"]["x-version"], "tls");
+    }
+}
+
+fn serve_process(config_path: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, config(up.addr, "", &versioned("before"))).unwrap();
+    let (mut child, addr) = serve_process(&path);
+    assert_eq!(
+        get(addr, "/").await.json()["headers"]["x-version"],
+        "before"
+    );
+    std::fs::write(&path, config(up.addr, "", &versioned("after"))).unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut seen = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = get(addr, "/").await.json()["headers"]["x-version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if seen == "after" {
+            break;
+        }
+    }
+    assert_eq!(seen, "after");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM is a clean shutdown"
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let huge = "a".repeat(5000);
+    std::fs::write(
+        &path,
+        expand(&format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[tenant]]
+name = "acme"
+mandatory_pii = ["$.customer.ssn"]
+
+[[upstream]]
+name = "up"
+url = "http://127.0.0.1:1"
+
+[[route]]
+name = "no-upstream"
+tenant = "acme"
+upstream = "missing"
+[[route.redact]]
+path = "$.customer.ssn"
+
+[[route]]
+name = "huge-regex"
+tenant = "acme"
+upstream = "up"
+path = "/r"
+[[route.redact]]
+path = "$.customer.ssn"
+[[route.redact]]
+regex = "{huge}"
+
+[[route]]
+name = "uncovered"
+tenant = "acme"
+upstream = "up"
+path = "/u"
+[[route.redact]]
+path = "$.customer.name"
+
+[[route]]
+name = "bad-module"
+tenant = "nobody"
+upstream = "up"
+path = "/m"
+[[route.request]]
+module = "does-not-exist.wasm"
+[[route.response]]
+module = "@INJECT_HEADERS"
+fail = "open"
+"#
+        )),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    for expected in [
+        format!("{p}:12:1: route \"no-upstream\": upstream \"missing\" is not defined"),
+        format!(
+            "{p}:19:1: route \"huge-regex\": redaction rule 1: invalid or oversized regex: 5000 bytes, limit 4096"
+        ),
+        format!(
+            "{p}:29:1: route \"uncovered\": redaction does not cover mandatory PII path `$.customer.ssn` of tenant \"acme\""
+        ),
+        format!("{p}:37:1: route \"bad-module\": tenant \"nobody\" is not defined"),
+        format!(
+            "route \"bad-module\": module {}/does-not-exist.wasm not found",
+            dir.path().display()
+        ),
+        "response policy".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("6 problem(s)"), "{err}");
+
+    // `serve` refuses the same file with the same report.
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not serving"));
+
+    // A syntax error names its line.
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\nbogus = [\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(&format!("{p}:3:")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn item37_slow_to_compile_regexes_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regex.toml");
+    std::fs::write(
+        &path,
+        r#"[server]
+listen = "127.0.0.1:0"
+[[tenant]]
+name = "acme"
+[[upstream]]
+name = "up"
+url = "http://127.0.0.1:1"
+[[route]]
+name = "r"
+tenant = "acme"
+upstream = "up"
+[[route.redact]]
+regex = '(\w{100}){100}'
+"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid or oversized regex") && err.contains("size limit"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
