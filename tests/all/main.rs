@@ -7,6 +7,7 @@ mod contract;
 mod fixtures;
 mod gateway;
 mod hostile;
+mod ledger;
 mod limits;
 mod lua;
 mod policies;
