@@ -75,13 +75,28 @@ impl Ledger {
     ///
     /// When the database cannot be opened or set up.
     pub fn open(target: Target, options: Options) -> Result<Self> {
-        let store = open_store(&target, options.durability == Durability::Sync)?;
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let durability = options.durability;
+        // The store is opened on the writer thread: the PostgreSQL client blocks, and
+        // `open` may be called from inside an async runtime.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("palisade-ledger".into())
-            .spawn(move || write_loop(target, store, rx, options))
+            .spawn(
+                move || match open_store(&target, options.durability == Durability::Sync) {
+                    Ok(store) => {
+                        let _ = ready_tx.send(Ok(()));
+                        write_loop(target, store, rx, options);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                },
+            )
             .map_err(|e| Error::Unavailable(e.to_string()))?;
+        ready_rx
+            .recv()
+            .map_err(|_| Error::Unavailable("ledger writer did not start".into()))??;
         Ok(Ledger {
             tx: Mutex::new(Some(tx)),
             durability,

@@ -60,7 +60,8 @@ fn checkpoints(dir: &Path) -> Checkpoints {
 /// An attacker's own connection: no authorizer, no defensive flag, triggers dropped.
 fn attacker(dir: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
-    conn.execute_batch("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete;").unwrap();
+    conn.execute_batch("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete;")
+        .unwrap();
     conn
 }
 
@@ -82,21 +83,51 @@ fn verify_cli(dir: &Path, extra: &[&str]) -> (i32, String) {
 fn an_intact_ledger_verifies_with_the_cli_and_with_python() {
     let dir = tempfile::tempdir().unwrap();
     ledger_with(dir.path(), 10);
-    let (code, out) = verify_cli(dir.path(), &["--checkpoint", dir.path().join("checkpoints.jsonl").to_str().unwrap()]);
+    let (code, out) = verify_cli(
+        dir.path(),
+        &[
+            "--checkpoint",
+            dir.path().join("checkpoints.jsonl").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("11 blocks · chain intact · 0 anomalies · verified in "), "{out}");
+    assert!(
+        out.starts_with("11 blocks · chain intact · 0 anomalies · verified in "),
+        "{out}"
+    );
     let (code, out) = verify_cli(dir.path(), &["--range", "3..7"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("5 blocks"), "{out}");
 
-    let script = format!("{}/examples/verify-ledger.py", palisade_test_artifacts::WORKSPACE);
-    let py = Command::new("python3").arg(&script).arg(dir.path().join("audit.db")).output().unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
-    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "11 blocks intact");
-    attacker(dir.path())
-        .execute("UPDATE ledger SET record = replace(record, '/orders/4', '/orders/5') WHERE seq = 6", ())
+    let script = format!(
+        "{}/examples/verify-ledger.py",
+        palisade_test_artifacts::WORKSPACE
+    );
+    let py = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path().join("audit.db"))
+        .output()
         .unwrap();
-    let py = Command::new("python3").arg(&script).arg(dir.path().join("audit.db")).output().unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "11 blocks intact"
+    );
+    attacker(dir.path())
+        .execute(
+            "UPDATE ledger SET record = replace(record, '/orders/4', '/orders/5') WHERE seq = 6",
+            (),
+        )
+        .unwrap();
+    let py = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path().join("audit.db"))
+        .output()
+        .unwrap();
     assert_eq!(py.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&py.stderr).contains("block 6"));
 }
@@ -120,7 +151,9 @@ fn item40_the_gateways_connection_refuses_every_change() {
     }
     // The triggers hold even for a connection without the authorizer.
     let plain = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    let e = plain.execute("UPDATE ledger SET record = '{}' WHERE seq = 2", ()).unwrap_err();
+    let e = plain
+        .execute("UPDATE ledger SET record = '{}' WHERE seq = 2", ())
+        .unwrap_err();
     assert!(e.to_string().contains("append-only"), "{e}");
     assert!(plain.execute("DELETE FROM ledger", ()).is_err());
     assert!(verify(&target, None, None).unwrap().is_intact());
@@ -143,7 +176,10 @@ fn item41_every_corruption_is_detected_and_the_first_bad_block_named() {
             |c| {
                 c.execute("DELETE FROM ledger WHERE seq = 5", ()).unwrap();
             },
-            Anomaly::Gap { expected: 5, found: 6 },
+            Anomaly::Gap {
+                expected: 5,
+                found: 6,
+            },
             "block 5: missing",
         ),
         (
@@ -168,9 +204,16 @@ fn item41_every_corruption_is_detected_and_the_first_bad_block_named() {
         (
             "bad hex",
             |c| {
-                c.execute("UPDATE ledger SET hash = 'zz' || substr(hash, 3) WHERE seq = 4", ()).unwrap();
+                c.execute(
+                    "UPDATE ledger SET hash = 'zz' || substr(hash, 3) WHERE seq = 4",
+                    (),
+                )
+                .unwrap();
             },
-            Anomaly::Malformed { seq: 4, field: "hash" },
+            Anomaly::Malformed {
+                seq: 4,
+                field: "hash",
+            },
             "block 4: malformed hash",
         ),
         (
@@ -199,14 +242,28 @@ fn item42_signed_checkpoints_catch_truncation_old_copies_and_recomputed_chains()
     // Tail truncation.
     let dir = tempfile::tempdir().unwrap();
     let target = ledger_with(dir.path(), 10);
-    attacker(dir.path()).execute("DELETE FROM ledger WHERE seq > 8", ()).unwrap();
-    assert!(verify(&target, None, None).unwrap().is_intact(), "a chain alone cannot see truncation");
+    attacker(dir.path())
+        .execute("DELETE FROM ledger WHERE seq > 8", ())
+        .unwrap();
+    assert!(
+        verify(&target, None, None).unwrap().is_intact(),
+        "a chain alone cannot see truncation"
+    );
     let report = verify(&target, None, Some(&checkpoints(dir.path()))).unwrap();
-    assert_eq!(report.first, Some(Anomaly::Truncated { checkpoint: 11, head: 8 }));
+    assert_eq!(
+        report.first,
+        Some(Anomaly::Truncated {
+            checkpoint: 11,
+            head: 8
+        })
+    );
     let cp = dir.path().join("checkpoints.jsonl");
     let (code, out) = verify_cli(dir.path(), &["--checkpoint", cp.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(out.contains("block 9: missing, the ledger ends at 8"), "{out}");
+    assert!(
+        out.contains("block 9: missing, the ledger ends at 8"),
+        "{out}"
+    );
 
     // An older copy of the file put back.
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +273,13 @@ fn item42_signed_checkpoints_catch_truncation_old_copies_and_recomputed_chains()
     std::fs::copy(dir.path().join("old.db"), dir.path().join("audit.db")).unwrap();
     assert!(verify(&target, None, None).unwrap().is_intact());
     let report = verify(&target, None, Some(&checkpoints(dir.path()))).unwrap();
-    assert_eq!(report.first, Some(Anomaly::Truncated { checkpoint: 9, head: 5 }));
+    assert_eq!(
+        report.first,
+        Some(Anomaly::Truncated {
+            checkpoint: 9,
+            head: 5
+        })
+    );
 
     // An edit with every later hash recomputed.
     let dir = tempfile::tempdir().unwrap();
@@ -242,25 +305,38 @@ fn item42_signed_checkpoints_catch_truncation_old_copies_and_recomputed_chains()
         .unwrap();
         prev = hash;
     }
-    assert!(verify(&target, None, None).unwrap().is_intact(), "a recomputed chain is self-consistent");
+    assert!(
+        verify(&target, None, None).unwrap().is_intact(),
+        "a recomputed chain is self-consistent"
+    );
     let report = verify(&target, None, Some(&checkpoints(dir.path()))).unwrap();
     assert_eq!(report.first, Some(Anomaly::CheckpointMismatch { seq: 11 }));
 
     // A forged checkpoint does not verify.
     let text = std::fs::read_to_string(&cp).unwrap();
     std::fs::write(&cp, text.replacen("\"seq\":11", "\"seq\":12", 1)).unwrap();
-    let (code, out) = verify_cli(
-        &tempfile::tempdir().unwrap().keep(),
-        &[],
+    let (code, out) = verify_cli(&tempfile::tempdir().unwrap().keep(), &[]);
+    assert_eq!(
+        code, 2,
+        "a missing ledger is an error, not a verdict: {out}"
     );
-    assert_eq!(code, 2, "a missing ledger is an error, not a verdict: {out}");
     let list = checkpoint::read_checkpoints(&cp).unwrap();
     let key = checkpoint::load_verifying_key(&cp.with_file_name("checkpoint.key.pub")).unwrap();
-    let forged: Vec<_> = list.iter().filter(|c| c.verified_hash(&key).is_none()).map(|c| c.seq).collect();
+    let forged: Vec<_> = list
+        .iter()
+        .filter(|c| c.verified_hash(&key).is_none())
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(forged, [12]);
-    let (code, out) = verify_cli(cp.parent().unwrap(), &["--checkpoint", cp.to_str().unwrap()]);
+    let (code, out) = verify_cli(
+        cp.parent().unwrap(),
+        &["--checkpoint", cp.to_str().unwrap()],
+    );
     assert_eq!(code, 1);
-    assert!(out.contains("checkpoint for block 12: signature does not verify"), "{out}");
+    assert!(
+        out.contains("checkpoint for block 12: signature does not verify"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -273,9 +349,13 @@ fn item43_concurrent_writers_on_one_file_make_one_chain() {
             std::thread::spawn(move || {
                 // Each writer is its own connection, as separate gateway processes are.
                 let ledger = Ledger::open(target, Options::default()).unwrap();
-                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
-                    let appends: Vec<_> = (0..100).map(|i| ledger.append(record(t * 1000 + i))).collect();
+                    let appends: Vec<_> = (0..100)
+                        .map(|i| ledger.append(record(t * 1000 + i)))
+                        .collect();
                     for a in futures_join(appends).await {
                         a.unwrap();
                     }
@@ -306,7 +386,11 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     for d in done {
@@ -337,16 +421,30 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let addr: std::net::SocketAddr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..6)
         .map(|w| {
             let answered = answered.clone();
             tokio::spawn(async move {
-                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
                 for i in 0.. {
                     let cid = format!("w{w}-{i}");
                     let req = http::Request::builder()
@@ -370,14 +468,24 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         let _ = w.await;
     }
     let answered = answered.lock().unwrap().clone();
-    assert!(answered.len() > 50, "only {} requests answered", answered.len());
+    assert!(
+        answered.len() > 50,
+        "only {} requests answered",
+        answered.len()
+    );
     let target = Target::Sqlite(dir.path().join("audit.db"));
     let report = verify(&target, None, None).unwrap();
     assert!(report.is_intact(), "{report}");
-    let recorded: std::collections::HashSet<String> = crate::support::blocks(&dir.path().join("audit.db"))
-        .into_iter()
-        .filter_map(|b| b["correlation_id"].as_str().map(String::from))
-        .collect();
+    let recorded: std::collections::HashSet<String> =
+        crate::support::blocks(&dir.path().join("audit.db"))
+            .into_iter()
+            .filter_map(|b| b["correlation_id"].as_str().map(String::from))
+            .collect();
     let missing: Vec<_> = answered.iter().filter(|c| !recorded.contains(*c)).collect();
-    assert!(missing.is_empty(), "{} answered requests have no block: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} answered requests have no block: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 }

@@ -12,6 +12,7 @@ mod limits;
 mod lua;
 mod policies;
 mod pool;
+mod postgres;
 mod serve;
 mod support;
 mod wasi;

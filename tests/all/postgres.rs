@@ -1,0 +1,257 @@
+//! The shared ledger on a real PostgreSQL server: append-only guards for the writer
+//! role and the owner (catalogue 40), one chain from concurrent writers (43), and the
+//! gateway and `palisade verify` against it.
+//!
+//! The server is started by the tests themselves: `initdb` + `postgres` from Debian's
+//! `postgresql` package (installed with apt-get when missing and running as root, unless
+//! `PALISADE_NO_APT` is set), in a temp dir, on a free loopback port.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use palisade_ledger::verify::verify;
+use palisade_ledger::{Error, Ledger, Options, Record, Target, open_store, postgres_init};
+
+struct Server {
+    port: u16,
+}
+
+fn bin_dir() -> PathBuf {
+    let find = || {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|d| d.join("initdb").is_file())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    };
+    if let Some(d) = find() {
+        return d;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root && std::env::var_os("PALISADE_NO_APT").is_none() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    find().expect("PostgreSQL is needed for these tests: apt-get install postgresql")
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("palisade-pg").tempdir().unwrap().keep();
+        let root = Command::new("id").arg("-u").output().unwrap().stdout.starts_with(b"0\n");
+        // initdb refuses to run as root: run the server as the package's own user.
+        let as_user = |cmd: &mut Command| -> Command {
+            if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+                c
+            } else {
+                let mut c = Command::new(cmd.get_program());
+                c.args(cmd.get_args());
+                c
+            }
+        };
+        if root {
+            assert!(Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap().success());
+        }
+        let data = dir.join("data");
+        let out = as_user(Command::new(bin.join("initdb")).args(["-A", "trust", "-U", "palisade_admin", "-D"]).arg(&data))
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The server stops when this test process ends.
+        let script = format!(
+            "{} -D {} -k {} -h 127.0.0.1 -p {port} -c fsync=off & pg=$!; while [ -d /proc/{} ]; do sleep 1; done; kill $pg",
+            bin.join("postgres").display(),
+            data.display(),
+            dir.display(),
+            std::process::id()
+        );
+        as_user(Command::new("sh").args(["-c", &script]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if postgres::Client::connect(&admin_url("postgres", port), postgres::NoTls).is_ok() {
+                return Server { port };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("PostgreSQL did not start");
+    })
+}
+
+fn admin_url(db: &str, port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user=palisade_admin dbname={db}")
+}
+
+/// A fresh database with the ledger schema and a writer role: (owner URL, writer URL).
+fn database() -> (String, String) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let s = server();
+    let name = format!(
+        "ledger_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut admin =
+        postgres::Client::connect(&admin_url("postgres", s.port), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {name}_gw LOGIN"))
+        .unwrap();
+    let owner = admin_url(&name, s.port);
+    postgres_init(&owner, &format!("{name}_gw")).unwrap();
+    let writer = format!(
+        "host=127.0.0.1 port={} user={name}_gw dbname={name}",
+        s.port
+    );
+    (owner, writer)
+}
+
+fn record(i: usize) -> Record {
+    Record {
+        correlation_id: format!("pg-{i}"),
+        decision: "allowed".into(),
+        status: 200,
+        ..Record::default()
+    }
+}
+
+#[test]
+fn item40_postgres_refuses_update_delete_truncate_and_trigger_tricks() {
+    let (owner, writer) = database();
+    let target = Target::Postgres(writer.clone());
+    let ledger = Ledger::open(target.clone(), Options::default()).unwrap();
+    ledger.append_blocking(record(1)).unwrap();
+    ledger.close();
+
+    let mut gw = open_store(&target, true).unwrap();
+    for sql in [
+        "UPDATE palisade_ledger SET record = '{}' WHERE seq = 1",
+        "DELETE FROM palisade_ledger WHERE seq = 1",
+        "TRUNCATE palisade_ledger",
+        "DROP TRIGGER palisade_ledger_no_change ON palisade_ledger",
+        "ALTER TABLE palisade_ledger DISABLE TRIGGER ALL",
+        "DROP TABLE palisade_ledger",
+    ] {
+        assert!(
+            gw.execute_unchecked(sql).is_err(),
+            "writer role: {sql} was allowed"
+        );
+    }
+    // Even the owner, even with replication-role tricks, hits the ENABLE ALWAYS triggers.
+    let mut own = postgres::Client::connect(&owner, postgres::NoTls).unwrap();
+    for sql in [
+        "UPDATE palisade_ledger SET record = '{}' WHERE seq = 1",
+        "DELETE FROM palisade_ledger",
+        "TRUNCATE palisade_ledger",
+        "SET session_replication_role = replica; UPDATE palisade_ledger SET record = '{}' WHERE seq = 1",
+    ] {
+        let e = own.batch_execute(sql).unwrap_err();
+        assert!(
+            format!("{e:?}").contains("append-only"),
+            "owner: {sql}: {e:?}"
+        );
+        let _ = own.batch_execute("RESET session_replication_role");
+    }
+    assert!(verify(&target, None, None).unwrap().is_intact());
+
+    // The gateway refuses to append as a role that could undo the guards.
+    match open_store(&Target::Postgres(owner), true) {
+        Err(Error::PrivilegedRole(role)) => assert_eq!(role, "palisade_admin"),
+        other => panic!("expected PrivilegedRole, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn item43_concurrent_gateways_make_one_chain_without_fork_or_gap() {
+    let (_, writer) = database();
+    let target = Target::Postgres(writer);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let target = target.clone();
+            std::thread::spawn(move || {
+                let ledger = Ledger::open(target, Options::default()).unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    let ledger = std::sync::Arc::new(ledger);
+                    for i in 0..150 {
+                        let l = ledger.clone();
+                        tasks.spawn(async move { l.append(record(t * 1000 + i)).await });
+                    }
+                    while let Some(r) = tasks.join_next().await {
+                        r.unwrap().unwrap();
+                    }
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let report = verify(&target, None, None).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.blocks, 601);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_audits_to_postgres_and_verify_reads_it() {
+    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
+    let up = crate::support::upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    let text = crate::support::config(
+        up.addr,
+        "",
+        "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/\"\n",
+    )
+    .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""));
+    std::fs::write(&path, text).unwrap();
+    let running = palisade_gateway::Gateway::from_file(&path)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            crate::support::get(running.proxy_addr(), "/q?token=abc")
+                .await
+                .status,
+            200
+        );
+    }
+    running.shutdown().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["verify", "--postgres", &writer])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("6 blocks · chain intact"), "{stdout}");
+}
