@@ -7,6 +7,7 @@ mod contract;
 mod fixtures;
 mod gateway;
 mod hostile;
+mod layer;
 mod ledger;
 mod limits;
 mod lua;

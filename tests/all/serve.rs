@@ -383,3 +383,76 @@ regex = '(\w{100}){100}'
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn the_quickstart_serves_what_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .current_dir(palisade_test_artifacts::WORKSPACE)
+        .args(["quickstart", "--port", "0", "--admin-port", "0", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 || line.starts_with("Ctrl-C") {
+            break;
+        }
+        lines.push(line);
+    }
+    let curls: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("curl") || l.contains("| curl"))
+        .collect();
+    assert_eq!(curls.len(), 5, "{lines:?}");
+    let run = |cmd: &str| {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let customer: serde_json::Value = serde_json::from_str(&run(curls[0])).unwrap();
+    assert_eq!(customer["ssn"], "[REDACTED]");
+    assert_eq!(customer["card"], "[REDACTED:card]");
+    assert!(customer["email"].as_str().unwrap().starts_with("[hash:"));
+    assert_eq!(customer["customer_name"], "Ada Lovelace");
+    assert!(customer.get("internal").is_none());
+    let echo: serde_json::Value = serde_json::from_str(&run(curls[1])).unwrap();
+    assert_eq!(echo["headers"]["x-demo-policy"], "wasm:inject-headers");
+    assert!(run(curls[2]).starts_with("HTTP/1.1 400"));
+    assert!(run(curls[3]).starts_with("HTTP/1.1 413"));
+    assert!(
+        run(curls[4]).contains(
+            "palisade_requests_total{tenant=\"demo\",route=\"customers\",status=\"200\"} 1"
+        )
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    let verify_line = lines
+        .iter()
+        .find(|l| l.starts_with("cargo run -q -- verify"))
+        .unwrap();
+    let args: Vec<&str> = verify_line.split_whitespace().skip(4).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .current_dir(palisade_test_artifacts::WORKSPACE)
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The genesis block and the four proxied requests (metrics are not proxied).
+    assert!(stdout.starts_with("5 blocks · chain intact"), "{stdout}");
+}
