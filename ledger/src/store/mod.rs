@@ -3,6 +3,7 @@
 mod postgres;
 mod sqlite;
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -21,17 +22,18 @@ pub enum Target {
     Postgres(String),
 }
 
-/// A block as stored, before any check: each field exactly as the database holds it.
+/// A block as stored, before any check: each field exactly as the database holds it,
+/// borrowed from the database row where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawBlock {
+pub struct RawBlock<'a> {
     /// The sequence number.
     pub seq: i64,
     /// The record text (lossily decoded if it is not UTF-8).
-    pub record: String,
+    pub record: Cow<'a, str>,
     /// The previous hash, as stored.
-    pub prev: String,
+    pub prev: Cow<'a, str>,
     /// The hash, as stored.
-    pub hash: String,
+    pub hash: Cow<'a, str>,
 }
 
 /// A ledger database connection.
@@ -60,7 +62,7 @@ pub trait Store: Send {
         &mut self,
         from: u64,
         to: u64,
-        each: &mut dyn FnMut(RawBlock) -> ControlFlow<()>,
+        each: &mut dyn FnMut(RawBlock<'_>) -> ControlFlow<()>,
     ) -> Result<()>;
 
     /// Runs arbitrary SQL on this connection, as a bug or an injected statement in the

@@ -6,6 +6,7 @@
 //! those privileges. Appends take a transaction-scoped advisory lock, read the head and
 //! insert the batch, so concurrent writers produce one chain with no fork and no gap.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use postgres::{Client, NoTls};
@@ -151,7 +152,7 @@ impl Store for PgStore {
         &mut self,
         from: u64,
         to: u64,
-        each: &mut dyn FnMut(RawBlock) -> ControlFlow<()>,
+        each: &mut dyn FnMut(RawBlock<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         let from = from.min(i64::MAX as u64) as i64;
         let to = to.min(i64::MAX as u64) as i64;
@@ -169,9 +170,9 @@ impl Store for PgStore {
             for row in rows {
                 let raw = RawBlock {
                     seq: row.get(0),
-                    record: row.get(1),
-                    prev: row.get(2),
-                    hash: row.get(3),
+                    record: Cow::Borrowed(row.get::<_, &str>(1)),
+                    prev: Cow::Borrowed(row.get::<_, &str>(2)),
+                    hash: Cow::Borrowed(row.get::<_, &str>(3)),
                 };
                 if each(raw).is_break() {
                     return Ok(());

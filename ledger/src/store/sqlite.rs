@@ -6,6 +6,7 @@
 //! connection that allows nothing but reading and inserting blocks, so even a bug (or an
 //! injected statement) in the gateway cannot drop a trigger or rewrite a row.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
@@ -120,7 +121,7 @@ impl Store for SqliteStore {
         &mut self,
         from: u64,
         to: u64,
-        each: &mut dyn FnMut(RawBlock) -> ControlFlow<()>,
+        each: &mut dyn FnMut(RawBlock<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, record, prev, hash FROM ledger WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
@@ -145,12 +146,15 @@ impl Store for SqliteStore {
 }
 
 /// A column as text, whatever type it was edited to.
-fn text(value: ValueRef<'_>) -> String {
+fn text(value: ValueRef<'_>) -> Cow<'_, str> {
     match value {
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(r) => r.to_string(),
-        ValueRef::Null => String::new(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(t),
+        },
+        ValueRef::Integer(i) => i.to_string().into(),
+        ValueRef::Real(r) => r.to_string().into(),
+        ValueRef::Null => Cow::Borrowed(""),
     }
 }
 
