@@ -413,28 +413,7 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, addr) = crate::support::serve_process(&path);
 
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..6)

@@ -171,35 +171,13 @@ async fn tls13_serves_http2_and_http11_by_alpn() {
     }
 }
 
-fn serve_process(config_path: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
-        .arg(config_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
     std::fs::write(&path, config(up.addr, "", &versioned("before"))).unwrap();
-    let (mut child, addr) = serve_process(&path);
+    let (mut child, addr) = crate::support::serve_process(&path);
     assert_eq!(
         get(addr, "/").await.json()["headers"]["x-version"],
         "before"

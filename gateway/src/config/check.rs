@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{FailMode, File, RedactAction, Route};
-use crate::redaction::{self, Redactor};
+use super::{FailMode, File, Route};
+use crate::redaction::Redactor;
 
 /// One problem in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,23 +276,16 @@ fn check_redaction(
     tenant: Option<&super::Tenant>,
     ctx: &str,
 ) {
-    let mut rules = Vec::new();
     for (i, rule) in route.redact.iter().enumerate() {
-        let action = match rule.action {
-            RedactAction::Mask => redaction::Action::Mask,
-            RedactAction::Remove => redaction::Action::Remove,
-            RedactAction::Hash => redaction::Action::Hash,
-        };
-        match (&rule.path, &rule.regex) {
-            (Some(p), None) => rules.push(redaction::Rule::path(p, action)),
-            (None, Some(x)) => rules.push(redaction::Rule::regex(x, action)),
-            _ => r.add(
+        if rule.path.is_some() == rule.regex.is_some() {
+            r.add(
                 sr,
                 ctx.into(),
                 format!("redact rule {i}: set exactly one of `path` and `regex`"),
-            ),
+            );
         }
     }
+    let rules = crate::pipeline::redaction_rules(&route.redact);
     // A real key is checked with the tenant; a placeholder lets the rules compile here.
     let key = tenant
         .and_then(|t| t.hash_key_file.as_ref())

@@ -30,7 +30,7 @@ use palisade_ledger::{Ledger, Record};
 use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 
 use self::io::{ReadError, Target};
-pub(crate) use self::routes::{Route, Routes};
+pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
 use crate::body::Body;
 use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
