@@ -563,3 +563,46 @@ fuel = 5000000
     );
     assert_eq!(get(admin, "/healthz").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_redaction_rules_apply_to_every_route_of_the_tenant() {
+    let h = start(
+        "",
+        r#"
+[[tenant]]
+name = "bank"
+mandatory_pii = ["$..ssn"]
+redact = [{ path = "$..ssn" }]
+
+[[route]]
+name = "a"
+tenant = "bank"
+upstream = "up"
+path = "/a"
+strip_prefix = true
+
+[[route]]
+name = "b"
+tenant = "bank"
+upstream = "up"
+path = "/b"
+strip_prefix = true
+[[route.redact]]
+path = "$.card"
+action = "remove"
+"#,
+    )
+    .await;
+    let a = get(h.addr(), "/a/pii").await.json();
+    assert_eq!(
+        (a["ssn"].as_str(), a["contacts"][0]["ssn"].as_str()),
+        (Some("[REDACTED]"), Some("[REDACTED]"))
+    );
+    assert_eq!(a["card"], "4111 1111 1111 1111");
+    let b = get(h.addr(), "/b/pii").await.json();
+    assert_eq!(b["ssn"], "[REDACTED]");
+    assert!(
+        b.get("card").is_none(),
+        "the route's own rules apply after the tenant's"
+    );
+}

@@ -276,7 +276,8 @@ fn check_redaction(
     tenant: Option<&super::Tenant>,
     ctx: &str,
 ) {
-    for (i, rule) in route.redact.iter().enumerate() {
+    let all = route.redaction(tenant);
+    for (i, rule) in all.iter().enumerate() {
         if rule.path.is_some() == rule.regex.is_some() {
             r.add(
                 sr,
@@ -285,7 +286,7 @@ fn check_redaction(
             );
         }
     }
-    let rules = crate::pipeline::redaction_rules(&route.redact);
+    let rules = crate::pipeline::redaction_rules(&all);
     // A real key is checked with the tenant; a placeholder lets the rules compile here.
     let key = tenant
         .and_then(|t| t.hash_key_file.as_ref())

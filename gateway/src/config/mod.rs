@@ -162,6 +162,10 @@ pub struct Tenant {
     pub mandatory_pii: Vec<String>,
     /// A file holding the key for `hash` redaction (at least 16 bytes).
     pub hash_key_file: Option<PathBuf>,
+    /// Built-in redaction rules for every route of this tenant, applied before the
+    /// route's own.
+    #[serde(default)]
+    pub redact: Vec<Redact>,
 }
 
 /// `[[upstream]]`.
@@ -333,6 +337,18 @@ mod d {
 pub struct Invalid {
     /// The problems, in file order.
     pub issues: Vec<Issue>,
+}
+
+impl Route {
+    /// The redaction rules that apply to this route: its tenant's, then its own.
+    pub fn redaction<'a>(&'a self, tenant: Option<&'a Tenant>) -> Vec<&'a Redact> {
+        tenant
+            .map(|t| t.redact.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .chain(&self.redact)
+            .collect()
+    }
 }
 
 impl File {

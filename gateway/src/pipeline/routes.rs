@@ -189,10 +189,11 @@ impl Routes {
             let key = tenant
                 .and_then(|t| t.hash_key_file.as_ref())
                 .and_then(|k| std::fs::read(file.resolve(k)).ok());
-            let redactor = if r.redact.is_empty() {
+            let redact = r.redaction(tenant.copied());
+            let redactor = if redact.is_empty() {
                 None
             } else {
-                match Redactor::new(&rules(&r.redact), key.as_deref()) {
+                match Redactor::new(&rules(&redact), key.as_deref()) {
                     Ok(x) => Some(Arc::new(x)),
                     Err(_) => None, // reported by check
                 }
@@ -266,7 +267,7 @@ fn config_pairs(config: &std::collections::BTreeMap<String, toml::Value>) -> Vec
 }
 
 /// The configured rules in the redactor's terms.
-pub(crate) fn rules(redact: &[config::Redact]) -> Vec<redaction::Rule> {
+pub(crate) fn rules(redact: &[&config::Redact]) -> Vec<redaction::Rule> {
     redact
         .iter()
         .filter_map(|r| {
