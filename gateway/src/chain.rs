@@ -40,6 +40,16 @@ impl ChainPolicy {
     }
 }
 
+impl ChainPolicy {
+    /// The request's context with this policy's config.
+    fn context(&self, base: &Context) -> Context {
+        Context {
+            config: self.config.clone(),
+            ..base.clone()
+        }
+    }
+}
+
 /// What the chains did to one request, for the audit record.
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
@@ -100,10 +110,7 @@ impl Chain {
     ) -> Result<Decision<Request>, Error> {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
-            let ctx = Context {
-                config: policy.config.clone(),
-                ..base.clone()
-            };
+            let ctx = policy.context(base);
             let module = policy.module.clone();
             let keep = (policy.fail == FailMode::Open).then(|| req.clone());
             let inv = pool.run(move || module.on_request(&ctx, req)).await;
@@ -146,10 +153,7 @@ impl Chain {
     ) -> Result<Response, Error> {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
-            let ctx = Context {
-                config: policy.config.clone(),
-                ..base.clone()
-            };
+            let ctx = policy.context(base);
             let module = policy.module.clone();
             let req = req.clone();
             let inv = pool.run(move || module.on_response(&ctx, &req, res)).await;

@@ -173,7 +173,10 @@ impl Pipeline {
                 ) {
                     record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
                 }
-                if matches!(e, Error::BodyTooLarge | Error::BodyTimeout | Error::Overloaded) {
+                if matches!(
+                    e,
+                    Error::BodyTooLarge | Error::BodyTimeout | Error::Overloaded
+                ) {
                     self.metrics.limit(&record.tenant, &record.route, e.cause());
                 }
                 e.to_response(&cid, expose)

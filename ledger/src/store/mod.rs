@@ -84,6 +84,20 @@ pub fn open_store(target: &Target, durable: bool) -> Result<Box<dyn Store>> {
     })
 }
 
+/// The head `(seq, hash)` from its stored columns.
+///
+/// # Errors
+///
+/// [`Error::Format`](crate::Error::Format) when the stored hash is not 64 hex digits: a
+/// chain cannot be extended from a head it cannot read.
+fn parse_head(table: &str, seq: i64, hash: &str) -> Result<(u64, [u8; 32])> {
+    let hash = crate::block::parse_hex(hash).ok_or_else(|| crate::Error::Format {
+        path: table.into(),
+        message: format!("block {seq}: stored hash is not 64 hex digits"),
+    })?;
+    Ok((seq as u64, hash))
+}
+
 /// Opens a store for reading only (verification).
 pub(crate) fn open_reader(target: &Target) -> Result<Box<dyn Store>> {
     Ok(match target {

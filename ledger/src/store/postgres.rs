@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 
 use super::{RawBlock, Store};
 use crate::block::{self, Block};
@@ -42,6 +42,15 @@ impl PgStore {
             client: Client::connect(url, NoTls)?,
         })
     }
+}
+
+fn read_head(client: &mut impl GenericClient) -> Result<Option<(u64, [u8; 32])>> {
+    let row = client.query_opt(
+        "SELECT seq, hash FROM palisade_ledger ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?;
+    row.map(|row| super::parse_head("palisade_ledger", row.get(0), row.get(1)))
+        .transpose()
 }
 
 /// Creates the ledger schema as its owner and lets `writer_role` append to it.
@@ -99,21 +108,7 @@ impl Store for PgStore {
     fn append(&mut self, records: &[String]) -> Result<Vec<Block>> {
         let mut tx = self.client.transaction()?;
         tx.query("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])?;
-        let head = match tx.query_opt(
-            "SELECT seq, hash FROM palisade_ledger ORDER BY seq DESC LIMIT 1",
-            &[],
-        )? {
-            None => None,
-            Some(row) => {
-                let seq: i64 = row.get(0);
-                let hash: String = row.get(1);
-                let hash = block::parse_hex(&hash).ok_or_else(|| Error::Format {
-                    path: "palisade_ledger".into(),
-                    message: format!("block {seq}: stored hash is not 64 hex digits"),
-                })?;
-                Some((seq as u64, hash))
-            }
-        };
+        let head = read_head(&mut tx)?;
         let blocks = block::chain(head, records);
         let seqs: Vec<i64> = blocks.iter().map(|b| b.seq as i64).collect();
         let recs: Vec<&str> = blocks.iter().map(|b| b.record.as_str()).collect();
@@ -130,18 +125,7 @@ impl Store for PgStore {
     }
 
     fn head(&mut self) -> Result<Option<(u64, [u8; 32])>> {
-        let row = self.client.query_opt(
-            "SELECT seq, hash FROM palisade_ledger ORDER BY seq DESC LIMIT 1",
-            &[],
-        )?;
-        Ok(match row {
-            None => None,
-            Some(row) => {
-                let seq: i64 = row.get(0);
-                let hash: String = row.get(1);
-                block::parse_hex(&hash).map(|h| (seq as u64, h))
-            }
-        })
+        read_head(&mut self.client)
     }
 
     fn execute_unchecked(&mut self, sql: &str) -> Result<()> {

@@ -165,10 +165,5 @@ fn read_head(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
         return Ok(None);
     };
     let seq: i64 = row.get(0)?;
-    let hash = text(row.get_ref(1)?);
-    let hash = block::parse_hex(&hash).ok_or_else(|| Error::Format {
-        path: "ledger".into(),
-        message: format!("block {seq}: stored hash is not 64 hex digits"),
-    })?;
-    Ok(Some((seq as u64, hash)))
+    super::parse_head("ledger", seq, &text(row.get_ref(1)?)).map(Some)
 }
