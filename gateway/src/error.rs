@@ -22,6 +22,29 @@ pub enum Error {
     /// The body could not be read (the connection broke, malformed chunking). 400.
     #[error("malformed request body")]
     BadBody,
+    /// No accepted credential, or an invalid one (bad signature, expired, revoked,
+    /// unknown). 401 with `WWW-Authenticate`.
+    #[error("unauthenticated: {cause}")]
+    Unauthenticated {
+        /// Why (`token_expired`, `api_key_revoked`, `credentials_missing`, ...).
+        cause: &'static str,
+        /// The `WWW-Authenticate` value: the schemes the route accepts.
+        challenge: String,
+    },
+    /// A valid caller that may not use this route: another tenant's, missing scope or
+    /// role. 403.
+    #[error("forbidden: {cause}")]
+    Forbidden {
+        /// Why (`tenant_mismatch`, `insufficient_scope`, `missing_role`, ...).
+        cause: &'static str,
+        /// Who was refused (recorded in the audit block).
+        subject: String,
+        /// A `WWW-Authenticate` value (RFC 6750 `insufficient_scope`), if any.
+        challenge: Option<String>,
+    },
+    /// A token introspection endpoint could not answer. 503 with `Retry-After`.
+    #[error("authentication unavailable")]
+    AuthUnavailable,
     /// The route already has its limit of requests in flight. 503 with `Retry-After`.
     #[error("route busy")]
     Overloaded,
@@ -67,7 +90,11 @@ impl Error {
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::BadBody => StatusCode::BAD_REQUEST,
-            Error::Overloaded | Error::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Overloaded | Error::AuditUnavailable | Error::AuthUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::RequestPolicy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::ResponsePolicy { .. }
             | Error::Redaction(_)
@@ -85,6 +112,8 @@ impl Error {
             Error::BodyTimeout => "body_timeout",
             Error::BadBody => "bad_body",
             Error::Overloaded => "route_overloaded",
+            Error::Unauthenticated { cause, .. } | Error::Forbidden { cause, .. } => cause,
+            Error::AuthUnavailable => "auth_unavailable",
             Error::RequestPolicy { cause, .. } | Error::ResponsePolicy { cause, .. } => cause,
             Error::Redaction(cause) => cause,
             Error::UpstreamUnavailable => "upstream_unavailable",
@@ -94,9 +123,11 @@ impl Error {
         }
     }
 
-    /// The audit record's `decision`: `refused` for limits, `failed` otherwise.
+    /// The audit record's `decision`: `denied` for auth, `refused` for limits, `failed`
+    /// otherwise.
     pub fn decision(&self) -> &'static str {
         match self {
+            Error::Unauthenticated { .. } | Error::Forbidden { .. } => "denied",
             Error::NoRoute
             | Error::BodyTooLarge
             | Error::BodyTimeout
@@ -128,8 +159,19 @@ impl Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(self, Error::Overloaded | Error::AuditUnavailable) {
+        if matches!(
+            self,
+            Error::Overloaded | Error::AuditUnavailable | Error::AuthUnavailable
+        ) {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        let challenge = match self {
+            Error::Unauthenticated { challenge, .. } => Some(challenge.as_str()),
+            Error::Forbidden { challenge, .. } => challenge.as_deref(),
+            _ => None,
+        };
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(c).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, v);
         }
         if matches!(
             self,
@@ -147,6 +189,8 @@ impl Error {
             Error::RequestPolicy { .. } | Error::ResponsePolicy { .. } | Error::Redaction(_) => {
                 "policy_failed"
             }
+            Error::Unauthenticated { .. } => "unauthenticated",
+            Error::Forbidden { .. } => "forbidden",
             other => other.cause(),
         }
     }

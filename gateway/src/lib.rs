@@ -23,6 +23,8 @@
 //! - [`redaction`]: JSONPath and regex rules applied natively, failing closed.
 //! - [`Metrics`]: Prometheus metrics on the admin listener.
 
+mod admin;
+pub mod auth;
 mod body;
 pub mod chain;
 pub mod config;

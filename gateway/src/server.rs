@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,7 +30,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::full;
+use crate::admin::{Admin, LedgerInfo};
+use crate::auth::ClientCertificate;
 use crate::config::{self, File, Invalid};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -65,6 +66,7 @@ pub enum StartError {
 pub struct Gateway {
     file: File,
     pipeline: Arc<Pipeline>,
+    ledger: LedgerInfo,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -94,11 +96,12 @@ impl Gateway {
                 .unwrap_or(Path::new(".palisade-cache")),
         );
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
-        let ledger = Arc::new(open_ledger(&file)?);
-        let pipeline = Pipeline::new(&file, engine, ledger, Arc::new(Metrics::new()))?;
+        let (ledger, info) = open_ledger(&file)?;
+        let pipeline = Pipeline::new(&file, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
         Ok(Gateway {
             file,
             pipeline: Arc::new(pipeline),
+            ledger: info,
         })
     }
 
@@ -117,7 +120,13 @@ impl Gateway {
         let tls = server
             .tls
             .as_ref()
-            .map(|t| tls_acceptor(&self.file.resolve(&t.cert), &self.file.resolve(&t.key)))
+            .map(|t| {
+                tls_acceptor(
+                    &self.file.resolve(&t.cert),
+                    &self.file.resolve(&t.key),
+                    self.pipeline.client_cert_verifier(),
+                )
+            })
             .transpose()?;
         let bind = |addr: String| async move {
             TcpListener::bind(&addr)
@@ -159,7 +168,12 @@ impl Gateway {
             stop_rx.clone(),
             grace,
         ));
-        let admin_task = admin.map(|l| tokio::spawn(admin_loop(l, self.pipeline.clone(), stop_rx)));
+        let handler = Arc::new(Admin {
+            pipeline: self.pipeline.clone(),
+            schemes: server.admin_auth.clone(),
+            ledger: self.ledger.clone(),
+        });
+        let admin_task = admin.map(|l| tokio::spawn(admin_loop(l, handler, stop_rx)));
         Ok(Running {
             proxy_addr,
             admin_addr,
@@ -172,7 +186,7 @@ impl Gateway {
     }
 }
 
-fn open_ledger(file: &File) -> Result<Ledger, StartError> {
+fn open_ledger(file: &File) -> Result<(Ledger, LedgerInfo), StartError> {
     let a = &file.audit;
     let target = match &a.postgres {
         Some(url) => Target::Postgres(url.clone()),
@@ -183,6 +197,10 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
                     .unwrap_or(Path::new("palisade-audit.db")),
             ),
         ),
+    };
+    let mut info = LedgerInfo {
+        target: target.clone(),
+        checkpoints: None,
     };
     let checkpoints = match &a.checkpoint {
         None => None,
@@ -197,6 +215,7 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
                 checkpoint::generate_key(&key_path)?;
             }
             let key = checkpoint::load_signing_key(&key_path)?;
+            info.checkpoints = Some((cp.clone(), checkpoint::public_key_path(&key_path)));
             Some(checkpoint::Signer::new(
                 key,
                 cp,
@@ -204,7 +223,7 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
             ))
         }
     };
-    Ok(Ledger::open(
+    let ledger = Ledger::open(
         target,
         Options {
             durability: match a.durability {
@@ -214,10 +233,15 @@ fn open_ledger(file: &File) -> Result<Ledger, StartError> {
             checkpoints,
             ..Options::default()
         },
-    )?)
+    )?;
+    Ok((ledger, info))
 }
 
-fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
+fn tls_acceptor(
+    cert: &Path,
+    key: &Path,
+    clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<TlsAcceptor, StartError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -229,7 +253,7 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -264,13 +288,29 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(TokioIo::new(tcp), peer, builder, pipeline, watcher).await,
+                None => serve(TokioIo::new(tcp), peer, None, builder, pipeline, watcher).await,
                 Some(acceptor) => {
                     // The handshake is bounded like a request head.
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     {
-                        serve(TokioIo::new(stream), peer, builder, pipeline, watcher).await;
+                        Ok(Ok(stream)) => {
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| ClientCertificate::new(c.to_vec()));
+                            serve(TokioIo::new(stream), peer, cert, builder, pipeline, watcher)
+                                .await;
+                        }
+                        Ok(Err(e)) if is_client_cert_error(&e) => {
+                            pipeline
+                                .audit_refused(
+                                    StatusCode::UNAUTHORIZED,
+                                    "client_certificate_rejected",
+                                )
+                                .await;
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -280,9 +320,22 @@ async fn accept_loop(
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
 }
 
+/// Whether a failed handshake was the client's certificate being refused.
+fn is_client_cert_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        })
+}
+
 async fn serve<I>(
     io: TokioIo<I>,
     peer: SocketAddr,
+    cert: Option<ClientCertificate>,
     builder: auto::Builder<TokioExecutor>,
     pipeline: Arc<Pipeline>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -290,8 +343,11 @@ async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let p = pipeline.clone();
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         let p = p.clone();
+        if let Some(c) = &cert {
+            req.extensions_mut().insert(c.clone());
+        }
         async move { Ok::<_, std::convert::Infallible>(p.handle(req, peer).await) }
     });
     let conn = builder.serve_connection(io, service);
@@ -314,11 +370,7 @@ async fn serve<I>(
     }
 }
 
-async fn admin_loop(
-    listener: TcpListener,
-    pipeline: Arc<Pipeline>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn admin_loop(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -330,31 +382,11 @@ async fn admin_loop(
             },
             _ = stop.changed() => return,
         };
-        let pipeline = pipeline.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let pipeline = pipeline.clone();
-                async move {
-                    let res = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => {
-                            let mut r = http::Response::new(full(pipeline.metrics().encode()));
-                            r.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static(
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                ),
-                            );
-                            r
-                        }
-                        (&Method::GET, "/healthz") => http::Response::new(full("ok\n")),
-                        _ => {
-                            let mut r = http::Response::new(full("not found\n"));
-                            *r.status_mut() = StatusCode::NOT_FOUND;
-                            r
-                        }
-                    };
-                    Ok::<_, std::convert::Infallible>(res)
-                }
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)

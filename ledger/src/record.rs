@@ -11,6 +11,8 @@ pub enum Kind {
     Request,
     /// A change to the module registry.
     Registry,
+    /// A call to the admin API (who, what, allowed or not).
+    Admin,
 }
 
 /// A policy module that ran for a request.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{FailMode, File, Route};
+use super::{FailMode, File, Route, Scheme};
 use crate::redaction::Redactor;
 
 /// One problem in a configuration.
@@ -51,14 +51,20 @@ struct Report<'a> {
     issues: Vec<Issue>,
 }
 
+type Span = std::ops::Range<usize>;
+
 impl Report<'_> {
-    fn add<T>(&mut self, at: &Spanned<T>, context: String, message: impl Into<String>) {
+    fn add_at(&mut self, at: Span, context: String, message: impl Into<String>) {
         self.issues.push(Issue {
             path: self.file.path.clone(),
-            at: Some(self.file.position(at.span().start)),
+            at: Some(self.file.position(at.start)),
             context,
             message: message.into(),
         });
+    }
+
+    fn add<T>(&mut self, at: &Spanned<T>, context: String, message: impl Into<String>) {
+        self.add_at(at.span(), context, message);
     }
 
     fn top(&mut self, context: &str, message: impl Into<String>) {
@@ -137,6 +143,8 @@ pub fn check(file: &File) -> Vec<Issue> {
             }
         }
     }
+
+    let issuers = check_auth(&mut r, &tenants);
 
     let mut upstreams = HashSet::new();
     for u in &file.upstreams {
@@ -265,8 +273,103 @@ pub fn check(file: &File) -> Vec<Issue> {
             }
         }
         check_redaction(&mut r, sr, route, tenant, &ctx);
+        if let Some(auth) = &route.auth {
+            check_route_auth(&mut r, sr, auth, tenant, &issuers, &ctx);
+        }
     }
     r.issues
+}
+
+fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> HashSet<String> {
+    let file = r.file;
+    if file.server.admin_auth.is_empty() {
+        r.top("[server] admin_auth", "must name at least one scheme");
+    }
+    if file.server.admin_auth.contains(&Scheme::Mtls) {
+        r.top(
+            "[server] admin_auth",
+            "`mtls` is not available on the admin listener (it has no TLS)",
+        );
+    }
+    let mut names = HashSet::new();
+    let jwt = file
+        .auth
+        .jwt
+        .iter()
+        .map(|j| (j, &j.get_ref().name, &j.get_ref().tenant));
+    let introspection = file
+        .auth
+        .introspection
+        .iter()
+        .map(|i| (i, &i.get_ref().name, &i.get_ref().tenant));
+    let mut each = |at: Span, name: &String, tenant: &Option<String>| {
+        let ctx = format!("auth {name:?}");
+        if !valid_name(name) {
+            r.add_at(
+                at.clone(),
+                ctx.clone(),
+                "name must be 1-64 of [A-Za-z0-9_.-]",
+            );
+        }
+        if !names.insert(name.clone()) {
+            r.add_at(at.clone(), ctx.clone(), "name used twice in [auth]");
+        }
+        if let Some(t) = tenant
+            && !tenants.contains_key(t)
+        {
+            r.add_at(at, ctx, format!("tenant {t:?} is not defined"));
+        }
+    };
+    for (at, name, tenant) in jwt {
+        each(at.span(), name, tenant);
+    }
+    for (at, name, tenant) in introspection {
+        each(at.span(), name, tenant);
+    }
+    names
+}
+
+fn check_route_auth(
+    r: &mut Report<'_>,
+    sr: &Spanned<Route>,
+    auth: &super::RouteAuth,
+    tenant: Option<&super::Tenant>,
+    issuers: &HashSet<String>,
+    ctx: &str,
+) {
+    let file = r.file;
+    let mut say = |m: String| r.add(sr, ctx.into(), m);
+    if auth.schemes.is_empty() {
+        say("auth.schemes must name at least one scheme".into());
+    }
+    let has_ca = tenant.is_some_and(|t| t.client_ca.is_some());
+    for s in &auth.schemes {
+        match s {
+            Scheme::Jwt if file.auth.jwt.is_empty() => {
+                say("auth scheme `jwt` needs an [[auth.jwt]] issuer".into());
+            }
+            Scheme::Oauth2 if file.auth.introspection.is_empty() => {
+                say("auth scheme `oauth2` needs an [[auth.introspection]] endpoint".into());
+            }
+            Scheme::ApiKey if file.auth.api_keys.is_none() => {
+                say("auth scheme `api_key` needs [auth] api_keys".into());
+            }
+            Scheme::Mtls if file.server.tls.is_none() || !has_ca => {
+                say("auth scheme `mtls` needs [server.tls] and the tenant's client_ca".into());
+            }
+            _ => {}
+        }
+    }
+    if auth.bind_certificate && (file.server.tls.is_none() || !has_ca) {
+        say("auth.bind_certificate needs [server.tls] and the tenant's client_ca".into());
+    }
+    for i in &auth.issuers {
+        if !issuers.contains(i) {
+            say(format!(
+                "auth.issuers: {i:?} is not an [[auth.jwt]] or [[auth.introspection]] name"
+            ));
+        }
+    }
 }
 
 fn check_redaction(

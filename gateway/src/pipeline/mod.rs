@@ -4,9 +4,10 @@
 //! | --- | --- | --- |
 //! | correlation id | always an id (the caller's `x-correlation-id` if it is 1-64 of `[A-Za-z0-9_-]`, else a fresh one) | sent upstream and back to the client |
 //! | routing | a route, or 404 `no_route` | |
-//! | limits | 503 `route_overloaded` with `Retry-After` (route concurrency), 413 `body_too_large`, 408 `body_timeout`, 400 `bad_body` | the connection is closed after a body error |
-//! | auth | the caller's identity, or 401/403 | |
-//! | tenant binding | caller-sent `x-palisade-*` and tenant headers removed; the route's tenant is the request's | |
+//! | route limit | 503 `route_overloaded` with `Retry-After` (route concurrency) | |
+//! | auth | the caller (routes with `auth`), or 401 with `WWW-Authenticate`, or 503 `auth_unavailable` (introspection down); see [`crate::auth`] | before the body is read |
+//! | tenant binding | 403 `tenant_mismatch` unless the caller's tenant is the route's; 403 `insufficient_scope`/`missing_role`; caller-sent `x-palisade-*` and tenant headers removed | before any policy runs |
+//! | body limits | 413 `body_too_large`, 408 `body_timeout`, 400 `bad_body` | the connection is closed after a body error |
 //! | request policies | `Continue` (maybe changed), `Respond` (ends the pipeline: no upstream), or an error: 500 when fail-closed, skipped when fail-open | |
 //! | upstream | the response head, or 502 `upstream_unavailable`/`upstream_reset`, 504 `upstream_timeout` | |
 //! | response policies | `Continue` (maybe changed), `Respond` (replaces the response), or an error: always 502 | |
@@ -31,6 +32,7 @@ use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 
 use self::io::{ReadError, Target};
 pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
+use crate::auth::{Authenticator, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
 use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
@@ -48,6 +50,7 @@ pub struct Pipeline {
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
     body_timeout: Duration,
+    client_verifier: Arc<ReloadableVerifier>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -76,6 +79,7 @@ impl Pipeline {
     ) -> Result<Self, Invalid> {
         let routes = Routes::build(file, &engine)?;
         Ok(Pipeline {
+            client_verifier: Arc::new(ReloadableVerifier::new(routes.auth.client_verifier())),
             routes: ArcSwap::from_pointee(routes),
             pool: InvocationPool::new(file.runtime.concurrency.max(1)),
             engine,
@@ -93,8 +97,20 @@ impl Pipeline {
     /// [`Invalid`] with every problem in `file`.
     pub fn reload(&self, file: &File) -> Result<(), Invalid> {
         let routes = Routes::build(file, &self.engine)?;
+        self.client_verifier.set(routes.auth.client_verifier());
         self.routes.store(Arc::new(routes));
         Ok(())
+    }
+
+    /// The TLS client-certificate verifier for listeners serving this pipeline: every
+    /// tenant's `client_ca`, following reloads.
+    pub fn client_cert_verifier(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
+        self.client_verifier.clone()
+    }
+
+    /// The credentials of the current configuration (for the admin API).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.routes.load().auth.clone()
     }
 
     /// The metrics this pipeline reports to.
@@ -109,6 +125,9 @@ impl Pipeline {
 
     /// Runs every phase for one request and returns the response to send. Never fails:
     /// each error becomes its status and safe body, and every request gets an audit block.
+    ///
+    /// A [`ClientCertificate`] in the request's extensions is the caller's TLS client
+    /// certificate (the gateway's own listener puts it there).
     pub async fn handle<B>(&self, req: http::Request<B>, peer: SocketAddr) -> http::Response<Body>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
@@ -146,8 +165,15 @@ impl Pipeline {
             Some(r) => {
                 record.tenant = r.tenant.clone();
                 record.route = r.name.clone();
+                let call = Call {
+                    route: r,
+                    auth: &routes.auth,
+                    peer,
+                    cid: &cid,
+                };
                 (
-                    self.process(r, req, peer, &cid, &mut trace).await,
+                    self.process(call, req, &mut record.identity, &mut trace)
+                        .await,
                     r.expose_errors,
                 )
             }
@@ -162,6 +188,9 @@ impl Pipeline {
                 outcome.response
             }
             Err(e) => {
+                if let Error::Forbidden { subject, .. } = &e {
+                    record.identity = Some(subject.clone());
+                }
                 record.cause = Some(e.cause().into());
                 record.decision = e.decision().into();
                 if matches!(
@@ -225,22 +254,42 @@ impl Pipeline {
 
     async fn process<B>(
         &self,
-        route: &Route,
+        call: Call<'_>,
         req: http::Request<B>,
-        peer: SocketAddr,
-        cid: &str,
+        who: &mut Option<String>,
         trace: &mut Trace,
     ) -> Result<Outcome, Error>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
-        // Phase: limits.
+        let Call {
+            route,
+            auth,
+            peer,
+            cid,
+        } = call;
+        // Phase: route limit.
         let _permit = route
             .permits
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::Overloaded)?;
         let (parts, body) = req.into_parts();
+
+        // Phases: auth and tenant binding, before the body is read.
+        let caller = match &route.auth {
+            None => None,
+            Some(rule) => {
+                let cert = parts.extensions.get::<ClientCertificate>();
+                let caller = auth
+                    .authorize(rule, &route.tenant, &parts.headers, cert)
+                    .await?;
+                *who = Some(caller.subject.clone());
+                Some(caller)
+            }
+        };
+
+        // Phase: body limits.
         let body = io::read_body(body, route.max_body, self.body_timeout)
             .await
             .map_err(|e| match e {
@@ -249,10 +298,7 @@ impl Pipeline {
                 ReadError::Broken => Error::BadBody,
             })?;
 
-        // Phase: auth. Routes are anonymous until an auth scheme is configured.
-        let identity = None;
-
-        // Phase: tenant binding.
+        // Tenant binding: nothing the caller sent may pose as the gateway's own.
         let mut headers = parts.headers;
         io::strip_hop_by_hop(&mut headers);
         let reserved: Vec<_> = headers
@@ -267,7 +313,7 @@ impl Pipeline {
             tenant: route.tenant.clone(),
             route: route.name.clone(),
             correlation_id: cid.to_string(),
-            identity,
+            identity: caller.as_ref().map(|c| c.identity()),
             config: Vec::new(),
         };
         let observer = Observer {
@@ -318,7 +364,7 @@ impl Pipeline {
                 peer,
                 tenant: &route.tenant,
                 correlation_id: cid,
-                identity: None,
+                identity: who.as_deref(),
                 timeout: route.timeout,
                 plain_body: reads_body,
             },
@@ -368,6 +414,14 @@ impl Pipeline {
         trace.redacted.extend(out.paths);
         Ok(res)
     }
+}
+
+/// What [`Pipeline::process`] works on besides the request.
+struct Call<'a> {
+    route: &'a Route,
+    auth: &'a Authenticator,
+    peer: SocketAddr,
+    cid: &'a str,
 }
 
 /// The caller's correlation id when it is safe to echo, else a fresh one.

@@ -13,6 +13,7 @@ use palisade_runtime::{Engine, Limits, Module};
 use tokio::sync::Semaphore;
 
 use super::io::UpstreamClient;
+use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid, Issue, RedactAction};
 use crate::redaction::{self, Redactor};
@@ -43,6 +44,7 @@ pub(crate) struct Route {
     pub(crate) request: Chain,
     pub(crate) response: Chain,
     pub(crate) redactor: Option<Arc<Redactor>>,
+    pub(crate) auth: Option<config::RouteAuth>,
 }
 
 impl Route {
@@ -87,10 +89,11 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Every route, most specific first.
-#[derive(Debug, Default)]
+/// Every route, most specific first, and the credentials they are checked against.
+#[derive(Debug)]
 pub(crate) struct Routes {
     routes: Vec<Arc<Route>>,
+    pub(crate) auth: Arc<Authenticator>,
 }
 
 impl Routes {
@@ -118,6 +121,13 @@ impl Routes {
     /// cannot be loaded.
     pub(crate) fn build(file: &File, engine: &Engine) -> Result<Self, Invalid> {
         let mut issues = config::check(file);
+        let auth = match Authenticator::build(file) {
+            Ok(a) => Some(a),
+            Err(Invalid { issues: mut more }) => {
+                issues.append(&mut more);
+                None
+            }
+        };
         let mut upstreams = HashMap::new();
         for u in &file.upstreams {
             let u = u.get_ref();
@@ -223,6 +233,7 @@ impl Routes {
                 request,
                 response,
                 redactor,
+                auth: r.auth.clone(),
             }));
         }
         if !issues.is_empty() {
@@ -230,7 +241,10 @@ impl Routes {
             return Err(Invalid { issues });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
-        Ok(Routes { routes })
+        Ok(Routes {
+            routes,
+            auth: Arc::new(auth.expect("no issues means the authenticator was built")),
+        })
     }
 }
 

@@ -1,0 +1,308 @@
+//! JWT bearer tokens (RFC 7519), verified with `jsonwebtoken`.
+//!
+//! - Each key is pinned to one algorithm in config (or by its JWK `alg`); the token's
+//!   `alg` must be that algorithm, so `none`, HS256-with-an-RSA-key and other
+//!   confusions fail. The token's `kid` is only a map key: it never reaches a path.
+//! - `jwk`, `jku`, `x5u` and `x5c` headers are never used: keys come from config only.
+//! - `exp` is required and must be a number; `nbf` is checked when present; `iss` when
+//!   the issuer sets `issuer`, `aud` always (see [`crate::config::JwtIssuer::audience`]).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde_json::{Map, Value};
+
+use super::{Caller, Refused, string_list};
+use crate::config::{File, Issue, JwtIssuer, Scheme};
+
+/// One verification key.
+struct Key {
+    issuer: usize,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// An issuer's settings, as checked.
+struct Issuer {
+    name: String,
+    validation: Validation,
+    tenant: Option<String>,
+    tenant_claim: String,
+    scope_claim: String,
+    roles_claim: String,
+    /// Its key when it has exactly one: tokens without `kid` use it.
+    only_key: Option<usize>,
+}
+
+/// Every configured issuer and its keys.
+#[derive(Default)]
+pub(crate) struct Issuers {
+    issuers: Vec<Issuer>,
+    keys: Vec<Key>,
+    by_kid: HashMap<String, Vec<usize>>,
+}
+
+/// Whether `token` has the shape of a JWS compact serialization.
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+impl Issuers {
+    pub(crate) fn load(file: &File, leeway: u64, issues: &mut Vec<Issue>) -> Self {
+        let mut out = Issuers::default();
+        for (index, spanned) in file.auth.jwt.iter().enumerate() {
+            let cfg = spanned.get_ref();
+            let mut fail = |message: String| {
+                issues.push(super::issue(file, spanned, &cfg.name, message));
+            };
+            let mut keys = Vec::new();
+            for k in &cfg.keys {
+                match load_key(file, k) {
+                    Ok(key) => keys.push((k.kid.clone(), key)),
+                    Err(e) => fail(e),
+                }
+            }
+            if let Some(path) = &cfg.jwks {
+                match load_jwks(file, cfg, path) {
+                    Ok(mut found) => keys.append(&mut found),
+                    Err(e) => fail(e),
+                }
+            }
+            if keys.is_empty() {
+                fail("no usable key: give `key` entries or a `jwks` file".into());
+                continue;
+            }
+            let only_key = (keys.len() == 1).then_some(out.keys.len());
+            for (kid, (algorithm, key)) in keys {
+                if let Some(kid) = kid {
+                    out.by_kid.entry(kid).or_default().push(out.keys.len());
+                }
+                out.keys.push(Key {
+                    issuer: index,
+                    algorithm,
+                    key,
+                });
+            }
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.leeway = cfg.leeway_s.unwrap_or(leeway);
+            validation.validate_nbf = true;
+            let mut required = vec!["exp"];
+            if let Some(iss) = &cfg.issuer {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            if !cfg.audience.is_empty() {
+                validation.set_audience(&cfg.audience);
+                required.push("aud");
+            }
+            validation.set_required_spec_claims(&required);
+            out.issuers.push(Issuer {
+                name: cfg.name.clone(),
+                validation,
+                tenant: cfg.tenant.clone(),
+                tenant_claim: cfg.tenant_claim.clone(),
+                scope_claim: cfg.scope_claim.clone(),
+                roles_claim: cfg.roles_claim.clone(),
+                only_key,
+            });
+        }
+        out
+    }
+
+    /// Verifies `token` against the keys it may name (`allowed` issuers only, when not
+    /// empty).
+    pub(crate) fn verify(&self, token: &str, allowed: &[String]) -> Result<Caller, Refused> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.kind()))?;
+        let allowed =
+            |k: &&Key| allowed.is_empty() || allowed.contains(&self.issuers[k.issuer].name);
+        let candidates: Vec<&Key> = match &header.kid {
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .map(|ks| ks.iter().map(|i| &self.keys[*i]).filter(allowed).collect())
+                .unwrap_or_default(),
+            None => self
+                .issuers
+                .iter()
+                .filter_map(|i| i.only_key.map(|k| &self.keys[k]))
+                .filter(allowed)
+                .collect(),
+        };
+        if candidates.is_empty() {
+            return Err(Refused(if header.kid.is_some() {
+                "token_unknown_kid"
+            } else {
+                "token_kid_missing"
+            }));
+        }
+        let mut first_error = None;
+        for key in candidates {
+            let issuer = &self.issuers[key.issuer];
+            let mut validation = issuer.validation.clone();
+            // Pinned: the token's `alg` must be the key's.
+            validation.algorithms = vec![key.algorithm];
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => return Ok(caller(issuer, data.claims)),
+                Err(e) => {
+                    first_error.get_or_insert(refused(e.kind()));
+                }
+            }
+        }
+        Err(first_error.unwrap_or(Refused("token_invalid")))
+    }
+}
+
+fn caller(issuer: &Issuer, claims: Map<String, Value>) -> Caller {
+    let tenant = issuer.tenant.clone().or_else(|| {
+        claims
+            .get(&issuer.tenant_claim)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("jwt:{}", issuer.name), str::to_string);
+    Caller {
+        scheme: Scheme::Jwt,
+        subject,
+        tenant,
+        scopes: string_list(claims.get(&issuer.scope_claim)),
+        roles: string_list(claims.get(&issuer.roles_claim)),
+        claims: claims.into_iter().collect(),
+    }
+}
+
+/// The audit cause for a `jsonwebtoken` error.
+fn refused(kind: &ErrorKind) -> Refused {
+    Refused(match kind {
+        ErrorKind::ExpiredSignature => "token_expired",
+        ErrorKind::ImmatureSignature => "token_not_yet_valid",
+        ErrorKind::InvalidSignature => "token_bad_signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "token_wrong_algorithm",
+        ErrorKind::InvalidIssuer => "token_wrong_issuer",
+        ErrorKind::InvalidAudience => "token_wrong_audience",
+        ErrorKind::MissingRequiredClaim(_) => "token_missing_claim",
+        ErrorKind::InvalidClaimFormat(_) => "token_bad_claim",
+        _ => "token_malformed",
+    })
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    Algorithm::from_str(name).map_err(|_| {
+        format!(
+            "unknown algorithm `{name}` (HS256, HS384, HS512, RS256, RS384, RS512, PS256, \
+             PS384, PS512, ES256, ES384, EdDSA)"
+        )
+    })
+}
+
+fn load_key(file: &File, k: &crate::config::JwtKey) -> Result<(Algorithm, DecodingKey), String> {
+    let algorithm = parse_algorithm(&k.algorithm)?;
+    let name = k.kid.as_deref().unwrap_or("(no kid)");
+    let hmac = matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    );
+    let key = match (hmac, &k.pem, &k.secret_file) {
+        (true, None, Some(path)) => {
+            let path = file.resolve(path);
+            let mut secret = std::fs::read(&path)
+                .map_err(|e| format!("key {name}: cannot read {}: {e}", path.display()))?;
+            for end in [b'\n', b'\r'] {
+                if secret.last() == Some(&end) {
+                    secret.pop();
+                }
+            }
+            let min = match algorithm {
+                Algorithm::HS256 => 32,
+                Algorithm::HS384 => 48,
+                _ => 64,
+            };
+            if secret.len() < min {
+                return Err(format!(
+                    "key {name}: a {algorithm:?} secret must be at least {min} bytes (RFC 7518 3.2)"
+                ));
+            }
+            DecodingKey::from_secret(&secret)
+        }
+        (false, Some(path), None) => {
+            let path = file.resolve(path);
+            let pem = std::fs::read(&path)
+                .map_err(|e| format!("key {name}: cannot read {}: {e}", path.display()))?;
+            match algorithm {
+                Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
+                Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+                _ => DecodingKey::from_rsa_pem(&pem),
+            }
+            .map_err(|e| {
+                format!(
+                    "key {name}: {}: not a {algorithm:?} public key: {e}",
+                    path.display()
+                )
+            })?
+        }
+        (true, _, _) => {
+            return Err(format!(
+                "key {name}: {algorithm:?} needs `secret_file` (and no `pem`)"
+            ));
+        }
+        (false, _, _) => {
+            return Err(format!(
+                "key {name}: {algorithm:?} needs `pem` (and no `secret_file`)"
+            ));
+        }
+    };
+    Ok((algorithm, key))
+}
+
+type Loaded = Vec<(Option<String>, (Algorithm, DecodingKey))>;
+
+fn load_jwks(file: &File, cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loaded, String> {
+    let path = file.resolve(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JWK set: {e}", path.display()))?;
+    let fallback = cfg.algorithm.as_deref().map(parse_algorithm).transpose()?;
+    let several = set.keys.len() > 1;
+    let mut out = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            continue;
+        }
+        let kid = jwk.common.key_id.clone();
+        let label = kid.clone().unwrap_or_else(|| format!("#{i}"));
+        if several && kid.is_none() {
+            return Err(format!("{}: key {label} has no `kid`", path.display()));
+        }
+        let algorithm = match (jwk.common.key_algorithm, fallback) {
+            (Some(a), _) => Algorithm::try_from(a).map_err(|_| {
+                format!(
+                    "{}: key {label}: `alg` is not a signature algorithm",
+                    path.display()
+                )
+            })?,
+            (None, Some(a)) => a,
+            (None, None) => {
+                return Err(format!(
+                    "{}: key {label} has no `alg`; set `algorithm` on the issuer",
+                    path.display()
+                ));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("{}: key {label}: {e}", path.display()))?;
+        if key.family() != algorithm.family() {
+            return Err(format!(
+                "{}: key {label}: a {:?} key cannot verify {algorithm:?}",
+                path.display(),
+                key.family()
+            ));
+        }
+        out.push((kid, (algorithm, key)));
+    }
+    Ok(out)
+}
