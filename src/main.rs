@@ -29,6 +29,9 @@ enum Command {
     /// Manage the audit ledger.
     #[command(subcommand)]
     Ledger(cli::verify::LedgerCommand),
+    /// Manage API keys (stored hashed; a new key is shown once).
+    #[command(subcommand)]
+    Apikey(cli::apikey::ApiKeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +43,6 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => cli::quickstart::main(args),
         Command::Verify(args) => cli::verify::main(args),
         Command::Ledger(command) => cli::verify::ledger(command),
+        Command::Apikey(command) => cli::apikey::main(command),
     }
 }

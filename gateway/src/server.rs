@@ -85,7 +85,10 @@ impl Gateway {
     /// [`StartError`] naming what is wrong (for a config, every problem).
     pub fn from_file(path: &Path) -> Result<Self, StartError> {
         let file = config::load(path)?;
-        let issues = config::check(&file);
+        let mut issues = config::check(&file);
+        if let Err(auth) = crate::auth::Authenticator::build(&file) {
+            issues.extend(auth.issues);
+        }
         if !issues.is_empty() {
             return Err(Invalid { issues }.into());
         }

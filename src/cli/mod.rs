@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub(crate) mod apikey;
 pub(crate) mod envelope;
 pub(crate) mod quickstart;
 pub(crate) mod run;

@@ -105,17 +105,12 @@ pub(crate) fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let issues = config::check(&file);
-    // Modules are loaded too (same checks as at start), unless the file already failed.
-    let issues = if issues.is_empty() {
-        let engine = palisade_runtime::Engine::new(&palisade_runtime::Config::new())
-            .expect("the policy engine starts");
-        match palisade_gateway::pipeline::validate(&file, &engine) {
-            Ok(()) => Vec::new(),
-            Err(invalid) => invalid.issues,
-        }
-    } else {
-        issues
+    // The same checks as at start: the file, its keys and CAs, and every module.
+    let engine = palisade_runtime::Engine::new(&palisade_runtime::Config::new())
+        .expect("the policy engine starts");
+    let issues = match palisade_gateway::pipeline::validate(&file, &engine) {
+        Ok(()) => Vec::new(),
+        Err(invalid) => invalid.issues,
     };
     if issues.is_empty() {
         println!(

@@ -1,6 +1,7 @@
 //! Palisade's integration tests: one binary, one module per area (as wasmtime's
 //! `tests/all`). Every guest is built from source by `palisade-test-artifacts`.
 
+mod auth;
 mod cache;
 mod cli;
 mod contract;

@@ -232,6 +232,22 @@ pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
     }
 }
 
+/// Starts a gateway from a whole config file: `make` gets the fresh upstream's address
+/// and the temp dir (for key files) and returns the file's text.
+pub(crate) async fn start_with(make: impl FnOnce(SocketAddr, &Path) -> String) -> Harness {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, expand(&make(upstream.addr, dir.path()))).unwrap();
+    let gateway = Gateway::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let running = gateway.start().await.unwrap();
+    Harness {
+        running,
+        dir,
+        upstream,
+    }
+}
+
 /// A response, fully read.
 #[derive(Debug)]
 pub(crate) struct Reply {

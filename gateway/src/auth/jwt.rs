@@ -146,7 +146,17 @@ impl Issuers {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => return Ok(caller(issuer, data.claims)),
                 Err(e) => {
-                    first_error.get_or_insert(refused(e.kind()));
+                    let mut cause = refused(e.kind());
+                    if let ErrorKind::MissingRequiredClaim(name) = e.kind() {
+                        // Signed, but the claim is there with the wrong type (a string
+                        // `exp`, say): name that, not a missing claim.
+                        let claims: Option<Map<String, Value>> =
+                            jsonwebtoken::dangerous::insecure_decode_claims(token).ok();
+                        if claims.is_some_and(|c| c.contains_key(name.as_str())) {
+                            cause = Refused("token_bad_claim");
+                        }
+                    }
+                    first_error.get_or_insert(cause);
                 }
             }
         }
