@@ -74,6 +74,22 @@ async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&key, hex::encode(bytes))?;
     }
 
+    // A fresh demo API key each run; the file keeps only its hash.
+    let keys = dir.join("apikeys.json");
+    let demo_key = palisade_gateway::auth::apikey::generate(
+        Some("demo".into()),
+        Some("quickstart".into()),
+        vec!["orders:read".into()],
+        Vec::new(),
+        None,
+    );
+    let entry = demo_key.entry.clone();
+    palisade_gateway::auth::apikey::update(&keys, |f| {
+        f.keys = vec![entry];
+        Ok(())
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
     tokio::spawn(demo_upstream(upstream));
@@ -114,13 +130,21 @@ async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!(
         "head -c 100000 /dev/zero | curl -s -i -X POST http://{gw}/echo --data-binary @- | head -1\n"
     );
+    println!(
+        "# 5. Auth: /orders needs an API key with scope orders:read (401 without; the upstream sees the caller):"
+    );
+    println!("curl -s -i http://{gw}/orders/7 | head -1");
+    println!(
+        "curl -s http://{gw}/orders/7 -H 'x-api-key: {}'\n",
+        demo_key.key
+    );
     if let Some(admin) = running.admin_addr() {
-        println!("# 5. Metrics:");
+        println!("# 6. Metrics:");
         println!(
             "curl -s http://{admin}/metrics | grep -E '^palisade_(requests|policy_invocations)_total'\n"
         );
     }
-    println!("# 6. Every request above is a block in the audit ledger; prove the chain intact:");
+    println!("# 7. Every request above is a block in the audit ledger; prove the chain intact:");
     println!(
         "cargo run -q -- verify --db {} --checkpoint {}\n",
         rel(&dir.join("audit.db")),
@@ -149,6 +173,9 @@ admin = "127.0.0.1:{admin}"
 sqlite = "audit.db"
 checkpoint = "checkpoints.jsonl"
 checkpoint_interval_ms = 1000
+
+[auth]
+api_keys = "apikeys.json"        # `palisade apikey create --config ... --tenant demo` adds keys
 
 [[tenant]]
 name = "demo"
@@ -182,6 +209,17 @@ action = "mask"
 [[route.redact]]
 path = "$..email"
 action = "hash"
+
+[[route]]
+name = "orders"
+tenant = "demo"
+upstream = "demo-upstream"
+path = "/orders"
+auth = {{ schemes = ["api_key"], scopes = ["orders:read"] }}
+
+[[route.redact]]
+path = "$..ssn"
+action = "mask"
 
 [[route]]
 name = "echo"

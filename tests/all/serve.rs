@@ -386,7 +386,7 @@ fn the_quickstart_serves_what_it_prints() {
         .iter()
         .filter(|l| l.starts_with("curl") || l.contains("| curl"))
         .collect();
-    assert_eq!(curls.len(), 5, "{lines:?}");
+    assert_eq!(curls.len(), 7, "{lines:?}");
     let run = |cmd: &str| {
         let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -401,8 +401,16 @@ fn the_quickstart_serves_what_it_prints() {
     assert_eq!(echo["headers"]["x-demo-policy"], "wasm:inject-headers");
     assert!(run(curls[2]).starts_with("HTTP/1.1 400"));
     assert!(run(curls[3]).starts_with("HTTP/1.1 413"));
+    assert!(run(curls[4]).starts_with("HTTP/1.1 401"));
+    let order: serde_json::Value = serde_json::from_str(&run(curls[5])).unwrap();
     assert!(
-        run(curls[4]).contains(
+        order["headers"]["x-palisade-identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("apikey:")
+    );
+    assert!(
+        run(curls[6]).contains(
             "palisade_requests_total{tenant=\"demo\",route=\"customers\",status=\"200\"} 1"
         )
     );
@@ -432,5 +440,5 @@ fn the_quickstart_serves_what_it_prints() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The genesis block and the four proxied requests (metrics are not proxied).
-    assert!(stdout.starts_with("5 blocks · chain intact"), "{stdout}");
+    assert!(stdout.starts_with("7 blocks · chain intact"), "{stdout}");
 }
