@@ -32,6 +32,11 @@ enum Command {
     /// Manage API keys (stored hashed; a new key is shown once).
     #[command(subcommand)]
     Apikey(cli::apikey::ApiKeyCommand),
+    /// Create an Ed25519 key pair for signing modules.
+    Keygen(cli::module::KeygenArgs),
+    /// Sign modules, and manage a tenant's modules in the registry (admin API).
+    #[command(subcommand)]
+    Module(cli::module::ModuleCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +49,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cli::verify::main(args),
         Command::Ledger(command) => cli::verify::ledger(command),
         Command::Apikey(command) => cli::apikey::main(command),
+        Command::Keygen(args) => cli::module::keygen(args),
+        Command::Module(command) => cli::module::main(command),
     }
 }

@@ -15,18 +15,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use palisade_ledger::verify::{Checkpoints, verify};
-use palisade_ledger::{Kind, Record, Target, checkpoint};
+use palisade_ledger::{Kind, ModuleRef, Record, Target, checkpoint};
 
 use crate::auth::{Action, Principal};
 use crate::body::{Body, full};
 use crate::config::Scheme;
 use crate::error::Error;
 use crate::pipeline::{Pipeline, new_id};
+use crate::registry::{Registry, RegistryError, Version};
 
 /// Where the admin API finds the ledger to verify.
 #[derive(Debug, Clone)]
@@ -43,8 +44,30 @@ pub(crate) struct Admin {
     pub(crate) ledger: LedgerInfo,
 }
 
+/// What an admin call did, for its audit block.
+struct Done {
+    response: Response<Body>,
+    kind: Kind,
+    tenant: Option<String>,
+    module: Option<ModuleRef>,
+}
+
+impl Done {
+    fn admin(response: Response<Body>) -> Self {
+        Done {
+            response,
+            kind: Kind::Admin,
+            tenant: None,
+            module: None,
+        }
+    }
+}
+
 impl Admin {
-    pub(crate) async fn handle<B>(&self, req: http::Request<B>) -> Response<Body> {
+    pub(crate) async fn handle<B>(&self, req: http::Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
                 let mut r = Response::new(full(self.pipeline.metrics().encode()));
@@ -65,7 +88,10 @@ impl Admin {
         }
     }
 
-    async fn api<B>(&self, req: http::Request<B>) -> Response<Body> {
+    async fn api<B>(&self, req: http::Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
         let started = Instant::now();
         let cid = new_id();
         let path = req.uri().path().to_string();
@@ -78,6 +104,10 @@ impl Admin {
             time_ms: Record::now_ms(),
             ..Record::default()
         };
+        if path.starts_with("/v1/tenants/") {
+            record.kind = Kind::Registry;
+            record.route = "registry".into();
+        }
         let auth = self.pipeline.authenticator();
         let outcome = match auth
             .authenticate(&self.schemes, &[], req.headers(), None)
@@ -88,13 +118,18 @@ impl Admin {
                 let principal = caller.principal();
                 record.identity = Some(principal.subject.clone());
                 record.tenant = principal.tenant.clone().unwrap_or_default();
-                self.route(req.method(), &path, &principal).await
+                self.route(req, &path, &principal).await
             }
         };
         let response = match outcome {
-            Ok(r) => {
+            Ok(done) => {
                 record.decision = "allowed".into();
-                r
+                record.kind = done.kind;
+                if let Some(t) = done.tenant {
+                    record.tenant = t;
+                }
+                record.modules = done.module.into_iter().collect();
+                done.response
             }
             Err(e) => {
                 record.decision = e.decision().into();
@@ -110,19 +145,27 @@ impl Admin {
         response
     }
 
-    async fn route(
+    async fn route<B>(
         &self,
-        method: &Method,
+        req: http::Request<B>,
         path: &str,
         who: &Principal,
-    ) -> Result<Response<Body>, Error> {
+    ) -> Result<Done, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
         let forbidden = || Error::Forbidden {
             cause: "missing_role",
             subject: who.subject.clone(),
             challenge: None,
         };
-        match (method, path) {
-            (&Method::GET, "/v1/whoami") => Ok(json(StatusCode::OK, who)),
+        let method = req.method().clone();
+        if let Some(rest) = path.strip_prefix("/v1/tenants/") {
+            let segments: Vec<&str> = rest.split('/').collect();
+            return self.modules(req, &method, &segments, who).await;
+        }
+        match (&method, path) {
+            (&Method::GET, "/v1/whoami") => Ok(Done::admin(json(StatusCode::OK, who))),
             (&Method::GET, "/v1/audit/verify") => {
                 if !who.may(Action::VerifyAudit) {
                     return Err(forbidden());
@@ -131,8 +174,8 @@ impl Admin {
                 let report = tokio::task::spawn_blocking(move || verify_ledger(&info))
                     .await
                     .map_err(|_| Error::AuditUnavailable)?;
-                Ok(match report {
-                    Ok(r) => json(
+                match report {
+                    Ok(r) => Ok(Done::admin(json(
                         StatusCode::OK,
                         &serde_json::json!({
                             "intact": r.is_intact(),
@@ -142,19 +185,186 @@ impl Admin {
                             "checkpoints": r.checkpoints,
                             "report": r.to_string(),
                         }),
-                    ),
+                    ))),
                     Err(e) => {
                         tracing::warn!(error = %e, "admin verify could not read the ledger");
-                        return Err(Error::AuditUnavailable);
+                        Err(Error::AuditUnavailable)
                     }
-                })
+                }
             }
-            _ => Ok(json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "not_found"}),
-            )),
+            _ => Err(Error::Registry(RegistryError::NotFound)),
         }
     }
+
+    /// `/v1/tenants/{tenant}/modules[/{name}[/{version}[/activate]]]`,
+    /// `/v1/tenants/{tenant}/modules/{name}/rollback`.
+    async fn modules<B>(
+        &self,
+        req: http::Request<B>,
+        method: &Method,
+        segments: &[&str],
+        who: &Principal,
+    ) -> Result<Done, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
+        let not_found = || Error::Registry(RegistryError::NotFound);
+        let (tenant, rest) = match segments {
+            [tenant, "modules", rest @ ..] => (*tenant, rest),
+            _ => return Err(not_found()),
+        };
+        let write = !matches!(*method, Method::GET);
+        let allowed = if write {
+            who.may(Action::ManageModules(tenant))
+        } else {
+            who.may(Action::ReadModules(tenant))
+        };
+        if !allowed {
+            return Err(Error::Forbidden {
+                cause: "missing_role",
+                subject: who.subject.clone(),
+                challenge: None,
+            });
+        }
+        let registry = self.pipeline.registry().cloned().ok_or_else(not_found)?;
+        if !self.pipeline.has_tenant(tenant) {
+            return Err(not_found());
+        }
+        let done = |status: StatusCode, v: Option<&Version>, body: serde_json::Value| Done {
+            response: json(status, &body),
+            kind: if write { Kind::Registry } else { Kind::Admin },
+            tenant: Some(tenant.to_string()),
+            module: v.map(|v| ModuleRef {
+                digest: v.digest.clone(),
+                name: v.name.clone(),
+                version: v.version.clone(),
+            }),
+        };
+        let blocking = |f: Box<dyn FnOnce() -> Result<Version, RegistryError> + Send>| async move {
+            tokio::task::spawn_blocking(f)
+                .await
+                .map_err(|_| Error::Registry(RegistryError::Storage("task failed".into())))?
+                .map_err(Error::Registry)
+        };
+        let t = tenant.to_string();
+        match (method, rest) {
+            (&Method::GET, []) => {
+                let list = tokio::task::spawn_blocking(move || registry.list(&t))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(Error::Registry)?;
+                Ok(done(
+                    StatusCode::OK,
+                    None,
+                    serde_json::json!({ "modules": list }),
+                ))
+            }
+            (&Method::GET, [name, version]) => {
+                let (n, v) = (name.to_string(), version.to_string());
+                let found = blocking(Box::new(move || registry.inspect(&t, &n, &v))).await?;
+                Ok(done(StatusCode::OK, None, inspect(&found)))
+            }
+            (&Method::PUT, [name, version]) => {
+                let signature = req
+                    .headers()
+                    .get("x-palisade-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let limit = registry.max_bytes();
+                let body =
+                    crate::pipeline::io::read_body(req.into_body(), limit, Duration::from_secs(60))
+                        .await
+                        .map_err(|e| match e {
+                            crate::pipeline::io::ReadError::TooLarge => {
+                                Error::Registry(RegistryError::TooLarge)
+                            }
+                            _ => Error::BadBody,
+                        })?;
+                let (n, v, who) = (name.to_string(), version.to_string(), who.subject.clone());
+                let stored = blocking(Box::new(move || {
+                    registry.upload(&t, &n, &v, &body, signature.as_deref(), &who)
+                }))
+                .await?;
+                Ok(done(StatusCode::CREATED, Some(&stored), inspect(&stored)))
+            }
+            (&Method::POST, [name, version, "activate"]) => {
+                let (n, v) = (name.to_string(), version.to_string());
+                let pipeline = self.pipeline.clone();
+                let active = blocking(Box::new(move || {
+                    let before = registry.active_version(&t, &n);
+                    let active = registry.activate(&t, &n, &v)?;
+                    swap_in(&pipeline, &registry, &t, &n, before)?;
+                    Ok(active)
+                }))
+                .await?;
+                Ok(done(StatusCode::OK, Some(&active), inspect(&active)))
+            }
+            (&Method::POST, [name, "rollback"]) => {
+                let n = name.to_string();
+                let pipeline = self.pipeline.clone();
+                let active = blocking(Box::new(move || {
+                    let before = registry.active_version(&t, &n);
+                    let active = registry.rollback(&t, &n)?;
+                    swap_in(&pipeline, &registry, &t, &n, before)?;
+                    Ok(active)
+                }))
+                .await?;
+                Ok(done(StatusCode::OK, Some(&active), inspect(&active)))
+            }
+            (&Method::DELETE, [name, version]) => {
+                let pinned = self.pipeline.pins(tenant, name, version);
+                let (n, v) = (name.to_string(), version.to_string());
+                let gone = blocking(Box::new(move || registry.delete(&t, &n, &v, pinned))).await?;
+                Ok(done(StatusCode::OK, Some(&gone), inspect(&gone)))
+            }
+            _ => Err(not_found()),
+        }
+    }
+}
+
+/// Rebuilds the routes after an activation; if they cannot be built with the new
+/// version, puts the old one back and says why.
+fn swap_in(
+    pipeline: &Pipeline,
+    registry: &Registry,
+    tenant: &str,
+    name: &str,
+    before: Option<String>,
+) -> Result<(), RegistryError> {
+    match pipeline.rebuild() {
+        Ok(()) => Ok(()),
+        Err(invalid) => {
+            match before {
+                Some(v) => drop(registry.activate(tenant, name, &v)),
+                None => drop(registry.deactivate(tenant, name)),
+            }
+            Err(RegistryError::Rejected {
+                cause: "routes_rejected",
+                detail: invalid.to_string(),
+            })
+        }
+    }
+}
+
+fn inspect(v: &Version) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": v.tenant,
+        "name": v.name,
+        "version": v.version,
+        "digest": v.digest,
+        "kind": v.kind,
+        "size": v.size,
+        "exports": v.phases,
+        "contract_version": palisade_runtime::CONTRACT_VERSION,
+        "limits": {
+            "fuel": palisade_runtime::Limits::DEFAULT_FUEL,
+            "memory_bytes": palisade_runtime::Limits::DEFAULT_MEMORY,
+        },
+        "signer": v.signer,
+        "uploaded_by": v.uploaded_by,
+        "created_ms": v.created_ms,
+        "active": v.active,
+    })
 }
 
 fn verify_ledger(info: &LedgerInfo) -> Result<palisade_ledger::verify::Report, String> {

@@ -42,6 +42,10 @@ pub enum Error {
         /// A `WWW-Authenticate` value (RFC 6750 `insufficient_scope`), if any.
         challenge: Option<String>,
     },
+    /// A module registry request that cannot be done (admin API): 400, 404, 409, 413,
+    /// 422 or 503, see [`RegistryError`](crate::registry::RegistryError).
+    #[error("registry: {0}")]
+    Registry(crate::registry::RegistryError),
     /// A token introspection endpoint could not answer. 503 with `Retry-After`.
     #[error("authentication unavailable")]
     AuthUnavailable,
@@ -90,6 +94,9 @@ impl Error {
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::BadBody => StatusCode::BAD_REQUEST,
+            Error::Registry(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::Overloaded | Error::AuditUnavailable | Error::AuthUnavailable => {
@@ -114,6 +121,7 @@ impl Error {
             Error::Overloaded => "route_overloaded",
             Error::Unauthenticated { cause, .. } | Error::Forbidden { cause, .. } => cause,
             Error::AuthUnavailable => "auth_unavailable",
+            Error::Registry(e) => e.cause(),
             Error::RequestPolicy { cause, .. } | Error::ResponsePolicy { cause, .. } => cause,
             Error::Redaction(cause) => cause,
             Error::UpstreamUnavailable => "upstream_unavailable",
@@ -128,6 +136,8 @@ impl Error {
     pub fn decision(&self) -> &'static str {
         match self {
             Error::Unauthenticated { .. } | Error::Forbidden { .. } => "denied",
+            Error::Registry(crate::registry::RegistryError::Storage(_)) => "failed",
+            Error::Registry(_) => "refused",
             Error::NoRoute
             | Error::BodyTooLarge
             | Error::BodyTimeout
@@ -145,6 +155,10 @@ impl Error {
             "status": self.status().as_u16(),
             "correlation_id": correlation_id,
         });
+        if let Error::Registry(crate::registry::RegistryError::Rejected { detail, .. }) = self {
+            // The uploader's own module: what is wrong with it is theirs to see.
+            body["detail"] = detail.as_str().into();
+        }
         if expose {
             body["cause"] = self.cause().into();
             if let Error::RequestPolicy { detail, .. } | Error::ResponsePolicy { detail, .. } = self

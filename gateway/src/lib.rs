@@ -33,6 +33,7 @@ mod layer;
 mod metrics;
 pub mod pipeline;
 pub mod redaction;
+pub mod registry;
 pub mod server;
 
 pub use crate::body::{Body, BoxError, full};

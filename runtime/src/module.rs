@@ -37,6 +37,34 @@ impl Module {
         Policy::from_file(engine, path).map(Module::Wasm)
     }
 
+    /// Loads a module from its bytes: a Luau script when `lua`, else a Wasm component.
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::new`] and [`LuaPolicy::new`].
+    pub fn from_bytes(engine: &Engine, name: &str, lua: bool, bytes: &[u8]) -> Result<Self> {
+        #[cfg(feature = "lua")]
+        if lua {
+            return LuaPolicy::new(engine, name, bytes).map(Module::Lua);
+        }
+        #[cfg(not(feature = "lua"))]
+        if lua {
+            return Err(crate::error::Error::InvalidModule(
+                "Lua support is not compiled in".into(),
+            ));
+        }
+        Policy::new(engine, name, bytes).map(Module::Wasm)
+    }
+
+    /// Which phases the module implements.
+    pub fn phases(&self) -> crate::policy::Phases {
+        match self {
+            Module::Wasm(p) => p.phases(),
+            #[cfg(feature = "lua")]
+            Module::Lua(p) => p.phases(),
+        }
+    }
+
     /// Returns this module with other limits.
     pub fn with_limits(&self, limits: Limits) -> Self {
         match self {

@@ -15,6 +15,7 @@ mod lua;
 mod policies;
 mod pool;
 mod postgres;
+mod registry;
 mod serve;
 mod support;
 mod wasi;

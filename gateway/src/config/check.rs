@@ -248,7 +248,15 @@ pub fn check(file: &File) -> Vec<Issue> {
         }
         for p in route.request.iter().chain(&route.response) {
             let module = file.resolve(&p.module);
-            if !module.is_file() {
+            if let Some(name) = p.registry_name() {
+                if file.registry.is_none() {
+                    r.add(
+                        sr,
+                        ctx.clone(),
+                        format!("module registry:{name} needs a [registry]"),
+                    );
+                }
+            } else if !module.is_file() {
                 r.add(
                     sr,
                     ctx.clone(),

@@ -29,6 +29,8 @@ pub struct File {
     /// Credentials: JWT issuers, token introspection, API keys.
     #[serde(default)]
     pub auth: Auth,
+    /// The module registry (admin API uploads). By default none.
+    pub registry: Option<RegistryConfig>,
     /// Tenants.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<Spanned<Tenant>>,
@@ -156,6 +158,21 @@ impl Default for Runtime {
             cache_dir: None,
         }
     }
+}
+
+/// `[registry]`: where uploaded modules are kept (metadata goes in the ledger's database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The directory for module bytes. By default `registry` beside the config file.
+    #[serde(default = "d::registry_dir")]
+    pub dir: PathBuf,
+    /// Largest module accepted, bytes. By default 16 MiB.
+    #[serde(default = "d::max_module_bytes")]
+    pub max_module_bytes: u64,
+    /// Time a module may take to compile at upload. By default 30,000 ms.
+    #[serde(default = "d::compile_timeout_ms")]
+    pub compile_timeout_ms: u64,
 }
 
 /// `[auth]`: where credentials are checked against.
@@ -324,6 +341,12 @@ pub struct Tenant {
     pub redact: Vec<Redact>,
     /// PEM CA certificates that issue this tenant's client certificates (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// Public keys (`palisade keygen` `.pub` files) trusted to sign this tenant's modules.
+    #[serde(default)]
+    pub module_keys: Vec<PathBuf>,
+    /// Refuse unsigned modules at upload and at load. By default `false`.
+    #[serde(default)]
+    pub require_signed_modules: bool,
 }
 
 /// `[[upstream]]`.
@@ -404,7 +427,8 @@ pub struct Route {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// A Wasm component (`.wasm`) or Luau script (`.lua`).
+    /// A Wasm component (`.wasm`), a Luau script (`.lua`), or `registry:NAME[@VERSION]`
+    /// (the route's tenant's active or pinned registry version).
     pub module: PathBuf,
     /// Config handed to the policy (`host.config(key)`).
     #[serde(default)]
@@ -489,6 +513,15 @@ mod d {
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
     }
+    pub(super) fn registry_dir() -> std::path::PathBuf {
+        "registry".into()
+    }
+    pub(super) fn max_module_bytes() -> u64 {
+        16 << 20
+    }
+    pub(super) fn compile_timeout_ms() -> u64 {
+        30_000
+    }
     pub(super) fn admin_auth() -> Vec<super::Scheme> {
         vec![super::Scheme::ApiKey, super::Scheme::Jwt]
     }
@@ -515,6 +548,16 @@ mod d {
 pub struct Invalid {
     /// The problems, in file order.
     pub issues: Vec<Issue>,
+}
+
+impl Policy {
+    /// `NAME` or `NAME@VERSION` when the module is `registry:...` (a registry module of
+    /// the route's tenant).
+    pub fn registry_name(&self) -> Option<&str> {
+        self.module
+            .to_str()
+            .and_then(|s| s.strip_prefix("registry:"))
+    }
 }
 
 impl Route {
@@ -611,6 +654,7 @@ impl File {
             audit: Audit::default(),
             runtime: Runtime::default(),
             auth: Auth::default(),
+            registry: None,
             tenants: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),

@@ -38,6 +38,7 @@ use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 
 /// Caller headers that could pose as the gateway's own: removed before anything runs.
 const RESERVED_PREFIXES: [&str; 2] = ["x-palisade-", "x-tenant"];
@@ -51,6 +52,9 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     body_timeout: Duration,
     client_verifier: Arc<ReloadableVerifier>,
+    registry: Option<Arc<Registry>>,
+    /// The file the routes were built from, for rebuilds after registry changes.
+    file: std::sync::Mutex<File>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -77,8 +81,13 @@ impl Pipeline {
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Invalid> {
-        let routes = Routes::build(file, &engine)?;
+        let registry = Registry::open(file, &engine)
+            .map_err(|issues| Invalid { issues })?
+            .map(Arc::new);
+        let routes = Routes::build(file, &engine, registry.as_deref())?;
         Ok(Pipeline {
+            registry,
+            file: std::sync::Mutex::new(file.clone()),
             client_verifier: Arc::new(ReloadableVerifier::new(routes.auth.client_verifier())),
             routes: ArcSwap::from_pointee(routes),
             pool: InvocationPool::new(file.runtime.concurrency.max(1)),
@@ -96,10 +105,62 @@ impl Pipeline {
     ///
     /// [`Invalid`] with every problem in `file`.
     pub fn reload(&self, file: &File) -> Result<(), Invalid> {
-        let routes = Routes::build(file, &self.engine)?;
+        let mut current = self.file.lock().expect("pipeline file lock");
+        if let Some(registry) = &self.registry {
+            registry
+                .set_trust(file)
+                .map_err(|issues| Invalid { issues })?;
+        }
+        let routes = match Routes::build(file, &self.engine, self.registry.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                // The old trust stays with the old routes.
+                if let Some(registry) = &self.registry {
+                    let _ = registry.set_trust(&current);
+                }
+                return Err(e);
+            }
+        };
         self.client_verifier.set(routes.auth.client_verifier());
         self.routes.store(Arc::new(routes));
+        *current = file.clone();
         Ok(())
+    }
+
+    /// Rebuilds the routes from the current file (after a registry activation): new
+    /// requests use the newly active versions, requests in flight finish on theirs.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid`] when a route can no longer be built; the old routes stay.
+    pub fn rebuild(&self) -> Result<(), Invalid> {
+        let file = self.file.lock().expect("pipeline file lock").clone();
+        self.reload(&file)
+    }
+
+    /// The module registry, when `[registry]` is configured.
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
+    }
+
+    /// Whether a route of `tenant` pins registry module `name` at `version`.
+    pub fn pins(&self, tenant: &str, name: &str, version: &str) -> bool {
+        let pinned = format!("{name}@{version}");
+        let file = self.file.lock().expect("pipeline file lock");
+        file.routes.iter().any(|r| {
+            let r = r.get_ref();
+            r.tenant == tenant
+                && r.request
+                    .iter()
+                    .chain(&r.response)
+                    .any(|p| p.registry_name() == Some(pinned.as_str()))
+        })
+    }
+
+    /// Whether `tenant` is configured.
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        let file = self.file.lock().expect("pipeline file lock");
+        file.tenants.iter().any(|t| t.get_ref().name == tenant)
     }
 
     /// The TLS client-certificate verifier for listeners serving this pipeline: every
@@ -451,5 +512,6 @@ pub(crate) fn new_id() -> String {
 ///
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
-    Routes::build(file, engine).map(drop)
+    let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
+    Routes::build(file, engine, registry.as_ref()).map(drop)
 }

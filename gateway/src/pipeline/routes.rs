@@ -17,6 +17,7 @@ use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid, Issue, RedactAction};
 use crate::redaction::{self, Redactor};
+use crate::registry::Registry;
 
 /// An upstream and its connection pool.
 #[derive(Debug)]
@@ -119,7 +120,11 @@ impl Routes {
     ///
     /// [`Invalid`] with every problem: those of [`config::check`] and every module that
     /// cannot be loaded.
-    pub(crate) fn build(file: &File, engine: &Engine) -> Result<Self, Invalid> {
+    pub(crate) fn build(
+        file: &File,
+        engine: &Engine,
+        registry: Option<&Registry>,
+    ) -> Result<Self, Invalid> {
         let mut issues = config::check(file);
         let auth = match Authenticator::build(file) {
             Ok(a) => Some(a),
@@ -171,6 +176,20 @@ impl Routes {
             let mut chain = |policies: &[config::Policy]| {
                 let mut out = Chain::default();
                 for p in policies {
+                    if let Some(reference) = p.registry_name() {
+                        let Some(registry) = registry else { continue }; // reported by check
+                        match registry.load(&r.tenant, reference) {
+                            Ok((module, version)) => {
+                                let module = module.with_limits(limits(module.limits(), p));
+                                let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
+                                policy.fail = p.fail;
+                                policy.reference.version = version;
+                                out.policies.push(policy);
+                            }
+                            Err(e) => issue(format!("module registry:{reference}: {e}")),
+                        }
+                        continue;
+                    }
                     let path = file.resolve(&p.module);
                     let module = match loaded.get(&path) {
                         Some(m) => m.clone(),

@@ -1,0 +1,262 @@
+//! `palisade keygen`, `palisade module sign`, and `palisade module
+//! push|list|inspect|activate|rollback|delete` (wrappers over the admin API).
+//!
+//! The admin API credential comes from `PALISADE_API_KEY` or `--api-key-file`, never
+//! from argv (argv is visible to every user of the machine).
+//!
+//! Exit codes: 0 done; 1 the admin API refused (its status and cause are printed);
+//! 2 bad arguments, unreadable files, or the admin API unreachable.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the private key (mode 0600); the public key goes to `FILE.pub`.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// The admin API to talk to.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// The admin listener, `http://host:port`.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// A file holding the API key (else `PALISADE_API_KEY`).
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModuleCommand {
+    /// Sign a module: writes `MODULE.sig` (base64 Ed25519 over the module's SHA-256).
+    Sign {
+        /// The private key (`palisade keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The module file.
+        module: PathBuf,
+    },
+    /// Upload a module version (`MODULE.sig` is sent along when it exists).
+    Push {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        #[arg(long)]
+        name: String,
+        /// Version label.
+        #[arg(long)]
+        version: String,
+        /// The signature file. By default `MODULE.sig` if present.
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// The module file (`.wasm` component or `.lua` script).
+        module: PathBuf,
+    },
+    /// List the tenant's module versions.
+    List {
+        #[command(flatten)]
+        to: AdminArgs,
+    },
+    /// Show one version: digest, size, exports, contract version, limits, signer.
+    Inspect {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// Make a version the active one (routes naming `registry:NAME` switch to it).
+    Activate {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// Go back to the version active before the last activation.
+    Rollback {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        name: String,
+    },
+    /// Delete a version that is not in use.
+    Delete {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+}
+
+pub(crate) fn keygen(args: KeygenArgs) -> ExitCode {
+    match palisade_ledger::checkpoint::generate_key(&args.out) {
+        Ok(public) => {
+            eprintln!(
+                "wrote {} (private, 0600) and {}",
+                args.out.display(),
+                palisade_ledger::checkpoint::public_key_path(&args.out).display()
+            );
+            println!("{}", hex::encode(public.to_bytes()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub(crate) fn main(command: ModuleCommand) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match rt.block_on(run(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn sig_path(module: &Path) -> PathBuf {
+    let mut p = module.as_os_str().to_owned();
+    p.push(".sig");
+    p.into()
+}
+
+async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    match command {
+        ModuleCommand::Sign { key, module } => {
+            let key =
+                palisade_ledger::checkpoint::load_signing_key(&key).map_err(|e| e.to_string())?;
+            let signature = palisade_gateway::registry::sign(&key, &read(&module)?);
+            let out = sig_path(&module);
+            std::fs::write(&out, format!("{signature}\n"))
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModuleCommand::Push {
+            to,
+            name,
+            version,
+            signature,
+            module,
+        } => {
+            let bytes = read(&module)?;
+            let sig = match signature {
+                Some(p) => Some(read(&p)?),
+                None => std::fs::read(sig_path(&module)).ok(),
+            };
+            let sig = sig.map(|s| String::from_utf8_lossy(&s).trim().to_string());
+            let path = format!("modules/{name}/{version}");
+            call(&to, "PUT", &path, Bytes::from(bytes), sig).await
+        }
+        ModuleCommand::List { to } => call(&to, "GET", "modules", Bytes::new(), None).await,
+        ModuleCommand::Inspect { to, name, version } => {
+            call(
+                &to,
+                "GET",
+                &format!("modules/{name}/{version}"),
+                Bytes::new(),
+                None,
+            )
+            .await
+        }
+        ModuleCommand::Activate { to, name, version } => {
+            let path = format!("modules/{name}/{version}/activate");
+            call(&to, "POST", &path, Bytes::new(), None).await
+        }
+        ModuleCommand::Rollback { to, name } => {
+            call(
+                &to,
+                "POST",
+                &format!("modules/{name}/rollback"),
+                Bytes::new(),
+                None,
+            )
+            .await
+        }
+        ModuleCommand::Delete { to, name, version } => {
+            call(
+                &to,
+                "DELETE",
+                &format!("modules/{name}/{version}"),
+                Bytes::new(),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// One admin API call; prints the JSON answer.
+async fn call(
+    to: &AdminArgs,
+    method: &str,
+    path: &str,
+    body: Bytes,
+    signature: Option<String>,
+) -> Result<ExitCode, String> {
+    let key = match &to.api_key_file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
+        None => std::env::var("PALISADE_API_KEY")
+            .map_err(|_| "set PALISADE_API_KEY or --api-key-file".to_string())?,
+    };
+    let url = format!(
+        "{}/v1/tenants/{}/{path}",
+        to.admin.trim_end_matches('/'),
+        to.tenant
+    );
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("x-api-key", key.trim());
+    if let Some(s) = signature {
+        req = req.header("x-palisade-signature", s);
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let res = client
+        .request(req)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .to_bytes();
+    let text = serde_json::from_slice::<serde_json::Value>(&body)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+    if status.is_success() {
+        println!("{text}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("palisade: {method} {url}: {status}\n{text}");
+        Ok(ExitCode::from(1))
+    }
+}
