@@ -158,7 +158,32 @@ struct Trust {
 
 enum Meta {
     Sqlite(rusqlite::Connection),
-    Postgres(postgres::Client),
+    Postgres(PgClient),
+}
+
+/// A synchronous PostgreSQL client that may be dropped anywhere: closing it blocks, which
+/// must not happen on an async runtime's thread, so it is closed on a thread of its own.
+struct PgClient(Option<postgres::Client>);
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(c)).join();
+        }
+    }
+}
+
+impl std::ops::Deref for PgClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("open until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("open until dropped")
+    }
 }
 
 const SCHEMA: &str = "
@@ -344,7 +369,7 @@ impl Registry {
                     // The tables are created by `palisade ledger init`; check they are there.
                     c.query("SELECT 1 FROM palisade_registry_active LIMIT 1", &[])
                         .map_err(|e| format!("postgres: {e} (run `palisade ledger init`)"))?;
-                    Ok::<_, String>(Meta::Postgres(c))
+                    Ok::<_, String>(Meta::Postgres(PgClient(Some(c))))
                 })
                 .join()
                 .map_err(|_| fail("postgres thread panicked".into()))?
@@ -414,7 +439,19 @@ impl Registry {
         Ok(())
     }
 
-    fn refresh_active(&self) -> Result<(), RegistryError> {
+    /// Re-reads which versions are active (another gateway sharing the database may
+    /// have changed them); true when something changed.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::Storage`].
+    pub fn poll_active(&self) -> Result<bool, RegistryError> {
+        let before = self.active.load_full();
+        self.refresh_active()?;
+        Ok(*before != **self.active.load())
+    }
+
+    pub(crate) fn refresh_active(&self) -> Result<(), RegistryError> {
         let rows = self.meta.lock().expect("registry lock").run(|m| {
             m.rows(
                 "SELECT tenant, name, version FROM palisade_registry_active",

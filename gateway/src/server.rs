@@ -176,7 +176,10 @@ impl Gateway {
             schemes: server.admin_auth.clone(),
             ledger: self.ledger.clone(),
         });
-        let admin_task = admin.map(|l| tokio::spawn(admin_loop(l, handler, stop_rx)));
+        let admin_task = admin.map(|l| tokio::spawn(admin_loop(l, handler, stop_rx.clone())));
+        if self.pipeline.registry().is_some() {
+            tokio::spawn(follow_registry(self.pipeline.clone(), stop_rx));
+        }
         Ok(Running {
             proxy_addr,
             admin_addr,
@@ -395,6 +398,31 @@ async fn admin_loop(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::R
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+/// Gateways sharing a database see each other's activations: every 2 s the active
+/// versions are re-read, and the routes rebuilt when they changed.
+async fn follow_registry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+        let p = pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let Some(registry) = p.registry() else { return };
+            match registry.poll_active() {
+                Ok(true) => {
+                    if let Err(e) = p.rebuild() {
+                        tracing::warn!(error = %e, "registry change not applied");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "registry not readable"),
+            }
+        })
+        .await;
     }
 }
 

@@ -255,3 +255,120 @@ async fn the_gateway_audits_to_postgres_and_verify_reads_it() {
     );
     assert!(stdout.starts_with("6 blocks · chain intact"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_the_registry_in_postgres() {
+    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
+    let up = crate::support::upstream().await;
+    let shared = tempfile::tempdir().unwrap();
+    let registry_dir = shared.path().join("registry");
+    let keys = shared.path().join("apikeys.json");
+    let tagged = "[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n";
+    let text = |routes: &str| {
+        crate::support::config(up.addr, "", routes)
+            .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""))
+            + &format!(
+                "\n[registry]\ndir = {:?}\n\n[auth]\napi_keys = {:?}\n",
+                registry_dir.display().to_string(),
+                keys.display().to_string()
+            )
+    };
+    let mut gateways = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.toml");
+        std::fs::write(&path, text("")).unwrap();
+        let running = palisade_gateway::Gateway::from_file(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .start()
+            .await
+            .unwrap();
+        gateways.push(running);
+        dirs.push((dir, path));
+    }
+    let new = palisade_gateway::auth::apikey::generate(
+        Some("acme".into()),
+        None,
+        vec![],
+        vec!["tenant-admin".into()],
+        None,
+    );
+    let entry = new.entry.clone();
+    palisade_gateway::auth::apikey::update(&keys, |f| {
+        f.keys.push(entry);
+        Ok(())
+    })
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let admin = gateways[0].admin_addr().unwrap();
+    let put = |version: &'static str, tag: &'static str| {
+        let key = new.key.clone();
+        async move {
+            let body = format!(
+                "function on_request(req, ctx)\n  req.headers[\"x-module\"] = \"{tag}\"\n  return req\nend\n"
+            );
+            let r = crate::support::send(
+                admin,
+                "PUT",
+                &format!("/v1/tenants/acme/modules/tag/{version}"),
+                &[("x-api-key", key.as_str())],
+                body,
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            let r = crate::support::send(
+                admin,
+                "POST",
+                &format!("/v1/tenants/acme/modules/tag/{version}/activate"),
+                &[("x-api-key", key.as_str())],
+                bytes::Bytes::new(),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    put("1", "v1").await;
+    for (g, (_, path)) in gateways.iter().zip(&dirs) {
+        std::fs::write(path, text(tagged)).unwrap();
+        g.reload().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let tag_of = |addr| async move {
+        let r = crate::support::get(addr, "/tagged").await;
+        r.json()["headers"]["x-module"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(tag_of(gateways[1].proxy_addr()).await, "v1");
+    // Activated through the first gateway; the second follows within seconds.
+    put("2", "v2").await;
+    assert_eq!(tag_of(gateways[0].proxy_addr()).await, "v2");
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = tag_of(gateways[1].proxy_addr()).await;
+        if seen == "v2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "v2");
+    for g in gateways {
+        g.shutdown().await;
+    }
+    // The metadata is in PostgreSQL.
+    let rows = tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&writer, postgres::NoTls).unwrap();
+        c.query(
+            "SELECT version FROM palisade_registry_versions WHERE tenant = 'acme' ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, ["1", "2"]);
+}

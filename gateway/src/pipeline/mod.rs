@@ -110,6 +110,10 @@ impl Pipeline {
             registry
                 .set_trust(file)
                 .map_err(|issues| Invalid { issues })?;
+            // Another gateway sharing the database may have activated versions.
+            if let Err(e) = registry.refresh_active() {
+                tracing::warn!(error = %e, "registry not readable; using the last known versions");
+            }
         }
         let routes = match Routes::build(file, &self.engine, self.registry.as_deref()) {
             Ok(r) => r,
