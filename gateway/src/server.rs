@@ -92,12 +92,13 @@ impl Gateway {
         if !issues.is_empty() {
             return Err(Invalid { issues }.into());
         }
-        let cache = file.resolve(
-            file.runtime
-                .cache_dir
-                .as_deref()
-                .unwrap_or(Path::new(".palisade-cache")),
-        );
+        // Precompiled modules: the configured cache, else beside the registry's
+        // modules, else beside the config file.
+        let cache = match (&file.runtime.cache_dir, &file.registry) {
+            (Some(dir), _) => file.resolve(dir),
+            (None, Some(registry)) => file.resolve(&registry.dir).join("artifacts"),
+            (None, None) => file.resolve(Path::new(".palisade-cache")),
+        };
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
         let (ledger, info) = open_ledger(&file)?;
         let pipeline = Pipeline::new(&file, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
