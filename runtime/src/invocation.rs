@@ -31,7 +31,7 @@ impl Policy {
     /// and costs nothing. The invocation never panics and never shares state with another:
     /// every failure is an [`Error`] in [`Invocation::result`].
     pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
-        let Some(export) = self.inner.request.clone() else {
+        let Some(export) = self.inner.request else {
             return skipped(req);
         };
         let wctx = wit_context(ctx);
@@ -74,7 +74,7 @@ impl Policy {
     /// A policy that does not implement the response phase continues with `res`
     /// unchanged and costs nothing.
     pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
-        let Some(export) = self.inner.response.clone() else {
+        let Some(export) = self.inner.response else {
             return skipped(res);
         };
         let wctx = wit_context(ctx);
@@ -265,7 +265,7 @@ impl ReusedInstance {
             .pre
             .instantiate(&mut store)
             .expect("instantiates");
-        let export = policy.inner.request.clone().expect("a request phase");
+        let export = policy.inner.request.expect("a request phase");
         let func = instance
             .get_typed_func::<(wit::Context, wit::RequestHead), RequestFn>(&mut store, &export)
             .expect("typed");

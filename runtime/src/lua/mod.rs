@@ -204,16 +204,16 @@ impl LuaPolicy {
             return skipped(req);
         }
         let (answer, pending) = self.run(ctx, "on_request", Phase::Request(&req));
-        pending.finish(answer.and_then(|a| match a {
-            Answer::Unchanged => Ok(Decision::Continue(req)),
-            Answer::Respond(r) => Ok(Decision::Respond(r)),
-            Answer::Continue(c) => Ok(Decision::Continue(Request {
+        pending.finish(answer.map(|a| match a {
+            Answer::Unchanged => Decision::Continue(req),
+            Answer::Respond(r) => Decision::Respond(r),
+            Answer::Continue(c) => Decision::Continue(Request {
                 method: c.method.unwrap_or(req.method),
                 path: c.path.unwrap_or(req.path),
                 query: c.query.unwrap_or(req.query),
                 headers: c.headers.unwrap_or(req.headers),
                 body: c.body.unwrap_or(req.body),
-            })),
+            }),
         }))
     }
 
@@ -223,14 +223,14 @@ impl LuaPolicy {
             return skipped(res);
         }
         let (answer, pending) = self.run(ctx, "on_response", Phase::Response(req, &res));
-        pending.finish(answer.and_then(|a| match a {
-            Answer::Unchanged => Ok(Decision::Continue(res)),
-            Answer::Respond(r) => Ok(Decision::Respond(r)),
-            Answer::Continue(c) => Ok(Decision::Continue(Response {
+        pending.finish(answer.map(|a| match a {
+            Answer::Unchanged => Decision::Continue(res),
+            Answer::Respond(r) => Decision::Respond(r),
+            Answer::Continue(c) => Decision::Continue(Response {
                 status: c.status.unwrap_or(res.status),
                 headers: c.headers.unwrap_or(res.headers),
                 body: c.body.unwrap_or(res.body),
-            })),
+            }),
         }))
     }
 
