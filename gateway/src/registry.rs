@@ -186,16 +186,6 @@ impl std::ops::DerefMut for PgClient {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS palisade_registry_versions (
-  tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
-  digest TEXT NOT NULL, kind TEXT NOT NULL, size BIGINT NOT NULL, phases TEXT NOT NULL,
-  signer TEXT, signature TEXT, uploaded_by TEXT NOT NULL, created_ms BIGINT NOT NULL,
-  PRIMARY KEY (tenant, name, version));
-CREATE TABLE IF NOT EXISTS palisade_registry_active (
-  tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
-  PRIMARY KEY (tenant, name));";
-
 /// A row as stored (also carries the signature for load-time checks).
 #[derive(Clone)]
 struct Row {
@@ -385,7 +375,7 @@ impl Registry {
                 let c = rusqlite::Connection::open(&db)
                     .and_then(|c| {
                         c.busy_timeout(Duration::from_secs(10))?;
-                        c.execute_batch(SCHEMA)?;
+                        c.execute_batch(palisade_ledger::REGISTRY_SCHEMA)?;
                         Ok(c)
                     })
                     .map_err(|e| fail(format!("metadata in {}: {e}", db.display())))?;

@@ -38,3 +38,15 @@ pub use crate::error::{Error, Result};
 pub use crate::record::{Kind, ModuleRef, Record};
 pub use crate::store::{RawBlock, Store, Target, open_store, postgres_init};
 pub use crate::writer::{Durability, Ledger, Options};
+
+/// The module registry's metadata tables, kept in the ledger's database (SQLite and
+/// PostgreSQL alike; `palisade ledger init` creates them on PostgreSQL).
+pub const REGISTRY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS palisade_registry_versions (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+  digest TEXT NOT NULL, kind TEXT NOT NULL, size BIGINT NOT NULL, phases TEXT NOT NULL,
+  signer TEXT, signature TEXT, uploaded_by TEXT NOT NULL, created_ms BIGINT NOT NULL,
+  PRIMARY KEY (tenant, name, version));
+CREATE TABLE IF NOT EXISTS palisade_registry_active (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
+  PRIMARY KEY (tenant, name));";

@@ -219,17 +219,7 @@ url = "http://{upstream}"
 
 /// Starts a gateway with `routes` in front of a fresh upstream.
 pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
-    let upstream = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("palisade.toml");
-    std::fs::write(&path, config(upstream.addr, server_extra, routes)).unwrap();
-    let gateway = Gateway::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    let running = gateway.start().await.unwrap();
-    Harness {
-        running,
-        dir,
-        upstream,
-    }
+    start_with(|up, _| config(up, server_extra, routes)).await
 }
 
 /// Starts a gateway from a whole config file: `make` gets the fresh upstream's address

@@ -96,17 +96,11 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         REVOKE ALL ON palisade_ledger FROM "{writer_role}";
         GRANT SELECT, INSERT ON palisade_ledger TO "{writer_role}";
         -- The module registry's metadata (palisade-gateway's registry) lives beside it.
-        CREATE TABLE IF NOT EXISTS palisade_registry_versions (
-            tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
-            digest TEXT NOT NULL, kind TEXT NOT NULL, size BIGINT NOT NULL, phases TEXT NOT NULL,
-            signer TEXT, signature TEXT, uploaded_by TEXT NOT NULL, created_ms BIGINT NOT NULL,
-            PRIMARY KEY (tenant, name, version));
-        CREATE TABLE IF NOT EXISTS palisade_registry_active (
-            tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
-            PRIMARY KEY (tenant, name));
+        {registry_schema}
         REVOKE ALL ON palisade_registry_versions, palisade_registry_active FROM PUBLIC;
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_registry_versions, palisade_registry_active TO "{writer_role}";
-        "#
+        "#,
+        registry_schema = crate::REGISTRY_SCHEMA,
     ))?;
     let mut store = PgStore { client };
     if store.head()?.is_none() {
