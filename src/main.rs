@@ -37,6 +37,9 @@ enum Command {
     /// Sign modules, and manage a tenant's modules in the registry (admin API).
     #[command(subcommand)]
     Module(cli::module::ModuleCommand),
+    /// Manage encrypted secrets (values from stdin, never shown).
+    #[command(subcommand)]
+    Secret(cli::secret::SecretCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +54,6 @@ fn main() -> ExitCode {
         Command::Apikey(command) => cli::apikey::main(command),
         Command::Keygen(args) => cli::module::keygen(args),
         Command::Module(command) => cli::module::main(command),
+        Command::Secret(command) => cli::secret::main(command),
     }
 }

@@ -46,6 +46,10 @@ pub enum Error {
     /// 422 or 503, see [`RegistryError`](crate::registry::RegistryError).
     #[error("registry: {0}")]
     Registry(crate::registry::RegistryError),
+    /// The route's upstream credential could not be fetched or decrypted. 503 with
+    /// `Retry-After`; nothing is sent upstream.
+    #[error("upstream credentials unavailable")]
+    UpstreamCredentials,
     /// A token introspection endpoint could not answer. 503 with `Retry-After`.
     #[error("authentication unavailable")]
     AuthUnavailable,
@@ -99,9 +103,10 @@ impl Error {
             }
             Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Error::Overloaded | Error::AuditUnavailable | Error::AuthUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::Overloaded
+            | Error::AuditUnavailable
+            | Error::AuthUnavailable
+            | Error::UpstreamCredentials => StatusCode::SERVICE_UNAVAILABLE,
             Error::RequestPolicy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::ResponsePolicy { .. }
             | Error::Redaction(_)
@@ -121,6 +126,7 @@ impl Error {
             Error::Overloaded => "route_overloaded",
             Error::Unauthenticated { cause, .. } | Error::Forbidden { cause, .. } => cause,
             Error::AuthUnavailable => "auth_unavailable",
+            Error::UpstreamCredentials => "upstream_credentials_unavailable",
             Error::Registry(e) => e.cause(),
             Error::RequestPolicy { cause, .. } | Error::ResponsePolicy { cause, .. } => cause,
             Error::Redaction(cause) => cause,
@@ -175,7 +181,10 @@ impl Error {
         );
         if matches!(
             self,
-            Error::Overloaded | Error::AuditUnavailable | Error::AuthUnavailable
+            Error::Overloaded
+                | Error::AuditUnavailable
+                | Error::AuthUnavailable
+                | Error::UpstreamCredentials
         ) {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -28,12 +28,14 @@ pub mod auth;
 mod body;
 pub mod chain;
 pub mod config;
+mod db;
 mod error;
 mod layer;
 mod metrics;
 pub mod pipeline;
 pub mod redaction;
 pub mod registry;
+pub mod secrets;
 pub mod server;
 
 pub use crate::body::{Body, BoxError, full};

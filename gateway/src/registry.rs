@@ -24,7 +24,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +37,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{File, Issue};
+use crate::db::{Db, DbError};
 
 /// What a signature covers, before the module's SHA-256.
 const SIGNED_PREFIX: &[u8] = b"palisade-module/1\0";
@@ -119,6 +119,12 @@ impl RegistryError {
     }
 }
 
+impl From<DbError> for RegistryError {
+    fn from(e: DbError) -> Self {
+        RegistryError::Storage(e.0)
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Storage(e.to_string())
 }
@@ -156,123 +162,11 @@ struct Trust {
     required: bool,
 }
 
-enum Meta {
-    Sqlite(rusqlite::Connection),
-    Postgres(PgClient),
-}
-
-/// A synchronous PostgreSQL client that may be dropped anywhere: closing it blocks, which
-/// must not happen on an async runtime's thread, so it is closed on a thread of its own.
-struct PgClient(Option<postgres::Client>);
-
-impl Drop for PgClient {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let _ = std::thread::spawn(move || drop(c)).join();
-        }
-    }
-}
-
-impl std::ops::Deref for PgClient {
-    type Target = postgres::Client;
-    fn deref(&self) -> &postgres::Client {
-        self.0.as_ref().expect("open until dropped")
-    }
-}
-
-impl std::ops::DerefMut for PgClient {
-    fn deref_mut(&mut self) -> &mut postgres::Client {
-        self.0.as_mut().expect("open until dropped")
-    }
-}
-
 /// A row as stored (also carries the signature for load-time checks).
 #[derive(Clone)]
 struct Row {
     v: Version,
     signature: Option<String>,
-}
-
-impl Meta {
-    /// Runs `f` where a synchronous PostgreSQL client may block (not on a runtime
-    /// thread).
-    fn run<T: Send>(
-        &mut self,
-        f: impl FnOnce(&mut Meta) -> Result<T, String> + Send,
-    ) -> Result<T, RegistryError> {
-        std::thread::scope(|s| s.spawn(|| f(self)).join())
-            .map_err(|_| storage("registry thread panicked"))?
-            .map_err(storage)
-    }
-
-    fn rows(&mut self, sql: &str, args: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
-        match self {
-            Meta::Sqlite(c) => {
-                let mut stmt = c
-                    .prepare_cached(&sqlite_sql(sql))
-                    .map_err(|e| e.to_string())?;
-                let n = stmt.column_count();
-                let rows = stmt
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                        (0..n)
-                            .map(|i| {
-                                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                                    rusqlite::types::Value::Null => None,
-                                    rusqlite::types::Value::Integer(i) => Some(i.to_string()),
-                                    rusqlite::types::Value::Text(t) => Some(t),
-                                    other => Some(format!("{other:?}")),
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .map_err(|e| e.to_string())?;
-                rows.collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())
-            }
-            Meta::Postgres(c) => {
-                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
-                    .iter()
-                    .map(|a| a as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = c.query(sql, &params).map_err(|e| e.to_string())?;
-                Ok(rows
-                    .iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| {
-                                r.try_get::<_, Option<String>>(i)
-                                    .ok()
-                                    .flatten()
-                                    .or_else(|| r.try_get::<_, i64>(i).ok().map(|n| n.to_string()))
-                            })
-                            .collect()
-                    })
-                    .collect())
-            }
-        }
-    }
-
-    fn exec(&mut self, sql: &str, args: &[&str]) -> Result<u64, String> {
-        match self {
-            Meta::Sqlite(c) => c
-                .execute(&sqlite_sql(sql), rusqlite::params_from_iter(args.iter()))
-                .map(|n| n as u64)
-                .map_err(|e| e.to_string()),
-            Meta::Postgres(c) => {
-                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
-                    .iter()
-                    .map(|a| a as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                c.execute(sql, &params).map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
-/// The statements are written with PostgreSQL's `$N`; SQLite numbers by `?N` (its `$N`
-/// would be a name, numbered by first appearance).
-fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
 }
 
 const SELECT: &str = "SELECT v.tenant, v.name, v.version, v.digest, v.kind, CAST(v.size AS TEXT), v.phases, v.signer, v.uploaded_by, CAST(v.created_ms AS TEXT), v.signature, a.version FROM palisade_registry_versions v LEFT JOIN palisade_registry_active a ON a.tenant = v.tenant AND a.name = v.name";
@@ -308,7 +202,7 @@ type Loaded = HashMap<String, Module>;
 /// The registry.
 pub struct Registry {
     dir: Dir,
-    meta: Mutex<Meta>,
+    meta: Db,
     engine: Engine,
     max_bytes: u64,
     compile_timeout: Duration,
@@ -350,41 +244,15 @@ impl Registry {
             .map_err(|e| fail(format!("dir {}: {e}", dir_path.display())))?;
         let dir = Dir::open_ambient_dir(dir_path.join("modules"), ambient_authority())
             .map_err(|e| fail(format!("dir {}: {e}", dir_path.display())))?;
-        let meta = match &file.audit.postgres {
-            Some(url) => {
-                let url = url.clone();
-                std::thread::spawn(move || {
-                    let mut c = postgres::Client::connect(&url, postgres::NoTls)
-                        .map_err(|e| format!("postgres: {e}"))?;
-                    // The tables are created by `palisade ledger init`; check they are there.
-                    c.query("SELECT 1 FROM palisade_registry_active LIMIT 1", &[])
-                        .map_err(|e| format!("postgres: {e} (run `palisade ledger init`)"))?;
-                    Ok::<_, String>(Meta::Postgres(PgClient(Some(c))))
-                })
-                .join()
-                .map_err(|_| fail("postgres thread panicked".into()))?
-                .map_err(fail)?
-            }
-            None => {
-                let db = file.resolve(
-                    file.audit
-                        .sqlite
-                        .as_deref()
-                        .unwrap_or(Path::new("palisade-audit.db")),
-                );
-                let c = rusqlite::Connection::open(&db)
-                    .and_then(|c| {
-                        c.busy_timeout(Duration::from_secs(10))?;
-                        c.execute_batch(palisade_ledger::REGISTRY_SCHEMA)?;
-                        Ok(c)
-                    })
-                    .map_err(|e| fail(format!("metadata in {}: {e}", db.display())))?;
-                Meta::Sqlite(c)
-            }
-        };
+        let meta = Db::open(
+            file,
+            palisade_ledger::REGISTRY_SCHEMA,
+            "SELECT 1 FROM palisade_registry_active LIMIT 1",
+        )
+        .map_err(|e| fail(format!("metadata: {e}")))?;
         let registry = Registry {
             dir,
-            meta: Mutex::new(meta),
+            meta,
             engine: engine.clone(),
             max_bytes: cfg.max_module_bytes,
             compile_timeout: Duration::from_millis(cfg.compile_timeout_ms),
@@ -442,7 +310,7 @@ impl Registry {
     }
 
     pub(crate) fn refresh_active(&self) -> Result<(), RegistryError> {
-        let rows = self.meta.lock().expect("registry lock").run(|m| {
+        let rows = self.meta.run(|m| {
             m.rows(
                 "SELECT tenant, name, version FROM palisade_registry_active",
                 &[],
@@ -462,11 +330,7 @@ impl Registry {
     fn row(&self, tenant: &str, name: &str, version: &str) -> Result<Row, RegistryError> {
         let sql = format!("{SELECT} WHERE v.tenant = $1 AND v.name = $2 AND v.version = $3");
         let (t, n, v) = (tenant.to_string(), name.to_string(), version.to_string());
-        let rows = self
-            .meta
-            .lock()
-            .expect("registry lock")
-            .run(move |m| m.rows(&sql, &[&t, &n, &v]))?;
+        let rows = self.meta.run(move |m| m.rows(&sql, &[&t, &n, &v]))?;
         rows.into_iter()
             .next()
             .map(to_row)
@@ -481,11 +345,7 @@ impl Registry {
     pub fn list(&self, tenant: &str) -> Result<Vec<Version>, RegistryError> {
         let sql = format!("{SELECT} WHERE v.tenant = $1 ORDER BY v.name, v.created_ms");
         let t = tenant.to_string();
-        let rows = self
-            .meta
-            .lock()
-            .expect("registry lock")
-            .run(move |m| m.rows(&sql, &[&t]))?;
+        let rows = self.meta.run(move |m| m.rows(&sql, &[&t]))?;
         Ok(rows.into_iter().map(|r| to_row(r).v).collect())
     }
 
@@ -523,7 +383,7 @@ impl Registry {
     /// [`RegistryError::Storage`].
     pub fn deactivate(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         let (t, n) = (tenant.to_string(), name.to_string());
-        self.meta.lock().expect("registry lock").run(move |m| {
+        self.meta.run(move |m| {
             m.exec(
                 "DELETE FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
                 &[&t, &n],
@@ -597,7 +457,7 @@ impl Registry {
             active: false,
         };
         let (row, sig) = (v.clone(), signature.map(str::to_string));
-        let inserted = self.meta.lock().expect("registry lock").run(move |m| {
+        let inserted = self.meta.run(move |m| {
             m.exec(
                 "INSERT INTO palisade_registry_versions (tenant, name, version, digest, kind, size, phases, signer, signature, uploaded_by, created_ms) VALUES ($1, $2, $3, $4, $5, CAST(CAST($6 AS TEXT) AS BIGINT), $7, $8, $9, $10, CAST(CAST($11 AS TEXT) AS BIGINT)) ON CONFLICT DO NOTHING",
                 &[
@@ -691,7 +551,7 @@ impl Registry {
     ) -> Result<Version, RegistryError> {
         let row = self.row(tenant, name, version)?;
         let (t, n, v) = (tenant.to_string(), name.to_string(), version.to_string());
-        self.meta.lock().expect("registry lock").run(move |m| {
+        self.meta.run(move |m| {
             let current = m
                 .rows(
                     "SELECT version FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
@@ -726,7 +586,7 @@ impl Registry {
     /// [`RegistryError::NoPrevious`], [`RegistryError::NotFound`], storage errors.
     pub fn rollback(&self, tenant: &str, name: &str) -> Result<Version, RegistryError> {
         let (t, n) = (tenant.to_string(), name.to_string());
-        let state = self.meta.lock().expect("registry lock").run(move |m| {
+        let state = self.meta.run(move |m| {
             m.rows(
                 "SELECT version, previous FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
                 &[&t, &n],
@@ -765,7 +625,7 @@ impl Registry {
             version.to_string(),
             row.v.digest.clone(),
         );
-        let others = self.meta.lock().expect("registry lock").run(move |m| {
+        let others = self.meta.run(move |m| {
             m.exec(
                 "DELETE FROM palisade_registry_versions WHERE tenant = $1 AND name = $2 AND version = $3",
                 &[&t, &n, &v],

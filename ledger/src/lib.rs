@@ -39,6 +39,17 @@ pub use crate::record::{Kind, ModuleRef, Record};
 pub use crate::store::{RawBlock, Store, Target, open_store, postgres_init};
 pub use crate::writer::{Durability, Ledger, Options};
 
+/// The secret store's tables: wrapped data keys and sealed secrets (no plaintext).
+pub const SECRETS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS palisade_secret_keys (
+  tenant TEXT NOT NULL, version BIGINT NOT NULL, wrapped TEXT NOT NULL, master_id TEXT NOT NULL,
+  uses BIGINT NOT NULL, created_ms BIGINT NOT NULL,
+  PRIMARY KEY (tenant, version));
+CREATE TABLE IF NOT EXISTS palisade_secrets (
+  tenant TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, key_version BIGINT NOT NULL,
+  sealed TEXT NOT NULL, created_ms BIGINT NOT NULL,
+  PRIMARY KEY (tenant, id, version));";
+
 /// The module registry's metadata tables, kept in the ledger's database (SQLite and
 /// PostgreSQL alike; `palisade ledger init` creates them on PostgreSQL).
 pub const REGISTRY_SCHEMA: &str = "

@@ -20,6 +20,9 @@ pub(crate) struct KeygenArgs {
     /// Where to write the private key (mode 0600); the public key goes to `FILE.pub`.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Write a 256-bit master key for `[secrets]` instead of an Ed25519 signing key.
+    #[arg(long)]
+    master: bool,
 }
 
 /// The admin API to talk to.
@@ -104,6 +107,20 @@ pub(crate) enum ModuleCommand {
 }
 
 pub(crate) fn keygen(args: KeygenArgs) -> ExitCode {
+    if args.master {
+        use palisade_gateway::secrets::{FileMasterKey, MasterKey as _};
+        return match FileMasterKey::generate(&args.out) {
+            Ok(key) => {
+                eprintln!("wrote {} (0600)", args.out.display());
+                println!("{}", key.id());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match palisade_ledger::checkpoint::generate_key(&args.out) {
         Ok(public) => {
             eprintln!(

@@ -84,6 +84,20 @@ async fn answer(req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<F
         // Duplicate keys (the last wins, as in the serializer), an escaped key, a number.
         let doc = r#"{"user":{"ssn":"first","ssn":"219-09-9999"},"escaped":{"\u0073sn":"078-05-1120"},"list":[{"ssn":123456789},{"deep":[{"ssn":"219-09-9999"}]}],"keep":"ok"}"#;
         ("application/json", doc.into())
+    } else if path == "/auth-digest" {
+        // Proves what credential arrived without echoing it.
+        use sha2::Digest as _;
+        let digest = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| hex::encode(sha2::Sha256::digest(v.as_bytes())))
+        };
+        let doc = json!({
+            "authorization": digest("authorization"),
+            "x-api-key": digest("x-api-key"),
+        });
+        ("application/json", doc.to_string().into())
     } else if path == "/text" {
         ("text/plain", "call me, my ssn is 123-45-6789".into())
     } else if path == "/bytes" {

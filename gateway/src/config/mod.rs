@@ -31,6 +31,8 @@ pub struct File {
     pub auth: Auth,
     /// The module registry (admin API uploads). By default none.
     pub registry: Option<RegistryConfig>,
+    /// Encrypted secrets (upstream credentials). By default none.
+    pub secrets: Option<SecretsConfig>,
     /// Tenants.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<Spanned<Tenant>>,
@@ -173,6 +175,31 @@ pub struct RegistryConfig {
     /// Time a module may take to compile at upload. By default 30,000 ms.
     #[serde(default = "d::compile_timeout_ms")]
     pub compile_timeout_ms: u64,
+}
+
+/// `[secrets]`: envelope-encrypted secrets in the ledger's database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The master key file (`palisade keygen --master`). By default `master.key`.
+    #[serde(default = "d::master_key")]
+    pub master_key: PathBuf,
+    /// How long a decrypted secret is kept in memory. By default 30,000 ms.
+    #[serde(default = "d::secret_cache_ms")]
+    pub cache_ms: u64,
+    /// Seals per data key before a new key version is made. By default 2^32.
+    #[serde(default = "d::max_uses_per_key")]
+    pub max_uses_per_key: u64,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            master_key: d::master_key(),
+            cache_ms: d::secret_cache_ms(),
+            max_uses_per_key: d::max_uses_per_key(),
+        }
+    }
 }
 
 /// `[auth]`: where credentials are checked against.
@@ -421,6 +448,25 @@ pub struct Route {
     pub redact: Vec<Redact>,
     /// Who may call this route. By default anyone (no credentials checked).
     pub auth: Option<RouteAuth>,
+    /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`.
+    pub upstream_auth: Option<UpstreamAuth>,
+}
+
+/// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each
+/// naming a secret of the route's tenant. Policies never see these values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamAuth {
+    /// `Authorization: Bearer <secret>`.
+    pub bearer: Option<String>,
+    /// The user for `Authorization: Basic` (not a secret).
+    pub basic_user: Option<String>,
+    /// The secret holding the basic-auth password.
+    pub basic_password: Option<String>,
+    /// A header name, e.g. `x-api-key`, set to `header_secret`.
+    pub header: Option<String>,
+    /// The secret for `header`.
+    pub header_secret: Option<String>,
 }
 
 /// A policy in a chain.
@@ -512,6 +558,15 @@ mod d {
     }
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
+    }
+    pub(super) fn master_key() -> std::path::PathBuf {
+        "master.key".into()
+    }
+    pub(super) fn secret_cache_ms() -> u64 {
+        30_000
+    }
+    pub(super) fn max_uses_per_key() -> u64 {
+        1 << 32
     }
     pub(super) fn registry_dir() -> std::path::PathBuf {
         "registry".into()
@@ -655,6 +710,7 @@ impl File {
             runtime: Runtime::default(),
             auth: Auth::default(),
             registry: None,
+            secrets: None,
             tenants: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),

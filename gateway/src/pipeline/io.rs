@@ -134,6 +134,8 @@ pub(crate) struct Target<'a> {
     pub(crate) timeout: Duration,
     /// The response body will be read by policies or redaction: ask for it unencoded.
     pub(crate) plain_body: bool,
+    /// Upstream credentials (marked sensitive): they replace what the caller sent.
+    pub(crate) credentials: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 /// Sends `req` upstream and waits (up to the route's timeout) for the response head.
@@ -175,6 +177,9 @@ pub(crate) async fn forward(
         None => to.peer.ip().to_string(),
     };
     set(&mut headers, "x-forwarded-for", &forwarded);
+    for (name, value) in to.credentials {
+        headers.insert(name, value);
+    }
 
     let mut out = http::Request::new(Full::new(req.body.clone()));
     *out.method_mut() =

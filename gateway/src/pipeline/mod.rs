@@ -39,6 +39,7 @@ use crate::config::{File, Invalid};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::secrets::SecretStore;
 
 /// Caller headers that could pose as the gateway's own: removed before anything runs.
 const RESERVED_PREFIXES: [&str; 2] = ["x-palisade-", "x-tenant"];
@@ -53,6 +54,7 @@ pub struct Pipeline {
     body_timeout: Duration,
     client_verifier: Arc<ReloadableVerifier>,
     registry: Option<Arc<Registry>>,
+    secrets: Option<Arc<SecretStore>>,
     /// The file the routes were built from, for rebuilds after registry changes.
     file: std::sync::Mutex<File>,
 }
@@ -84,9 +86,13 @@ impl Pipeline {
         let registry = Registry::open(file, &engine)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
+        let secrets = SecretStore::open(file)
+            .map_err(|issues| Invalid { issues })?
+            .map(Arc::new);
         let routes = Routes::build(file, &engine, registry.as_deref())?;
         Ok(Pipeline {
             registry,
+            secrets,
             file: std::sync::Mutex::new(file.clone()),
             client_verifier: Arc::new(ReloadableVerifier::new(routes.auth.client_verifier())),
             routes: ArcSwap::from_pointee(routes),
@@ -140,6 +146,57 @@ impl Pipeline {
     pub fn rebuild(&self) -> Result<(), Invalid> {
         let file = self.file.lock().expect("pipeline file lock").clone();
         self.reload(&file)
+    }
+
+    /// The secret store, when `[secrets]` is configured.
+    pub fn secrets(&self) -> Option<&Arc<SecretStore>> {
+        self.secrets.as_ref()
+    }
+
+    /// The headers `auth` adds upstream for `tenant`, marked sensitive.
+    async fn upstream_credentials(
+        &self,
+        tenant: &str,
+        auth: &crate::config::UpstreamAuth,
+    ) -> Result<Vec<(http::HeaderName, HeaderValue)>, Error> {
+        let store = self.secrets.clone().ok_or(Error::UpstreamCredentials)?;
+        let (tenant, auth) = (tenant.to_string(), auth.clone());
+        tokio::task::spawn_blocking(move || {
+            let fetch = |id: &str| {
+                store.get(&tenant, id).map_err(|e| {
+                    tracing::warn!(%tenant, secret = id, error = %e, "upstream credential unavailable");
+                    Error::UpstreamCredentials
+                })
+            };
+            let (name, value) = if let Some(id) = &auth.bearer {
+                let v = fetch(id)?;
+                let mut s = zeroize::Zeroizing::new(b"Bearer ".to_vec());
+                s.extend_from_slice(v.expose());
+                (http::header::AUTHORIZATION, HeaderValue::from_bytes(&s))
+            } else if let (Some(user), Some(id)) = (&auth.basic_user, &auth.basic_password) {
+                use base64::Engine as _;
+                let v = fetch(id)?;
+                let mut pair = zeroize::Zeroizing::new(format!("{user}:").into_bytes());
+                pair.extend_from_slice(v.expose());
+                let encoded = zeroize::Zeroizing::new(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(&*pair)
+                ));
+                (http::header::AUTHORIZATION, HeaderValue::from_str(&encoded))
+            } else if let (Some(header), Some(id)) = (&auth.header, &auth.header_secret) {
+                let v = fetch(id)?;
+                let name = http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| Error::UpstreamCredentials)?;
+                (name, HeaderValue::from_bytes(v.expose()))
+            } else {
+                return Err(Error::UpstreamCredentials);
+            };
+            let mut value = value.map_err(|_| Error::UpstreamCredentials)?;
+            value.set_sensitive(true);
+            Ok(vec![(name, value)])
+        })
+        .await
+        .map_err(|_| Error::UpstreamCredentials)?
     }
 
     /// The module registry, when `[registry]` is configured.
@@ -418,7 +475,11 @@ impl Pipeline {
             }
         };
 
-        // Phase: upstream.
+        // Phase: upstream (with the route's own credential, never seen by policies).
+        let credentials = match &route.upstream_auth {
+            None => Vec::new(),
+            Some(a) => self.upstream_credentials(&route.tenant, a).await?,
+        };
         let reads_body = !route.response.is_empty() || route.redactor.is_some();
         let upstream = io::forward(
             &route.upstream.client,
@@ -432,6 +493,7 @@ impl Pipeline {
                 identity: who.as_deref(),
                 timeout: route.timeout,
                 plain_body: reads_body,
+                credentials,
             },
         )
         .await?;
@@ -517,5 +579,6 @@ pub(crate) fn new_id() -> String {
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
     let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
+    SecretStore::open(file).map_err(|issues| Invalid { issues })?;
     Routes::build(file, engine, registry.as_ref()).map(drop)
 }

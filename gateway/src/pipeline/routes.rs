@@ -46,6 +46,7 @@ pub(crate) struct Route {
     pub(crate) response: Chain,
     pub(crate) redactor: Option<Arc<Redactor>>,
     pub(crate) auth: Option<config::RouteAuth>,
+    pub(crate) upstream_auth: Option<config::UpstreamAuth>,
 }
 
 impl Route {
@@ -253,6 +254,7 @@ impl Routes {
                 response,
                 redactor,
                 auth: r.auth.clone(),
+                upstream_auth: r.upstream_auth.clone(),
             }));
         }
         if !issues.is_empty() {

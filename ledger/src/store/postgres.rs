@@ -99,8 +99,13 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         {registry_schema}
         REVOKE ALL ON palisade_registry_versions, palisade_registry_active FROM PUBLIC;
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_registry_versions, palisade_registry_active TO "{writer_role}";
+        -- The secret store: wrapped data keys and sealed secrets.
+        {secrets_schema}
+        REVOKE ALL ON palisade_secret_keys, palisade_secrets FROM PUBLIC;
+        GRANT SELECT, INSERT, UPDATE ON palisade_secret_keys, palisade_secrets TO "{writer_role}";
         "#,
         registry_schema = crate::REGISTRY_SCHEMA,
+        secrets_schema = crate::SECRETS_SCHEMA,
     ))?;
     let mut store = PgStore { client };
     if store.head()?.is_none() {

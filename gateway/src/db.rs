@@ -1,0 +1,179 @@
+//! The gateway's own tables (module registry, secrets) in the ledger's database: the
+//! SQLite file on its own connection, or PostgreSQL. Statements are written once, with
+//! PostgreSQL's `$N` placeholders, and values travel as text.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::File;
+
+/// Why the database could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(pub String);
+
+/// A connection to the ledger's database for the gateway's own tables.
+pub(crate) struct Db(Mutex<Conn>);
+
+impl Db {
+    /// Opens the database `file`'s `[audit]` names. On SQLite `schema` is created; on
+    /// PostgreSQL `palisade ledger init` creates it, and `probe` (a query on the tables)
+    /// checks it did.
+    pub(crate) fn open(
+        file: &File,
+        schema: &'static str,
+        probe: &'static str,
+    ) -> Result<Self, DbError> {
+        let conn = match &file.audit.postgres {
+            Some(url) => {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                        .map_err(|e| format!("postgres: {e}"))?;
+                    c.query(probe, &[])
+                        .map_err(|e| format!("postgres: {e} (run `palisade ledger init`)"))?;
+                    Ok::<_, String>(Conn::Postgres(PgClient(Some(c))))
+                })
+                .join()
+                .map_err(|_| DbError("postgres thread panicked".into()))?
+                .map_err(DbError)?
+            }
+            None => {
+                let db = file.resolve(
+                    file.audit
+                        .sqlite
+                        .as_deref()
+                        .unwrap_or(Path::new("palisade-audit.db")),
+                );
+                let c = rusqlite::Connection::open(&db)
+                    .and_then(|c| {
+                        c.busy_timeout(Duration::from_secs(10))?;
+                        c.execute_batch(schema)?;
+                        Ok(c)
+                    })
+                    .map_err(|e| DbError(format!("{}: {e}", db.display())))?;
+                Conn::Sqlite(c)
+            }
+        };
+        Ok(Db(Mutex::new(conn)))
+    }
+
+    /// Runs `f` on the connection, on a thread where a synchronous PostgreSQL client may
+    /// block (never an async runtime's).
+    pub(crate) fn run<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, String> + Send,
+    ) -> Result<T, DbError> {
+        let mut conn = self.0.lock().expect("db lock");
+        let conn = &mut *conn;
+        std::thread::scope(|s| s.spawn(|| f(conn)).join())
+            .map_err(|_| DbError("database thread panicked".into()))?
+            .map_err(DbError)
+    }
+}
+
+pub(crate) enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgClient),
+}
+
+/// A synchronous PostgreSQL client that may be dropped anywhere: closing it blocks, which
+/// must not happen on an async runtime's thread, so it is closed on a thread of its own.
+pub(crate) struct PgClient(Option<postgres::Client>);
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(c)).join();
+        }
+    }
+}
+
+impl std::ops::Deref for PgClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("open until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("open until dropped")
+    }
+}
+
+impl Conn {
+    pub(crate) fn rows(
+        &mut self,
+        sql: &str,
+        args: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        match self {
+            Conn::Sqlite(c) => {
+                let mut stmt = c
+                    .prepare_cached(&sqlite_sql(sql))
+                    .map_err(|e| e.to_string())?;
+                let n = stmt.column_count();
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        (0..n)
+                            .map(|i| {
+                                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                    rusqlite::types::Value::Null => None,
+                                    rusqlite::types::Value::Integer(i) => Some(i.to_string()),
+                                    rusqlite::types::Value::Text(t) => Some(t),
+                                    other => Some(format!("{other:?}")),
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(|e| e.to_string())?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())
+            }
+            Conn::Postgres(c) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+                    .iter()
+                    .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = c.query(sql, &params).map_err(|e| e.to_string())?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| {
+                                r.try_get::<_, Option<String>>(i)
+                                    .ok()
+                                    .flatten()
+                                    .or_else(|| r.try_get::<_, i64>(i).ok().map(|n| n.to_string()))
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    pub(crate) fn exec(&mut self, sql: &str, args: &[&str]) -> Result<u64, String> {
+        match self {
+            Conn::Sqlite(c) => c
+                .execute(&sqlite_sql(sql), rusqlite::params_from_iter(args.iter()))
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string()),
+            Conn::Postgres(c) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+                    .iter()
+                    .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                c.execute(sql, &params).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The statements are written with PostgreSQL's `$N`; SQLite numbers by `?N` (its `$N`
+/// would be a name, numbered by first appearance).
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}

@@ -1,0 +1,166 @@
+//! `palisade secret put|list|rotate|rotate-master`: the encrypted secret store.
+//!
+//! Values are read from stdin, never from argv (argv is visible to every user of the
+//! machine); they are never printed. Exit codes: 0 done; 1 no such secret or tenant;
+//! 2 bad arguments, or the config, master key or database cannot be used.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use palisade_gateway::secrets::{FileMasterKey, SecretError, SecretStore};
+
+/// The gateway config naming `[secrets]`.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The gateway config.
+    #[arg(long, default_value = "palisade.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Store a new version of a secret; the value is read from stdin.
+    Put {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The secret's id.
+        id: String,
+    },
+    /// List a tenant's secrets (ids, versions, key versions; never values).
+    List {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Start a new data key for a tenant (later writes use it; older secrets keep theirs).
+    Rotate {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Re-wrap every data key under a new master key file; then point `[secrets]
+    /// master_key` at it.
+    RotateMaster {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The new master key (`palisade keygen --master`).
+        #[arg(long, value_name = "FILE")]
+        new_master: PathBuf,
+    },
+}
+
+pub(crate) fn main(command: SecretCommand) -> ExitCode {
+    match run(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open(at: &StoreArgs) -> Result<(SecretStore, Vec<String>), String> {
+    let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
+    let tenants = file
+        .tenants
+        .iter()
+        .map(|t| t.get_ref().name.clone())
+        .collect();
+    let store = SecretStore::open(&file)
+        .map_err(|issues| {
+            issues
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?
+        .ok_or_else(|| format!("{}: no [secrets] section", at.config.display()))?;
+    Ok((store, tenants))
+}
+
+fn known(tenants: &[String], tenant: &str) -> Result<(), ExitCode> {
+    if tenants.iter().any(|t| t == tenant) {
+        Ok(())
+    } else {
+        eprintln!("palisade: tenant {tenant:?} is not defined in the config");
+        Err(ExitCode::from(1))
+    }
+}
+
+fn run(command: SecretCommand) -> Result<ExitCode, String> {
+    match command {
+        SecretCommand::Put { at, tenant, id } => {
+            let (store, tenants) = open(&at)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            let mut value = zeroize::Zeroizing::new(Vec::new());
+            std::io::stdin()
+                .read_to_end(&mut value)
+                .map_err(|e| format!("stdin: {e}"))?;
+            // One trailing newline (from `echo` or a terminal) is not part of the value.
+            if value.last() == Some(&b'\n') {
+                value.pop();
+                if value.last() == Some(&b'\r') {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                return Err("the value on stdin is empty".into());
+            }
+            let version = store.put(&tenant, &id, &value).map_err(|e| e.to_string())?;
+            eprintln!("stored {tenant}/{id} version {version}");
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::List { at, tenant } => {
+            let (store, tenants) = open(&at)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            for s in store.list(&tenant).map_err(|e| e.to_string())? {
+                println!(
+                    "{}  version={} key_version={}",
+                    s.id, s.version, s.key_version
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::Rotate { at, tenant } => {
+            let (store, tenants) = open(&at)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            let v = store.rotate(&tenant).map_err(|e| e.to_string())?;
+            eprintln!("tenant {tenant}: data key version {v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::RotateMaster { at, new_master } => {
+            let (store, _) = open(&at)?;
+            let new = FileMasterKey::load(&new_master).map_err(|e| e.to_string())?;
+            match store.rotate_master(&new) {
+                Ok(n) => {
+                    eprintln!(
+                        "re-wrapped {n} data keys under {}; now set [secrets] master_key = {:?}",
+                        palisade_gateway::secrets::MasterKey::id(&new),
+                        new_master.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(SecretError::Decrypt) => Err(
+                    "a data key does not unwrap with the configured master key; nothing more was changed"
+                        .into(),
+                ),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Secrets: the CLI (values from stdin), envelope properties against the real store
+//! (items 46-48), rotation of data keys and of the master key, and upstream credentials
+//! end to end: the upstream gets the credential, the client, ledger and metrics do not.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use bytes::Bytes;
+use palisade_gateway::secrets::{SecretError, SecretStore};
+use sha2::Digest as _;
+
+use crate::support::{send, start_with};
+
+fn palisade(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config(up: std::net::SocketAddr, extra_secrets: &str, routes: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[audit]
+sqlite = "audit.db"
+
+[runtime]
+cache_dir = "{cache}"
+
+[secrets]
+master_key = "master.key"
+{extra_secrets}
+
+[[tenant]]
+name = "acme"
+
+[[tenant]]
+name = "globex"
+
+[[upstream]]
+name = "up"
+url = "http://{up}"
+{routes}
+"#,
+        cache = std::env::temp_dir().join("palisade-test-cache").display()
+    )
+}
+
+fn store(dir: &Path) -> SecretStore {
+    let file = palisade_gateway::config::load(&dir.join("palisade.toml")).unwrap();
+    SecretStore::open(&file).unwrap().unwrap()
+}
+
+fn setup(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = palisade(
+        dir.path(),
+        &["keygen", "--master", "--out", "master.key"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+    std::fs::write(
+        dir.path().join("palisade.toml"),
+        config("127.0.0.1:1".parse().unwrap(), extra, ""),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn items46_48_secrets_are_bound_to_their_place_and_survive_rotation() {
+    let dir = setup("max_uses_per_key = 3");
+    let d = dir.path();
+    let (code, out, err) = palisade(
+        d,
+        &["secret", "put", "--tenant", "acme", "db-password"],
+        Some("hunter2-very-secret\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hunter2") && !err.contains("hunter2"));
+    let (code, _, _) = palisade(d, &["secret", "put", "--tenant", "initech", "x"], Some("v"));
+    assert_eq!(code, 1, "unknown tenant");
+    let (code, out, _) = palisade(d, &["secret", "list", "--tenant", "acme"], None);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "db-password  version=1 key_version=1");
+
+    let s = store(d);
+    assert_eq!(
+        s.get("acme", "db-password").unwrap().expose(),
+        b"hunter2-very-secret"
+    );
+    assert_eq!(
+        format!("{:?}", s.get("acme", "db-password").unwrap()),
+        "SecretValue([redacted; 19 bytes])"
+    );
+    assert!(!format!("{s:?}").contains("hunter2"));
+
+    // Item 46: the ciphertext moved to another tenant, id, version or key version.
+    let (version, key_version, sealed) = s.sealed("acme", "db-password").unwrap();
+    assert_eq!(
+        s.open_sealed("acme", "db-password", version, key_version, &sealed)
+            .unwrap()
+            .expose(),
+        b"hunter2-very-secret"
+    );
+    s.put("globex", "db-password", b"other").unwrap();
+    assert_eq!(
+        s.open_sealed("globex", "db-password", version, key_version, &sealed),
+        Err(SecretError::Decrypt)
+    );
+    assert_eq!(
+        s.open_sealed("acme", "api-token", version, key_version, &sealed),
+        Err(SecretError::Decrypt)
+    );
+    assert_eq!(
+        s.open_sealed("acme", "db-password", version + 1, key_version, &sealed),
+        Err(SecretError::Decrypt)
+    );
+    assert_eq!(
+        s.open_sealed("acme", "db-password", version, 99, &sealed),
+        Err(SecretError::UnknownKeyVersion(99))
+    );
+    // A truncated tag.
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sealed)
+        .unwrap();
+    let short = base64::engine::general_purpose::STANDARD.encode(&raw[..raw.len() - 4]);
+    assert_eq!(
+        s.open_sealed("acme", "db-password", version, key_version, &short),
+        Err(SecretError::Decrypt)
+    );
+
+    // Item 45's bound: after 3 seals the data key is replaced before a 4th.
+    for i in 0..3 {
+        s.put("acme", &format!("n{i}"), b"x").unwrap();
+    }
+    let list = s.list("acme").unwrap();
+    assert_eq!(
+        list.iter().find(|x| x.id == "n2").unwrap().key_version,
+        2,
+        "{list:?}"
+    );
+    // Data key rotation: later writes use the new key, older secrets still open.
+    let (code, _, err) = palisade(d, &["secret", "rotate", "--tenant", "acme"], None);
+    assert_eq!(code, 0, "{err}");
+    let s = store(d);
+    s.put("acme", "after", b"new").unwrap();
+    assert_eq!(
+        s.list("acme")
+            .unwrap()
+            .iter()
+            .find(|x| x.id == "after")
+            .unwrap()
+            .key_version,
+        3
+    );
+    assert_eq!(
+        s.get("acme", "db-password").unwrap().expose(),
+        b"hunter2-very-secret"
+    );
+
+    // Item 48: master key rotation re-wraps the data keys; every secret still opens
+    // under the new master, and the old master no longer opens them.
+    assert_eq!(
+        palisade(d, &["keygen", "--master", "--out", "master2.key"], None).0,
+        0
+    );
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "rotate-master", "--new-master", "master2.key"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "rotate-master", "--new-master", "master2.key"],
+        None,
+    );
+    assert_eq!(code, 2, "the old master no longer unwraps: {err}");
+    let text = std::fs::read_to_string(d.join("palisade.toml"))
+        .unwrap()
+        .replace("master.key", "master2.key");
+    std::fs::write(d.join("palisade.toml"), text).unwrap();
+    let s = store(d);
+    assert_eq!(
+        s.get("acme", "db-password").unwrap().expose(),
+        b"hunter2-very-secret"
+    );
+    assert_eq!(s.get("acme", "after").unwrap().expose(), b"new");
+    assert_eq!(s.get("globex", "db-password").unwrap().expose(), b"other");
+
+    // Item 47: no plaintext at rest.
+    let db = std::fs::read(d.join("audit.db")).unwrap();
+    let wal = std::fs::read(d.join("audit.db-wal")).unwrap_or_default();
+    for hay in [&db, &wal] {
+        assert!(!hay.windows(7).any(|w| w == b"hunter2"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_credentials_reach_the_upstream_only() {
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        let routes = r#"
+[[route]]
+name = "bearer"
+tenant = "acme"
+upstream = "up"
+path = "/auth-digest"
+upstream_auth = { bearer = "orders-token" }
+
+[[route]]
+name = "header"
+tenant = "acme"
+upstream = "up"
+path = "/h"
+strip_prefix = true
+upstream_auth = { header = "x-api-key", header_secret = "orders-key" }
+
+[[route]]
+name = "basic"
+tenant = "acme"
+upstream = "up"
+path = "/b"
+strip_prefix = true
+upstream_auth = { basic_user = "svc", basic_password = "orders-password" }
+
+[[route]]
+name = "missing"
+tenant = "acme"
+upstream = "up"
+path = "/m"
+upstream_auth = { bearer = "nope" }
+"#;
+        let text = config(up, "cache_ms = 0", routes);
+        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        for (id, value) in [
+            ("orders-token", "tok-s3cr3t-abc"),
+            ("orders-key", "key-s3cr3t-def"),
+            ("orders-password", "pw-s3cr3t-ghi"),
+        ] {
+            let (code, _, err) =
+                palisade(dir, &["secret", "put", "--tenant", "acme", id], Some(value));
+            assert_eq!(code, 0, "{err}");
+        }
+        text
+    })
+    .await;
+    let sha = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    // The caller's own Authorization is replaced, never forwarded.
+    let r = send(
+        h.addr(),
+        "GET",
+        "/auth-digest",
+        &[("authorization", "Bearer caller-token")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["authorization"], sha("Bearer tok-s3cr3t-abc"));
+    let r = send(h.addr(), "GET", "/h/auth-digest", &[], Bytes::new()).await;
+    assert_eq!(r.json()["x-api-key"], sha("key-s3cr3t-def"));
+    let r = send(h.addr(), "GET", "/b/auth-digest", &[], Bytes::new()).await;
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("svc:pw-s3cr3t-ghi")
+    );
+    assert_eq!(r.json()["authorization"], sha(&basic));
+    // A secret that is not there: 503, nothing sent upstream.
+    let hits = h.upstream.hits();
+    let r = send(h.addr(), "GET", "/m", &[], Bytes::new()).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(h.block_for(&r)["cause"], "upstream_credentials_unavailable");
+    assert_eq!(h.upstream.hits(), hits);
+    // A rotated secret is picked up (cache_ms = 0 here).
+    let (code, _, _) = palisade(
+        h.dir.path(),
+        &["secret", "put", "--tenant", "acme", "orders-token"],
+        Some("tok-rotated"),
+    );
+    assert_eq!(code, 0);
+    let r = send(h.addr(), "GET", "/auth-digest", &[], Bytes::new()).await;
+    assert_eq!(r.json()["authorization"], sha("Bearer tok-rotated"));
+
+    // Nothing of the values in the ledger, its WAL, the metrics or the replies.
+    let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
+    at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
+    let metrics = send(
+        h.running.admin_addr().unwrap(),
+        "GET",
+        "/metrics",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .text();
+    for secret in ["s3cr3t", "tok-rotated"] {
+        assert!(
+            !at_rest
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "{secret} at rest"
+        );
+        assert!(!metrics.contains(secret));
+        assert!(!r.text().contains(secret));
+    }
+}
