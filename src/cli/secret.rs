@@ -39,6 +39,17 @@ pub(crate) enum SecretCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Check that a secret decrypts (authenticated decryption through the master key);
+    /// prints its version and length, never the value.
+    Verify {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The secret's id.
+        id: String,
+    },
     /// Start a new data key for a tenant (later writes use it; older secrets keep theirs).
     Rotate {
         #[command(flatten)]
@@ -46,6 +57,12 @@ pub(crate) enum SecretCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
+    },
+    /// Create the AES-256 master key on the PKCS#11 token `[secrets.pkcs11]` names
+    /// (sensitive, not extractable).
+    HsmKeygen {
+        #[command(flatten)]
+        at: StoreArgs,
     },
     /// Re-wrap every data key under a new master key file; then point `[secrets]
     /// master_key` at it.
@@ -134,6 +151,28 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        SecretCommand::Verify { at, tenant, id } => {
+            let (store, tenants) = open(&at)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            match store.get(&tenant, &id) {
+                Ok(v) => {
+                    let (version, key_version, _) =
+                        store.sealed(&tenant, &id).map_err(|e| e.to_string())?;
+                    println!(
+                        "{id}: decrypts (version {version}, key version {key_version}, {} bytes)",
+                        v.expose().len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(SecretError::NotFound) => {
+                    eprintln!("palisade: no secret {id:?} for tenant {tenant:?}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
         SecretCommand::Rotate { at, tenant } => {
             let (store, tenants) = open(&at)?;
             if let Err(code) = known(&tenants, &tenant) {
@@ -141,6 +180,18 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             }
             let v = store.rotate(&tenant).map_err(|e| e.to_string())?;
             eprintln!("tenant {tenant}: data key version {v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::HsmKeygen { at } => {
+            let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
+            let hsm = file
+                .secrets
+                .as_ref()
+                .and_then(|s| s.pkcs11.as_ref())
+                .ok_or_else(|| format!("{}: no [secrets.pkcs11]", at.config.display()))?;
+            let key = palisade_gateway::secrets::Pkcs11MasterKey::generate(hsm, &file.base)
+                .map_err(|e| e.to_string())?;
+            println!("{}", palisade_gateway::secrets::MasterKey::id(&key));
             Ok(ExitCode::SUCCESS)
         }
         SecretCommand::RotateMaster { at, new_master } => {

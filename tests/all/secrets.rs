@@ -343,3 +343,119 @@ upstream_auth = { bearer = "nope" }
         assert!(!r.text().contains(secret));
     }
 }
+
+/// A SoftHSM2 token in `dir` (Debian's softhsm2): its config file, for SOFTHSM2_CONF.
+fn softhsm(dir: &Path) -> std::path::PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "palisade",
+            "--so-pin",
+            "5678",
+            "--pin",
+            "1234",
+        ])
+        .output()
+        .expect("softhsm2-util (apt-get install softhsm2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("pin"), "1234\n").unwrap();
+    conf
+}
+
+#[test]
+fn the_master_key_can_live_in_an_hsm_through_pkcs11() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = softhsm(d);
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let text = config(
+        up.local_addr().unwrap(),
+        "",
+        "",
+    )
+    .replace(
+        "master_key = \"master.key\"",
+        "pkcs11 = { module = \"/usr/lib/softhsm/libsofthsm2.so\", token = \"palisade\", pin_file = \"pin\" }",
+    );
+    std::fs::write(d.join("palisade.toml"), text).unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .current_dir(d)
+            .env("SOFTHSM2_CONF", &conf)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["secret", "hsm-keygen"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "pkcs11:palisade/palisade-master");
+    let (code, _, err) = run(&["secret", "hsm-keygen"], None);
+    assert_eq!(code, 2, "the key exists: {err}");
+    let (code, _, err) = run(
+        &["secret", "put", "--tenant", "acme", "token"],
+        Some("hsm-wrapped-value"),
+    );
+    assert_eq!(code, 0, "{err}");
+    // The data key is wrapped by the token; the stored row names it.
+    let conn = rusqlite::Connection::open(d.join("audit.db")).unwrap();
+    let master: String = conn
+        .query_row(
+            "SELECT master_id FROM palisade_secret_keys WHERE tenant = 'acme'",
+            (),
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(master, "pkcs11:palisade/palisade-master");
+    // Reading it back goes through the token (a gateway process would do the same).
+    let (code, out, err) = run(&["secret", "list", "--tenant", "acme"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("token  version=1 key_version=1"));
+    let (code, out, err) = run(&["secret", "verify", "--tenant", "acme", "token"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "token: decrypts (version 1, key version 1, 17 bytes)"
+    );
+    assert!(!out.contains("hsm-wrapped-value"));
+    // Without the token the store cannot open: a wrong PIN is refused.
+    std::fs::write(d.join("pin"), "0000\n").unwrap();
+    let (code, _, err) = run(&["secret", "list", "--tenant", "acme"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("login"), "{err}");
+}

@@ -181,9 +181,11 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
-    /// The master key file (`palisade keygen --master`). By default `master.key`.
-    #[serde(default = "d::master_key")]
-    pub master_key: PathBuf,
+    /// The master key file (`palisade keygen --master`). By default `master.key`
+    /// unless `pkcs11` is set.
+    pub master_key: Option<PathBuf>,
+    /// The master key in an HSM instead of a file.
+    pub pkcs11: Option<Pkcs11Config>,
     /// How long a decrypted secret is kept in memory. By default 30,000 ms.
     #[serde(default = "d::secret_cache_ms")]
     pub cache_ms: u64,
@@ -192,10 +194,26 @@ pub struct SecretsConfig {
     pub max_uses_per_key: u64,
 }
 
+/// `[secrets.pkcs11]`: a master key on a PKCS#11 token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// A file holding the user PIN.
+    pub pin_file: PathBuf,
+    /// The AES key's label. By default `palisade-master`.
+    #[serde(default = "d::pkcs11_key")]
+    pub key: String,
+}
+
 impl Default for SecretsConfig {
     fn default() -> Self {
         SecretsConfig {
-            master_key: d::master_key(),
+            master_key: None,
+            pkcs11: None,
             cache_ms: d::secret_cache_ms(),
             max_uses_per_key: d::max_uses_per_key(),
         }
@@ -559,8 +577,8 @@ mod d {
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
     }
-    pub(super) fn master_key() -> std::path::PathBuf {
-        "master.key".into()
+    pub(super) fn pkcs11_key() -> String {
+        "palisade-master".into()
     }
     pub(super) fn secret_cache_ms() -> u64 {
         30_000

@@ -9,7 +9,8 @@
 //!   new key version is made before `max_uses_per_key` (2^32 by default, the NIST SP
 //!   800-38D bound for random nonces) is reached, so nonces do not repeat under one key.
 //! - The master key comes from a [`MasterKey`] provider: a local key file
-//!   ([`FileMasterKey`], `palisade keygen --master`) by default. Rotating the master key
+//!   ([`FileMasterKey`], `palisade keygen --master`) by default, or an HSM through PKCS#11
+//!   ([`Pkcs11MasterKey`]). Rotating the master key
 //!   re-wraps every data key; secrets themselves are untouched and keep decrypting.
 //! - Values are [`SecretValue`]s: zeroized on drop, `Debug` shows only their length.
 
@@ -26,6 +27,9 @@ use zeroize::Zeroizing;
 
 use crate::config::{File, Issue};
 use crate::db::{Db, DbError};
+
+mod pkcs11;
+pub use self::pkcs11::Pkcs11MasterKey;
 
 /// A secret's plaintext: zeroized on drop, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -346,9 +350,19 @@ impl SecretStore {
             return Ok(None);
         };
         let fail = |m: String| vec![Issue::file(&file.path, format!("[secrets] {m}"))];
-        let master =
-            FileMasterKey::load(&file.resolve(&cfg.master_key)).map_err(|e| fail(e.to_string()))?;
-        Self::with_master(file, Arc::new(master)).map(Some)
+        let master: Arc<dyn MasterKey> = match (&cfg.pkcs11, &cfg.master_key) {
+            (Some(hsm), None) => {
+                Arc::new(Pkcs11MasterKey::open(hsm, &file.base).map_err(|e| fail(e.to_string()))?)
+            }
+            (None, key) => {
+                let path = file.resolve(key.as_deref().unwrap_or(Path::new("master.key")));
+                Arc::new(FileMasterKey::load(&path).map_err(|e| fail(e.to_string()))?)
+            }
+            (Some(_), Some(_)) => {
+                return Err(fail("set `master_key` or `pkcs11`, not both".into()));
+            }
+        };
+        Self::with_master(file, master).map(Some)
     }
 
     /// Opens the store with another master key provider.
