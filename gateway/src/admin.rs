@@ -162,6 +162,9 @@ impl Admin {
         let method = req.method().clone();
         if let Some(rest) = path.strip_prefix("/v1/tenants/") {
             let segments: Vec<&str> = rest.split('/').collect();
+            if let [tenant, "secrets", rest @ ..] = segments.as_slice() {
+                return self.secrets(req, &method, tenant, rest, who).await;
+            }
             return self.modules(req, &method, &segments, who).await;
         }
         match (&method, path) {
@@ -319,6 +322,97 @@ impl Admin {
             }
             _ => Err(not_found()),
         }
+    }
+}
+
+impl Admin {
+    /// `/v1/tenants/{tenant}/secrets[/{id}|/rotate]`: values go in, never out.
+    async fn secrets<B>(
+        &self,
+        req: http::Request<B>,
+        method: &Method,
+        tenant: &str,
+        rest: &[&str],
+        who: &Principal,
+    ) -> Result<Done, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
+        let not_found = || Error::Registry(RegistryError::NotFound);
+        let write = !matches!(*method, Method::GET);
+        let allowed = if write {
+            who.may(Action::ManageSecrets(tenant))
+        } else {
+            who.may(Action::ReadSecrets(tenant))
+        };
+        if !allowed {
+            return Err(Error::Forbidden {
+                cause: "missing_role",
+                subject: who.subject.clone(),
+                challenge: None,
+            });
+        }
+        let store = self.pipeline.secrets().cloned().ok_or_else(not_found)?;
+        if !self.pipeline.has_tenant(tenant) {
+            return Err(not_found());
+        }
+        let failed = |e: crate::secrets::SecretError| match e {
+            crate::secrets::SecretError::BadId => {
+                Error::Registry(RegistryError::BadName("bad_secret_id"))
+            }
+            crate::secrets::SecretError::NotFound => not_found(),
+            other => {
+                tracing::warn!(error = %other, "secret store");
+                Error::Registry(RegistryError::Storage("secret store".into()))
+            }
+        };
+        let t = tenant.to_string();
+        let answer = match (method, rest) {
+            (&Method::GET, []) => {
+                let list = tokio::task::spawn_blocking(move || store.list(&t))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(failed)?;
+                json(StatusCode::OK, &serde_json::json!({ "secrets": list }))
+            }
+            (&Method::POST, ["rotate"]) => {
+                let v = tokio::task::spawn_blocking(move || store.rotate(&t))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(failed)?;
+                json(StatusCode::OK, &serde_json::json!({ "key_version": v }))
+            }
+            (&Method::PUT, [id]) => {
+                let body = crate::pipeline::io::read_body(
+                    req.into_body(),
+                    64 * 1024,
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|_| Error::BadBody)?;
+                let value = zeroize::Zeroizing::new(body.to_vec());
+                if value.is_empty() {
+                    return Err(Error::BadBody);
+                }
+                let id = id.to_string();
+                let (i, v) = (id.clone(), value);
+                let version = tokio::task::spawn_blocking(move || store.put(&t, &i, &v))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(failed)?;
+                json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({ "id": id, "version": version }),
+                )
+            }
+            _ => return Err(not_found()),
+        };
+        Ok(Done {
+            response: answer,
+            kind: Kind::Admin,
+            tenant: Some(tenant.to_string()),
+            module: None,
+        })
     }
 }
 

@@ -459,3 +459,81 @@ fn the_master_key_can_live_in_an_hsm_through_pkcs11() {
     assert_eq!(code, 2);
     assert!(err.contains("login"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_admin_api_takes_values_in_and_never_out() {
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        config(up, "", "") + "\n[auth]\napi_keys = \"apikeys.json\"\n"
+    })
+    .await;
+    let key = |args: &[&str]| {
+        let mut all = vec!["apikey", "create", "--config", "palisade.toml"];
+        all.extend_from_slice(args);
+        let (code, out, err) = palisade(h.dir.path(), &all, None);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let acme = key(&["--tenant", "acme", "--roles", "tenant-admin"]);
+    let globex = key(&["--tenant", "globex", "--roles", "tenant-admin"]);
+    let auditor = key(&["--roles", "auditor"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let admin = h.running.admin_addr().unwrap();
+    let call = |method: &'static str, path: &'static str, k: String, body: &'static str| async move {
+        send(admin, method, path, &[("x-api-key", k.as_str())], body).await
+    };
+    let r = call(
+        "PUT",
+        "/v1/tenants/acme/secrets/orders-token",
+        acme.clone(),
+        "api-s3cr3t-value",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["version"], 1);
+    for (k, method, path) in [
+        (
+            globex.clone(),
+            "PUT",
+            "/v1/tenants/acme/secrets/orders-token",
+        ),
+        (globex.clone(), "GET", "/v1/tenants/acme/secrets"),
+        (
+            auditor.clone(),
+            "PUT",
+            "/v1/tenants/acme/secrets/orders-token",
+        ),
+        (auditor.clone(), "POST", "/v1/tenants/acme/secrets/rotate"),
+    ] {
+        let r = call(method, path, k, "x").await;
+        assert_eq!(r.status, 403, "{method} {path}");
+    }
+    for k in [acme.clone(), auditor.clone()] {
+        let r = call("GET", "/v1/tenants/acme/secrets", k, "").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["secrets"][0]["id"], "orders-token");
+        assert!(!r.text().contains("s3cr3t"));
+    }
+    let r = call("POST", "/v1/tenants/acme/secrets/rotate", acme.clone(), "").await;
+    assert_eq!(r.json()["key_version"], 2);
+    let r = call("PUT", "/v1/tenants/acme/secrets/..", acme.clone(), "x").await;
+    assert_eq!(r.status, 400);
+    let store = h.running.pipeline().secrets().unwrap().clone();
+    let v = tokio::task::spawn_blocking(move || store.get("acme", "orders-token"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.expose(), b"api-s3cr3t-value");
+    let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
+    at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
+    assert!(!at_rest.windows(6).any(|w| w == b"s3cr3t"));
+    let blocks: Vec<_> = h
+        .blocks()
+        .into_iter()
+        .filter(|b| b["path"].as_str().is_some_and(|p| p.contains("/secrets")))
+        .collect();
+    assert_eq!(blocks.len(), 9, "every call is a block");
+}

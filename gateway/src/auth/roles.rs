@@ -3,8 +3,8 @@
 //! | role | may |
 //! | --- | --- |
 //! | `admin` | everything, for every tenant |
-//! | `tenant-admin` | manage and read its own tenant's modules; read its own tenant's audit blocks |
-//! | `auditor` | read and verify the whole audit ledger; read (not change) every tenant's modules |
+//! | `tenant-admin` | manage and read its own tenant's modules and secrets; read its own tenant's audit blocks |
+//! | `auditor` | read and verify the whole audit ledger; read (not change) every tenant's modules; list (not read) secrets |
 //! | `service` | nothing on the admin API: a data-plane caller (routes may require it) |
 //!
 //! A principal without a tenant cannot act as `tenant-admin`.
@@ -49,6 +49,10 @@ pub enum Action<'a> {
     ReadAudit(Option<&'a str>),
     /// Verify the whole chain.
     VerifyAudit,
+    /// Store or rotate a tenant's secrets.
+    ManageSecrets(&'a str),
+    /// List a tenant's secrets (ids and versions, never values).
+    ReadSecrets(&'a str),
 }
 
 /// An authenticated caller of the admin API.
@@ -77,7 +81,8 @@ impl Principal {
             return true;
         }
         match action {
-            Action::ManageModules(t) => self.owns(t),
+            Action::ManageModules(t) | Action::ManageSecrets(t) => self.owns(t),
+            Action::ReadSecrets(t) => self.owns(t) || self.has(Role::Auditor),
             Action::ReadModules(t) => self.owns(t) || self.has(Role::Auditor),
             Action::ReadAudit(Some(t)) => self.owns(t) || self.has(Role::Auditor),
             Action::ReadAudit(None) | Action::VerifyAudit => self.has(Role::Auditor),
@@ -124,5 +129,10 @@ mod tests {
         assert!(auditor.may(Action::ReadAudit(Some("globex"))));
         assert!(auditor.may(Action::ReadModules("globex")));
         assert!(!auditor.may(Action::ManageModules("globex")));
+        assert!(acme_admin.may(Action::ManageSecrets("acme")));
+        assert!(!acme_admin.may(Action::ManageSecrets("globex")));
+        assert!(!auditor.may(Action::ManageSecrets("acme")));
+        assert!(auditor.may(Action::ReadSecrets("acme")));
+        assert!(!service.may(Action::ReadSecrets("acme")));
     }
 }

@@ -70,7 +70,7 @@ pub enum SecretError {
     /// No such secret.
     #[error("no such secret")]
     NotFound,
-    /// A secret id that is not 1-64 of `[A-Za-z0-9_.-]`.
+    /// A secret id that is not 1-64 of `[A-Za-z0-9_.-]` (not starting with `.`).
     #[error("bad secret id")]
     BadId,
     /// The master key file could not be read or created.
@@ -317,6 +317,7 @@ fn unb64(s: &str) -> Result<Vec<u8>, SecretError> {
 
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
