@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::metrics::{Metrics, PolicyOutcome};
 
 /// One policy in a chain.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChainPolicy {
     /// The loaded module, with its limits.
     pub module: Arc<Module>,
@@ -21,6 +21,22 @@ pub struct ChainPolicy {
     pub fail: FailMode,
     /// Name, version and digest, as the audit record names it.
     pub reference: ModuleRef,
+    /// Secrets the route grants this policy: it reads them as config `secret.<id>`.
+    pub grants: Vec<String>,
+}
+
+impl std::fmt::Debug for ChainPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainPolicy")
+            .field("module", &self.reference)
+            .field(
+                "config_keys",
+                &self.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("fail", &self.fail)
+            .field("grants", &self.grants)
+            .finish()
+    }
 }
 
 impl ChainPolicy {
@@ -36,15 +52,26 @@ impl ChainPolicy {
             config,
             fail: FailMode::Closed,
             reference,
+            grants: Vec::new(),
         }
     }
 }
 
 impl ChainPolicy {
-    /// The request's context with this policy's config.
-    fn context(&self, base: &Context) -> Context {
+    /// The request's context with this policy's config and the secrets granted to it
+    /// (and no others).
+    fn context(&self, base: &Context, observer: &Observer) -> Context {
+        let mut config = self.config.clone();
+        for id in &self.grants {
+            if let Some(v) = observer.granted.get(id) {
+                config.push((
+                    format!("secret.{id}"),
+                    String::from_utf8_lossy(v.expose()).into_owned(),
+                ));
+            }
+        }
         Context {
-            config: self.config.clone(),
+            config,
             ..base.clone()
         }
     }
@@ -61,11 +88,14 @@ pub struct Trace {
     pub skipped: Vec<&'static str>,
 }
 
-/// Where a chain reports to.
+/// Where a chain reports to, and what it may hand its policies.
 #[derive(Debug, Clone, Default)]
 pub struct Observer {
     /// Metrics, with the tenant and route labels.
     pub metrics: Option<(Arc<Metrics>, String, String)>,
+    /// Decrypted secrets the route grants to some of its policies, by id; each policy
+    /// gets only those in its own [`ChainPolicy::grants`].
+    pub granted: Arc<std::collections::HashMap<String, crate::secrets::SecretValue>>,
 }
 
 impl Observer {
@@ -110,7 +140,7 @@ impl Chain {
     ) -> Result<Decision<Request>, Error> {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
-            let ctx = policy.context(base);
+            let ctx = policy.context(base, observer);
             let module = policy.module.clone();
             let keep = (policy.fail == FailMode::Open).then(|| req.clone());
             let inv = pool.run(move || module.on_request(&ctx, req)).await;
@@ -153,7 +183,7 @@ impl Chain {
     ) -> Result<Response, Error> {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
-            let ctx = policy.context(base);
+            let ctx = policy.context(base, observer);
             let module = policy.module.clone();
             let req = req.clone();
             let inv = pool.run(move || module.on_response(&ctx, &req, res)).await;

@@ -20,8 +20,9 @@ pub struct Identity {
     pub claims: Vec<(String, serde_json::Value)>,
 }
 
-/// Read-only facts about one invocation.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Read-only facts about one invocation. Its `Debug` shows config keys, never values
+/// (a route may grant a policy a secret through its config).
+#[derive(Clone, Default, PartialEq)]
 pub struct Context {
     /// The tenant that owns the route.
     pub tenant: String,
@@ -33,6 +34,21 @@ pub struct Context {
     pub identity: Option<Identity>,
     /// The policy's configuration from the route.
     pub config: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("tenant", &self.tenant)
+            .field("route", &self.route)
+            .field("correlation_id", &self.correlation_id)
+            .field("identity", &self.identity.as_ref().map(|i| &i.subject))
+            .field(
+                "config_keys",
+                &self.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// An HTTP request as a policy sees it.

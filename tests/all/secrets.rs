@@ -537,3 +537,73 @@ async fn the_secrets_admin_api_takes_values_in_and_never_out() {
         .collect();
     assert_eq!(blocks.len(), 9, "every call is a block");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_sees_only_the_secrets_its_route_grants_it() {
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        std::fs::write(
+            dir.join("peek.lua"),
+            r#"
+function on_request(req, ctx)
+  local key = ctx.config["secret.signing-key"]
+  local other = ctx.config["secret.db-password"]
+  req.headers[ctx.config.name .. "-key-len"] = key and tostring(#key) or "none"
+  req.headers[ctx.config.name .. "-other"] = other and "seen" or "none"
+  return req
+end
+"#,
+        )
+        .unwrap();
+        let routes = r#"
+[[route]]
+name = "signed"
+tenant = "acme"
+upstream = "up"
+request = [
+  { module = "peek.lua", config = { name = "x-granted" }, secrets = ["signing-key"] },
+  { module = "peek.lua", config = { name = "x-plain" } },
+]
+"#;
+        let text = config(up, "", routes);
+        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        for (id, value) in [
+            ("signing-key", "k-0123456789"),
+            ("db-password", "pw-never-granted"),
+        ] {
+            assert_eq!(
+                palisade(dir, &["secret", "put", "--tenant", "acme", id], Some(value)).0,
+                0
+            );
+        }
+        text
+    })
+    .await;
+    let r = send(h.addr(), "GET", "/x", &[], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = &r.json()["headers"];
+    assert_eq!(
+        seen["x-granted-key-len"], "12",
+        "the granted policy reads its secret"
+    );
+    assert_eq!(seen["x-granted-other"], "none", "and no other");
+    assert_eq!(
+        seen["x-plain-key-len"], "none",
+        "a policy without the grant sees nothing"
+    );
+    let policies = format!("{:?}", h.running.pipeline());
+    assert!(!policies.contains("k-0123456789"));
+    // A context carrying a granted secret prints its keys, not its values.
+    let ctx = palisade_runtime::Context {
+        config: vec![("secret.signing-key".into(), "k-0123456789".into())],
+        ..Default::default()
+    };
+    let shown = format!("{ctx:?}");
+    assert!(
+        shown.contains("secret.signing-key") && !shown.contains("k-0123456789"),
+        "{shown}"
+    );
+}

@@ -247,6 +247,9 @@ pub fn check(file: &File) -> Vec<Issue> {
             }
         }
         for p in route.request.iter().chain(&route.response) {
+            if !p.secrets.is_empty() && file.secrets.is_none() {
+                r.add(sr, ctx.clone(), "policy `secrets` grants need [secrets]");
+            }
             let module = file.resolve(&p.module);
             if let Some(name) = p.registry_name() {
                 if file.registry.is_none() {

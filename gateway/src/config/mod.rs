@@ -506,6 +506,10 @@ pub struct Policy {
     /// What an error does. By default `closed`; `open` only for request policies.
     #[serde(default)]
     pub fail: FailMode,
+    /// Secrets of the route's tenant this policy may read (as config `secret.<id>`).
+    /// By default none: policies see no secret unless granted here.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// A built-in redaction rule: exactly one of `path` and `regex`.

@@ -153,6 +153,29 @@ impl Pipeline {
         self.secrets.as_ref()
     }
 
+    /// The secrets a route grants its policies, decrypted.
+    async fn granted(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::secrets::SecretValue>, Error> {
+        let store = self.secrets.clone().ok_or(Error::UpstreamCredentials)?;
+        let (tenant, ids) = (tenant.to_string(), ids.to_vec());
+        tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| match store.get(&tenant, &id) {
+                    Ok(v) => Ok((id, v)),
+                    Err(e) => {
+                        tracing::warn!(%tenant, secret = %id, error = %e, "granted secret unavailable");
+                        Err(Error::UpstreamCredentials)
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| Error::UpstreamCredentials)?
+    }
+
     /// The headers `auth` adds upstream for `tenant`, marked sensitive.
     async fn upstream_credentials(
         &self,
@@ -438,12 +461,18 @@ impl Pipeline {
             identity: caller.as_ref().map(|c| c.identity()),
             config: Vec::new(),
         };
+        let granted = if route.grants.is_empty() {
+            Arc::default()
+        } else {
+            Arc::new(self.granted(&route.tenant, &route.grants).await?)
+        };
         let observer = Observer {
             metrics: Some((
                 self.metrics.clone(),
                 route.tenant.clone(),
                 route.name.clone(),
             )),
+            granted,
         };
         let request = Request {
             method: parts.method.as_str().to_string(),

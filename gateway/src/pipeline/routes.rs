@@ -47,6 +47,8 @@ pub(crate) struct Route {
     pub(crate) redactor: Option<Arc<Redactor>>,
     pub(crate) auth: Option<config::RouteAuth>,
     pub(crate) upstream_auth: Option<config::UpstreamAuth>,
+    /// Every secret some policy of this route is granted.
+    pub(crate) grants: Vec<String>,
 }
 
 impl Route {
@@ -184,6 +186,7 @@ impl Routes {
                                 let module = module.with_limits(limits(module.limits(), p));
                                 let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
                                 policy.fail = p.fail;
+                                policy.grants = p.secrets.clone();
                                 policy.reference.version = version;
                                 out.policies.push(policy);
                             }
@@ -209,6 +212,7 @@ impl Routes {
                     let module = module.with_limits(limits(module.limits(), p));
                     let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
                     policy.fail = p.fail;
+                    policy.grants = p.secrets.clone();
                     out.policies.push(policy);
                 }
                 out
@@ -255,6 +259,12 @@ impl Routes {
                 redactor,
                 auth: r.auth.clone(),
                 upstream_auth: r.upstream_auth.clone(),
+                grants: r
+                    .request
+                    .iter()
+                    .chain(&r.response)
+                    .flat_map(|p| p.secrets.iter().cloned())
+                    .collect(),
             }));
         }
         if !issues.is_empty() {
