@@ -607,3 +607,159 @@ request = [
         "{shown}"
     );
 }
+
+/// An HTTPS upstream on loopback that requires a client certificate from `client_ca`
+/// and answers with the SHA-256 of the certificate it got.
+async fn mtls_upstream(
+    server: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    client_ca: &rcgen::Certificate,
+) -> std::net::SocketAddr {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(server.cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.signing_key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let seen = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| hex::encode(sha2::Sha256::digest(c.as_ref())))
+                    .unwrap_or_default();
+                let service = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| {
+                        let body = serde_json::json!({ "client_cert_sha256": seen }).to_string();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(Bytes::from(body)),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mtls_presents_a_client_certificate_from_the_secret_store() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::URI(
+        "spiffe://palisade/gateway".try_into().unwrap(),
+    )];
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let upstream = mtls_upstream(&server, &ca_cert).await;
+
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        std::fs::write(dir.join("upstream-ca.pem"), server.cert.pem()).unwrap();
+        let routes = format!(
+            r#"
+[[upstream]]
+name = "secure"
+url = "https://localhost:{port}"
+ca = "upstream-ca.pem"
+client_cert = {{ tenant = "acme", cert = "gw-cert", key = "gw-key" }}
+
+[[upstream]]
+name = "secure-no-cert"
+url = "https://localhost:{port}"
+ca = "upstream-ca.pem"
+
+[[route]]
+name = "secure"
+tenant = "acme"
+upstream = "secure"
+path = "/secure"
+
+[[route]]
+name = "anonymous"
+tenant = "acme"
+upstream = "secure-no-cert"
+path = "/anonymous"
+"#,
+            port = upstream.port()
+        );
+        let text = config(up, "", &routes);
+        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        assert_eq!(
+            palisade(
+                dir,
+                &["secret", "put", "--tenant", "acme", "gw-cert"],
+                Some(&leaf_cert.pem())
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            palisade(
+                dir,
+                &["secret", "put", "--tenant", "acme", "gw-key"],
+                Some(&leaf_key.serialize_pem())
+            )
+            .0,
+            0
+        );
+        text
+    })
+    .await;
+    let r = send(h.addr(), "GET", "/secure", &[], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["client_cert_sha256"],
+        hex::encode(sha2::Sha256::digest(leaf_cert.der()))
+    );
+    // Without the certificate the upstream refuses the handshake: 502.
+    let r = send(h.addr(), "GET", "/anonymous", &[], Bytes::new()).await;
+    assert_eq!(r.status, 502);
+    let pem = leaf_key.serialize_pem();
+    let body = pem.lines().nth(1).unwrap();
+    let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
+    at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
+    assert!(
+        !at_rest.windows(body.len()).any(|w| w == body.as_bytes()),
+        "no key at rest"
+    );
+}

@@ -152,19 +152,40 @@ pub fn check(file: &File) -> Vec<Issue> {
         if !upstreams.insert(u.get_ref().name.clone()) {
             r.add(u, ctx.clone(), "defined twice");
         }
-        match u.get_ref().url.parse::<http::Uri>() {
+        let https = match u.get_ref().url.parse::<http::Uri>() {
             Ok(uri)
-                if uri.scheme_str() == Some("http")
+                if matches!(uri.scheme_str(), Some("http" | "https"))
                     && uri.authority().is_some()
-                    && uri.query().is_none() => {}
-            _ => r.add(
-                u,
-                ctx,
-                format!(
-                    "url `{}` must be http://host:port[/prefix]",
-                    u.get_ref().url
-                ),
-            ),
+                    && uri.query().is_none() =>
+            {
+                uri.scheme_str() == Some("https")
+            }
+            _ => {
+                r.add(
+                    u,
+                    ctx.clone(),
+                    format!(
+                        "url `{}` must be http(s)://host:port[/prefix]",
+                        u.get_ref().url
+                    ),
+                );
+                false
+            }
+        };
+        if let Some(c) = &u.get_ref().client_cert {
+            if !https {
+                r.add(u, ctx.clone(), "client_cert needs an https:// url");
+            }
+            if file.secrets.is_none() {
+                r.add(u, ctx.clone(), "client_cert needs [secrets]");
+            }
+            if !tenants.contains_key(&c.tenant) {
+                r.add(
+                    u,
+                    ctx,
+                    format!("client_cert: tenant {:?} is not defined", c.tenant),
+                );
+            }
         }
     }
 

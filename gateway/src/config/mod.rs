@@ -405,6 +405,24 @@ pub struct Upstream {
     /// Time allowed to connect. By default 2,000 ms.
     #[serde(default = "d::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Extra PEM CA certificates trusted for an `https://` upstream (besides the
+    /// system's).
+    pub ca: Option<PathBuf>,
+    /// A client certificate presented to an `https://` upstream (mTLS), from `[secrets]`.
+    pub client_cert: Option<UpstreamClientCert>,
+}
+
+/// `[upstream.client_cert]`: the certificate chain and private key (PEM), each a secret
+/// of `tenant`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamClientCert {
+    /// The tenant whose secrets hold them.
+    pub tenant: String,
+    /// The secret holding the PEM certificate chain.
+    pub cert: String,
+    /// The secret holding the PEM private key.
+    pub key: String,
 }
 
 /// `fail`: what a policy error does to the request.

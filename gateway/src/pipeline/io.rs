@@ -14,7 +14,7 @@ use crate::body::{Body, full};
 use crate::error::Error;
 
 /// An HTTP client for one upstream.
-pub(crate) type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why a body read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,7 +89,7 @@ impl Pipeline {
         let secrets = SecretStore::open(file)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
-        let routes = Routes::build(file, &engine, registry.as_deref())?;
+        let routes = Routes::build(file, &engine, registry.as_deref(), secrets.as_deref())?;
         Ok(Pipeline {
             registry,
             secrets,
@@ -121,7 +121,12 @@ impl Pipeline {
                 tracing::warn!(error = %e, "registry not readable; using the last known versions");
             }
         }
-        let routes = match Routes::build(file, &self.engine, self.registry.as_deref()) {
+        let routes = match Routes::build(
+            file,
+            &self.engine,
+            self.registry.as_deref(),
+            self.secrets.as_deref(),
+        ) {
             Ok(r) => r,
             Err(e) => {
                 // The old trust stays with the old routes.
@@ -608,6 +613,6 @@ pub(crate) fn new_id() -> String {
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
     let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
-    SecretStore::open(file).map_err(|issues| Invalid { issues })?;
-    Routes::build(file, engine, registry.as_ref()).map(drop)
+    let secrets = SecretStore::open(file).map_err(|issues| Invalid { issues })?;
+    Routes::build(file, engine, registry.as_ref(), secrets.as_ref()).map(drop)
 }

@@ -18,6 +18,7 @@ use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid, Issue, RedactAction};
 use crate::redaction::{self, Redactor};
 use crate::registry::Registry;
+use crate::secrets::SecretStore;
 
 /// An upstream and its connection pool.
 #[derive(Debug)]
@@ -127,6 +128,7 @@ impl Routes {
         file: &File,
         engine: &Engine,
         registry: Option<&Registry>,
+        secrets: Option<&SecretStore>,
     ) -> Result<Self, Invalid> {
         let mut issues = config::check(file);
         let auth = match Authenticator::build(file) {
@@ -145,6 +147,24 @@ impl Routes {
             let mut connector = HttpConnector::new();
             connector.set_connect_timeout(Some(Duration::from_millis(u.connect_timeout_ms)));
             connector.set_nodelay(true);
+            connector.enforce_http(false);
+            let tls = match upstream_tls(file, u, secrets) {
+                Ok(t) => t,
+                Err(message) => {
+                    issues.push(Issue {
+                        path: file.path.clone(),
+                        at: None,
+                        context: format!("upstream {:?}", u.name),
+                        message,
+                    });
+                    continue;
+                }
+            };
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(connector);
             let client = Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build(connector);
@@ -277,6 +297,56 @@ impl Routes {
             auth: Arc::new(auth.expect("no issues means the authenticator was built")),
         })
     }
+}
+
+/// TLS for an upstream: the system's roots plus `ca`, and the client certificate
+/// (decrypted from the secret store) when one is configured.
+fn upstream_tls(
+    file: &File,
+    u: &config::Upstream,
+    secrets: Option<&SecretStore>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(ca) = &u.ca {
+        let path = file.resolve(ca);
+        let certs = CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("ca {}: {e}", path.display()))?;
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("ca {}: {e}", path.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let Some(cc) = &u.client_cert else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let store = secrets.ok_or("client_cert needs [secrets]")?;
+    let fetch = |id: &str| {
+        store
+            .get(&cc.tenant, id)
+            .map_err(|e| format!("client_cert secret {id:?} of tenant {:?}: {e}", cc.tenant))
+    };
+    let (cert, key) = (fetch(&cc.cert)?, fetch(&cc.key)?);
+    let chain = CertificateDer::pem_slice_iter(cert.expose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client_cert {:?}: not PEM certificates: {e}", cc.cert))?;
+    let key = PrivateKeyDer::from_pem_slice(key.expose())
+        .map_err(|_| format!("client_cert {:?}: not a PEM private key", cc.key))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("client_cert: {e}"))
 }
 
 fn limits(base: &Limits, p: &config::Policy) -> Limits {
