@@ -372,3 +372,44 @@ async fn two_gateways_share_the_registry_in_postgres() {
     .unwrap();
     assert_eq!(rows, ["1", "2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_live_in_postgres_when_the_ledger_does() {
+    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    let master = dir.path().join("master.key");
+    palisade_gateway::secrets::FileMasterKey::generate(&master).unwrap();
+    let text = crate::support::config("127.0.0.1:1".parse().unwrap(), "", "")
+        .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""))
+        + &format!(
+            "\n[secrets]\nmaster_key = {:?}\n",
+            master.display().to_string()
+        );
+    std::fs::write(&path, text).unwrap();
+    let w = writer.clone();
+    tokio::task::spawn_blocking(move || {
+        let file = palisade_gateway::config::load(&path).unwrap();
+        let store = palisade_gateway::secrets::SecretStore::open(&file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.put("acme", "token", b"pg-s3cr3t").unwrap(), 1);
+        assert_eq!(store.put("acme", "token", b"pg-s3cr3t-2").unwrap(), 2);
+        assert_eq!(store.get("acme", "token").unwrap().expose(), b"pg-s3cr3t-2");
+        assert_eq!(store.rotate("acme").unwrap(), 2);
+        let list = store.list("acme").unwrap();
+        assert_eq!((list[0].version, list[0].key_version), (2, 1));
+        // Only ciphertext in the database.
+        let mut c = postgres::Client::connect(&w, postgres::NoTls).unwrap();
+        let sealed: Vec<String> = c
+            .query("SELECT sealed FROM palisade_secrets", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(sealed.len(), 2);
+        assert!(sealed.iter().all(|s| !s.contains("pg-s3cr3t")));
+    })
+    .await
+    .unwrap();
+}
