@@ -24,6 +24,31 @@ use sha2::{Digest, Sha256};
 use super::{Caller, Refused, string_list};
 use crate::config::{File, Introspection, Scheme};
 
+/// The system's root certificates plus those in `ca` (PEM), for outbound TLS.
+pub(crate) fn trust_roots(
+    file: &File,
+    ca: Option<&std::path::Path>,
+) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(ca) = ca {
+        let path = file.resolve(ca);
+        let certs = CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("ca {}: {e}", path.display()))?;
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("ca {}: {e}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
 /// Cached answers at most; past that, expired ones are dropped, then all.
 const MAX_CACHED: usize = 10_000;
 /// Largest introspection answer read.
@@ -74,23 +99,7 @@ impl Introspector {
             }
             _ => return Err("set both `client_id` and `client_secret_file`, or neither".into()),
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(ca) = &cfg.ca {
-            use rustls_pki_types::CertificateDer;
-            use rustls_pki_types::pem::PemObject;
-            let path = file.resolve(ca);
-            let certs = CertificateDer::pem_file_iter(&path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("ca {}: {e}", path.display()))?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ca {}: {e}", path.display()))?;
-            }
-        }
+        let roots = trust_roots(file, cfg.ca.as_deref())?;
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -94,6 +94,39 @@ pub mod aead {
     /// Nonce bytes.
     pub const NONCE: usize = 12;
 
+    /// Runs AES-GCM (128- or 256-bit key, 96-bit nonce) in one direction.
+    fn run(
+        key: &[u8],
+        nonce: &[u8],
+        payload: Payload<'_, '_>,
+        seal: bool,
+    ) -> Result<Vec<u8>, SecretError> {
+        if nonce.len() != NONCE {
+            return Err(SecretError::Unsupported);
+        }
+        let nonce = Nonce::from_slice(nonce);
+        let out = match key.len() {
+            32 => {
+                let c = Aes256Gcm::new_from_slice(key).map_err(|_| SecretError::Unsupported)?;
+                if seal {
+                    c.encrypt(nonce, payload)
+                } else {
+                    c.decrypt(nonce, payload)
+                }
+            }
+            16 => {
+                let c = Aes128Gcm::new_from_slice(key).map_err(|_| SecretError::Unsupported)?;
+                if seal {
+                    c.encrypt(nonce, payload)
+                } else {
+                    c.decrypt(nonce, payload)
+                }
+            }
+            _ => return Err(SecretError::Unsupported),
+        };
+        out.map_err(|_| SecretError::Decrypt)
+    }
+
     /// Encrypts with an explicit nonce (128- or 256-bit key): ciphertext || tag.
     ///
     /// # Errors
@@ -105,24 +138,15 @@ pub mod aead {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, SecretError> {
-        if nonce.len() != NONCE {
-            return Err(SecretError::Unsupported);
-        }
-        let payload = Payload {
-            msg: plaintext,
-            aad,
-        };
-        let nonce = Nonce::from_slice(nonce);
-        match key.len() {
-            32 => Aes256Gcm::new_from_slice(key)
-                .map_err(|_| SecretError::Unsupported)?
-                .encrypt(nonce, payload),
-            16 => Aes128Gcm::new_from_slice(key)
-                .map_err(|_| SecretError::Unsupported)?
-                .encrypt(nonce, payload),
-            _ => return Err(SecretError::Unsupported),
-        }
-        .map_err(|_| SecretError::Decrypt)
+        run(
+            key,
+            nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+            true,
+        )
     }
 
     /// Decrypts ciphertext || tag with an explicit nonce.
@@ -137,28 +161,14 @@ pub mod aead {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SecretError> {
-        if nonce.len() != NONCE {
-            return Err(SecretError::Unsupported);
-        }
-        if ciphertext_and_tag.len() < 16 {
+        if nonce.len() == NONCE && ciphertext_and_tag.len() < 16 {
             return Err(SecretError::Decrypt);
         }
         let payload = Payload {
             msg: ciphertext_and_tag,
             aad,
         };
-        let nonce = Nonce::from_slice(nonce);
-        match key.len() {
-            32 => Aes256Gcm::new_from_slice(key)
-                .map_err(|_| SecretError::Unsupported)?
-                .decrypt(nonce, payload),
-            16 => Aes128Gcm::new_from_slice(key)
-                .map_err(|_| SecretError::Unsupported)?
-                .decrypt(nonce, payload),
-            _ => return Err(SecretError::Unsupported),
-        }
-        .map(Zeroizing::new)
-        .map_err(|_| SecretError::Decrypt)
+        run(key, nonce, payload, false).map(Zeroizing::new)
     }
 
     /// Seals under a 256-bit key with a fresh random nonce: nonce || ciphertext || tag.

@@ -78,7 +78,9 @@ fn append_only(ctx: AuthContext<'_>) -> Authorization {
         | AuthAction::Transaction { .. }
         | AuthAction::Savepoint { .. }
         | AuthAction::Function { .. } => Authorization::Allow,
-        AuthAction::Insert { table_name } if table_name == "ledger" => Authorization::Allow,
+        AuthAction::Insert {
+            table_name: "ledger",
+        } => Authorization::Allow,
         _ => Authorization::Deny,
     }
 }
