@@ -483,6 +483,22 @@ impl SecretStore {
         Ok(version)
     }
 
+    /// One more than the `MAX(version)` that `sql` selects (1 when there is none).
+    fn next_version(&self, sql: &'static str, args: &[&str]) -> Result<u64, SecretError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let rows = self.db.run(move |c| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.rows(sql, &args)
+        })?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1)
+    }
+
     /// Stores a new version of secret `id`; returns the version.
     ///
     /// # Errors
@@ -493,20 +509,10 @@ impl SecretStore {
             return Err(SecretError::BadId);
         }
         let (key_version, key) = self.sealing_key(tenant)?;
-        let (t, i) = (tenant.to_string(), id.to_string());
-        let latest = self.db.run(move |c| {
-            c.rows(
-                "SELECT CAST(MAX(version) AS TEXT) FROM palisade_secrets WHERE tenant = $1 AND id = $2",
-                &[&t, &i],
-            )
-        })?;
-        let version = latest
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let version = self.next_version(
+            "SELECT CAST(MAX(version) AS TEXT) FROM palisade_secrets WHERE tenant = $1 AND id = $2",
+            &[tenant, id],
+        )?;
         let sealed = b64(&aead::seal(
             &key,
             &secret_aad(tenant, id, version, key_version),
@@ -548,18 +554,8 @@ impl SecretStore {
         {
             return Ok(v.clone());
         }
-        let (t, i) = cache_key.clone();
-        let rows = self.db.run(move |c| {
-            c.rows(
-                "SELECT CAST(version AS TEXT), CAST(key_version AS TEXT), sealed FROM palisade_secrets WHERE tenant = $1 AND id = $2 ORDER BY version DESC LIMIT 1",
-                &[&t, &i],
-            )
-        })?;
-        let row = rows.into_iter().next().ok_or(SecretError::NotFound)?;
-        let s = |n: usize| row.get(n).cloned().flatten().unwrap_or_default();
-        let version: u64 = s(0).parse().map_err(|_| SecretError::Decrypt)?;
-        let key_version: u64 = s(1).parse().map_err(|_| SecretError::Decrypt)?;
-        let value = self.open_sealed(tenant, id, version, key_version, &s(2))?;
+        let (version, key_version, sealed) = self.sealed(tenant, id)?;
+        let value = self.open_sealed(tenant, id, version, key_version, &sealed)?;
         let mut cache = self.cache.lock().expect("secret cache lock");
         if cache.len() > 10_000 {
             cache.clear();
@@ -595,7 +591,8 @@ impl SecretStore {
     ///
     /// # Errors
     ///
-    /// [`SecretError::NotFound`], storage errors.
+    /// [`SecretError::NotFound`], [`SecretError::Decrypt`] for a damaged row, storage
+    /// errors.
     pub fn sealed(&self, tenant: &str, id: &str) -> Result<(u64, u64, String), SecretError> {
         let (t, i) = (tenant.to_string(), id.to_string());
         let rows = self.db.run(move |c| {
@@ -606,7 +603,8 @@ impl SecretStore {
         })?;
         let row = rows.into_iter().next().ok_or(SecretError::NotFound)?;
         let s = |n: usize| row.get(n).cloned().flatten().unwrap_or_default();
-        Ok((s(0).parse().unwrap_or(0), s(1).parse().unwrap_or(0), s(2)))
+        let number = |n: usize| s(n).parse::<u64>().map_err(|_| SecretError::Decrypt);
+        Ok((number(0)?, number(1)?, s(2)))
     }
 
     /// The tenant's secrets (latest versions, no values).
@@ -643,20 +641,10 @@ impl SecretStore {
     ///
     /// Storage or key errors.
     pub fn rotate(&self, tenant: &str) -> Result<u64, SecretError> {
-        let t = tenant.to_string();
-        let latest = self.db.run(move |c| {
-            c.rows(
-                "SELECT CAST(MAX(version) AS TEXT) FROM palisade_secret_keys WHERE tenant = $1",
-                &[&t],
-            )
-        })?;
-        let next = latest
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let next = self.next_version(
+            "SELECT CAST(MAX(version) AS TEXT) FROM palisade_secret_keys WHERE tenant = $1",
+            &[tenant],
+        )?;
         self.new_data_key(tenant, next)
     }
 
