@@ -96,9 +96,30 @@ pub struct Observer {
     /// Decrypted secrets the route grants to some of its policies, by id; each policy
     /// gets only those in its own [`ChainPolicy::grants`].
     pub granted: Arc<std::collections::HashMap<String, crate::secrets::SecretValue>>,
+    /// Told how long each invocation waited for the pool (load shedding).
+    pub(crate) queue: Option<Arc<crate::resilience::Shedder>>,
+    /// Charged the fuel each invocation burned (the tenant's CPU budget).
+    pub(crate) tenant: Option<Arc<crate::resilience::TenantGuard>>,
 }
 
 impl Observer {
+    /// Runs `f` on the pool, reporting its queue wait.
+    async fn run<F, T>(&self, pool: &InvocationPool, f: F) -> Invocation<T>
+    where
+        F: FnOnce() -> Invocation<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let queued = std::time::Instant::now();
+        let inv = pool.run(f).await;
+        if let Some(shedder) = &self.queue {
+            shedder.observe_queue(queued.elapsed().saturating_sub(inv.stats.duration));
+        }
+        if let Some(budget) = self.tenant.as_ref().and_then(|t| t.fuel.as_ref()) {
+            budget.charge(inv.stats.fuel);
+        }
+        inv
+    }
+
     fn record<T>(&self, policy: &ChainPolicy, inv: &Invocation<T>) {
         let Some((m, tenant, route)) = &self.metrics else {
             return;
@@ -143,7 +164,9 @@ impl Chain {
             let ctx = policy.context(base, observer);
             let module = policy.module.clone();
             let keep = (policy.fail == FailMode::Open).then(|| req.clone());
-            let inv = pool.run(move || module.on_request(&ctx, req)).await;
+            let inv = observer
+                .run(pool, move || module.on_request(&ctx, req))
+                .await;
             observer.record(policy, &inv);
             trace.redacted.extend(inv.redacted);
             match inv.result {
@@ -186,7 +209,9 @@ impl Chain {
             let ctx = policy.context(base, observer);
             let module = policy.module.clone();
             let req = req.clone();
-            let inv = pool.run(move || module.on_response(&ctx, &req, res)).await;
+            let inv = observer
+                .run(pool, move || module.on_response(&ctx, &req, res))
+                .await;
             observer.record(policy, &inv);
             trace.redacted.extend(inv.redacted);
             match inv.result {

@@ -56,6 +56,37 @@ pub enum Error {
     /// The route already has its limit of requests in flight. 503 with `Retry-After`.
     #[error("route busy")]
     Overloaded,
+    /// The gateway is shedding load (in-flight bound, or a standing policy queue). 503
+    /// with `Retry-After`.
+    #[error("gateway overloaded")]
+    Shed,
+    /// The tenant already has its `max_in_flight` requests in the pipeline. 429 with
+    /// `Retry-After`.
+    #[error("tenant concurrency limit")]
+    TenantBusy,
+    /// A tenant's or route's rate limit. 429 with `Retry-After`.
+    #[error("{scope} rate limited")]
+    RateLimited {
+        /// `tenant` or `route`.
+        scope: &'static str,
+        /// Seconds until a request would be allowed.
+        retry_after: u32,
+    },
+    /// The tenant's policies have used their fuel budget. 429 with `Retry-After`.
+    #[error("tenant CPU budget exhausted")]
+    CpuBudget {
+        /// Seconds until the budget is positive again.
+        retry_after: u32,
+    },
+    /// The upstream already has its `max_in_flight` requests. 503 with `Retry-After`.
+    #[error("upstream saturated")]
+    UpstreamSaturated,
+    /// The upstream's circuit breaker is open. 503 with `Retry-After`.
+    #[error("upstream circuit open")]
+    CircuitOpen {
+        /// Seconds until the breaker lets a probe through.
+        retry_after: u32,
+    },
     /// A request policy failed (fail closed); `cause` is the runtime's error kind. 500.
     #[error("request policy failed: {cause}")]
     RequestPolicy {
@@ -82,6 +113,10 @@ pub enum Error {
     /// The upstream did not answer in time. 504.
     #[error("upstream timeout")]
     UpstreamTimeout,
+    /// The route's `total_timeout_ms` passed before the upstream's answer was complete
+    /// (retries and hedges included). 504.
+    #[error("upstream deadline")]
+    UpstreamDeadline,
     /// The upstream broke the connection or sent an invalid response. 502.
     #[error("upstream reset")]
     UpstreamReset,
@@ -103,7 +138,13 @@ impl Error {
             }
             Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::TenantBusy | Error::RateLimited { .. } | Error::CpuBudget { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::Overloaded
+            | Error::Shed
+            | Error::UpstreamSaturated
+            | Error::CircuitOpen { .. }
             | Error::AuditUnavailable
             | Error::AuthUnavailable
             | Error::UpstreamCredentials => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,7 +153,7 @@ impl Error {
             | Error::Redaction(_)
             | Error::UpstreamUnavailable
             | Error::UpstreamReset => StatusCode::BAD_GATEWAY,
-            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamTimeout | Error::UpstreamDeadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -124,6 +165,14 @@ impl Error {
             Error::BodyTimeout => "body_timeout",
             Error::BadBody => "bad_body",
             Error::Overloaded => "route_overloaded",
+            Error::Shed => "gateway_overloaded",
+            Error::TenantBusy => "tenant_concurrency",
+            Error::RateLimited { scope: "tenant", .. } => "tenant_rate_limited",
+            Error::RateLimited { .. } => "route_rate_limited",
+            Error::CpuBudget { .. } => "tenant_cpu_budget",
+            Error::UpstreamSaturated => "upstream_saturated",
+            Error::CircuitOpen { .. } => "upstream_circuit_open",
+            Error::UpstreamDeadline => "upstream_deadline",
             Error::Unauthenticated { cause, .. } | Error::Forbidden { cause, .. } => cause,
             Error::AuthUnavailable => "auth_unavailable",
             Error::UpstreamCredentials => "upstream_credentials_unavailable",
@@ -148,7 +197,13 @@ impl Error {
             | Error::BodyTooLarge
             | Error::BodyTimeout
             | Error::BadBody
-            | Error::Overloaded => "refused",
+            | Error::Overloaded
+            | Error::Shed
+            | Error::TenantBusy
+            | Error::RateLimited { .. }
+            | Error::CpuBudget { .. }
+            | Error::UpstreamSaturated
+            | Error::CircuitOpen { .. } => "refused",
             _ => "failed",
         }
     }
@@ -179,14 +234,8 @@ impl Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(
-            self,
-            Error::Overloaded
-                | Error::AuditUnavailable
-                | Error::AuthUnavailable
-                | Error::UpstreamCredentials
-        ) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = self.retry_after() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         let challenge = match self {
             Error::Unauthenticated { challenge, .. } => Some(challenge.as_str()),
@@ -204,6 +253,29 @@ impl Error {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
+    }
+
+    /// Seconds for `Retry-After`, for refusals that may succeed later.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::RateLimited { retry_after, .. }
+            | Error::CpuBudget { retry_after }
+            | Error::CircuitOpen { retry_after } => Some(*retry_after),
+            Error::Overloaded
+            | Error::Shed
+            | Error::TenantBusy
+            | Error::UpstreamSaturated
+            | Error::AuditUnavailable
+            | Error::AuthUnavailable
+            | Error::UpstreamCredentials => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether this refusal is a limit (counted in `palisade_limit_hits`).
+    pub(crate) fn is_limit(&self) -> bool {
+        self.retry_after().is_some() && !matches!(self, Error::AuditUnavailable | Error::AuthUnavailable | Error::UpstreamCredentials)
+            || matches!(self, Error::BodyTooLarge | Error::BodyTimeout | Error::UpstreamDeadline)
     }
 
     /// What clients see: coarse names that reveal nothing about policies or upstreams.

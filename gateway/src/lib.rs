@@ -35,6 +35,7 @@ mod metrics;
 pub mod pipeline;
 pub mod redaction;
 pub mod registry;
+mod resilience;
 pub mod secrets;
 pub mod server;
 

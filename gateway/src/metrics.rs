@@ -9,6 +9,7 @@ use palisade_runtime::Stats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -47,6 +48,23 @@ struct LimitLabels {
     limit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamKindLabels {
+    upstream: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamStateLabels {
+    upstream: String,
+    state: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -75,6 +93,11 @@ pub struct Metrics {
     policy_duration: Histograms<PolicyLabels>,
     policy_traps: Family<OutcomeLabels, Counter>,
     limit_hits: Family<LimitLabels, Counter>,
+    in_flight: Gauge,
+    breaker_state: Family<UpstreamLabels, Gauge>,
+    breaker_transitions: Family<UpstreamStateLabels, Counter>,
+    upstream_in_flight: Family<UpstreamLabels, Gauge>,
+    upstream_attempts: Family<UpstreamKindLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,6 +124,11 @@ impl Metrics {
             policy_duration: Family::new_with_constructor(latency_buckets),
             policy_traps: Family::default(),
             limit_hits: Family::default(),
+            in_flight: Gauge::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            upstream_in_flight: Family::default(),
+            upstream_attempts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,8 +163,33 @@ impl Metrics {
         );
         registry.register(
             "limit_hits",
-            "Requests refused by a limit (body size, timeouts, concurrency)",
+            "Requests refused by a limit (body size, timeouts, concurrency, rate, shedding)",
             m.limit_hits.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Requests in the pipeline (the load shedder's count)",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "upstream_breaker_state",
+            "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open",
+            m.breaker_state.clone(),
+        );
+        registry.register(
+            "upstream_breaker_transitions",
+            "Circuit breaker state changes per upstream, by the state entered",
+            m.breaker_transitions.clone(),
+        );
+        registry.register(
+            "upstream_in_flight",
+            "Requests in flight per upstream (its pool's share of max_in_flight)",
+            m.upstream_in_flight.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Extra upstream attempts: retry, hedge, hedge_won, budget_exhausted",
+            m.upstream_attempts.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -200,6 +253,51 @@ impl Metrics {
                 tenant: tenant.into(),
                 route: route.into(),
                 limit: limit.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the pipeline's in-flight count.
+    pub(crate) fn in_flight(&self, n: u32) {
+        self.in_flight.set(i64::from(n));
+    }
+
+    /// Sets an upstream's breaker state; `transition` counts a change.
+    pub(crate) fn breaker(
+        &self,
+        upstream: &str,
+        state: crate::resilience::BreakerState,
+        transition: bool,
+    ) {
+        let labels = UpstreamLabels {
+            upstream: upstream.into(),
+        };
+        self.breaker_state.get_or_create(&labels).set(state as i64);
+        if transition {
+            self.breaker_transitions
+                .get_or_create(&UpstreamStateLabels {
+                    upstream: upstream.into(),
+                    state: state.name().into(),
+                })
+                .inc();
+        }
+    }
+
+    /// Moves an upstream's in-flight count by `delta`.
+    pub(crate) fn upstream_in_flight(&self, upstream: &str, delta: i64) {
+        self.upstream_in_flight
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.into(),
+            })
+            .inc_by(delta);
+    }
+
+    /// Counts an extra attempt (`retry`, `hedge`, `hedge_won`, `budget_exhausted`).
+    pub(crate) fn upstream_attempt(&self, upstream: &str, kind: &str) {
+        self.upstream_attempts
+            .get_or_create(&UpstreamKindLabels {
+                upstream: upstream.into(),
+                kind: kind.into(),
             })
             .inc();
     }

@@ -110,6 +110,13 @@ pub fn check(file: &File) -> Vec<Issue> {
             "max_headers, header_timeout_ms and body_timeout_ms must be positive",
         );
     }
+    let o = &file.server.overload;
+    if o.max_in_flight == 0 || o.queue_target_ms == 0 || o.queue_interval_ms == 0 {
+        r.top(
+            "[server.overload]",
+            "max_in_flight, queue_target_ms and queue_interval_ms must be positive",
+        );
+    }
     if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
         r.top("[audit]", "set `sqlite` or `postgres`, not both");
     }
@@ -134,6 +141,12 @@ pub fn check(file: &File) -> Vec<Issue> {
                     format!("mandatory_pii `{m}` is not a valid JSONPath"),
                 );
             }
+        }
+        if let Some(message) = rate_limit_problem(t.get_ref().rate_limit.as_ref()) {
+            r.add(t, ctx.clone(), message);
+        }
+        if t.get_ref().max_in_flight == Some(0) || t.get_ref().fuel_per_s == Some(0) {
+            r.add(t, ctx.clone(), "max_in_flight and fuel_per_s must be positive");
         }
         if let Some(key) = &t.get_ref().hash_key_file {
             match std::fs::read(file.resolve(key)) {
@@ -172,6 +185,26 @@ pub fn check(file: &File) -> Vec<Issue> {
                 false
             }
         };
+        if u.get_ref().max_in_flight == 0 || u.get_ref().connect_timeout_ms == 0 {
+            r.add(
+                u,
+                ctx.clone(),
+                "max_in_flight and connect_timeout_ms must be positive",
+            );
+        }
+        let b = &u.get_ref().breaker;
+        if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0)
+            || b.min_requests == 0
+            || b.window_ms < 10
+            || b.open_ms == 0
+            || b.half_open_requests == 0
+        {
+            r.add(
+                u,
+                ctx.clone(),
+                "breaker: failure_rate must be in (0, 1], window_ms at least 10, min_requests, open_ms and half_open_requests positive",
+            );
+        }
         if let Some(c) = &u.get_ref().client_cert {
             if !https {
                 r.add(u, ctx.clone(), "client_cert needs an https:// url");
@@ -254,6 +287,46 @@ pub fn check(file: &File) -> Vec<Issue> {
                 ctx.clone(),
                 "max_body_bytes, concurrency and timeout_ms must be positive",
             );
+        }
+        if route.total_timeout_ms < route.timeout_ms || route.connect_timeout_ms == Some(0) {
+            r.add(
+                sr,
+                ctx.clone(),
+                "total_timeout_ms must be at least timeout_ms (first byte), connect_timeout_ms positive",
+            );
+        }
+        if let Some(message) = rate_limit_problem(route.rate_limit.as_ref()) {
+            r.add(sr, ctx.clone(), message);
+        }
+        if let Some(retry) = &route.retry {
+            if !(1..=10).contains(&retry.attempts)
+                || !(0.0..=1.0).contains(&retry.budget_ratio)
+                || retry.backoff_ms > 60_000
+            {
+                r.add(
+                    sr,
+                    ctx.clone(),
+                    "retry: attempts must be 1-10, budget_ratio in [0, 1], backoff_ms at most 60,000",
+                );
+            }
+            for on in &retry.on {
+                if crate::resilience::RetryOn::parse(on).is_none() {
+                    r.add(
+                        sr,
+                        ctx.clone(),
+                        format!("retry: `{on}` is not connect, reset, timeout or a 5xx status"),
+                    );
+                }
+            }
+        }
+        if let Some(h) = &route.hedge {
+            if h.delay_ms == 0 || h.percentile.is_some_and(|p| !(1..=99).contains(&p)) {
+                r.add(
+                    sr,
+                    ctx.clone(),
+                    "hedge: delay_ms must be positive and percentile 1-99",
+                );
+            }
         }
         for p in &route.response {
             if p.fail == FailMode::Open {
@@ -492,4 +565,9 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn rate_limit_problem(limit: Option<&super::RateLimit>) -> Option<&'static str> {
+    let l = limit?;
+    (l.per_s == 0 || l.burst == Some(0)).then_some("rate_limit: per_s and burst must be positive")
 }

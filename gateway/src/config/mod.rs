@@ -85,6 +85,36 @@ pub struct Server {
     /// `/metrics` and `/healthz` answer without credentials.
     #[serde(default = "d::admin_auth")]
     pub admin_auth: Vec<Scheme>,
+    /// Gateway-wide load shedding (`docs/resilience.md`).
+    #[serde(default)]
+    pub overload: Overload,
+}
+
+/// `[server.overload]`: when the gateway sheds new work (503 `gateway_overloaded` with
+/// `Retry-After`) before memory or queues grow. The admin listener is never shed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overload {
+    /// Requests in the pipeline at once, all routes together. By default 4,096.
+    #[serde(default = "d::max_in_flight")]
+    pub max_in_flight: u32,
+    /// Policy queue delay that counts as a standing queue. By default 50 ms.
+    #[serde(default = "d::queue_target_ms")]
+    pub queue_target_ms: u64,
+    /// How long the queue delay must stay above the target before new requests that
+    /// run policies are shed. By default 500 ms.
+    #[serde(default = "d::queue_interval_ms")]
+    pub queue_interval_ms: u64,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            max_in_flight: d::max_in_flight(),
+            queue_target_ms: d::queue_target_ms(),
+            queue_interval_ms: d::queue_interval_ms(),
+        }
+    }
 }
 
 /// `[server.tls]`: PEM files.
@@ -392,6 +422,26 @@ pub struct Tenant {
     /// Refuse unsigned modules at upload and at load. By default `false`.
     #[serde(default)]
     pub require_signed_modules: bool,
+    /// Requests per second for all of this tenant's routes together (429 with
+    /// `Retry-After` beyond). By default unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Requests of this tenant in the pipeline at once; more get 429 with
+    /// `Retry-After`. By default unlimited.
+    pub max_in_flight: Option<u32>,
+    /// Fuel per second this tenant's policies may burn (Wasm fuel, Luau ticks); a
+    /// tenant over budget gets 429 on routes with policies until it is paid back. By
+    /// default unlimited.
+    pub fuel_per_s: Option<u64>,
+}
+
+/// A token bucket: `per_s` requests per second sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_s: u32,
+    /// Requests allowed at once after a quiet period. By default `per_s`.
+    pub burst: Option<u32>,
 }
 
 /// `[[upstream]]`.
@@ -410,6 +460,60 @@ pub struct Upstream {
     pub ca: Option<PathBuf>,
     /// A client certificate presented to an `https://` upstream (mTLS), from `[secrets]`.
     pub client_cert: Option<UpstreamClientCert>,
+    /// Requests to this upstream in flight at once, all routes together (its own pool:
+    /// one slow upstream cannot take another's capacity). More wait up to
+    /// `queue_timeout_ms`, then get 503 `upstream_saturated`. By default 256.
+    #[serde(default = "d::upstream_max_in_flight")]
+    pub max_in_flight: u32,
+    /// How long a request waits for a free slot of `max_in_flight`. By default 0 (none).
+    #[serde(default)]
+    pub queue_timeout_ms: u64,
+    /// Idle connections kept for reuse. By default 64.
+    #[serde(default = "d::max_idle")]
+    pub max_idle_connections: usize,
+    /// The circuit breaker.
+    #[serde(default)]
+    pub breaker: Breaker,
+}
+
+/// `[upstream.breaker]`: opens when, over `window_ms`, at least `min_requests` were sent
+/// and `failure_rate` of them failed (connect error, reset, timeout, 502/503/504); while
+/// open requests fail fast with 503 `upstream_circuit_open`; after `open_ms` up to
+/// `half_open_requests` probes go through, and it closes when they all succeed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Breaker {
+    /// Whether the breaker is on. By default `true`.
+    #[serde(default = "d::yes")]
+    pub enabled: bool,
+    /// Share of failed requests that opens it, 0 < rate <= 1. By default 0.5.
+    #[serde(default = "d::failure_rate")]
+    pub failure_rate: f64,
+    /// Fewest requests in the window before it may open. By default 20.
+    #[serde(default = "d::min_requests")]
+    pub min_requests: u32,
+    /// The sliding window. By default 10,000 ms.
+    #[serde(default = "d::breaker_window_ms")]
+    pub window_ms: u64,
+    /// How long it stays open before probing. By default 5,000 ms.
+    #[serde(default = "d::open_ms")]
+    pub open_ms: u64,
+    /// Probes let through when half-open. By default 3.
+    #[serde(default = "d::half_open_requests")]
+    pub half_open_requests: u32,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            enabled: true,
+            failure_rate: d::failure_rate(),
+            min_requests: d::min_requests(),
+            window_ms: d::breaker_window_ms(),
+            open_ms: d::open_ms(),
+            half_open_requests: d::half_open_requests(),
+        }
+    }
 }
 
 /// `[upstream.client_cert]`: the certificate chain and private key (PEM), each a secret
@@ -467,9 +571,25 @@ pub struct Route {
     /// Requests in flight on this route; more get 503 with `Retry-After`. By default 256.
     #[serde(default = "d::route_concurrency")]
     pub concurrency: u32,
-    /// Time from forwarding to the end of the upstream's response head. By default 30,000 ms.
-    #[serde(default = "d::upstream_timeout_ms")]
+    /// Time from forwarding to the end of the upstream's response head (first byte),
+    /// per attempt. By default 30,000 ms. Also spelled `first_byte_timeout_ms`.
+    #[serde(default = "d::upstream_timeout_ms", alias = "first_byte_timeout_ms")]
     pub timeout_ms: u64,
+    /// Time to connect to the upstream for this route; by default the upstream's
+    /// `connect_timeout_ms`.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time from forwarding to the end of the upstream's response body, retries and
+    /// hedges included; a streamed body is cut there. By default 120,000 ms.
+    #[serde(default = "d::total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    /// Retries of idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE). By
+    /// default none.
+    pub retry: Option<Retry>,
+    /// Hedged requests for idempotent requests. By default none.
+    pub hedge: Option<Hedge>,
+    /// Requests per second on this route (429 with `Retry-After` beyond). By default
+    /// unlimited.
+    pub rate_limit: Option<RateLimit>,
     /// Put the guest's or upstream's error text in error bodies. By default `false`.
     #[serde(default)]
     pub expose_errors: bool,
@@ -486,6 +606,43 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`.
     pub upstream_auth: Option<UpstreamAuth>,
+}
+
+/// `[route.retry]`: another attempt after a retryable failure, for idempotent methods
+/// only, within the upstream's retry budget.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts in all, the first included. By default 2.
+    #[serde(default = "d::attempts")]
+    pub attempts: u32,
+    /// What is retried: `connect`, `reset`, `timeout`, or a status code such as `"503"`.
+    /// By default `["connect", "reset", "502", "503", "504"]`.
+    #[serde(default = "d::retry_on")]
+    pub on: Vec<String>,
+    /// Base of the exponential backoff with full jitter (capped at 1 s). By default 25 ms.
+    #[serde(default = "d::backoff_ms")]
+    pub backoff_ms: u64,
+    /// Retries (and hedges) per first attempt this upstream may add, over 10 s. By
+    /// default 0.2.
+    #[serde(default = "d::budget_ratio")]
+    pub budget_ratio: f64,
+    /// Retries per second allowed whatever the ratio. By default 10.
+    #[serde(default = "d::min_retries_per_s")]
+    pub min_per_s: u32,
+}
+
+/// `[route.hedge]`: when an idempotent request has no response head after the delay, a
+/// second attempt is sent; the first answer wins and the other is cancelled.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hedge {
+    /// The delay. By default 100 ms.
+    #[serde(default = "d::hedge_delay_ms")]
+    pub delay_ms: u64,
+    /// Use this percentile (1-99) of the upstream's recent response-head latencies as the
+    /// delay once 32 have been seen (`delay_ms` until then). By default none.
+    pub percentile: Option<u8>,
 }
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each
@@ -617,6 +774,62 @@ mod d {
     pub(super) fn compile_timeout_ms() -> u64 {
         30_000
     }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn max_in_flight() -> u32 {
+        4096
+    }
+    pub(super) fn queue_target_ms() -> u64 {
+        50
+    }
+    pub(super) fn queue_interval_ms() -> u64 {
+        500
+    }
+    pub(super) fn upstream_max_in_flight() -> u32 {
+        256
+    }
+    pub(super) fn max_idle() -> usize {
+        64
+    }
+    pub(super) fn failure_rate() -> f64 {
+        0.5
+    }
+    pub(super) fn min_requests() -> u32 {
+        20
+    }
+    pub(super) fn breaker_window_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn open_ms() -> u64 {
+        5_000
+    }
+    pub(super) fn half_open_requests() -> u32 {
+        3
+    }
+    pub(super) fn total_timeout_ms() -> u64 {
+        120_000
+    }
+    pub(super) fn attempts() -> u32 {
+        2
+    }
+    pub(super) fn retry_on() -> Vec<String> {
+        ["connect", "reset", "502", "503", "504"]
+            .map(String::from)
+            .to_vec()
+    }
+    pub(super) fn backoff_ms() -> u64 {
+        25
+    }
+    pub(super) fn budget_ratio() -> f64 {
+        0.2
+    }
+    pub(super) fn min_retries_per_s() -> u32 {
+        10
+    }
+    pub(super) fn hedge_delay_ms() -> u64 {
+        100
+    }
     pub(super) fn admin_auth() -> Vec<super::Scheme> {
         vec![super::Scheme::ApiKey, super::Scheme::Jwt]
     }
@@ -745,6 +958,7 @@ impl File {
                 max_concurrent_streams: 0,
                 shutdown_grace_ms: 0,
                 admin_auth: Vec::new(),
+                overload: Overload::default(),
             },
             audit: Audit::default(),
             runtime: Runtime::default(),

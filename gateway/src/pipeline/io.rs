@@ -10,8 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use palisade_runtime::{Request, Response};
 
-use crate::body::{Body, full};
+use crate::body::{Body, BoxError, full};
 use crate::error::Error;
+use crate::resilience::UpstreamSlot;
 
 /// An HTTP client for one upstream.
 pub(crate) type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -131,19 +132,34 @@ pub(crate) struct Target<'a> {
     pub(crate) tenant: &'a str,
     pub(crate) correlation_id: &'a str,
     pub(crate) identity: Option<&'a str>,
-    pub(crate) timeout: Duration,
     /// The response body will be read by policies or redaction: ask for it unencoded.
     pub(crate) plain_body: bool,
     /// Upstream credentials (marked sensitive): they replace what the caller sent.
     pub(crate) credentials: Vec<(http::HeaderName, HeaderValue)>,
 }
 
-/// Sends `req` upstream and waits (up to the route's timeout) for the response head.
-pub(crate) async fn forward(
-    client: &UpstreamClient,
-    req: &Request,
-    to: Target<'_>,
-) -> Result<http::Response<hyper::body::Incoming>, Error> {
+/// A request ready to go upstream, as many times as retries and hedges need.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Outbound {
+    /// One attempt's request (the body is shared, not copied).
+    pub(crate) fn build(&self) -> http::Request<Full<Bytes>> {
+        let mut out = http::Request::new(Full::new(self.body.clone()));
+        *out.method_mut() = self.method.clone();
+        *out.uri_mut() = self.uri.clone();
+        *out.headers_mut() = self.headers.clone();
+        out
+    }
+}
+
+/// The request `req` becomes upstream: its URI there, forwarding headers, credentials.
+pub(crate) fn outbound(req: &Request, to: Target<'_>) -> Result<Outbound, Error> {
     let prefix = to.base.path().trim_end_matches('/');
     let mut uri = format!(
         "{}://{}{prefix}{}",
@@ -181,29 +197,25 @@ pub(crate) async fn forward(
         headers.insert(name, value);
     }
 
-    let mut out = http::Request::new(Full::new(req.body.clone()));
-    *out.method_mut() =
-        http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?;
-    *out.uri_mut() = uri.parse().map_err(|_| Error::NoRoute)?;
-    *out.headers_mut() = headers;
-    match tokio::time::timeout(to.timeout, client.request(out)).await {
-        Err(_) => Err(Error::UpstreamTimeout),
-        Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamUnavailable),
-        Ok(Err(_)) => Err(Error::UpstreamReset),
-        Ok(Ok(res)) => Ok(res),
-    }
+    Ok(Outbound {
+        method: http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?,
+        uri: uri.parse().map_err(|_| Error::NoRoute)?,
+        headers,
+        body: req.body.clone(),
+    })
 }
 
-/// Reads an upstream response for the response phases.
+/// Reads an upstream response for the response phases, by the route's total deadline.
 pub(crate) async fn read_response(
     res: http::Response<hyper::body::Incoming>,
     limit: u64,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Response, Error> {
     let (parts, body) = res.into_parts();
+    let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
     let body = read_body(body, limit, timeout).await.map_err(|e| match e {
         ReadError::TooLarge => Error::Redaction("response_too_large"),
-        ReadError::Timeout => Error::UpstreamTimeout,
+        ReadError::Timeout => Error::UpstreamDeadline,
         ReadError::Broken => Error::UpstreamReset,
     })?;
     let mut headers = parts.headers;
@@ -216,9 +228,58 @@ pub(crate) async fn read_response(
     })
 }
 
-/// Streams an upstream response through untouched (no policy reads it).
-pub(crate) fn stream_response(res: http::Response<hyper::body::Incoming>) -> http::Response<Body> {
+/// Streams an upstream response through untouched (no policy reads it), holding
+/// `slot` of the upstream's in-flight cap until the body ends, and cutting the body at
+/// `deadline` (the route's total timeout).
+pub(crate) fn stream_response(
+    res: http::Response<hyper::body::Incoming>,
+    slot: UpstreamSlot,
+    deadline: tokio::time::Instant,
+) -> http::Response<Body> {
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    http::Response::from_parts(parts, body.map_err(Into::into).boxed())
+    let bounded = Bounded {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        _slot: slot,
+    };
+    http::Response::from_parts(parts, bounded.boxed())
+}
+
+/// An upstream body cut at a deadline, holding its upstream slot.
+struct Bounded {
+    inner: hyper::body::Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _slot: UpstreamSlot,
+}
+
+impl hyper::body::Body for Bounded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::future::Future as _;
+        let this = &mut *self;
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                tracing::debug!("upstream body cut at the route's total timeout");
+                std::task::Poll::Ready(Some(Err(Error::UpstreamDeadline.into())))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -4,12 +4,14 @@
 //! | --- | --- | --- |
 //! | correlation id | always an id (the caller's `x-correlation-id` if it is 1-64 of `[A-Za-z0-9_-]`, else a fresh one) | sent upstream and back to the client |
 //! | routing | a route, or 404 `no_route` | |
+//! | load shedding | 503 `gateway_overloaded` with `Retry-After` (in-flight bound, standing policy queue) | see [`crate::resilience`] |
 //! | route limit | 503 `route_overloaded` with `Retry-After` (route concurrency) | |
 //! | auth | the caller (routes with `auth`), or 401 with `WWW-Authenticate`, or 503 `auth_unavailable` (introspection down); see [`crate::auth`] | before the body is read |
 //! | tenant binding | 403 `tenant_mismatch` unless the caller's tenant is the route's; 403 `insufficient_scope`/`missing_role`; caller-sent `x-palisade-*` and tenant headers removed | before any policy runs |
+//! | tenant and route limits | 429 `tenant_concurrency`, `tenant_rate_limited`, `route_rate_limited`, `tenant_cpu_budget`, with `Retry-After` | after auth: callers spend their own tenant's budget |
 //! | body limits | 413 `body_too_large`, 408 `body_timeout`, 400 `bad_body` | the connection is closed after a body error |
 //! | request policies | `Continue` (maybe changed), `Respond` (ends the pipeline: no upstream), or an error: 500 when fail-closed, skipped when fail-open | |
-//! | upstream | the response head, or 502 `upstream_unavailable`/`upstream_reset`, 504 `upstream_timeout` | |
+//! | upstream | the response head, or 503 `upstream_circuit_open`/`upstream_saturated`, 502 `upstream_unavailable`/`upstream_reset`, 504 `upstream_timeout` (first byte) / `upstream_deadline` (total) | retries and hedges within the route's budget |
 //! | response policies | `Continue` (maybe changed), `Respond` (replaces the response), or an error: always 502 | |
 //! | redaction | the redacted body, or 502 when the body cannot be read (never fail-open) | |
 //! | audit | the block is durable, or 503 `audit_unavailable` (the response is withheld) | |
@@ -20,6 +22,7 @@
 
 pub(crate) mod io;
 mod routes;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use crate::config::{File, Invalid};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::resilience::{Kept, Shedder, retry_after};
 use crate::secrets::SecretStore;
 
 /// Caller headers that could pose as the gateway's own: removed before anything runs.
@@ -55,6 +59,8 @@ pub struct Pipeline {
     client_verifier: Arc<ReloadableVerifier>,
     registry: Option<Arc<Registry>>,
     secrets: Option<Arc<SecretStore>>,
+    shedder: Arc<Shedder>,
+    kept: Kept,
     /// The file the routes were built from, for rebuilds after registry changes.
     file: std::sync::Mutex<File>,
 }
@@ -89,8 +95,17 @@ impl Pipeline {
         let secrets = SecretStore::open(file)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
-        let routes = Routes::build(file, &engine, registry.as_deref(), secrets.as_deref())?;
+        let kept = Kept::new(metrics.clone());
+        let routes = Routes::build(
+            file,
+            &engine,
+            registry.as_deref(),
+            secrets.as_deref(),
+            &kept,
+        )?;
         Ok(Pipeline {
+            shedder: Arc::new(Shedder::new(&file.server.overload, metrics.clone())),
+            kept,
             registry,
             secrets,
             file: std::sync::Mutex::new(file.clone()),
@@ -126,6 +141,7 @@ impl Pipeline {
             &self.engine,
             self.registry.as_deref(),
             self.secrets.as_deref(),
+            &self.kept,
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -137,6 +153,7 @@ impl Pipeline {
             }
         };
         self.client_verifier.set(routes.auth.client_verifier());
+        self.shedder.set(&file.server.overload);
         self.routes.store(Arc::new(routes));
         *current = file.clone();
         Ok(())
@@ -346,16 +363,17 @@ impl Pipeline {
                 if matches!(
                     e,
                     Error::UpstreamTimeout
+                        | Error::UpstreamDeadline
                         | Error::UpstreamReset
+                        | Error::UpstreamUnavailable
+                        | Error::UpstreamSaturated
+                        | Error::CircuitOpen { .. }
                         | Error::ResponsePolicy { .. }
                         | Error::Redaction(_)
                 ) {
                     record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
                 }
-                if matches!(
-                    e,
-                    Error::BodyTooLarge | Error::BodyTimeout | Error::Overloaded
-                ) {
+                if e.is_limit() {
                     self.metrics.limit(&record.tenant, &record.route, e.cause());
                 }
                 e.to_response(&cid, expose)
@@ -418,7 +436,9 @@ impl Pipeline {
             peer,
             cid,
         } = call;
-        // Phase: route limit.
+        // Phase: load shedding, then the route limit.
+        let runs_policies = !route.request.is_empty() || !route.response.is_empty();
+        let _admission = self.shedder.admit(runs_policies)?;
         let _permit = route
             .permits
             .clone()
@@ -438,6 +458,18 @@ impl Pipeline {
                 Some(caller)
             }
         };
+
+        // Phase: tenant and route limits.
+        let _tenant_slot = match &route.tenant_guard {
+            Some(guard) => Some(guard.admit(runs_policies)?),
+            None => None,
+        };
+        if let Some(rate) = &route.guard.rate {
+            rate.check().map_err(|wait| Error::RateLimited {
+                scope: "route",
+                retry_after: retry_after(wait),
+            })?;
+        }
 
         // Phase: body limits.
         let body = io::read_body(body, route.max_body, self.body_timeout)
@@ -478,6 +510,8 @@ impl Pipeline {
                 route.name.clone(),
             )),
             granted,
+            queue: Some(self.shedder.clone()),
+            tenant: route.tenant_guard.clone(),
         };
         let request = Request {
             method: parts.method.as_str().to_string(),
@@ -515,8 +549,7 @@ impl Pipeline {
             Some(a) => self.upstream_credentials(&route.tenant, a).await?,
         };
         let reads_body = !route.response.is_empty() || route.redactor.is_some();
-        let upstream = io::forward(
-            &route.upstream.client,
+        let out = io::outbound(
             &request,
             Target {
                 base: &route.upstream.base,
@@ -525,19 +558,20 @@ impl Pipeline {
                 tenant: &route.tenant,
                 correlation_id: cid,
                 identity: who.as_deref(),
-                timeout: route.timeout,
                 plain_body: reads_body,
                 credentials,
             },
-        )
-        .await?;
+        )?;
+        let answer = upstream::send(route, &self.metrics, &out).await?;
         if !reads_body {
             return Ok(Outcome {
-                response: io::stream_response(upstream),
+                response: io::stream_response(answer.response, answer.slot, answer.deadline),
                 decision: "allowed",
             });
         }
-        let response = io::read_response(upstream, route.max_response, route.timeout).await?;
+        let response =
+            io::read_response(answer.response, route.max_response, answer.deadline).await?;
+        drop(answer.slot);
 
         // Phase: response policies.
         let request = Arc::new(request);
@@ -614,5 +648,6 @@ pub(crate) fn new_id() -> String {
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
     let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
     let secrets = SecretStore::open(file).map_err(|issues| Invalid { issues })?;
-    Routes::build(file, engine, registry.as_ref(), secrets.as_ref()).map(drop)
+    let kept = Kept::new(Arc::new(Metrics::new()));
+    Routes::build(file, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)
 }

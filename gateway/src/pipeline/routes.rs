@@ -18,14 +18,23 @@ use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid, Issue, RedactAction};
 use crate::redaction::{self, Redactor};
 use crate::registry::Registry;
+use crate::resilience::{Kept, RetryOn, RouteGuard, TenantGuard, UpstreamGuard};
 use crate::secrets::SecretStore;
 
-/// An upstream and its connection pool.
+/// An upstream: where it is, and its shared limits (in-flight cap, breaker).
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub(crate) name: String,
     pub(crate) base: http::Uri,
-    pub(crate) client: UpstreamClient,
+    pub(crate) guard: Arc<UpstreamGuard>,
+}
+
+/// How a route retries.
+#[derive(Debug)]
+pub(crate) struct RetryPolicy {
+    pub(crate) attempts: u32,
+    pub(crate) on: Vec<RetryOn>,
+    pub(crate) backoff: Duration,
 }
 
 /// One route, ready to serve.
@@ -38,9 +47,18 @@ pub(crate) struct Route {
     methods: Vec<http::Method>,
     strip_prefix: bool,
     pub(crate) upstream: Arc<Upstream>,
+    /// The upstream's pool for this route's connect timeout.
+    pub(crate) client: UpstreamClient,
     pub(crate) max_body: u64,
     pub(crate) max_response: u64,
-    pub(crate) timeout: Duration,
+    /// Per attempt, forwarding to response head.
+    pub(crate) first_byte: Duration,
+    /// Forwarding to the end of the response body, every attempt included.
+    pub(crate) total: Duration,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) hedge: Option<config::Hedge>,
+    pub(crate) guard: Arc<RouteGuard>,
+    pub(crate) tenant_guard: Option<Arc<TenantGuard>>,
     pub(crate) expose_errors: bool,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) request: Chain,
@@ -118,7 +136,8 @@ impl Routes {
             .cloned()
     }
 
-    /// Loads every module and compiles every rule of a checked `file`.
+    /// Loads every module and compiles every rule of a checked `file`; resilience state
+    /// comes from (and, on success, goes back to) `kept`.
     ///
     /// # Errors
     ///
@@ -129,8 +148,10 @@ impl Routes {
         engine: &Engine,
         registry: Option<&Registry>,
         secrets: Option<&SecretStore>,
+        kept: &Kept,
     ) -> Result<Self, Invalid> {
         let mut issues = config::check(file);
+        let mut generation = kept.begin();
         let auth = match Authenticator::build(file) {
             Ok(a) => Some(a),
             Err(Invalid { issues: mut more }) => {
@@ -144,10 +165,6 @@ impl Routes {
             let Ok(base) = u.url.parse::<http::Uri>() else {
                 continue;
             };
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(Duration::from_millis(u.connect_timeout_ms)));
-            connector.set_nodelay(true);
-            connector.enforce_http(false);
             let tls = match upstream_tls(file, u, secrets) {
                 Ok(t) => t,
                 Err(message) => {
@@ -160,23 +177,15 @@ impl Routes {
                     continue;
                 }
             };
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(connector);
-            let client = Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector);
-            upstreams.insert(
-                u.name.clone(),
-                Arc::new(Upstream {
-                    name: u.name.clone(),
-                    base,
-                    client,
-                }),
-            );
+            let upstream = Arc::new(Upstream {
+                name: u.name.clone(),
+                base,
+                guard: generation.upstream(u),
+            });
+            upstreams.insert(u.name.clone(), (upstream, tls, u));
         }
+        // One pool per upstream and connect timeout: routes with the same share it.
+        let mut clients: HashMap<(String, u64), UpstreamClient> = HashMap::new();
         let tenants: HashMap<&str, &config::Tenant> = file
             .tenants
             .iter()
@@ -252,9 +261,14 @@ impl Routes {
                     Err(_) => None, // reported by check
                 }
             };
-            let Some(upstream) = upstreams.get(&r.upstream).cloned() else {
+            let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
                 continue;
             };
+            let connect_ms = r.connect_timeout_ms.unwrap_or(u.connect_timeout_ms);
+            let client = clients
+                .entry((u.name.clone(), connect_ms))
+                .or_insert_with(|| client(tls.clone(), connect_ms, u.max_idle_connections))
+                .clone();
             routes.push(Arc::new(Route {
                 name: r.name.clone(),
                 tenant: r.tenant.clone(),
@@ -268,10 +282,20 @@ impl Routes {
                     })
                     .collect(),
                 strip_prefix: r.strip_prefix,
-                upstream,
+                upstream: upstream.clone(),
+                client,
                 max_body: r.max_body_bytes,
                 max_response: r.max_response_bytes,
-                timeout: Duration::from_millis(r.timeout_ms),
+                first_byte: Duration::from_millis(r.timeout_ms),
+                total: Duration::from_millis(r.total_timeout_ms),
+                retry: r.retry.as_ref().map(|c| RetryPolicy {
+                    attempts: c.attempts,
+                    on: c.on.iter().filter_map(|o| RetryOn::parse(o)).collect(),
+                    backoff: Duration::from_millis(c.backoff_ms),
+                }),
+                hedge: r.hedge.clone(),
+                guard: generation.route(r),
+                tenant_guard: tenant.map(|t| generation.tenant(t)),
                 expose_errors: r.expose_errors,
                 permits: Arc::new(Semaphore::new(r.concurrency as usize)),
                 request,
@@ -292,11 +316,29 @@ impl Routes {
             return Err(Invalid { issues });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+        generation.commit();
         Ok(Routes {
             routes,
             auth: Arc::new(auth.expect("no issues means the authenticator was built")),
         })
     }
+}
+
+/// A pooled client for one upstream and connect timeout.
+fn client(tls: rustls::ClientConfig, connect_ms: u64, max_idle: usize) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(max_idle)
+        .build(connector)
 }
 
 /// TLS for an upstream: the system's roots plus `ca`, and the client certificate
