@@ -167,7 +167,9 @@ impl Error {
             Error::Overloaded => "route_overloaded",
             Error::Shed => "gateway_overloaded",
             Error::TenantBusy => "tenant_concurrency",
-            Error::RateLimited { scope: "tenant", .. } => "tenant_rate_limited",
+            Error::RateLimited {
+                scope: "tenant", ..
+            } => "tenant_rate_limited",
             Error::RateLimited { .. } => "route_rate_limited",
             Error::CpuBudget { .. } => "tenant_cpu_budget",
             Error::UpstreamSaturated => "upstream_saturated",
@@ -274,8 +276,15 @@ impl Error {
 
     /// Whether this refusal is a limit (counted in `palisade_limit_hits`).
     pub(crate) fn is_limit(&self) -> bool {
-        self.retry_after().is_some() && !matches!(self, Error::AuditUnavailable | Error::AuthUnavailable | Error::UpstreamCredentials)
-            || matches!(self, Error::BodyTooLarge | Error::BodyTimeout | Error::UpstreamDeadline)
+        self.retry_after().is_some()
+            && !matches!(
+                self,
+                Error::AuditUnavailable | Error::AuthUnavailable | Error::UpstreamCredentials
+            )
+            || matches!(
+                self,
+                Error::BodyTooLarge | Error::BodyTimeout | Error::UpstreamDeadline
+            )
     }
 
     /// What clients see: coarse names that reveal nothing about policies or upstreams.

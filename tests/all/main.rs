@@ -16,6 +16,7 @@ mod policies;
 mod pool;
 mod postgres;
 mod registry;
+mod resilience;
 mod secrets;
 mod serve;
 mod support;

@@ -337,6 +337,14 @@ pub(crate) async fn read_until_close(tcp: &mut TcpStream, wait: Duration) -> (St
 pub(crate) fn serve_process(
     config_path: &std::path::Path,
 ) -> (std::process::Child, std::net::SocketAddr) {
+    let (child, proxy, _) = serve_process_admin(config_path);
+    (child, proxy)
+}
+
+/// Like [`serve_process`], also returning the admin listener's address (if any).
+pub(crate) fn serve_process_admin(
+    config_path: &std::path::Path,
+) -> (std::process::Child, SocketAddr, Option<SocketAddr>) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["serve", "--config"])
         .arg(config_path)
@@ -357,5 +365,10 @@ pub(crate) fn serve_process(
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .parse()
         .unwrap();
-    (child, addr)
+    let admin = line
+        .split("(admin: http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .and_then(|a| a.parse().ok());
+    (child, addr, admin)
 }

@@ -146,7 +146,11 @@ pub fn check(file: &File) -> Vec<Issue> {
             r.add(t, ctx.clone(), message);
         }
         if t.get_ref().max_in_flight == Some(0) || t.get_ref().fuel_per_s == Some(0) {
-            r.add(t, ctx.clone(), "max_in_flight and fuel_per_s must be positive");
+            r.add(
+                t,
+                ctx.clone(),
+                "max_in_flight and fuel_per_s must be positive",
+            );
         }
         if let Some(key) = &t.get_ref().hash_key_file {
             match std::fs::read(file.resolve(key)) {

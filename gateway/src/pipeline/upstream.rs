@@ -23,7 +23,11 @@ pub(crate) struct Answer {
 
 /// Sends `out` to the route's upstream: retries (idempotent methods, within the route's
 /// budget) and a hedge (when the route has one) all within the route's total timeout.
-pub(crate) async fn send(route: &Route, metrics: &Metrics, out: &Outbound) -> Result<Answer, Error> {
+pub(crate) async fn send(
+    route: &Route,
+    metrics: &Metrics,
+    out: &Outbound,
+) -> Result<Answer, Error> {
     let deadline = Instant::now() + route.total;
     match tokio::time::timeout_at(deadline, attempts(route, metrics, out)).await {
         Ok(r) => r.map(|(response, slot)| Answer {

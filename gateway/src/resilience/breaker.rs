@@ -250,7 +250,10 @@ mod tests {
         p2.finish(true);
         b.admit().expect("closed again").finish(true);
         let m = b.metrics.encode();
-        assert!(m.contains(r#"palisade_upstream_breaker_state{upstream="u"} 0"#), "{m}");
+        assert!(
+            m.contains(r#"palisade_upstream_breaker_state{upstream="u"} 0"#),
+            "{m}"
+        );
     }
 
     #[test]

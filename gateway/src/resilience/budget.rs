@@ -37,8 +37,7 @@ impl RetryBudget {
         {
             s.pop_front();
         }
-        if s
-            .back()
+        if s.back()
             .is_none_or(|(t, ..)| now.duration_since(*t) >= Duration::from_secs(1))
         {
             s.push_back((now, 0, 0));

@@ -101,10 +101,12 @@ impl UpstreamGuard {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) if self.queue_timeout.is_zero() => return Err(Error::UpstreamSaturated),
-            Err(_) => tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| Error::UpstreamSaturated)?
-                .map_err(|_| Error::UpstreamSaturated)?,
+            Err(_) => {
+                tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| Error::UpstreamSaturated)?
+                    .map_err(|_| Error::UpstreamSaturated)?
+            }
         };
         self.metrics.upstream_in_flight(&self.name, 1);
         Ok(UpstreamSlot {
@@ -188,9 +190,13 @@ impl Generation<'_> {
     pub(crate) fn upstream(&mut self, u: &config::Upstream) -> Arc<UpstreamGuard> {
         let metrics = self.kept.metrics.clone();
         let key = (u.max_in_flight, u.queue_timeout_ms, u.breaker.clone());
-        take(&self.kept.upstreams, &mut self.upstreams, &u.name, key, || {
-            UpstreamGuard::new(u, metrics)
-        })
+        take(
+            &self.kept.upstreams,
+            &mut self.upstreams,
+            &u.name,
+            key,
+            || UpstreamGuard::new(u, metrics),
+        )
     }
 
     pub(crate) fn tenant(&mut self, t: &config::Tenant) -> Arc<TenantGuard> {
@@ -202,9 +208,11 @@ impl Generation<'_> {
 
     pub(crate) fn route(&mut self, r: &config::Route) -> Arc<RouteGuard> {
         let key = (r.rate_limit, r.retry.clone());
-        take(&self.kept.routes, &mut self.routes, &r.name, key, || RouteGuard {
-            rate: r.rate_limit.as_ref().and_then(Rate::new),
-            budget: RetryBudget::new(r.retry.as_ref()),
+        take(&self.kept.routes, &mut self.routes, &r.name, key, || {
+            RouteGuard {
+                rate: r.rate_limit.as_ref().and_then(Rate::new),
+                budget: RetryBudget::new(r.retry.as_ref()),
+            }
         })
     }
 

@@ -134,7 +134,10 @@ mod tests {
     fn a_standing_queue_sheds_policy_work_only() {
         let s = shedder(100);
         s.observe_queue(Duration::from_millis(50));
-        assert!(s.admit(true).is_ok(), "above target, but not for an interval yet");
+        assert!(
+            s.admit(true).is_ok(),
+            "above target, but not for an interval yet"
+        );
         std::thread::sleep(Duration::from_millis(25));
         s.observe_queue(Duration::from_millis(50));
         assert_eq!(s.admit(true).unwrap_err(), Error::Shed);
