@@ -1048,3 +1048,59 @@ async fn futures_seq(addr: SocketAddr, path: &str, n: usize) -> Vec<(u16, String
     }
     out
 }
+
+#[test]
+fn check_config_names_each_bad_resilience_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    std::fs::write(
+        &path,
+        config(
+            addr,
+            addr,
+            "[server.overload]\nmax_in_flight = 0",
+            r#"[[tenant]]
+name = "acme"
+rate_limit = { per_s = 0 }
+fuel_per_s = 0"#,
+            r#"
+max_in_flight = 0
+breaker = { failure_rate = 1.5 }
+
+[[route]]
+name = "r"
+tenant = "acme"
+upstream = "faulty"
+timeout_ms = 5000
+total_timeout_ms = 1000
+retry = { attempts = 0, on = ["teapot", "404"] }
+hedge = { delay_ms = 0 }
+"#,
+        ),
+    )
+    .unwrap();
+    let file = palisade_gateway::config::load(&path).unwrap();
+    let issues: Vec<String> = palisade_gateway::config::check(&file)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for expected in [
+        "[server.overload]: max_in_flight, queue_target_ms and queue_interval_ms must be positive",
+        "tenant \"acme\": rate_limit: per_s and burst must be positive",
+        "tenant \"acme\": max_in_flight and fuel_per_s must be positive",
+        "upstream \"faulty\": max_in_flight and connect_timeout_ms must be positive",
+        "upstream \"faulty\": breaker: failure_rate must be in (0, 1]",
+        "route \"r\": total_timeout_ms must be at least timeout_ms",
+        "route \"r\": retry: attempts must be 1-10",
+        "route \"r\": retry: `teapot` is not connect, reset, timeout or a 5xx status",
+        "route \"r\": retry: `404` is not connect, reset, timeout or a 5xx status",
+        "route \"r\": hedge: delay_ms must be positive",
+    ] {
+        assert!(
+            issues.iter().any(|i| i.contains(expected)),
+            "{expected}\nnot in:\n{}",
+            issues.join("\n")
+        );
+    }
+}

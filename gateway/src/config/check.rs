@@ -323,14 +323,14 @@ pub fn check(file: &File) -> Vec<Issue> {
                 }
             }
         }
-        if let Some(h) = &route.hedge {
-            if h.delay_ms == 0 || h.percentile.is_some_and(|p| !(1..=99).contains(&p)) {
-                r.add(
-                    sr,
-                    ctx.clone(),
-                    "hedge: delay_ms must be positive and percentile 1-99",
-                );
-            }
+        if let Some(h) = &route.hedge
+            && (h.delay_ms == 0 || h.percentile.is_some_and(|p| !(1..=99).contains(&p)))
+        {
+            r.add(
+                sr,
+                ctx.clone(),
+                "hedge: delay_ms must be positive and percentile 1-99",
+            );
         }
         for p in &route.response {
             if p.fail == FailMode::Open {
