@@ -6,15 +6,19 @@
 //!   small JSON transform;
 //! - `limits`: fuel + epoch (default) vs epoch only vs neither, on a compute-heavy guest;
 //! - `unread_body`: a headers-only policy with a 1 KiB vs a 1 MiB body;
-//! - `lua`: the same small transform in Luau, pooled VM vs a new VM per call, beside Wasm.
+//! - `lua`: the same small transform in Luau, pooled VM vs a new VM per call, beside Wasm;
+//! - `throughput/{1KiB,64KiB,1MiB}`: redaction of JSON documents in MB/s: the
+//!   `redact-pii` Wasm guest, its Luau port, the gateway's built-in (native) redaction,
+//!   and serde_json parse + serialize, the floor any JSON-aware redactor pays.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use palisade_gateway::redaction::{Action, Redactor, Rule};
 use palisade_runtime::{
-    Config, Context, Decision, Engine, LuaPolicy, Policy, Request, ReusedInstance,
+    Config, Context, Decision, Engine, Limits, LuaPolicy, Policy, Request, ReusedInstance,
 };
 
 const RESHAPE_OPS: &str = r#"[{"op":"rename","from":"/user_name","to":"/user/name"},{"op":"drop","path":"/legacy"},{"op":"default","path":"/version","value":2}]"#;
@@ -142,6 +146,96 @@ fn lua(c: &mut Criterion) {
     g.finish();
 }
 
+/// A JSON document of customer records (each with an email and an SSN) of about `size`
+/// bytes.
+fn records(size: usize) -> Bytes {
+    let mut rows = Vec::new();
+    let mut len = 12;
+    let mut i = 0;
+    while len < size {
+        let row = serde_json::json!({
+            "id": i,
+            "name": format!("Customer {i}"),
+            "email": format!("customer{i}@example.com"),
+            "ssn": "123-45-6789",
+            "note": format!("order {i} shipped; call back before friday about the invoice"),
+        });
+        len += row.to_string().len() + 1;
+        rows.push(row);
+        i += 1;
+    }
+    Bytes::from(serde_json::json!({ "rows": rows }).to_string())
+}
+
+fn throughput(c: &mut Criterion) {
+    // Unlimited fuel and roomy limits: a 1 MiB document is more work than the
+    // per-invocation defaults allow (they bound one request, not a benchmark).
+    let limits = Limits::default()
+        .unlimited_fuel()
+        .memory(256 << 20)
+        .timeout(Duration::from_secs(30));
+    let engine = engine(Config::new().default_limits(limits));
+    let wasm = Policy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
+    let script = std::path::Path::new(palisade_test_artifacts::WORKSPACE)
+        .join("policies/lua/redact-pii.lua");
+    let lua = LuaPolicy::from_file(&engine, &script).unwrap();
+    let builtin = Redactor::new(
+        &[
+            Rule::path("$..email", Action::Mask),
+            Rule::path("$..ssn", Action::Mask),
+        ],
+        None,
+    )
+    .unwrap();
+    let ctx = Context::default();
+    for (name, size) in [
+        ("1KiB", 1usize << 10),
+        ("64KiB", 64 << 10),
+        ("1MiB", 1 << 20),
+    ] {
+        let body = records(size);
+        let req = Request {
+            method: "POST".into(),
+            path: "/".into(),
+            body: body.clone(),
+            ..Request::default()
+        };
+        for out in [
+            wasm.on_request(&ctx, req.clone()).result,
+            lua.on_request(&ctx, req.clone()).result,
+        ] {
+            match out {
+                Ok(Decision::Continue(r)) => {
+                    assert!(!r.body.windows(11).any(|w| w == b"123-45-6789"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(builtin.redact(&body).unwrap().body.is_some());
+        let mut g = c.benchmark_group(format!("throughput/{name}"));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        if size >= 64 << 10 {
+            g.sample_size(10);
+        }
+        g.bench_function("wasm_guest", |b| {
+            b.iter(|| black_box(wasm.on_request(&ctx, req.clone())))
+        });
+        g.bench_function("lua", |b| {
+            b.iter(|| black_box(lua.on_request(&ctx, req.clone())))
+        });
+        g.bench_function("builtin_native", |b| {
+            b.iter(|| black_box(builtin.redact(&body).unwrap()))
+        });
+        g.bench_function("serde_parse_serialize", |b| {
+            b.iter(|| {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                black_box(serde_json::to_vec(&v).unwrap())
+            })
+        });
+        g.finish();
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -152,6 +246,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lifecycle, limits, unread_body, lua
+    targets = lifecycle, limits, unread_body, lua, throughput
 }
 criterion_main!(benches);

@@ -183,6 +183,55 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Builds a standalone guest crate (not a workspace member: a peer runtime's plugin for
+/// the benches) into a core module with the same toolchain, flags and `guest` profile
+/// (which its manifest must define), and returns the module's path.
+///
+/// # Errors
+///
+/// See [`BuildError`].
+pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
+    let toolchain = Toolchain::detect()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    clean_env(&mut cmd);
+    cmd.args([
+        "build",
+        "--locked",
+        "--profile",
+        PROFILE,
+        "--target",
+        TARGET,
+    ])
+    .arg("--manifest-path")
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(target_dir);
+    toolchain.configure(&mut cmd);
+    cmd.env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+        GUEST_RUSTFLAGS,
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| BuildError::Io("running cargo".into(), e))?;
+    if !status.success() {
+        return Err(BuildError::Cargo(format!(
+            "cargo exited with {status} ({toolchain})"
+        )));
+    }
+    let name = manifest
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .unwrap_or_default()
+        .replace('-', "_");
+    Ok(target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{name}.wasm")))
+}
+
 /// Turns a core module with an embedded WIT type section into a component.
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
     wit_component::ComponentEncoder::default()

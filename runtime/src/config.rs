@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) wasi: bool,
     pub(crate) consume_fuel: bool,
     pub(crate) epoch_interruption: bool,
+    pub(crate) pooling: bool,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             wasi: true,
             consume_fuel: true,
             epoch_interruption: true,
+            pooling: true,
         }
     }
 }
@@ -126,6 +128,17 @@ impl Config {
     /// Compiles without epoch checks: deadlines are then not enforced and only fuel
     /// stops a runaway guest. On by default; this exists to measure its cost.
     pub fn without_deadlines(mut self) -> Self {
+        self.epoch_interruption = false;
+        self
+    }
+
+    /// Wasmtime's own defaults instead of Palisade's: the on-demand instance allocator
+    /// (no pool), no fuel metering, no epoch deadlines. Memory limits still apply. This
+    /// is the "raw wasmtime" baseline of `benches/`; do not serve tenants with it.
+    #[doc(hidden)]
+    pub fn wasmtime_defaults(mut self) -> Self {
+        self.pooling = false;
+        self.consume_fuel = false;
         self.epoch_interruption = false;
         self
     }

@@ -64,7 +64,9 @@ impl Engine {
             .max_memories_per_component(8)
             .max_tables_per_component(64)
             .table_elements(POOL_TABLE_ELEMENTS);
-        wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.pooling {
+            wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let wasmtime = wasmtime::Engine::new(&wt).map_err(|e| Error::Engine(format!("{e:#}")))?;
 
         let linker = Self::linker(&wasmtime, false)?;

@@ -340,6 +340,7 @@ impl Policy for RedactPii {
     }
 }
 
+#[cfg(feature = "export")]
 palisade_sdk::export!(RedactPii);
 
 #[cfg(test)]
