@@ -256,7 +256,8 @@ impl Redactor {
                 .map(|n| (n.location().to_json_pointer(), n.location().to_string()))
                 .filter(|(pointer, _)| !pointer.is_empty())
                 .collect();
-            located.sort();
+            // Document order: array indices compare as numbers ("/a/10" after "/a/2").
+            located.sort_by_cached_key(|(pointer, _)| document_order(pointer));
             located.dedup();
             for (pointer, normalized) in located.into_iter().rev() {
                 if self.apply(doc, &pointer, *action) {
@@ -499,6 +500,18 @@ fn push_name(path: &mut String, name: &str) {
     path.push_str("']");
 }
 
+/// A JSON pointer as a sort key in document order: segments that are array indices
+/// compare as numbers.
+fn document_order(pointer: &str) -> Vec<(u64, String)> {
+    pointer
+        .split('/')
+        .map(|seg| match seg.parse::<u64>() {
+            Ok(i) => (i, String::new()),
+            Err(_) => (u64::MAX, seg.to_string()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -512,6 +525,14 @@ mod tests {
             .body
             .map_or(body.clone(), |b| serde_json::from_slice(&b).unwrap());
         (doc, out.paths)
+    }
+
+    #[test]
+    fn removing_array_elements_past_index_9_removes_the_selected_ones() {
+        let doc = json!({"a": (0..12).collect::<Vec<_>>()});
+        let (out, paths) = redact(&[Rule::path("$.a[2,10]", Action::Remove)], &doc);
+        assert_eq!(out, json!({"a": [0, 1, 3, 4, 5, 6, 7, 8, 9, 11]}));
+        assert_eq!(paths.len(), 2);
     }
 
     #[test]

@@ -128,42 +128,13 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
     if guests.is_empty() {
         return Ok(());
     }
-    let toolchain = Toolchain::detect()?;
     let target_dir = root.join("target").join("guests");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    clean_env(&mut cmd);
-    cmd.current_dir(root)
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            PROFILE,
-            "--target",
-            TARGET,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for guest in guests {
-        cmd.args(["-p", &guest.name]);
-    }
-    toolchain.configure(&mut cmd);
-    // Rust reserves a 1 MiB stack at the bottom of linear memory; every fresh instance
-    // would start with those pages. 256 KiB is ample for policies (serde_json nests 128
-    // levels deep at most), and with the stack first an overflow traps (below address 0)
-    // instead of corrupting data.
-    cmd.env(
-        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-        GUEST_RUSTFLAGS,
-    );
-    let status = cmd
-        .status()
-        .map_err(|e| BuildError::Io("running cargo".into(), e))?;
-    if !status.success() {
-        return Err(BuildError::Cargo(format!(
-            "cargo exited with {status} ({toolchain})"
-        )));
-    }
+    cargo_build(&target_dir, |cmd| {
+        cmd.current_dir(root);
+        for guest in guests {
+            cmd.args(["-p", &guest.name]);
+        }
+    })?;
     let out = root.join("target").join("policies");
     std::fs::create_dir_all(&out)
         .map_err(|e| BuildError::Io(format!("creating {}", out.display()), e))?;
@@ -191,6 +162,24 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
 ///
 /// See [`BuildError`].
 pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
+    cargo_build(target_dir, |cmd| {
+        cmd.arg("--manifest-path").arg(manifest);
+    })?;
+    let name = manifest
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .unwrap_or_default()
+        .replace('-', "_");
+    Ok(target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{name}.wasm")))
+}
+
+/// Runs `cargo build` for wasm32 with the detected toolchain, the `guest` profile and the
+/// guests' flags; `select` adds what to build.
+fn cargo_build(target_dir: &Path, select: impl FnOnce(&mut Command)) -> Result<(), BuildError> {
     let toolchain = Toolchain::detect()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -203,11 +192,14 @@ pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildEr
         "--target",
         TARGET,
     ])
-    .arg("--manifest-path")
-    .arg(manifest)
     .arg("--target-dir")
     .arg(target_dir);
+    select(&mut cmd);
     toolchain.configure(&mut cmd);
+    // Rust reserves a 1 MiB stack at the bottom of linear memory; every fresh instance
+    // would start with those pages. 256 KiB is ample for policies (serde_json nests 128
+    // levels deep at most), and with the stack first an overflow traps (below address 0)
+    // instead of corrupting data.
     cmd.env(
         "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
         GUEST_RUSTFLAGS,
@@ -215,21 +207,13 @@ pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildEr
     let status = cmd
         .status()
         .map_err(|e| BuildError::Io("running cargo".into(), e))?;
-    if !status.success() {
-        return Err(BuildError::Cargo(format!(
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Cargo(format!(
             "cargo exited with {status} ({toolchain})"
-        )));
+        )))
     }
-    let name = manifest
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(OsStr::to_str)
-        .unwrap_or_default()
-        .replace('-', "_");
-    Ok(target_dir
-        .join(TARGET)
-        .join(PROFILE)
-        .join(format!("{name}.wasm")))
 }
 
 /// Turns a core module with an embedded WIT type section into a component.

@@ -37,6 +37,9 @@ pub(crate) struct EngineInner {
     pub(crate) cache: Option<ArtifactCache>,
 }
 
+/// Bytes of each pooled memory and table slot kept mapped (zeroed) between instances.
+const KEEP_RESIDENT: usize = 512 << 10;
+
 impl Engine {
     /// Builds an engine from `config`.
     ///
@@ -63,7 +66,12 @@ impl Engine {
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
             .max_tables_per_component(64)
-            .table_elements(POOL_TABLE_ELEMENTS);
+            .table_elements(POOL_TABLE_ELEMENTS)
+            // A freed slot's first pages are zeroed with memset and stay mapped, instead of
+            // being returned with madvise: the next instance (of any module) starts from
+            // zeroed memory either way, without the page faults of fresh mappings.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
         if config.pooling {
             wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
