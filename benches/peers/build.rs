@@ -9,7 +9,8 @@ fn main() {
     let manifest = root.join("benches/peers/extism-redact/Cargo.toml");
     // A target directory of its own: this build makes `redact-pii` without its exports,
     // and must not overwrite the workspace guests' `redact_pii.wasm`.
-    let wasm = palisade_guest_build::build_core(&manifest, &root.join("target").join("guests-extism"))
-        .unwrap_or_else(|e| panic!("building the Extism plug-in failed: {e}"));
+    let wasm =
+        palisade_guest_build::build_core(&manifest, &root.join("target").join("guests-extism"))
+            .unwrap_or_else(|e| panic!("building the Extism plug-in failed: {e}"));
     println!("cargo:rustc-env=EXTISM_REDACT_WASM={}", wasm.display());
 }

@@ -9,7 +9,8 @@ use palisade_sdk::Context;
 #[plugin_fn]
 pub fn redact(body: Vec<u8>) -> FnResult<Vec<u8>> {
     let ctx = Context::default();
-    let settings = redact_pii::Settings::from_context(&ctx).map_err(|e| extism_pdk::Error::msg(e.to_string()))?;
+    let settings = redact_pii::Settings::from_context(&ctx)
+        .map_err(|e| extism_pdk::Error::msg(e.to_string()))?;
     match settings
         .redact_body(&body)
         .map_err(|e| extism_pdk::Error::msg(e.to_string()))?
