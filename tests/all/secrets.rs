@@ -13,8 +13,19 @@ use sha2::Digest as _;
 use crate::support::{send, start_with};
 
 fn palisade(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    palisade_env(dir, &[], args, stdin)
+}
+
+/// `palisade ARGS` in `dir` with extra environment variables; (exit code, stdout, stderr).
+fn palisade_env(
+    dir: &Path,
+    envs: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .current_dir(dir)
+        .envs(envs.iter().copied())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -397,30 +408,7 @@ fn the_master_key_can_live_in_an_hsm_through_pkcs11() {
     );
     std::fs::write(d.join("palisade.toml"), text).unwrap();
     let run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .current_dir(d)
-            .env("SOFTHSM2_CONF", &conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        palisade_env(d, &[("SOFTHSM2_CONF", conf.as_os_str())], args, stdin)
     };
     let (code, out, err) = run(&["secret", "hsm-keygen"], None);
     assert_eq!(code, 0, "{err}");
