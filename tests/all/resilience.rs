@@ -270,7 +270,7 @@ name = "acme""#,
 [upstream.breaker]
 min_requests = 5
 failure_rate = 0.5
-open_ms = 400
+open_ms = 1500
 half_open_requests = 2
 
 [[route]]
@@ -308,7 +308,7 @@ path = "/flap"
 
     // Recovery: after open_ms, probes go through and close it.
     faulty.healthy.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     for _ in 0..4 {
         assert_eq!(get(h.addr(), "/flap").await.status, 200);
     }
@@ -330,7 +330,7 @@ path = "/flap"
     for _ in 0..5 {
         get(h.addr(), "/flap").await;
     }
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(get(h.addr(), "/flap").await.status, 503);
     assert_eq!(
         error_name(&get(h.addr(), "/flap").await),
