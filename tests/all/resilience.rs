@@ -293,7 +293,8 @@ path = "/flap"
         let r = get(h.addr(), "/flap").await;
         assert_eq!(r.status, 503);
         assert_eq!(error_name(&r), "upstream_circuit_open");
-        assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+        // The time left of open_ms (1.5 s), rounded up to whole seconds.
+        assert_eq!(r.header("retry-after").as_deref(), Some("2"));
     }
     assert_eq!(
         faulty.hits("/flap"),
