@@ -315,7 +315,8 @@ fn item42_signed_checkpoints_catch_truncation_old_copies_and_recomputed_chains()
     // A forged checkpoint does not verify.
     let text = std::fs::read_to_string(&cp).unwrap();
     std::fs::write(&cp, text.replacen("\"seq\":11", "\"seq\":12", 1)).unwrap();
-    let (code, out) = verify_cli(&tempfile::tempdir().unwrap().keep(), &[]);
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = verify_cli(empty.path(), &[]);
     assert_eq!(
         code, 2,
         "a missing ledger is an error, not a verdict: {out}"

@@ -73,13 +73,15 @@ fn server() -> &'static Server {
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // The server stops when this test process ends.
+        // The server stops when this test process ends, and its data dir (~100 MB) goes
+        // with it.
         let script = format!(
-            "{} -D {} -k {} -h 127.0.0.1 -p {port} -c fsync=off & pg=$!; while [ -d /proc/{} ]; do sleep 1; done; kill $pg",
+            "{} -D {} -k {} -h 127.0.0.1 -p {port} -c fsync=off & pg=$!; while [ -d /proc/{} ]; do sleep 1; done; kill $pg; wait $pg; rm -rf {}",
             bin.join("postgres").display(),
             data.display(),
             dir.display(),
-            std::process::id()
+            std::process::id(),
+            dir.display()
         );
         as_user(Command::new("sh").args(["-c", &script]))
             .stdout(Stdio::null())
