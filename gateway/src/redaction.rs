@@ -17,13 +17,11 @@
 //! assert_eq!(out.paths, vec!["$['user']['ssn']"]);
 //! ```
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use palisade_jsonpath::{Outcome, Selection, push_index, push_name};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
-use serde_json_path::JsonPath;
 use sha2::Sha256;
 
 /// The longest regex source accepted, in bytes.
@@ -135,7 +133,8 @@ pub struct Redacted {
 }
 
 enum Compiled {
-    Path(JsonPath),
+    /// One path per rule: rules apply in order, each to the previous one's result.
+    Path(Selection),
     Regex(Regex),
 }
 
@@ -169,9 +168,9 @@ impl Redactor {
             }
             let c = match &rule.selector {
                 Selector::Path(p) => {
-                    Compiled::Path(JsonPath::parse(p).map_err(|e| ConfigError::Path {
+                    Compiled::Path(Selection::parse(&[p]).map_err(|e| ConfigError::Path {
                         index,
-                        message: e.to_string(),
+                        message: e.message,
                     })?)
                 }
                 Selector::Regex(r) => {
@@ -247,23 +246,12 @@ impl Redactor {
     pub fn redact_json(&self, doc: &mut Value) -> Vec<String> {
         let mut paths = Vec::new();
         for (rule, action) in &self.rules {
-            let Compiled::Path(path) = rule else { continue };
-            // Locations first (immutable query), then changes in reverse document order,
-            // so removing an array element does not shift one still to be changed.
-            let mut located: Vec<(String, String)> = path
-                .query_located(doc)
-                .iter()
-                .map(|n| (n.location().to_json_pointer(), n.location().to_string()))
-                .filter(|(pointer, _)| !pointer.is_empty())
-                .collect();
-            // Document order: array indices compare as numbers ("/a/10" after "/a/2").
-            located.sort_by_cached_key(|(pointer, _)| document_order(pointer));
-            located.dedup();
-            for (pointer, normalized) in located.into_iter().rev() {
-                if self.apply(doc, &pointer, *action) {
-                    paths.push(normalized);
-                }
-            }
+            let Compiled::Path(selection) = rule else {
+                continue;
+            };
+            // Reverse document order (the selection's), so removing an array element
+            // does not shift one still to be changed.
+            paths.extend(selection.edit(doc, &mut |v| self.apply(v, *action)));
         }
         if self
             .rules
@@ -276,35 +264,16 @@ impl Redactor {
         paths
     }
 
-    fn apply(&self, doc: &mut Value, pointer: &str, action: Action) -> bool {
+    fn apply(&self, value: &mut Value, action: Action) -> Outcome {
         if action == Action::Remove {
-            let Some((parent, last)) = pointer.rsplit_once('/') else {
-                return false;
-            };
-            let key = last.replace("~1", "/").replace("~0", "~");
-            return match doc.pointer_mut(parent) {
-                Some(Value::Object(map)) => map.remove(&key).is_some(),
-                Some(Value::Array(items)) => match key.parse::<usize>() {
-                    Ok(i) if i < items.len() => {
-                        items.remove(i);
-                        true
-                    }
-                    _ => false,
-                },
-                _ => false,
-            };
+            return Outcome::Remove;
         }
-        match doc.pointer_mut(pointer) {
-            Some(v) => {
-                let text = match &*v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                *v = Value::String(self.replacement(action, &text));
-                true
-            }
-            None => false,
-        }
+        let replacement = match &*value {
+            Value::String(s) => self.replacement(action, s),
+            other => self.replacement(action, &other.to_string()),
+        };
+        *value = Value::String(replacement);
+        Outcome::Keep
     }
 
     fn replacement(&self, action: Action, value: &str) -> String {
@@ -360,7 +329,7 @@ impl Redactor {
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     let len = path.len();
-                    let _ = write!(path, "[{i}]");
+                    push_index(path, i);
                     self.regex_walk(item, path, found);
                     path.truncate(len);
                 }
@@ -389,25 +358,22 @@ impl Redactor {
         let bad = || ConfigError::Mandatory {
             path: mandatory.to_string(),
         };
-        let probe_path = JsonPath::parse(mandatory).map_err(|_| bad())?;
+        let probe_path = Selection::parse(&[mandatory]).map_err(|_| bad())?;
         let doc = skeleton(mandatory).ok_or_else(bad)?;
-        let targets: Vec<String> = probe_path
-            .query_located(&doc)
-            .iter()
-            .map(|n| n.location().to_string())
-            .collect();
+        let targets = probe_path.locate(&doc);
         if targets.is_empty() {
             return Err(bad());
         }
-        Ok(targets.iter().all(|target| {
-            self.rules.iter().any(|(rule, _)| match rule {
-                Compiled::Path(p) => p
-                    .query_located(&doc)
-                    .iter()
-                    .any(|n| n.location().to_string() == *target),
-                Compiled::Regex(_) => false,
+        let covered: Vec<String> = self
+            .rules
+            .iter()
+            .filter_map(|(rule, _)| match rule {
+                Compiled::Path(p) => Some(p.locate(&doc)),
+                Compiled::Regex(_) => None,
             })
-        }))
+            .flatten()
+            .collect();
+        Ok(targets.iter().all(|target| covered.contains(target)))
     }
 }
 
@@ -483,33 +449,6 @@ fn skeleton(path: &str) -> Option<Value> {
         };
     }
     Some(value)
-}
-
-fn push_name(path: &mut String, name: &str) {
-    path.push_str("['");
-    for c in name.chars() {
-        match c {
-            '\'' => path.push_str("\\'"),
-            '\\' => path.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(path, "\\u{:04x}", c as u32);
-            }
-            c => path.push(c),
-        }
-    }
-    path.push_str("']");
-}
-
-/// A JSON pointer as a sort key in document order: segments that are array indices
-/// compare as numbers.
-fn document_order(pointer: &str) -> Vec<(u64, String)> {
-    pointer
-        .split('/')
-        .map(|seg| match seg.parse::<u64>() {
-            Ok(i) => (i, String::new()),
-            Err(_) => (u64::MAX, seg.to_string()),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod checksum;
 mod detect;
 
 use hmac::{Hmac, Mac};
+use palisade_jsonpath::{Outcome, Selection, push_index, push_name};
 use palisade_sdk::{
     Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result,
 };
@@ -39,7 +40,8 @@ pub enum Mode {
 /// The parsed configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    rules: Vec<serde_json_path::JsonPath>,
+    /// The configured paths, as one selection (their union), if any.
+    rules: Option<Selection>,
     kinds: Vec<Kind>,
     mode: Mode,
     request: bool,
@@ -53,13 +55,20 @@ impl Settings {
     ///
     /// On an unknown mode, detector or phase, an invalid JSONPath, or `hash` mode without `hash_key`.
     pub fn from_context(ctx: &Context) -> Result<Self> {
-        let rules = match ctx.config("paths").map(str::trim) {
+        let paths = match ctx.config("paths").map(str::trim) {
             None | Some("") => Vec::new(),
-            Some(list) if list.starts_with('[') => serde_json::from_str::<Vec<String>>(list)?
-                .iter()
-                .map(|p| parse_path(p))
-                .collect::<Result<_>>()?,
-            Some(single) => vec![parse_path(single)?],
+            Some(list) if list.starts_with('[') => serde_json::from_str::<Vec<String>>(list)?,
+            Some(single) => vec![single.to_string()],
+        };
+        let rules = if paths.is_empty() {
+            None
+        } else {
+            Some(Selection::parse(&paths).map_err(|e| {
+                Error::msg(format!(
+                    "invalid JSONPath `{}`: {}",
+                    paths[e.index], e.message
+                ))
+            })?)
         };
         let kinds = match ctx.config("detectors").map(str::trim) {
             None | Some("all") => Kind::ALL.to_vec(),
@@ -150,42 +159,22 @@ impl Settings {
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
     pub fn redact_json(&self, doc: &mut Value) -> Vec<String> {
-        let mut paths = Vec::new();
-        // Rules first: collect locations, then change them deepest-last-first so that
-        // removing an array element does not shift a location still to be visited.
-        let mut located: Vec<(String, String)> = Vec::new();
-        for rule in &self.rules {
-            for node in rule.query_located(doc).iter() {
-                located.push((
-                    node.location().to_json_pointer(),
-                    node.location().to_string(),
-                ));
-            }
-        }
-        located.sort();
-        located.dedup();
-        for (pointer, path) in located.into_iter().rev() {
-            if pointer.is_empty() {
-                continue; // never replace the whole document by rule
-            }
-            let done = match self.mode {
-                Mode::Remove => remove_pointer(doc, &pointer),
-                _ => match doc.pointer_mut(&pointer) {
-                    Some(v) => {
-                        let text = match &*v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        *v = Value::String(self.replacement(None, &text));
-                        true
-                    }
-                    None => false,
-                },
-            };
-            if done {
-                paths.push(path);
-            }
-        }
+        // Rules first, deepest and last first (the selection's order), so removing an
+        // array element does not shift one still to be visited; never the whole document.
+        let mut paths = match &self.rules {
+            Some(selection) => selection.edit(doc, &mut |v| {
+                if self.mode == Mode::Remove {
+                    return Outcome::Remove;
+                }
+                let replacement = match &*v {
+                    Value::String(s) => self.replacement(None, s),
+                    other => self.replacement(None, &other.to_string()),
+                };
+                *v = Value::String(replacement);
+                Outcome::Keep
+            }),
+            None => Vec::new(),
+        };
         if !self.kinds.is_empty() {
             let mut path = String::from("$");
             self.walk(doc, &mut path, &mut paths);
@@ -218,7 +207,7 @@ impl Settings {
                 let mut index = 0;
                 items.retain_mut(|item| {
                     let len = path.len();
-                    path.push_str(&format!("[{index}]"));
+                    push_index(path, index);
                     index += 1;
                     let remove = self.walk(item, path, found);
                     path.truncate(len);
@@ -259,43 +248,6 @@ impl Settings {
             }
             None => false,
         }
-    }
-}
-
-fn parse_path(p: &str) -> Result<serde_json_path::JsonPath> {
-    serde_json_path::JsonPath::parse(p)
-        .map_err(|e| Error::msg(format!("invalid JSONPath `{p}`: {e}")))
-}
-
-/// Appends `['name']` with RFC 9535 normalized-path escaping.
-fn push_name(path: &mut String, name: &str) {
-    path.push_str("['");
-    for c in name.chars() {
-        match c {
-            '\'' => path.push_str("\\'"),
-            '\\' => path.push_str("\\\\"),
-            c if (c as u32) < 0x20 => path.push_str(&format!("\\u{:04x}", c as u32)),
-            c => path.push(c),
-        }
-    }
-    path.push_str("']");
-}
-
-fn remove_pointer(doc: &mut Value, pointer: &str) -> bool {
-    let Some((parent, last)) = pointer.rsplit_once('/') else {
-        return false;
-    };
-    let key = last.replace("~1", "/").replace("~0", "~");
-    match doc.pointer_mut(parent) {
-        Some(Value::Object(map)) => map.remove(&key).is_some(),
-        Some(Value::Array(items)) => match key.parse::<usize>() {
-            Ok(i) if i < items.len() => {
-                items.remove(i);
-                true
-            }
-            _ => false,
-        },
-        _ => false,
     }
 }
 

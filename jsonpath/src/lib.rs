@@ -1,0 +1,554 @@
+//! Edits the values RFC 9535 JSONPaths select, in place.
+//!
+//! A [`Selection`] is one or more JSONPaths, parsed by `serde_json_path`.
+//! [`Selection::edit`] calls a function on every selected value, deepest and last first
+//! (reverse document order), and reports each edited value's normalized path (RFC 9535
+//! §2.7). That order is what makes in-place edits safe: removing an array element never
+//! shifts an element still to be visited, and a value's selected descendants are edited
+//! before the value itself. A value selected twice (by two paths, or by one path through
+//! two routes) is edited once. The root is never selected: a rule redacts values inside a
+//! document, it does not replace the document.
+//!
+//! Paths made of names, indices and wildcards, as child or descendant segments
+//! (`$.user.ssn`, `$..email`, `$.items[*]['card','cvv']`, `$..[0]`, `$.a[-1]`), are
+//! evaluated by one walk over the document that tracks every path's progress at once: no
+//! located query, no JSON pointers, no path string unless a value is selected. Anything
+//! else (filters, slices) goes through `serde_json_path`'s located query. Both give the
+//! same values in the same order; a test compares them.
+//!
+//! ```
+//! use palisade_jsonpath::{Outcome, Selection};
+//! use serde_json::{Value, json};
+//!
+//! let selection = Selection::parse(&["$..ssn", "$.cards[*].cvv"]).unwrap();
+//! let mut doc = json!({"user": {"ssn": "123-45-6789"}, "cards": [{"cvv": 123}]});
+//! let paths = selection.edit(&mut doc, &mut |value| {
+//!     *value = Value::String("[REDACTED]".into());
+//!     Outcome::Keep
+//! });
+//! assert_eq!(doc, json!({"user": {"ssn": "[REDACTED]"}, "cards": [{"cvv": "[REDACTED]"}]}));
+//! assert_eq!(paths, ["$['user']['ssn']", "$['cards'][0]['cvv']"]);
+//! ```
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use serde_json_path::{JsonPath, PathElement};
+
+/// What happens to a selected value once the edit function has seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The value stays where it is (the function may have changed it in place).
+    Keep,
+    /// The value is removed from its parent object or array.
+    Remove,
+}
+
+/// A path that is not valid RFC 9535 JSONPath.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPath {
+    /// The position of the path in the list given to [`Selection::parse`].
+    pub index: usize,
+    /// `serde_json_path`'s description of the error.
+    pub message: String,
+}
+
+impl std::fmt::Display for InvalidPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "path {}: {}", self.index, self.message)
+    }
+}
+
+impl std::error::Error for InvalidPath {}
+
+/// One or more compiled JSONPaths whose selected values can be edited in place.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    paths: Vec<JsonPath>,
+    /// Set when every path is simple enough for the single walk.
+    walk: Option<Walk>,
+}
+
+impl Selection {
+    /// Parses `paths` (their union is selected).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPath`] for the first path that is not valid RFC 9535 JSONPath.
+    pub fn parse<S: AsRef<str>>(paths: &[S]) -> Result<Self, InvalidPath> {
+        let parsed = paths
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                JsonPath::parse(p.as_ref()).map_err(|e| InvalidPath {
+                    index,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let walk = Walk::new(paths.iter().map(AsRef::as_ref).zip(&parsed));
+        Ok(Selection {
+            paths: parsed,
+            walk,
+        })
+    }
+
+    /// Whether the single walk evaluates this selection (for tests and benches).
+    #[doc(hidden)]
+    pub fn is_single_walk(&self) -> bool {
+        self.walk.is_some()
+    }
+
+    /// The same selection evaluated only by the located query (for tests and benches).
+    #[doc(hidden)]
+    pub fn without_single_walk(mut self) -> Self {
+        self.walk = None;
+        self
+    }
+
+    /// Calls `edit` on every selected value in reverse document order; returns the
+    /// normalized paths of the values it was called on, in that order.
+    pub fn edit<F>(&self, doc: &mut Value, edit: &mut F) -> Vec<String>
+    where
+        F: FnMut(&mut Value) -> Outcome,
+    {
+        let mut found = Vec::new();
+        match &self.walk {
+            Some(walk) => walk.visit(doc, walk.start, None, edit, &mut found),
+            None => self.edit_located(doc, edit, &mut found),
+        }
+        found
+    }
+
+    /// The normalized paths of the values selected in `doc`, in reverse document order.
+    pub fn locate(&self, doc: &Value) -> Vec<String> {
+        let mut copy = doc.clone();
+        self.edit(&mut copy, &mut |_| Outcome::Keep)
+    }
+
+    fn edit_located<F>(&self, doc: &mut Value, edit: &mut F, found: &mut Vec<String>)
+    where
+        F: FnMut(&mut Value) -> Outcome,
+    {
+        let mut located: Vec<Vec<Key>> = Vec::new();
+        for path in &self.paths {
+            for node in path.query_located(doc).iter() {
+                let keys: Vec<Key> = node.location().iter().map(Key::from).collect();
+                if !keys.is_empty() {
+                    located.push(keys);
+                }
+            }
+        }
+        // Document order compares indices as numbers and names as the map orders them.
+        located.sort();
+        located.dedup();
+        for keys in located.into_iter().rev() {
+            let Some((last, parent)) = keys.split_last() else {
+                continue;
+            };
+            let Some(holder) = parent.iter().try_fold(&mut *doc, |v, k| k.step(v)) else {
+                continue;
+            };
+            let Some(value) = last.step(holder) else {
+                continue;
+            };
+            found.push(render(keys.iter().map(Key::as_elem)));
+            if edit(value) == Outcome::Remove {
+                match (holder, last) {
+                    (Value::Object(map), Key::Name(name)) => {
+                        map.remove(name);
+                    }
+                    (Value::Array(items), Key::Index(i)) => {
+                        items.remove(*i);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Appends `['name']` to a normalized path, escaped as RFC 9535 §2.7 says.
+pub fn push_name(path: &mut String, name: &str) {
+    path.push_str("['");
+    for c in name.chars() {
+        match c {
+            '\u{8}' => path.push_str("\\b"),
+            '\u{c}' => path.push_str("\\f"),
+            '\n' => path.push_str("\\n"),
+            '\r' => path.push_str("\\r"),
+            '\t' => path.push_str("\\t"),
+            '\'' => path.push_str("\\'"),
+            '\\' => path.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(path, "\\u{:04x}", c as u32);
+            }
+            c => path.push(c),
+        }
+    }
+    path.push_str("']");
+}
+
+/// Appends `[index]` to a normalized path.
+pub fn push_index(path: &mut String, index: usize) {
+    let _ = write!(path, "[{index}]");
+}
+
+/// One step from a value to a child, owned: sorts in document order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Index(usize),
+    Name(String),
+}
+
+impl From<&PathElement<'_>> for Key {
+    fn from(e: &PathElement<'_>) -> Self {
+        match e {
+            PathElement::Name(n) => Key::Name((*n).to_string()),
+            PathElement::Index(i) => Key::Index(*i),
+        }
+    }
+}
+
+impl Key {
+    fn step<'v>(&self, value: &'v mut Value) -> Option<&'v mut Value> {
+        match (self, value) {
+            (Key::Name(n), Value::Object(map)) => map.get_mut(n),
+            (Key::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        }
+    }
+
+    fn as_elem(&self) -> Elem<'_> {
+        match self {
+            Key::Name(n) => Elem::Name(n),
+            Key::Index(i) => Elem::Index(*i),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Elem<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn render<'a>(elems: impl Iterator<Item = Elem<'a>>) -> String {
+    let mut path = String::from("$");
+    for e in elems {
+        match e {
+            Elem::Name(n) => push_name(&mut path, n),
+            Elem::Index(i) => push_index(&mut path, i),
+        }
+    }
+    path
+}
+
+/// The way from the root to the value being visited, kept on the walk's stack: a path
+/// string is only made for a selected value.
+struct Trail<'a> {
+    up: Option<&'a Trail<'a>>,
+    elem: Elem<'a>,
+}
+
+impl Trail<'_> {
+    fn render(&self) -> String {
+        let mut elems = Vec::new();
+        let mut at = Some(self);
+        while let Some(t) = at {
+            elems.push(t.elem);
+            at = t.up;
+        }
+        render(elems.into_iter().rev())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Sel {
+    Name(String),
+    Index(i64),
+    Wild,
+}
+
+impl Sel {
+    fn matches_name(&self, key: &str) -> bool {
+        match self {
+            Sel::Name(n) => n == key,
+            Sel::Wild => true,
+            Sel::Index(_) => false,
+        }
+    }
+
+    fn matches_index(&self, i: usize, len: usize) -> bool {
+        match *self {
+            Sel::Index(n) if n >= 0 => usize::try_from(n).is_ok_and(|n| n == i),
+            Sel::Index(n) => {
+                usize::try_from(n.unsigned_abs()).is_ok_and(|back| back <= len && len - back == i)
+            }
+            Sel::Wild => true,
+            Sel::Name(_) => false,
+        }
+    }
+}
+
+/// One position of the walk's automaton: a segment still to match, or the end of a path.
+#[derive(Debug, Clone)]
+enum Position {
+    Segment {
+        descendant: bool,
+        selectors: Vec<Sel>,
+    },
+    End,
+}
+
+/// The single walk: every path's segments laid end to end, one bit per position; a
+/// value's state is the set of positions reached there.
+#[derive(Debug, Clone)]
+struct Walk {
+    positions: Vec<Position>,
+    start: u64,
+    end: u64,
+}
+
+impl Walk {
+    /// The walk for `paths`, or `None` if a path uses anything but names, indices and
+    /// wildcards, or there are more than 64 positions.
+    fn new<'p>(paths: impl Iterator<Item = (&'p str, &'p JsonPath)>) -> Option<Walk> {
+        let mut walk = Walk {
+            positions: Vec::new(),
+            start: 0,
+            end: 0,
+        };
+        for (source, parsed) in paths {
+            let segments = segments(source)?;
+            // The shapes must agree with serde_json_path's own reading of the path, so
+            // a path this small parser misreads is left to the located query.
+            if shape(&segments) != parsed.to_string() {
+                return None;
+            }
+            let first = walk.positions.len();
+            walk.positions
+                .extend(segments.into_iter().map(|s| s.position));
+            walk.positions.push(Position::End);
+            if walk.positions.len() > 64 {
+                return None;
+            }
+            walk.start |= 1 << first;
+            walk.end |= 1 << (walk.positions.len() - 1);
+        }
+        Some(walk)
+    }
+
+    /// The positions a child reaches from `live` (positions at its parent).
+    fn advance(&self, live: u64, matches: impl Fn(&Sel) -> bool) -> u64 {
+        let mut next = 0;
+        let mut bits = live;
+        while bits != 0 {
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            if let Position::Segment {
+                descendant,
+                selectors,
+            } = &self.positions[i as usize]
+            {
+                if *descendant {
+                    next |= 1 << i;
+                }
+                if selectors.iter().any(&matches) {
+                    next |= 1 << (i + 1);
+                }
+            }
+        }
+        next
+    }
+
+    fn visit<F>(
+        &self,
+        value: &mut Value,
+        live: u64,
+        trail: Option<&Trail<'_>>,
+        edit: &mut F,
+        found: &mut Vec<String>,
+    ) where
+        F: FnMut(&mut Value) -> Outcome,
+    {
+        match value {
+            Value::Object(map) => {
+                let mut gone = Vec::new();
+                for (key, child) in map.iter_mut().rev() {
+                    let next = self.advance(live, |s| s.matches_name(key));
+                    if next == 0 {
+                        continue;
+                    }
+                    let here = Trail {
+                        up: trail,
+                        elem: Elem::Name(key),
+                    };
+                    if self.settle(child, next, &here, edit, found) == Outcome::Remove {
+                        gone.push(key.clone());
+                    }
+                }
+                for key in gone {
+                    map.remove(&key);
+                }
+            }
+            Value::Array(items) => {
+                let len = items.len();
+                let mut gone = Vec::new();
+                for (i, child) in items.iter_mut().enumerate().rev() {
+                    let next = self.advance(live, |s| s.matches_index(i, len));
+                    if next == 0 {
+                        continue;
+                    }
+                    let here = Trail {
+                        up: trail,
+                        elem: Elem::Index(i),
+                    };
+                    if self.settle(child, next, &here, edit, found) == Outcome::Remove {
+                        gone.push(i);
+                    }
+                }
+                // `gone` is descending; one pass keeps the rest.
+                if !gone.is_empty() {
+                    let mut index = 0;
+                    items.retain(|_| {
+                        let keep = gone.last() != Some(&index);
+                        if !keep {
+                            gone.pop();
+                        }
+                        index += 1;
+                        keep
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Visits a child's own selected descendants, then edits the child if a path ends there.
+    fn settle<F>(
+        &self,
+        child: &mut Value,
+        reached: u64,
+        here: &Trail<'_>,
+        edit: &mut F,
+        found: &mut Vec<String>,
+    ) -> Outcome
+    where
+        F: FnMut(&mut Value) -> Outcome,
+    {
+        let live = reached & !self.end;
+        if live != 0 {
+            self.visit(child, live, Some(here), edit, found);
+        }
+        if reached & self.end == 0 {
+            return Outcome::Keep;
+        }
+        found.push(here.render());
+        edit(child)
+    }
+}
+
+/// A parsed segment and how `serde_json_path` displays it.
+struct Segment {
+    position: Position,
+    shape: String,
+}
+
+/// The segments of a path made of names, indices and wildcards; `None` for anything else.
+fn segments(source: &str) -> Option<Vec<Segment>> {
+    let mut rest = source.strip_prefix('$')?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (descendant, after) = match rest.strip_prefix("..") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let (selectors, shape, r) = if let Some(r) = after.strip_prefix('[') {
+            let end = r.find(']')?;
+            let selectors = r[..end]
+                .split(',')
+                .map(|part| selector(part.trim_matches([' ', '\t', '\n', '\r'])))
+                .collect::<Option<Vec<_>>>()?;
+            let shown: Vec<String> = selectors
+                .iter()
+                .map(|s| match s {
+                    Sel::Name(n) => format!("'{n}'"),
+                    Sel::Index(i) => i.to_string(),
+                    Sel::Wild => "*".into(),
+                })
+                .collect();
+            (selectors, format!("[{}]", shown.join(",")), &r[end + 1..])
+        } else {
+            let r = if descendant {
+                after
+            } else {
+                after.strip_prefix('.')?
+            };
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            let sel = if name == "*" {
+                Sel::Wild
+            } else if is_shorthand_name(name) {
+                Sel::Name(name.to_string())
+            } else {
+                return None;
+            };
+            (vec![sel], format!(".{name}"), &r[end..])
+        };
+        out.push(Segment {
+            position: Position::Segment {
+                descendant,
+                selectors,
+            },
+            shape: if descendant {
+                format!("..{shape}")
+            } else {
+                shape
+            },
+        });
+        rest = r;
+    }
+    Some(out)
+}
+
+fn shape(segments: &[Segment]) -> String {
+    let mut s = String::from("$");
+    for seg in segments {
+        s.push_str(&seg.shape);
+    }
+    s
+}
+
+/// A name, index or wildcard selector; quoted names with escapes are left to the
+/// located query.
+fn selector(text: &str) -> Option<Sel> {
+    if text == "*" {
+        return Some(Sel::Wild);
+    }
+    for quote in ['\'', '"'] {
+        if let Some(name) = text.strip_prefix(quote).and_then(|t| t.strip_suffix(quote)) {
+            if text.len() < 2 || name.contains(['\\', '\'', '"']) {
+                return None;
+            }
+            return Some(Sel::Name(name.to_string()));
+        }
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().map(Sel::Index)
+}
+
+/// RFC 9535 `member-name-shorthand`.
+fn is_shorthand_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || !c.is_ascii())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii())
+}
+
+#[cfg(test)]
+mod tests;
