@@ -1,7 +1,8 @@
 //! Gateway load: requests per second, p50/p99 latency and CPU time per request for a plain
 //! hyper reverse proxy (the baseline), nginx (Debian's package), and Palisade with no
-//! policy, with JWT auth + a Wasm request policy + built-in redaction + audit, and the
-//! same with a Lua policy. One upstream on loopback.
+//! policy (audit ledger `sync`, and again `async` to show the ledger's share), with JWT
+//! auth + a Wasm request policy + built-in redaction + audit, and the same with a Lua
+//! policy. One upstream on loopback.
 //!
 //! `cargo bench --bench gateway_load` (figures in docs/benchmarks.md). nginx's row needs
 //! `nginx` on the PATH (`apt-get install nginx`); without it the row is skipped.
@@ -216,7 +217,10 @@ http {{
 
 const JWT_SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
-async fn start_palisade(dir: &Path, upstream: SocketAddr) -> Proxy {
+/// Palisade with the bench's routes; `durability` is the audit ledger's (`sync`, the
+/// default, or `async`).
+async fn start_palisade(dir: &Path, upstream: SocketAddr, durability: &str) -> Proxy {
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("jwt.secret"), JWT_SECRET).unwrap();
     let policies = Path::new(palisade_test_artifacts::WORKSPACE).join("policies/lua");
     let config = format!(
@@ -226,6 +230,7 @@ listen = "127.0.0.1:0"
 
 [audit]
 sqlite = "audit.db"
+durability = "{durability}"
 
 [runtime]
 cache_dir = "cache"
@@ -455,11 +460,20 @@ async fn run() {
     if nginx.is_none() {
         eprintln!("nginx not found: its row is skipped (apt-get install nginx)");
     }
-    let palisade = start_palisade(dir.path(), upstream).await;
+    let palisade = start_palisade(dir.path(), upstream, "sync").await;
+    // The same gateway with the ledger off the request path: the difference is the
+    // ledger's share of a request.
+    let palisade_async = start_palisade(&dir.path().join("async"), upstream, "async").await;
     let rows: Vec<(&str, &Proxy, &str, Option<&str>)> = [
         Some(("hyper reverse proxy", &hyper, "/plain", None)),
         nginx.as_ref().map(|n| ("nginx", n, "/plain", None)),
         Some(("Palisade, no policy (audit on)", &palisade, "/plain", None)),
+        Some((
+            "Palisade, no policy (audit on, async durability)",
+            &palisade_async,
+            "/plain",
+            None,
+        )),
         Some((
             "Palisade, JWT + Wasm + redaction + audit",
             &palisade,
