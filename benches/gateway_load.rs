@@ -285,19 +285,7 @@ redact = [{{ path = "$..email" }}, {{ path = "$..ssn" }}]
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("palisade did not start: {line:?}"))
-        .parse()
-        .unwrap();
+    let (addr, _) = palisade_test_artifacts::serve_addresses(&mut child);
     wait_listening(addr).await;
     Proxy { child, addr }
 }
@@ -397,16 +385,9 @@ async fn load(proxy: &Proxy, path: &str, auth: Option<&str>, rate: Option<u64>) 
                     sender = Some(s);
                 }
                 let s = sender.as_mut().unwrap();
-                let mut req = hyper::Request::new(Empty::<Bytes>::new());
-                *req.uri_mut() = path.parse().unwrap();
+                let mut req = get(&path, auth.as_deref());
                 req.headers_mut()
                     .insert(http::header::HOST, http::HeaderValue::from_static("bench"));
-                if let Some(t) = &auth {
-                    req.headers_mut().insert(
-                        http::header::AUTHORIZATION,
-                        format!("Bearer {t}").parse().unwrap(),
-                    );
-                }
                 let ok = match s.send_request(req).await {
                     Ok(res) => {
                         let status = res.status();
@@ -518,18 +499,24 @@ async fn run() {
     }
 }
 
+/// A GET of `uri`, with the bearer token `auth` if any.
+fn get(uri: &str, auth: Option<&str>) -> hyper::Request<Empty<Bytes>> {
+    let mut req = hyper::Request::new(Empty::new());
+    *req.uri_mut() = uri.parse().unwrap();
+    if let Some(t) = auth {
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+    }
+    req
+}
+
 async fn load_quiet(proxy: &Proxy, path: &str, auth: Option<&str>) {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<Empty<Bytes>>();
     for _ in 0..200 {
-        let mut req = hyper::Request::new(Empty::new());
-        *req.uri_mut() = format!("http://{}{path}", proxy.addr).parse().unwrap();
-        if let Some(t) = auth {
-            req.headers_mut().insert(
-                http::header::AUTHORIZATION,
-                format!("Bearer {t}").parse().unwrap(),
-            );
-        }
+        let req = get(&format!("http://{}{path}", proxy.addr), auth);
         let res = client.request(req).await.unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         let body = res.into_body().collect().await.unwrap().to_bytes();

@@ -352,23 +352,6 @@ pub(crate) fn serve_process_admin(
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    let admin = line
-        .split("(admin: http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .and_then(|a| a.parse().ok());
+    let (addr, admin) = palisade_test_artifacts::serve_addresses(&mut child);
     (child, addr, admin)
 }
