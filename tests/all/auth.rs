@@ -206,6 +206,7 @@ auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
         "ok_eddsa",
         "ok_ps256_jwks",
         "ok_es256_jwks",
+        "ok_es256_jwks_short_x",
         "ok_within_leeway",
     ] {
         let r = call(&h, "/orders", &[("authorization", &bearer(&tokens[case]))]).await;

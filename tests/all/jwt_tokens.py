@@ -18,7 +18,7 @@ import time
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import RSAAlgorithm
 
 out, jku = sys.argv[1], sys.argv[2]
 now = int(time.time())
@@ -73,13 +73,36 @@ write("ed.pub.pem", pub_pem(ed))
 
 # A JWKS with its own keys (kid + alg each) and an encryption key that must be skipped.
 jwks_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-jwks_ec = ec.generate_private_key(ec.SECP256R1())
 rsa_jwk = json.loads(RSAAlgorithm.to_jwk(jwks_rsa.public_key()))
 rsa_jwk.update({"kid": "ps-jwks", "alg": "PS256", "use": "sig"})
-ec_jwk = json.loads(ECAlgorithm.to_jwk(jwks_ec.public_key()))
-ec_jwk.update({"kid": "ec-jwks", "alg": "ES256"})
+
+
+def b64url(n, size=None):
+    raw = n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def ec_jwk(key, kid, minimal=False):
+    """RFC 7518 6.2.1 coordinates: full length, or as minimal integers (PyJWT < 2.8)."""
+    n = key.public_key().public_numbers()
+    size = None if minimal else 32
+    return {"kty": "EC", "crv": "P-256", "x": b64url(n.x, size), "y": b64url(n.y, size),
+            "kid": kid, "alg": "ES256"}
+
+
+# One EC key with full-length coordinates, and one whose x starts with a zero byte,
+# published the way issuers that drop leading zeros publish it (31 bytes).
+jwks_ec = ec.generate_private_key(ec.SECP256R1())
+while jwks_ec.public_key().public_numbers().x.bit_length() <= 248:
+    jwks_ec = ec.generate_private_key(ec.SECP256R1())
+jwks_ec_short = ec.generate_private_key(ec.SECP256R1())
+while jwks_ec_short.public_key().public_numbers().x.bit_length() > 248:
+    jwks_ec_short = ec.generate_private_key(ec.SECP256R1())
+short_jwk = ec_jwk(jwks_ec_short, "ec-jwks-short", minimal=True)
+assert len(base64.urlsafe_b64decode(short_jwk["x"] + "=" * (-len(short_jwk["x"]) % 4))) < 32
 enc_jwk = dict(rsa_jwk, kid="enc", alg="RSA-OAEP", use="enc")
-write("jwks.json", json.dumps({"keys": [rsa_jwk, ec_jwk, enc_jwk]}).encode())
+keys = [rsa_jwk, ec_jwk(jwks_ec, "ec-jwks"), short_jwk, enc_jwk]
+write("jwks.json", json.dumps({"keys": keys}).encode())
 
 attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 attacker_jwk = json.loads(RSAAlgorithm.to_jwk(attacker.public_key()))
@@ -93,6 +116,7 @@ t["ok_es384"] = jwt.encode(claims(), ec384, "ES384", headers={"kid": "es384"})
 t["ok_eddsa"] = jwt.encode(claims(), ed, "EdDSA", headers={"kid": "eddsa"})
 t["ok_ps256_jwks"] = jwt.encode(claims(), jwks_rsa, "PS256", headers={"kid": "ps-jwks"})
 t["ok_es256_jwks"] = jwt.encode(claims(), jwks_ec, "ES256", headers={"kid": "ec-jwks"})
+t["ok_es256_jwks_short_x"] = jwt.encode(claims(), jwks_ec_short, "ES256", headers={"kid": "ec-jwks-short"})
 t["ok_within_leeway"] = jwt.encode(claims(exp=now - 2), rsa_key, "RS256", headers={"kid": "rs256"})
 t["ok_read_only_scope"] = jwt.encode(claims(scope="orders:read"), rsa_key, "RS256", headers={"kid": "rs256"})
 t["globex_tenant"] = jwt.encode(claims(tid="globex", sub="user-g"), rsa_key, "RS256", headers={"kid": "rs256"})

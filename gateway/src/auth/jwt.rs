@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, EllipticCurveKeyParameters, JwkSet, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
@@ -268,6 +272,52 @@ fn load_key(file: &File, k: &crate::config::JwtKey) -> Result<(Algorithm, Decodi
     Ok((algorithm, key))
 }
 
+/// An EC public key from a JWK, checked before any token meets it: `crv` must be the
+/// algorithm's curve and (x, y) a point on it. Coordinates shorter than the curve's
+/// size are left-padded with zeros: RFC 7518 §6.2.1.2 asks for the full length, but
+/// some issuers encode them as minimal integers (PyJWT before 2.8 drops leading zero
+/// bytes, about one key in 128), and the integer is the same either way. Longer
+/// coordinates are refused.
+fn ec_key(ec: &EllipticCurveKeyParameters, algorithm: Algorithm) -> Result<DecodingKey, String> {
+    let (curve, size) = match algorithm {
+        Algorithm::ES256 => (EllipticCurve::P256, 32),
+        Algorithm::ES384 => (EllipticCurve::P384, 48),
+        other => return Err(format!("an EC key cannot verify {other:?}")),
+    };
+    if ec.curve != curve {
+        return Err(format!(
+            "`crv` {:?} is not the curve of {algorithm:?}",
+            ec.curve
+        ));
+    }
+    let coordinate = |name: &str, text: &str| {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| format!("`{name}` is not base64url"))?;
+        if bytes.len() > size {
+            return Err(format!("`{name}` is longer than {size} bytes"));
+        }
+        let mut padded = vec![0u8; size - bytes.len()];
+        padded.extend_from_slice(&bytes);
+        Ok(padded)
+    };
+    let mut point = vec![0x04];
+    point.extend(coordinate("x", &ec.x)?);
+    point.extend(coordinate("y", &ec.y)?);
+    let on_curve = match curve {
+        EllipticCurve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
+        _ => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
+    };
+    if !on_curve {
+        return Err("(x, y) is not a point on the curve".to_owned());
+    }
+    DecodingKey::from_ec_components(
+        &URL_SAFE_NO_PAD.encode(&point[1..=size]),
+        &URL_SAFE_NO_PAD.encode(&point[size + 1..]),
+    )
+    .map_err(|e| e.to_string())
+}
+
 type Loaded = Vec<(Option<String>, (Algorithm, DecodingKey))>;
 
 fn load_jwks(file: &File, cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loaded, String> {
@@ -303,8 +353,11 @@ fn load_jwks(file: &File, cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loa
                 ));
             }
         };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("{}: key {label}: {e}", path.display()))?;
+        let key = match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(ec) => ec_key(ec, algorithm),
+            _ => DecodingKey::from_jwk(jwk).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| format!("{}: key {label}: {e}", path.display()))?;
         if key.family() != algorithm.family() {
             return Err(format!(
                 "{}: key {label}: a {:?} key cannot verify {algorithm:?}",
@@ -315,4 +368,85 @@ fn load_jwks(file: &File, cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loa
         out.push((kid, (algorithm, key)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+
+    use super::*;
+
+    fn params(curve: EllipticCurve, x: &[u8], y: &[u8]) -> EllipticCurveKeyParameters {
+        EllipticCurveKeyParameters {
+            curve,
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: URL_SAFE_NO_PAD.encode(y),
+            ..Default::default()
+        }
+    }
+
+    /// A P-256 public point whose x coordinate starts with a zero byte.
+    fn point_with_short_x() -> ([u8; 32], [u8; 32]) {
+        (1u8..=255)
+            .flat_map(|a| (1u8..=255).map(move |b| [a, b]))
+            .find_map(|seed| {
+                let mut scalar = [0u8; 32];
+                scalar[30..].copy_from_slice(&seed);
+                let secret = p256::SecretKey::from_slice(&scalar).ok()?;
+                let point = secret.public_key().to_encoded_point(false);
+                let (x, y) = (point.x()?, point.y()?);
+                (x[0] == 0).then(|| (x[..].try_into().unwrap(), y[..].try_into().unwrap()))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn ec_jwk_coordinates_are_padded_checked_and_matched_to_the_algorithm() {
+        let (x, y) = point_with_short_x();
+        let full = params(EllipticCurve::P256, &x, &y);
+        ec_key(&full, Algorithm::ES256).unwrap();
+        // The same point with x as a minimal integer (31 bytes) is the same key.
+        let short = params(EllipticCurve::P256, &x[1..], &y);
+        ec_key(&short, Algorithm::ES256).unwrap();
+
+        let cases = [
+            (
+                params(EllipticCurve::P384, &x, &y),
+                Algorithm::ES256,
+                "`crv` P384",
+            ),
+            (
+                params(EllipticCurve::P256, &x, &y),
+                Algorithm::ES384,
+                "`crv` P256",
+            ),
+            (
+                params(EllipticCurve::P256, &x, &y),
+                Algorithm::RS256,
+                "cannot verify RS256",
+            ),
+            (
+                params(EllipticCurve::P256, &[1], &[1]),
+                Algorithm::ES256,
+                "not a point",
+            ),
+            (
+                params(EllipticCurve::P256, &[0; 33], &y),
+                Algorithm::ES256,
+                "`x` is longer",
+            ),
+            (
+                EllipticCurveKeyParameters {
+                    y: "not base64!".into(),
+                    ..full.clone()
+                },
+                Algorithm::ES256,
+                "`y` is not base64url",
+            ),
+        ];
+        for (key, algorithm, expected) in cases {
+            let error = ec_key(&key, algorithm).err().unwrap();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
 }
