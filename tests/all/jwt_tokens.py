@@ -59,9 +59,15 @@ def hand_made(header, payload, secret=None):
     return signing_input + "." + sig
 
 
-secrets = {"HS256": os.urandom(32), "HS384": os.urandom(48), "HS512": os.urandom(64)}
+# Both ways HMAC secret files are written: binary (whose last byte may be a newline that
+# is part of the key: HS512's here always is) and text with a trailing newline (HS384).
+secrets = {
+    "HS256": os.urandom(32),
+    "HS384": os.urandom(24).hex().encode(),
+    "HS512": b"\xff" + os.urandom(62) + b"\n",
+}
 for alg, secret in secrets.items():
-    write(alg.lower() + ".key", secret)
+    write(alg.lower() + ".key", secret + b"\n" if alg == "HS384" else secret)
 rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ec256 = ec.generate_private_key(ec.SECP256R1())
 ec384 = ec.generate_private_key(ec.SECP384R1())

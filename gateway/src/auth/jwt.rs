@@ -223,13 +223,9 @@ fn load_key(file: &File, k: &crate::config::JwtKey) -> Result<(Algorithm, Decodi
     let key = match (hmac, &k.pem, &k.secret_file) {
         (true, None, Some(path)) => {
             let path = file.resolve(path);
-            let mut secret = std::fs::read(&path)
+            let secret = std::fs::read(&path)
+                .map(hmac_secret)
                 .map_err(|e| format!("key {name}: cannot read {}: {e}", path.display()))?;
-            for end in [b'\n', b'\r'] {
-                if secret.last() == Some(&end) {
-                    secret.pop();
-                }
-            }
             let min = match algorithm {
                 Algorithm::HS256 => 32,
                 Algorithm::HS384 => 48,
@@ -270,6 +266,20 @@ fn load_key(file: &File, k: &crate::config::JwtKey) -> Result<(Algorithm, Decodi
         }
     };
     Ok((algorithm, key))
+}
+
+/// The key in an HMAC `secret_file`: a text file (UTF-8) loses one trailing line ending
+/// (`\n` or `\r\n`), as `echo` and editors add it; a binary file (`openssl rand 32`) is
+/// used byte for byte, since its last byte may be a 0x0A of the key.
+fn hmac_secret(mut bytes: Vec<u8>) -> Vec<u8> {
+    if std::str::from_utf8(&bytes).is_ok() {
+        let end = [&b"\r\n"[..], b"\n"]
+            .into_iter()
+            .find(|end| bytes.ends_with(end))
+            .map_or(0, <[u8]>::len);
+        bytes.truncate(bytes.len() - end);
+    }
+    bytes
 }
 
 /// An EC public key from a JWK, checked before any token meets it: `crv` must be the
@@ -398,6 +408,17 @@ mod tests {
                 (x[0] == 0).then(|| (x[..].try_into().unwrap(), y[..].try_into().unwrap()))
             })
             .unwrap()
+    }
+
+    #[test]
+    fn hmac_secret_files_lose_a_line_ending_only_when_they_are_text() {
+        assert_eq!(hmac_secret(b"0123abcd\n".to_vec()), b"0123abcd");
+        assert_eq!(hmac_secret(b"0123abcd\r\n".to_vec()), b"0123abcd");
+        assert_eq!(hmac_secret(b"0123abcd".to_vec()), b"0123abcd");
+        assert_eq!(hmac_secret(b"0123abcd\n\n".to_vec()), b"0123abcd\n");
+        // Random bytes that end in 0x0A or 0x0D are all key.
+        let binary = b"\xff\x00\x9c\x0d\x0a".to_vec();
+        assert_eq!(hmac_secret(binary.clone()), binary);
     }
 
     #[test]
