@@ -133,7 +133,7 @@ sqlite = "audit.db"
 cache_dir = "{cache}"
 
 [auth]
-leeway_s = 5
+leeway_s = 30
 api_keys = "apikeys.json"
 {auth}
 
