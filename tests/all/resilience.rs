@@ -952,13 +952,13 @@ request = [{ module = "@MISBEHAVE", fuel = 100000, fail = "open" }]
 "#,
     )
     .await;
-    // Tenant rate: a burst of 3, then 429 with Retry-After.
+    // Tenant rate: a burst of 3, then 429 with Retry-After (plus one refill per second
+    // the six requests took, should a loaded machine make them that slow).
+    let started = Instant::now();
     let statuses: Vec<_> = futures_seq(h.addr(), "/acme", 6).await;
-    assert_eq!(
-        statuses.iter().filter(|(s, _, _)| *s == 200).count(),
-        3,
-        "{statuses:?}"
-    );
+    let refills = started.elapsed().as_secs() as usize;
+    let ok = statuses.iter().filter(|(s, _, _)| *s == 200).count();
+    assert!((3..=3 + refills).contains(&ok) && ok < 6, "{statuses:?}");
     for (s, e, ra) in statuses.iter().filter(|(s, _, _)| *s != 200) {
         assert_eq!((*s, e.as_str()), (429, "tenant_rate_limited"));
         assert!(
@@ -967,8 +967,11 @@ request = [{ module = "@MISBEHAVE", fuel = 100000, fail = "open" }]
         );
     }
     // Route rate: a burst of 2 on /globex; the tenant's other route is untouched.
+    let started = Instant::now();
     let statuses = futures_seq(h.addr(), "/globex", 4).await;
-    assert_eq!(statuses.iter().filter(|(s, _, _)| *s == 200).count(), 2);
+    let refills = started.elapsed().as_secs() as usize;
+    let ok = statuses.iter().filter(|(s, _, _)| *s == 200).count();
+    assert!((2..=2 + refills).contains(&ok), "{statuses:?}");
     assert!(
         statuses
             .iter()
