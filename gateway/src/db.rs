@@ -29,10 +29,15 @@ impl Db {
             Some(url) => {
                 let url = url.clone();
                 std::thread::spawn(move || {
-                    let mut c = postgres::Client::connect(&url, postgres::NoTls)
-                        .map_err(|e| format!("postgres: {e}"))?;
-                    c.query(probe, &[])
-                        .map_err(|e| format!("postgres: {e} (run `palisade ledger init`)"))?;
+                    let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
+                        format!("postgres: {}", palisade_ledger::postgres_message(&e))
+                    })?;
+                    c.query(probe, &[]).map_err(|e| {
+                        format!(
+                            "postgres: {} (run `palisade ledger init`)",
+                            palisade_ledger::postgres_message(&e)
+                        )
+                    })?;
                     Ok::<_, String>(Conn::Postgres(PgClient(Some(c))))
                 })
                 .join()
@@ -137,7 +142,9 @@ impl Conn {
                     .iter()
                     .map(|a| a as &(dyn postgres::types::ToSql + Sync))
                     .collect();
-                let rows = c.query(sql, &params).map_err(|e| e.to_string())?;
+                let rows = c
+                    .query(sql, &params)
+                    .map_err(|e| palisade_ledger::postgres_message(&e))?;
                 Ok(rows
                     .iter()
                     .map(|r| {
@@ -166,7 +173,8 @@ impl Conn {
                     .iter()
                     .map(|a| a as &(dyn postgres::types::ToSql + Sync))
                     .collect();
-                c.execute(sql, &params).map_err(|e| e.to_string())
+                c.execute(sql, &params)
+                    .map_err(|e| palisade_ledger::postgres_message(&e))
             }
         }
     }

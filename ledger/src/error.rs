@@ -8,7 +8,7 @@ pub enum Error {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or failed an operation (including the append-only guards).
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     /// A file (checkpoint, key) could not be read or written.
     #[error("{path}: {source}")]
@@ -44,5 +44,15 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A PostgreSQL error for logs and error messages: severity, SQLSTATE and message, but
+/// not the server's DETAIL and HINT, which can quote a row's values ("Failing row
+/// contains ...").
+pub fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }

@@ -34,7 +34,7 @@ pub mod verify;
 mod writer;
 
 pub use crate::block::{Block, GENESIS_PREV};
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Result, postgres_message};
 pub use crate::record::{Kind, ModuleRef, Record};
 pub use crate::store::{RawBlock, Store, Target, open_store, postgres_init};
 pub use crate::writer::{Durability, Ledger, Options};

@@ -232,11 +232,12 @@ fn write_loop(
                 if let (Some(signer), Some((seq, hash))) = (options.checkpoints.as_mut(), head)
                     && let Err(e) = signer.maybe_sign(seq, &hash)
                 {
-                    eprintln!("palisade-ledger: checkpoint not written: {e}");
+                    tracing::error!(error = %e, "ledger checkpoint not written");
                 }
             }
             Err(e) => {
                 let message = e.to_string();
+                tracing::error!(error = %message, blocks = records.len(), "ledger append failed; the batch's requests are refused");
                 for job in batch.drain(..) {
                     match job {
                         Job::Append { ack: Some(ack), .. } => {
@@ -259,6 +260,6 @@ fn write_loop(
     if let (Some(signer), Some((seq, hash))) = (options.checkpoints.as_mut(), head)
         && let Err(e) = signer.sign(seq, &hash)
     {
-        eprintln!("palisade-ledger: final checkpoint not written: {e}");
+        tracing::error!(error = %e, "final ledger checkpoint not written");
     }
 }

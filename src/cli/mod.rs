@@ -2,6 +2,7 @@
 
 pub(crate) mod apikey;
 pub(crate) mod envelope;
+pub(crate) mod log;
 pub(crate) mod module;
 pub(crate) mod quickstart;
 pub(crate) mod run;

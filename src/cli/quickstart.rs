@@ -34,9 +34,12 @@ pub(crate) struct QuickstartArgs {
     /// The Lua policies.
     #[arg(long, default_value = "policies/lua")]
     lua: PathBuf,
+    #[command(flatten)]
+    log: super::log::LogArgs,
 }
 
 pub(crate) fn main(args: QuickstartArgs) -> ExitCode {
+    args.log.install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

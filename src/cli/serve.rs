@@ -14,6 +14,8 @@ pub(crate) struct ServeArgs {
     /// The gateway's TOML configuration.
     #[arg(long, short, default_value = "palisade.toml")]
     config: PathBuf,
+    #[command(flatten)]
+    log: super::log::LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -23,6 +25,7 @@ pub(crate) struct CheckArgs {
 }
 
 pub(crate) fn serve(args: ServeArgs) -> ExitCode {
+    args.log.install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +43,12 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
                 .admin_addr()
                 .map(|a| format!(" (admin: http://{a}/metrics)"))
                 .unwrap_or_default()
+        );
+        tracing::info!(
+            config = %args.config.display(),
+            proxy = %running.proxy_addr(),
+            admin = running.admin_addr().map(tracing::field::display),
+            "serving"
         );
         run_until_signal(running).await;
         ExitCode::SUCCESS
@@ -79,19 +88,22 @@ pub(crate) async fn run_until_signal(running: Running) {
     loop {
         tokio::select! {
             _ = hup.recv() => match running.reload() {
-                Ok(()) => eprintln!("palisade: reloaded routes"),
+                Ok(()) => tracing::info!("routes reloaded"),
                 Err(invalid) => {
                     for issue in &invalid.issues {
-                        eprintln!("{issue}");
+                        tracing::warn!(%issue, "config problem");
                     }
-                    eprintln!("palisade: reload refused; the previous routes stay in service");
+                    tracing::warn!(
+                        problems = invalid.issues.len(),
+                        "reload refused; the previous routes stay in service"
+                    );
                 }
             },
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    eprintln!("palisade: shutting down (in-flight requests finish first)");
+    tracing::info!("shutting down; in-flight requests finish first");
     running.shutdown().await;
 }
 

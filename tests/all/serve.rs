@@ -442,3 +442,134 @@ fn the_quickstart_serves_what_it_prints() {
     // The genesis block and the four proxied requests (metrics are not proxied).
     assert!(stdout.starts_with("7 blocks · chain intact"), "{stdout}");
 }
+
+/// `palisade serve --log-format json`: one JSON object per line on stderr, a line per
+/// request at `debug`, reload problems as warnings; no header, path or query value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palisade_serve_logs_json_lines_without_request_values() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, config(up.addr, "", &versioned("before"))).unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--log",
+            "info,palisade_gateway=debug",
+        ])
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (addr, _) = palisade_test_artifacts::serve_addresses(&mut child);
+
+    let secret = "Bearer s3cr3t-t0ken-value";
+    let reply = crate::support::send(
+        addr,
+        "GET",
+        "/users/jane.roe@example.com?ssn=123-45-6789",
+        &[("authorization", secret), ("x-api-key", "k3y-value-9")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let cid = reply.header("x-correlation-id").unwrap();
+
+    // A broken config on SIGHUP: refused, said as warnings, the old routes stay.
+    std::fs::write(&path, "[[route]]\nname = 1\n").unwrap();
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-HUP");
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("reload refused")
+        {
+            break;
+        }
+    }
+    assert_eq!(get(addr, "/").await.status, 200);
+    signal("-TERM");
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let find = |message: &str| {
+        events
+            .iter()
+            .find(|e| e["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} event in {text}"))
+    };
+    let request = events
+        .iter()
+        .find(|e| e["message"] == "request" && e["correlation_id"] == cid.as_str())
+        .unwrap_or_else(|| panic!("no request event for {cid} in {text}"));
+    assert_eq!(request["level"], "DEBUG");
+    assert_eq!(
+        (
+            &request["tenant"],
+            &request["route"],
+            &request["status"],
+            &request["decision"]
+        ),
+        (&"acme".into(), &"v".into(), &200.into(), &"allowed".into())
+    );
+    assert_eq!(find("serving")["level"], "INFO");
+    let problem = find("config problem");
+    assert_eq!(problem["level"], "WARN");
+    assert!(
+        problem["issue"]
+            .as_str()
+            .unwrap()
+            .contains("palisade.toml:2"),
+        "{problem}"
+    );
+    assert_eq!(
+        find("reload refused; the previous routes stay in service")["level"],
+        "WARN"
+    );
+    find("shutting down; in-flight requests finish first");
+    for value in [
+        "s3cr3t-t0ken-value",
+        "k3y-value-9",
+        "jane.roe",
+        "123-45-6789",
+        "/users",
+    ] {
+        assert!(!text.contains(value), "{value} reached the log: {text}");
+    }
+}
+
+#[test]
+fn a_bad_log_filter_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "serve",
+            "--log",
+            "palisade_gateway=loud",
+            "--config",
+            "none.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a log filter"), "{stderr}");
+}

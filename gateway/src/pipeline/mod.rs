@@ -389,8 +389,20 @@ impl Pipeline {
         record.latency_us = elapsed.as_micros() as u64;
         let (tenant, route_name) = (record.tenant.clone(), record.route.clone());
 
+        tracing::debug!(
+            correlation_id = %cid,
+            tenant = %record.tenant,
+            route = %record.route,
+            status = record.status,
+            decision = %record.decision,
+            cause = record.cause.as_deref(),
+            latency_us = record.latency_us,
+            "request"
+        );
+
         // Phase: audit. No block, no response.
-        if self.ledger.append(record).await.is_err() {
+        if let Err(e) = self.ledger.append(record).await {
+            tracing::error!(correlation_id = %cid, error = %e, "no audit block; response withheld (503)");
             response = Error::AuditUnavailable.to_response(&cid, false);
         }
         self.metrics
