@@ -159,6 +159,24 @@ fn item40_postgres_refuses_update_delete_truncate_and_trigger_tricks() {
             "writer role: {sql} was allowed"
         );
     }
+    // A refused row's DETAIL ("Failing row contains (...)") quotes its values: the
+    // error's message, which is what logs show, leaves it out; the cause stays.
+    let e = gw
+        .execute_unchecked(
+            "INSERT INTO palisade_ledger (seq, record, prev, hash) \
+             VALUES (99, '{\"path\":\"/users/jane.roe@example.com\"}', 'p', NULL)",
+        )
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("jane.roe"),
+        "the server quoted the row: {e:?}"
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.contains("23502") && shown.contains("\"hash\""),
+        "{shown}"
+    );
+    assert!(!shown.contains("jane.roe"), "{shown}");
     // Even the owner, even with replication-role tricks, hits the ENABLE ALWAYS triggers.
     let mut own = postgres::Client::connect(&owner, postgres::NoTls).unwrap();
     for sql in [
