@@ -315,7 +315,7 @@ auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
         "item 26: no outbound fetch"
     );
 
-    // Item 44 for credentials: no token appears in the ledger, WAL or metrics.
+    // Item 44 for credentials: no token appears in the ledger, WAL, metrics or log.
     let ledger = ledger_bytes(&h);
     let metrics = send(
         h.running.admin_addr().unwrap(),
@@ -336,6 +336,10 @@ auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
             assert!(
                 !metrics.contains(signature),
                 "{case}'s signature is in the metrics"
+            );
+            assert!(
+                !crate::support::log_text().contains(signature),
+                "{case}'s signature is in the log"
             );
         }
     }

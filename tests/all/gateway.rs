@@ -336,12 +336,18 @@ regex = '4111( ?1111){{3}}'
     let metrics = get(h.running.admin_addr().unwrap(), "/metrics")
         .await
         .text();
+    let log = crate::support::log_text();
+    assert!(
+        log.contains(&r.header("x-correlation-id").unwrap()),
+        "the request is in the log"
+    );
     for secret in ["123-45-6789", "219-09-9999", "ada@example.com", "4111 1111"] {
         for (what, hay) in [
             ("ledger", &ledger),
             ("wal", &wal),
             ("metrics", &metrics.as_bytes().to_vec()),
             ("body", &r.body.to_vec()),
+            ("log", &log.as_bytes().to_vec()),
         ] {
             assert!(
                 !hay.windows(secret.len()).any(|w| w == secret.as_bytes()),

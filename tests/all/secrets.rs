@@ -343,6 +343,7 @@ upstream_auth = { bearer = "nope" }
     )
     .await
     .text();
+    let log = crate::support::log_text();
     for secret in ["s3cr3t", "tok-rotated"] {
         assert!(
             !at_rest
@@ -351,6 +352,7 @@ upstream_auth = { bearer = "nope" }
             "{secret} at rest"
         );
         assert!(!metrics.contains(secret));
+        assert!(!log.contains(secret), "{secret} in the log");
         assert!(!r.text().contains(secret));
     }
 }

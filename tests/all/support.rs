@@ -236,9 +236,48 @@ pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
     start_with(|up, _| config(up, server_extra, routes)).await
 }
 
+/// Every `tracing` event of every gateway this test process has run (JSON lines; debug
+/// for Palisade's crates, so a line per request): what an operator's log would hold.
+/// Catalogue items 44 and 47 check it, across all tests, for the values they protect.
+pub(crate) fn log_text() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(
+                "info,palisade_gateway=debug,palisade_runtime=debug,palisade_ledger=debug",
+            )
+            .with_writer(move || LogSink(sink.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+/// Appends what the subscriber writes (an event at a time) to the shared buffer.
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Starts a gateway from a whole config file: `make` gets the fresh upstream's address
 /// and the temp dir (for key files) and returns the file's text.
 pub(crate) async fn start_with(make: impl FnOnce(SocketAddr, &Path) -> String) -> Harness {
+    log_buffer();
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
