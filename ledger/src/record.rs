@@ -96,6 +96,19 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The first block's record.
+    pub(crate) fn genesis() -> String {
+        Record {
+            kind: Kind::Genesis,
+            decision: "genesis".into(),
+            time_ms: Record::now_ms(),
+            ..Record::default()
+        }
+        .to_canonical()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,18 +138,5 @@ mod tests {
             json.starts_with("{\"cause\":null,\"correlation_id\":\"\""),
             "{json}"
         );
-    }
-}
-
-impl Record {
-    /// The first block's record.
-    pub(crate) fn genesis() -> String {
-        Record {
-            kind: Kind::Genesis,
-            decision: "genesis".into(),
-            time_ms: Record::now_ms(),
-            ..Record::default()
-        }
-        .to_canonical()
     }
 }

@@ -467,7 +467,7 @@ mod phase_timing {
         let policy = Policy::from_file(&engine, path).unwrap();
         let n = 3000u32;
         let (mut t_store, mut t_inst, mut t_call, mut t_drop) = (0u128, 0u128, 0u128, 0u128);
-        let export = policy.inner.request.clone().unwrap();
+        let export = policy.inner.request.unwrap();
         let ctx = wit_context(&Context::default());
         let head = wit_request_head(&Request::default());
         for _ in 0..n {

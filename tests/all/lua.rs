@@ -358,13 +358,15 @@ fn summary<T>(
 }
 
 fn run_case(m: &Module, case: &Value) -> Value {
-    let mut c = Context::default();
-    c.config = case["config"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
+    let c = Context {
+        config: case["config"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect(),
+        ..Context::default()
+    };
     let input = &case["input"];
     let headers: Vec<(String, String)> = input["headers"]
         .as_object()
