@@ -238,6 +238,7 @@ fn open_ledger(file: &File) -> Result<(Ledger, LedgerInfo), StartError> {
                 config::Durability::Async => Durability::Async,
             },
             checkpoints,
+            commit_delay: Duration::from_micros(a.commit_delay_us),
             ..Options::default()
         },
     )?;

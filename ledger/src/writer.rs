@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,14 @@ pub struct Options {
     pub queue: usize,
     /// Signs the chain head periodically and at shutdown. By default none.
     pub checkpoints: Option<Signer>,
+    /// Group commit under load (like PostgreSQL's `commit_delay` and
+    /// `commit_siblings`): when a block arrives less than this long after a commit that
+    /// several blocks shared, requests are arriving concurrently, so the writer waits
+    /// this long for more blocks to share the transaction. Fewer, larger commits and
+    /// fewer wake-ups per request, for at most this much added latency, and only under
+    /// concurrent load: a lone client's blocks, or an idle writer's, commit at once.
+    /// Zero: never wait. By default 200 µs.
+    pub commit_delay: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +57,7 @@ impl Default for Options {
             max_batch: 1024,
             queue: 65_536,
             checkpoints: None,
+            commit_delay: Duration::from_micros(200),
         }
     }
 }
@@ -190,13 +199,28 @@ fn write_loop(
 ) {
     let mut batch = Vec::with_capacity(options.max_batch);
     let mut head = store.head().ok().flatten();
-    while let Some(job) = rx.blocking_recv() {
-        batch.push(job);
-        while batch.len() < options.max_batch {
+    let max_batch = options.max_batch;
+    let drain = |batch: &mut Vec<Job>, rx: &mut mpsc::Receiver<Job>| {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+    };
+    // The last commit: when it ended and how many blocks it had. A block arriving
+    // within `commit_delay` of a commit that several requests shared means concurrent
+    // load, and only then is waiting for company worth its latency (a lone client's
+    // blocks come one at a time and never wait).
+    let mut last_commit: Option<(Instant, usize)> = None;
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        drain(&mut batch, &mut rx);
+        let busy =
+            last_commit.is_some_and(|(t, blocks)| blocks > 1 && t.elapsed() < options.commit_delay);
+        if busy && batch.len() < max_batch {
+            std::thread::sleep(options.commit_delay);
+            drain(&mut batch, &mut rx);
         }
         let records: Vec<String> = batch
             .iter_mut()
@@ -210,6 +234,7 @@ fn write_loop(
         } else {
             store.append(&records)
         };
+        last_commit = Some((Instant::now(), records.len()));
         match outcome {
             Ok(blocks) => {
                 let mut seqs = blocks.iter().map(|b| b.seq);

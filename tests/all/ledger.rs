@@ -372,6 +372,70 @@ fn item43_concurrent_writers_on_one_file_make_one_chain() {
     assert_eq!(report.blocks, 401);
 }
 
+#[test]
+fn group_commit_waits_for_company_only_under_concurrent_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Sqlite(dir.path().join("audit.db"));
+    // A lone client's blocks commit at once even with an absurd delay: if they waited
+    // for company, twenty appends would take ten minutes.
+    let lone = Ledger::open(
+        target.clone(),
+        Options {
+            commit_delay: Duration::from_secs(30),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let appender = std::thread::spawn(move || {
+        for i in 0..20 {
+            lone.append_blocking(record(i)).unwrap();
+        }
+        done.send(()).unwrap();
+        lone
+    });
+    finished
+        .recv_timeout(Duration::from_secs(25))
+        .expect("a lone client's appends never wait for company");
+    appender.join().unwrap().close();
+
+    // Concurrent appends share delayed commits: every one acknowledged with its own
+    // sequence number, one intact chain.
+    let busy = Ledger::open(
+        target.clone(),
+        Options {
+            commit_delay: Duration::from_millis(20),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut seqs: Vec<u64> = rt.block_on(async {
+        let mut all = Vec::new();
+        for round in 0..4 {
+            let appends: Vec<_> = (0..50)
+                .map(|i| busy.append(record(100 + round * 50 + i)))
+                .collect();
+            all.extend(
+                futures_join(appends)
+                    .await
+                    .into_iter()
+                    .map(|r| r.unwrap().unwrap()),
+            );
+        }
+        all
+    });
+    busy.close();
+    seqs.sort_unstable();
+    let report = verify(&target, None, None).unwrap();
+    assert!(report.is_intact(), "{report}");
+    // Genesis is block 1, the lone client's 2-21: these are 22-221.
+    assert_eq!(seqs, (22..=221).collect::<Vec<_>>());
+    assert_eq!(report.blocks, 221, "{report}");
+}
+
 async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut set = Vec::new();
     // Poll them together so they land in shared batches.

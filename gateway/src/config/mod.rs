@@ -138,6 +138,11 @@ pub struct Audit {
     /// `sync` (a response waits for its block to be durable) or `async`. By default `sync`.
     #[serde(default)]
     pub durability: Durability,
+    /// Group commit under concurrent load: how long the ledger writer waits for more
+    /// blocks to share a commit when the previous commit was shared and has just ended
+    /// (a lone client never waits). 0 turns it off. By default 200.
+    #[serde(default = "d::commit_delay_us")]
+    pub commit_delay_us: u64,
     /// Signed checkpoints: the file they are appended to. By default none.
     pub checkpoint: Option<PathBuf>,
     /// The Ed25519 key that signs checkpoints (created if missing). By default
@@ -154,6 +159,7 @@ impl Default for Audit {
             sqlite: None,
             postgres: None,
             durability: Durability::Sync,
+            commit_delay_us: d::commit_delay_us(),
             checkpoint: None,
             checkpoint_key: None,
             checkpoint_interval_ms: d::checkpoint_interval_ms(),
@@ -734,6 +740,9 @@ mod d {
     }
     pub(super) fn checkpoint_interval_ms() -> u64 {
         10_000
+    }
+    pub(super) fn commit_delay_us() -> u64 {
+        200
     }
     pub(super) fn policy_concurrency() -> usize {
         64
