@@ -133,7 +133,18 @@ struct Proxy {
 }
 
 impl Drop for Proxy {
+    /// SIGTERM first: nginx's master then stops its worker (a SIGKILLed master leaves
+    /// the worker running, holding the port and this process's stdout).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -280,7 +291,7 @@ redact = [{{ path = "$..email" }}, {{ path = "$..ssn" }}]
     let path = dir.join("palisade.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = pinned(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
+        .args(["serve", "--log", "warn", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
         .spawn()
