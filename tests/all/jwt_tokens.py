@@ -89,7 +89,7 @@ def b64url(n, size=None):
 
 
 def ec_jwk(key, kid, minimal=False):
-    """RFC 7518 6.2.1 coordinates: full length, or as minimal integers (PyJWT < 2.8)."""
+    """RFC 7518 6.2.1 coordinates: full length, or as minimal integers (PyJWT < 2.10)."""
     n = key.public_key().public_numbers()
     size = None if minimal else 32
     return {"kty": "EC", "crv": "P-256", "x": b64url(n.x, size), "y": b64url(n.y, size),

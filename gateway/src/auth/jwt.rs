@@ -285,7 +285,7 @@ fn hmac_secret(mut bytes: Vec<u8>) -> Vec<u8> {
 /// An EC public key from a JWK, checked before any token meets it: `crv` must be the
 /// algorithm's curve and (x, y) a point on it. Coordinates shorter than the curve's
 /// size are left-padded with zeros: RFC 7518 §6.2.1.2 asks for the full length, but
-/// some issuers encode them as minimal integers (PyJWT before 2.8 drops leading zero
+/// some issuers encode them as minimal integers (PyJWT before 2.10 drops leading zero
 /// bytes, about one key in 128), and the integer is the same either way. Longer
 /// coordinates are refused.
 fn ec_key(ec: &EllipticCurveKeyParameters, algorithm: Algorithm) -> Result<DecodingKey, String> {
