@@ -378,14 +378,17 @@ fn group_commit_waits_for_company_only_under_concurrent_load() {
     let target = Target::Sqlite(dir.path().join("audit.db"));
     // A lone client's blocks commit at once even with an absurd delay: if they waited
     // for company, twenty appends would take ten minutes.
-    let lone = Ledger::open(
-        target.clone(),
-        Options {
-            commit_delay: Duration::from_secs(30),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let open = |commit_delay| {
+        Ledger::open(
+            target.clone(),
+            Options {
+                commit_delay,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    };
+    let lone = open(Duration::from_secs(30));
     let (done, finished) = std::sync::mpsc::channel();
     let appender = std::thread::spawn(move || {
         for i in 0..20 {
@@ -401,14 +404,7 @@ fn group_commit_waits_for_company_only_under_concurrent_load() {
 
     // Concurrent appends share delayed commits: every one acknowledged with its own
     // sequence number, one intact chain.
-    let busy = Ledger::open(
-        target.clone(),
-        Options {
-            commit_delay: Duration::from_millis(20),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let busy = open(Duration::from_millis(20));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -28,6 +28,17 @@ config = {{ "request.set.x-version" = "{v}" }}
     )
 }
 
+/// Sends `sig` (`-HUP`, `-TERM`) to a `palisade serve` process.
+fn signal(child: &std::process::Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_fails_no_request_and_switches_routes() {
     let h = start("", &versioned("v1")).await;
@@ -183,14 +194,7 @@ async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
         "before"
     );
     std::fs::write(&path, config(up.addr, "", &versioned("after"))).unwrap();
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-HUP");
     let mut seen = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -203,13 +207,7 @@ async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
         }
     }
     assert_eq!(seen, "after");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-TERM");
     assert!(
         child.wait().unwrap().success(),
         "SIGTERM is a clean shutdown"
@@ -414,14 +412,7 @@ fn the_quickstart_serves_what_it_prints() {
             "palisade_requests_total{tenant=\"demo\",route=\"customers\",status=\"200\"} 1"
         )
     );
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
     let verify_line = lines
         .iter()
@@ -482,17 +473,7 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
 
     // A broken config on SIGHUP: refused, said as warnings, the old routes stay.
     std::fs::write(&path, "[[route]]\nname = 1\n").unwrap();
-    let pid = child.id().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("-HUP");
+    signal(&child, "-HUP");
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if std::fs::read_to_string(&log)
@@ -503,7 +484,7 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
         }
     }
     assert_eq!(get(addr, "/").await.status, 200);
-    signal("-TERM");
+    signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 
     let text = std::fs::read_to_string(&log).unwrap();

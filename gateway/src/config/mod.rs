@@ -742,7 +742,7 @@ mod d {
         10_000
     }
     pub(super) fn commit_delay_us() -> u64 {
-        200
+        palisade_ledger::Options::default().commit_delay.as_micros() as u64
     }
     pub(super) fn policy_concurrency() -> usize {
         64
