@@ -240,7 +240,10 @@ pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
 /// for Palisade's crates, so a line per request): what an operator's log would hold.
 /// Catalogue items 44 and 47 check it, across all tests, for the values they protect.
 pub(crate) fn log_text() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+    // Copy under the lock, decode outside it: every gateway of the process writes its
+    // events through this lock, and decoding megabytes in a debug build takes a while.
+    let bytes = log_buffer().lock().unwrap().clone();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn log_buffer() -> &'static Arc<std::sync::Mutex<Vec<u8>>> {
