@@ -2,13 +2,9 @@
 //! `wasm32-unknown-unknown` and turns each into a component at
 //! `target/policies/<name>.wasm`.
 //!
-//! The toolchain is chosen in this order:
-//! 1. rustup's `wasm32-unknown-unknown` target, when installed: a plain cargo build;
-//! 2. Debian's `rustc-web` + `rust-web-src`: the standard library is built from source
-//!    with `-Z build-std` (scoped to this build through `RUSTC_BOOTSTRAP=1`);
-//! 3. when neither is there and this process may run `apt-get` (root, Debian), those two
-//!    packages are installed and used;
-//! 4. otherwise the build stops with a message naming exactly what to install.
+//! The toolchain is chosen by [`toolchain::Toolchain::detect`]: rustup's wasm32 target,
+//! else Debian's `rustc-web` + `rust-web-src` (installed or upgraded with `apt-get` when
+//! this process may), else the build stops with the exact commands to run.
 //!
 //! A guest crate's directory name is its package name and its output name.
 
@@ -17,7 +13,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TARGET: &str = "wasm32-unknown-unknown";
+pub mod toolchain;
+
+use toolchain::Toolchain;
+
+pub(crate) const TARGET: &str = "wasm32-unknown-unknown";
 /// Flags for every guest: a 256 KiB stack placed first in memory.
 const GUEST_RUSTFLAGS: &str = "-C link-arg=-zstack-size=262144 -C link-arg=--stack-first";
 const PROFILE: &str = "guest";
@@ -181,6 +181,9 @@ pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildEr
 /// guests' flags; `select` adds what to build.
 fn cargo_build(target_dir: &Path, select: impl FnOnce(&mut Command)) -> Result<(), BuildError> {
     let toolchain = Toolchain::detect()?;
+    toolchain::progress(&format!(
+        "compiling for {TARGET} with {toolchain} (from cold: the standard library, then each guest; a few minutes on 2 cores)"
+    ));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     clean_env(&mut cmd);
@@ -268,129 +271,7 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
-/// A way to build for wasm32.
-#[derive(Debug)]
-enum Toolchain {
-    /// rustup's installed `wasm32-unknown-unknown` target.
-    Rustup,
-    /// Debian's `rustc-web` with its `rust-web-src`, building std from source.
-    BuildStd {
-        rustc: PathBuf,
-        /// rustup's `rust-lld` (LTO-capable) or Debian's `wasm-ld` (LTO off).
-        linker: PathBuf,
-        lto: bool,
-    },
-}
-
-impl fmt::Display for Toolchain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Toolchain::Rustup => write!(f, "rustup target {TARGET}"),
-            Toolchain::BuildStd { rustc, .. } => write!(f, "{} with -Z build-std", rustc.display()),
-        }
-    }
-}
-
-const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-const INSTALL_HINT: &str = "install one of: `rustup target add wasm32-unknown-unknown`, or on Debian 12 \
-`apt-get install -y --no-install-recommends rustc-web rust-web-src` (both packages in one command, same version)";
-
-impl Toolchain {
-    fn detect() -> Result<Self, BuildError> {
-        if rustup_target_installed() {
-            return Ok(Toolchain::Rustup);
-        }
-        if let Some(t) = Self::debian() {
-            return Ok(t);
-        }
-        if std::env::var_os("PALISADE_NO_APT").is_none() && can_apt() {
-            eprintln!(
-                "palisade-guest-build: no wasm32 toolchain found; installing rustc-web and rust-web-src with apt-get"
-            );
-            let install = || {
-                Command::new("apt-get")
-                    .args([
-                        "install",
-                        "-y",
-                        "-q",
-                        "--no-install-recommends",
-                        "rustc-web",
-                        "rust-web-src",
-                    ])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if !install() {
-                let _ = Command::new("apt-get").args(["update", "-q"]).status();
-                install();
-            }
-            if let Some(t) = Self::debian() {
-                return Ok(t);
-            }
-        }
-        Err(BuildError::NoToolchain(INSTALL_HINT.into()))
-    }
-
-    fn debian() -> Option<Self> {
-        // `PALISADE_DEBIAN_RUSTC` points elsewhere (tests use it to simulate a bare machine).
-        let rustc = std::env::var_os("PALISADE_DEBIAN_RUSTC")
-            .map_or_else(|| PathBuf::from(DEBIAN_RUSTC), PathBuf::from);
-        let sysroot = capture(Command::new(&rustc).args(["--print", "sysroot"]))?;
-        let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/Cargo.lock");
-        if !src.is_file() {
-            return None;
-        }
-        // rustup's rust-lld links LTO builds; Debian's LLVM 14 wasm-ld cannot read
-        // newer bitcode, so it is used only with LTO off.
-        let rustup_lld = capture(Command::new("rustc").args(["--print", "sysroot"]))
-            .map(|s| Path::new(s.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"))
-            .filter(|p| p.is_file());
-        match rustup_lld {
-            Some(linker) => Some(Toolchain::BuildStd {
-                rustc,
-                linker,
-                lto: true,
-            }),
-            None => which("wasm-ld").map(|linker| Toolchain::BuildStd {
-                rustc,
-                linker,
-                lto: false,
-            }),
-        }
-    }
-
-    fn configure(&self, cmd: &mut Command) {
-        if let Toolchain::BuildStd { rustc, linker, lto } = self {
-            cmd.env("RUSTC", rustc)
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
-                .args(["-Z", "build-std=std,panic_abort"]);
-            if !lto {
-                cmd.env("CARGO_PROFILE_GUEST_LTO", "false");
-            }
-        }
-    }
-}
-
-fn rustup_target_installed() -> bool {
-    capture(Command::new("rustc").args(["--print", "target-libdir", "--target", TARGET]))
-        .map(|dir| Path::new(dir.trim()).to_path_buf())
-        .is_some_and(|dir| {
-            std::fs::read_dir(dir).is_ok_and(|mut entries| {
-                entries.any(|e| {
-                    e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-                })
-            })
-        })
-}
-
-fn can_apt() -> bool {
-    which("apt-get").is_some()
-        && capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
-}
-
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join(name))
@@ -398,7 +279,7 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn capture(cmd: &mut Command) -> Option<String> {
+pub(crate) fn capture(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status
         .success()

@@ -48,16 +48,19 @@ async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
 
 /// A Python 3 with PyJWT and cryptography (Debian: python3-jwt, python3-cryptography).
 fn python_with_pyjwt() -> &'static str {
-    for py in ["python3", "/usr/bin/python3"] {
-        let ok = std::process::Command::new(py)
-            .args(["-c", "import jwt, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return py;
-        }
-    }
-    panic!("these tests need PyJWT: apt-get install python3-jwt python3-cryptography");
+    let find = || {
+        ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+            std::process::Command::new(py)
+                .args(["-c", "import jwt, cryptography"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    };
+    palisade_test_artifacts::debian_packages(
+        &["python3", "python3-jwt", "python3-cryptography"],
+        || find().is_some(),
+    );
+    find().expect("these tests need PyJWT: apt-get install python3-jwt python3-cryptography")
 }
 
 /// Runs `jwt_tokens.py`: keys into `dir/keys`, tokens back by case name.

@@ -29,19 +29,7 @@ fn bin_dir() -> PathBuf {
         dirs.sort();
         dirs.pop()
     };
-    if let Some(d) = find() {
-        return d;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root && std::env::var_os("PALISADE_NO_APT").is_none() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
+    palisade_test_artifacts::debian_packages(&["postgresql"], || find().is_some());
     find().expect("PostgreSQL is needed for these tests: apt-get install postgresql")
 }
 

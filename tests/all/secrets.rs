@@ -359,6 +359,17 @@ upstream_auth = { bearer = "nope" }
 
 /// A SoftHSM2 token in `dir` (Debian's softhsm2): its config file, for SOFTHSM2_CONF.
 fn softhsm(dir: &Path) -> std::path::PathBuf {
+    let installed = palisade_test_artifacts::debian_packages(&["softhsm2"], || {
+        Path::new("/usr/lib/softhsm/libsofthsm2.so").is_file()
+            && Command::new("softhsm2-util")
+                .arg("--version")
+                .output()
+                .is_ok()
+    });
+    assert!(
+        installed,
+        "this test needs SoftHSM2: apt-get install softhsm2"
+    );
     let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");

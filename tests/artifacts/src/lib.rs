@@ -32,3 +32,44 @@ pub fn serve_addresses(
         .and_then(|a| a.parse().ok());
     (proxy, admin)
 }
+
+/// Makes sure a Debian package the tests need is installed: when `present()` says no and
+/// this process runs as root on Debian (and `PALISADE_NO_APT` is unset), the package index
+/// is refreshed once per test process and `packages` are installed. One test at a time
+/// runs apt-get. Returns `present()` afterwards.
+///
+/// This is what lets the README's test command pass on a fresh machine by itself.
+pub fn debian_packages(packages: &[&str], present: impl Fn() -> bool) -> bool {
+    use std::process::Command;
+    use std::sync::Mutex;
+    static APT: Mutex<bool> = Mutex::new(false); // whether the index was refreshed
+    if present() {
+        return true;
+    }
+    let mut refreshed = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if present() {
+        return true;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root || std::env::var_os("PALISADE_NO_APT").is_some() {
+        return false;
+    }
+    let apt = |args: &[&str]| {
+        eprintln!("installing for the tests: apt-get {}", args.join(" "));
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !*refreshed {
+        *refreshed = apt(&["update", "-q"]);
+    }
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend_from_slice(packages);
+    apt(&install);
+    present()
+}
