@@ -133,6 +133,38 @@ impl Observer {
     }
 }
 
+/// The cause of a policy whose output the gateway will not send: a request that is not
+/// origin-form or not valid HTTP, a status outside 200-599, a body on 204/304. The policy's
+/// fault (500 in the request phase, 502 in the response phase), never the caller's.
+pub const POLICY_INVALID_OUTPUT: &str = "policy_invalid_output";
+
+/// Checks a request a policy passes on: a token method, a path already in normal
+/// origin-form (so it cannot reach another authority or another route's files), a valid
+/// query. Header names and values were checked by the runtime.
+fn check_request(req: &Request) -> Result<(), String> {
+    use crate::pipeline::target;
+    if !target::check_method(&req.method) {
+        return Err("the method is not an HTTP token".into());
+    }
+    target::check_policy_path(&req.path).map_err(|e| e.to_string())?;
+    target::check_query(&req.query).map_err(|e| e.to_string())
+}
+
+/// Checks a response a policy produces: a final status (200-599; 1xx would switch or
+/// confuse the client's connection), and no body where the status forbids one.
+fn check_response(res: &Response) -> Result<(), String> {
+    if !(200..=599).contains(&res.status) {
+        return Err(format!(
+            "status {} is not a final status (200-599)",
+            res.status
+        ));
+    }
+    if matches!(res.status, 204 | 304) && !res.body.is_empty() {
+        return Err(format!("status {} cannot carry a body", res.status));
+    }
+    Ok(())
+}
+
 /// An ordered list of policies for one phase.
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
@@ -168,21 +200,32 @@ impl Chain {
                 .run(pool, move || module.on_request(&ctx, req))
                 .await;
             observer.record(policy, &inv);
-            trace.redacted.extend(inv.redacted);
-            match inv.result {
-                Ok(Decision::Continue(next)) => req = next,
-                Ok(Decision::Respond(res)) => return Ok(Decision::Respond(res)),
-                Err(e) => match keep {
+            let result = inv
+                .result
+                .map_err(|e| (e.kind(), e.to_string()))
+                .and_then(|decision| {
+                    match &decision {
+                        Decision::Continue(next) => check_request(next),
+                        Decision::Respond(own) => check_response(own),
+                    }
+                    .map(|()| decision)
+                    .map_err(|detail| (POLICY_INVALID_OUTPUT, detail))
+                });
+            match result {
+                Ok(decision) => {
+                    // Only a run that succeeded may claim redactions.
+                    trace.redacted.extend(inv.redacted);
+                    match decision {
+                        Decision::Continue(next) => req = next,
+                        Decision::Respond(res) => return Ok(Decision::Respond(res)),
+                    }
+                }
+                Err((cause, detail)) => match keep {
                     Some(original) => {
-                        trace.skipped.push(e.kind());
+                        trace.skipped.push(cause);
                         req = original;
                     }
-                    None => {
-                        return Err(Error::RequestPolicy {
-                            cause: e.kind(),
-                            detail: e.to_string(),
-                        });
-                    }
+                    None => return Err(Error::RequestPolicy { cause, detail }),
                 },
             }
         }
@@ -213,17 +256,20 @@ impl Chain {
                 .run(pool, move || module.on_response(&ctx, &req, res))
                 .await;
             observer.record(policy, &inv);
+            let decision = inv.result.map_err(|e| Error::ResponsePolicy {
+                cause: e.kind(),
+                detail: e.to_string(),
+            })?;
+            let (Decision::Continue(next) | Decision::Respond(next)) = &decision;
+            check_response(next).map_err(|detail| Error::ResponsePolicy {
+                cause: POLICY_INVALID_OUTPUT,
+                detail,
+            })?;
             trace.redacted.extend(inv.redacted);
-            match inv.result {
-                Ok(Decision::Continue(next)) => res = next,
+            match decision {
+                Decision::Continue(next) => res = next,
                 // A policy's own answer replaces the upstream's and ends the chain.
-                Ok(Decision::Respond(own)) => return Ok(own),
-                Err(e) => {
-                    return Err(Error::ResponsePolicy {
-                        cause: e.kind(),
-                        detail: e.to_string(),
-                    });
-                }
+                Decision::Respond(own) => return Ok(own),
             }
         }
         Ok(res)

@@ -13,6 +13,14 @@ pub enum Error {
     /// No route matches the host, path and method. 404.
     #[error("no route")]
     NoRoute,
+    /// The path could mean something else to the upstream than to the gateway: an
+    /// encoded slash or dot segment, a backslash, a control byte (see `docs/gateway.md`,
+    /// paths). 400, before routing.
+    #[error("path refused")]
+    BadPath,
+    /// A bug: the pipeline panicked. 500; the request still gets its audit block.
+    #[error("internal error")]
+    Internal,
     /// The body is larger than the route allows (declared or sent). 413.
     #[error("request body too large")]
     BodyTooLarge,
@@ -130,6 +138,8 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NoRoute => StatusCode::NOT_FOUND,
+            Error::BadPath => StatusCode::BAD_REQUEST,
+            Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::BadBody => StatusCode::BAD_REQUEST,
@@ -161,6 +171,8 @@ impl Error {
     pub fn cause(&self) -> &'static str {
         match self {
             Error::NoRoute => "no_route",
+            Error::BadPath => "bad_path",
+            Error::Internal => "internal_error",
             Error::BodyTooLarge => "body_too_large",
             Error::BodyTimeout => "body_timeout",
             Error::BadBody => "bad_body",
@@ -196,6 +208,7 @@ impl Error {
             Error::Registry(crate::registry::RegistryError::Storage(_)) => "failed",
             Error::Registry(_) => "refused",
             Error::NoRoute
+            | Error::BadPath
             | Error::BodyTooLarge
             | Error::BodyTimeout
             | Error::BadBody

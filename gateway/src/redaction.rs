@@ -200,6 +200,14 @@ impl Redactor {
         })
     }
 
+    /// Whether a `remove` regex rule matches `text` (a key: its entry goes, rather than
+    /// being renamed).
+    fn removes(&self, text: &str) -> bool {
+        self.rules.iter().any(|(c, a)| {
+            *a == Action::Remove && matches!(c, Compiled::Regex(re) if re.is_match(text))
+        })
+    }
+
     /// Whether the rules include any JSONPath rule (such routes need JSON bodies).
     fn has_path_rules(&self) -> bool {
         self.rules
@@ -335,6 +343,30 @@ impl Redactor {
                 }
             }
             Value::Object(map) => {
+                // Keys are data too (`{"by_ssn": {"219-09-9999": ...}}`): a key the rules
+                // match is masked or hashed like a value, or its entry removed.
+                if map.keys().any(|k| self.regex_text(k).1) {
+                    let old = std::mem::take(map);
+                    for (key, item) in old {
+                        let (new_key, hit) = self.regex_text(&key);
+                        if !hit {
+                            map.insert(key, item);
+                            continue;
+                        }
+                        found.push(format!("{path}[*]"));
+                        if self.removes(&key) {
+                            continue;
+                        }
+                        let base = new_key.into_owned();
+                        let mut new_key = base.clone();
+                        let mut n = 1;
+                        while map.contains_key(&new_key) {
+                            n += 1;
+                            new_key = format!("{base}#{n}");
+                        }
+                        map.insert(new_key, item);
+                    }
+                }
                 for (key, item) in map.iter_mut() {
                     let len = path.len();
                     push_name(path, key);
@@ -628,5 +660,38 @@ mod tests {
     fn the_hash_key_never_appears_in_debug_output() {
         let r = Redactor::new(&[Rule::path("$.a", Action::Hash)], Some(b"s3cr3t-key")).unwrap();
         assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn item63_pii_object_keys_are_redacted_and_never_recorded() {
+        let ssn = r"\d{3}-\d{2}-\d{4}";
+        let doc =
+            json!({"by_ssn": {"219-09-9999": {"n": 1}, "078-05-1120": "x"}, "ok": "219-09-9999"});
+        for action in [Action::Mask, Action::Hash, Action::Remove] {
+            let r = Redactor::new(&[Rule::regex(ssn, action)], Some(b"0123456789abcdef")).unwrap();
+            let out = r.redact(doc.to_string().as_bytes()).unwrap();
+            let body = String::from_utf8(out.body.unwrap().to_vec()).unwrap();
+            assert!(
+                !body.contains("219-09") && !body.contains("078-05"),
+                "{action:?}: {body}"
+            );
+            assert_eq!(
+                out.paths
+                    .iter()
+                    .filter(|p| p.starts_with("$['by_ssn'][*]"))
+                    .count(),
+                2
+            );
+            for p in &out.paths {
+                assert!(!p.contains("219-09") && !p.contains("078-05"), "{p}");
+            }
+            let redone: Value = serde_json::from_str(&body).unwrap();
+            let kept = redone["by_ssn"].as_object().unwrap().len();
+            assert_eq!(
+                kept,
+                if action == Action::Remove { 0 } else { 2 },
+                "{action:?}: {body}"
+            );
+        }
     }
 }

@@ -552,3 +552,65 @@ fn is_shorthand_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A normalized path fit for an audit record: every `['name']` whose name does not look
+/// like a field name (an ASCII letter or `_` first, then letters, digits, `_` or `-`; at
+/// most 64 characters and 4 digits) becomes `[*]`. Keys are data too: an email, an SSN or
+/// an account number used as an object key names no field and must not be recorded.
+///
+/// ```
+/// assert_eq!(
+///     palisade_jsonpath::scrub_keys("$['by_ssn']['219-09-9999']['name']"),
+///     "$['by_ssn'][*]['name']"
+/// );
+/// assert_eq!(palisade_jsonpath::scrub_keys("$['users'][0]['ada@example.com']"), "$['users'][0][*]");
+/// ```
+pub fn scrub_keys(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find("['") {
+        out.push_str(&rest[..start]);
+        let body = &rest[start + 2..];
+        // The closing `']` is the first `'` not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '\'' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end.filter(|&e| body[e..].starts_with("']")) else {
+            // Not a normalized path: keep nothing of the rest.
+            out.push_str("[*]");
+            return out;
+        };
+        let name = &body[..end];
+        if field_like(name) {
+            out.push_str("['");
+            out.push_str(name);
+            out.push_str("']");
+        } else {
+            out.push_str("[*]");
+        }
+        rest = &body[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn field_like(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.bytes().filter(u8::is_ascii_digit).count() <= 4
+}

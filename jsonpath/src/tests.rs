@@ -171,3 +171,21 @@ fn the_root_is_never_selected_and_names_are_escaped() {
     assert_eq!(doc, json!({}));
     assert!(Selection::parse(&["$["]).is_err());
 }
+
+#[test]
+fn audit_paths_keep_field_names_and_drop_keys_that_are_data() {
+    for (path, scrubbed) in [
+        ("$['user']['ssn']", "$['user']['ssn']"),
+        ("$['a_b-c'][3]['line2']", "$['a_b-c'][3]['line2']"),
+        ("$['by_ssn']['219-09-9999']", "$['by_ssn'][*]"),
+        ("$['ada@example.com']['x']", "$[*]['x']"),
+        ("$['acct_123456789']", "$[*]"),
+        ("$['4111111111111111']", "$[*]"),
+        ("$['it\\'s']", "$[*]"),
+        ("$['Full Name']", "$[*]"),
+        ("$", "$"),
+        ("$['unterminated", "$[*]"),
+    ] {
+        assert_eq!(crate::scrub_keys(path), scrubbed, "{path}");
+    }
+}

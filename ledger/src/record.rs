@@ -73,15 +73,20 @@ impl Record {
         serde_json::to_string(self).expect("a Record serializes")
     }
 
-    /// Strips query values from `path_and_query`: `/a?x=1&y` becomes `/a?x=&y=`.
+    /// Strips query values from `path_and_query`: `/a?x=1&secret` becomes `/a?x=&_`.
     pub fn path_without_query_values(path_and_query: &str) -> String {
         match path_and_query.split_once('?') {
             None => path_and_query.to_string(),
             Some((path, query)) => {
+                // A part without `=` is a value (`?pal_<key>`, `?ada@example.com`):
+                // only its place is kept.
                 let names: Vec<String> = query
                     .split('&')
                     .filter(|p| !p.is_empty())
-                    .map(|p| format!("{}=", p.split_once('=').map_or(p, |(k, _)| k)))
+                    .map(|p| match p.split_once('=') {
+                        Some((name, _)) => format!("{name}="),
+                        None => "_".to_string(),
+                    })
                     .collect();
                 format!("{path}?{}", names.join("&"))
             }
@@ -117,7 +122,12 @@ mod tests {
     fn query_values_never_reach_the_path() {
         assert_eq!(
             Record::path_without_query_values("/a?token=secret&x=1&flag"),
-            "/a?token=&x=&flag="
+            "/a?token=&x=&_"
+        );
+        // A bare part is a value: an API key or an email never reaches the ledger.
+        assert_eq!(
+            Record::path_without_query_values("/x?pal_k1_c2VjcmV0&ada@example.com&&q="),
+            "/x?_&_&q="
         );
         assert_eq!(Record::path_without_query_values("/a/b"), "/a/b");
     }

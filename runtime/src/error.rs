@@ -185,7 +185,7 @@ impl Error {
             Error::HostCallLimit { .. } => "host_call_limit",
             Error::Trap { .. } => "trap",
             Error::Guest(_) => "guest_error",
-            Error::InvalidOutput(_) => "invalid_output",
+            Error::InvalidOutput(_) => "policy_invalid_output",
             Error::Script(_) => "script_error",
             Error::HostPanic => "host_panic",
             Error::InvalidModule(_) => "invalid_module",

@@ -192,6 +192,13 @@ upstream = "up"
 path = "/orders"
 request = [{{ module = "show.lua" }}]
 auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
+
+[[route]]
+name = "orders-forwarded"
+tenant = "acme"
+upstream = "up"
+path = "/forwarded"
+auth = {{ schemes = ["jwt"], forward_bearer = true }}
 "#,
             head(up, "", "", JWT_ISSUER)
         )
@@ -222,8 +229,20 @@ auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
         );
         assert_eq!(seen["x-seen-tid"], "acme", "{case}: and its claims");
         assert!(
-            seen.get("authorization").is_some(),
-            "the credential goes upstream as sent"
+            seen.get("authorization").is_none(),
+            "{case}: the gateway's credential stays with the gateway"
+        );
+        // Forwarded as sent only where the route says so.
+        let r = call(
+            &h,
+            "/forwarded",
+            &[("authorization", &bearer(&tokens[case]))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{case}: {}", r.text());
+        assert_eq!(
+            r.json()["headers"]["authorization"],
+            bearer(&tokens[case]).as_str()
         );
         let block = h.block_for(&r);
         assert_eq!(block["identity"], "user-1");
@@ -451,7 +470,7 @@ auth = {{ schemes = ["jwt"] }}
 }
 
 /// `palisade apikey ARGS...` against `config`; (status, stdout, stderr).
-fn apikey(config: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn apikey(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("apikey")
         .arg(args[0])

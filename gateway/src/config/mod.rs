@@ -88,6 +88,11 @@ pub struct Server {
     /// Gateway-wide load shedding (`docs/resilience.md`).
     #[serde(default)]
     pub overload: Overload,
+    /// Peers (IP addresses or CIDR ranges) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` the gateway believes and extends. From anyone else those
+    /// headers are removed and replaced by what the gateway saw. By default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[server.overload]`: when the gateway sheds new work (503 `gateway_overloaded` with
@@ -403,6 +408,10 @@ pub struct RouteAuth {
     /// Also require a client certificate of the same tenant as the token or key.
     #[serde(default)]
     pub bind_certificate: bool,
+    /// Forward the caller's `Authorization: Bearer` JWT to the upstream. By default
+    /// `false`: the gateway's credentials (tokens, API keys) stay with the gateway.
+    #[serde(default)]
+    pub forward_bearer: bool,
 }
 
 /// `[[tenant]]`.
@@ -968,6 +977,7 @@ impl File {
                 shutdown_grace_ms: 0,
                 admin_auth: Vec::new(),
                 overload: Overload::default(),
+                trusted_proxies: Vec::new(),
             },
             audit: Audit::default(),
             runtime: Runtime::default(),

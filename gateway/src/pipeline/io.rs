@@ -1,6 +1,5 @@
 //! Reading bodies under limits, converting messages, and talking to the upstream.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -8,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use palisade_runtime::{Request, Response};
+use palisade_runtime::Response;
 
 use crate::body::{Body, BoxError, full};
 use crate::error::Error;
@@ -122,87 +121,6 @@ pub(crate) fn to_http(res: Response) -> http::Response<Body> {
         http::StatusCode::from_u16(res.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     *out.headers_mut() = headers;
     out
-}
-
-/// Where a request goes upstream.
-pub(crate) struct Target<'a> {
-    pub(crate) base: &'a http::Uri,
-    pub(crate) path: &'a str,
-    pub(crate) peer: SocketAddr,
-    pub(crate) tenant: &'a str,
-    pub(crate) correlation_id: &'a str,
-    pub(crate) identity: Option<&'a str>,
-    /// The response body will be read by policies or redaction: ask for it unencoded.
-    pub(crate) plain_body: bool,
-    /// Upstream credentials (marked sensitive): they replace what the caller sent.
-    pub(crate) credentials: Vec<(http::HeaderName, HeaderValue)>,
-}
-
-/// A request ready to go upstream, as many times as retries and hedges need.
-#[derive(Debug)]
-pub(crate) struct Outbound {
-    pub(crate) method: http::Method,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Outbound {
-    /// One attempt's request (the body is shared, not copied).
-    pub(crate) fn build(&self) -> http::Request<Full<Bytes>> {
-        let mut out = http::Request::new(Full::new(self.body.clone()));
-        *out.method_mut() = self.method.clone();
-        *out.uri_mut() = self.uri.clone();
-        *out.headers_mut() = self.headers.clone();
-        out
-    }
-}
-
-/// The request `req` becomes upstream: its URI there, forwarding headers, credentials.
-pub(crate) fn outbound(req: &Request, to: Target<'_>) -> Result<Outbound, Error> {
-    let prefix = to.base.path().trim_end_matches('/');
-    let mut uri = format!(
-        "{}://{}{prefix}{}",
-        to.base.scheme_str().unwrap_or("http"),
-        to.base.authority().map_or("", |a| a.as_str()),
-        to.path
-    );
-    if !req.query.is_empty() {
-        uri.push('?');
-        uri.push_str(&req.query);
-    }
-    let mut headers = to_map(&req.headers);
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    if to.plain_body {
-        headers.remove(header::ACCEPT_ENCODING);
-    }
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
-    };
-    set(&mut headers, "x-palisade-tenant", to.tenant);
-    set(&mut headers, "x-correlation-id", to.correlation_id);
-    if let Some(id) = to.identity {
-        set(&mut headers, "x-palisade-identity", id);
-    }
-    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", to.peer.ip()),
-        None => to.peer.ip().to_string(),
-    };
-    set(&mut headers, "x-forwarded-for", &forwarded);
-    for (name, value) in to.credentials {
-        headers.insert(name, value);
-    }
-
-    Ok(Outbound {
-        method: http::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::BadBody)?,
-        uri: uri.parse().map_err(|_| Error::NoRoute)?,
-        headers,
-        body: req.body.clone(),
-    })
 }
 
 /// Reads an upstream response for the response phases, by the route's total deadline.

@@ -20,8 +20,10 @@
 //! Headers and HTTP/1.1 parse limits (431) and the header read timeout are enforced by
 //! the connection before the pipeline runs; see [`crate::server`].
 
+mod forward;
 pub(crate) mod io;
 mod routes;
+pub(crate) mod target;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -33,10 +35,12 @@ use http::{HeaderValue, StatusCode};
 use palisade_ledger::{Ledger, Record};
 use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 
-use self::io::{ReadError, Target};
+use self::forward::Target;
+use self::io::ReadError;
 pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
 use crate::auth::{Authenticator, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
+pub(crate) use crate::chain::POLICY_INVALID_OUTPUT;
 use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
 use crate::error::Error;
@@ -44,9 +48,6 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::resilience::{Kept, Shedder, retry_after};
 use crate::secrets::SecretStore;
-
-/// Caller headers that could pose as the gateway's own: removed before anything runs.
-const RESERVED_PREFIXES: [&str; 2] = ["x-palisade-", "x-tenant"];
 
 /// The pipeline: routes (swapped on reload), the policy runtime, the ledger and metrics.
 pub struct Pipeline {
@@ -302,15 +303,28 @@ impl Pipeline {
         let started = Instant::now();
         // Phase: correlation id.
         let cid = correlation_id(req.headers());
-        let mut record = Record {
-            correlation_id: cid.clone(),
-            method: req.method().as_str().to_string(),
-            path: Record::path_without_query_values(
-                req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            ),
-            time_ms: Record::now_ms(),
-            ..Record::default()
+        // Routing works on the normalized path; a path that could mean something else
+        // upstream is refused before any route sees it.
+        let path = target::normalize(req.uri().path());
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let mut pending = Pending {
+            record: Some(Record {
+                correlation_id: cid.clone(),
+                method: req.method().as_str().to_string(),
+                path: Record::path_without_query_values(&format!(
+                    "{}{query}",
+                    path.as_deref().unwrap_or("/")
+                )),
+                time_ms: Record::now_ms(),
+                ..Record::default()
+            }),
+            ledger: self.ledger.clone(),
         };
+        let record = pending.record();
         let mut trace = Trace::default();
 
         // Phase: routing.
@@ -326,23 +340,36 @@ impl Pipeline {
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        let route = routes.find(&host, req.uri().path(), req.method());
-        let (result, expose) = match &route {
-            None => (Err(Error::NoRoute), false),
-            Some(r) => {
+        let route = match &path {
+            Ok(path) => routes.find(&host, path, req.method()),
+            Err(_) => None,
+        };
+        let (result, expose) = match (&route, &path) {
+            (_, Err(_)) => (Err(Error::BadPath), false),
+            (None, _) => (Err(Error::NoRoute), false),
+            (Some(r), Ok(path)) => {
                 record.tenant = r.tenant.clone();
                 record.route = r.name.clone();
                 let call = Call {
                     route: r,
                     auth: &routes.auth,
+                    trusted: &routes.trusted_proxies,
                     peer,
                     cid: &cid,
+                    path,
                 };
-                (
-                    self.process(call, req, &mut record.identity, &mut trace)
-                        .await,
-                    r.expose_errors,
-                )
+                // A panic anywhere below fails this request only, and it still gets
+                // its block.
+                let run = std::panic::AssertUnwindSafe(self.process(
+                    call,
+                    req,
+                    &mut record.identity,
+                    &mut trace,
+                ));
+                let result = futures_util::FutureExt::catch_unwind(run)
+                    .await
+                    .unwrap_or(Err(Error::Internal));
+                (result, r.expose_errors)
             }
         };
 
@@ -384,7 +411,12 @@ impl Pipeline {
         }
         record.status = response.status().as_u16();
         record.modules = trace.modules;
-        record.redacted = trace.redacted;
+        // Keys are data too: a recorded path names fields, never an email or SSN key.
+        record.redacted = trace
+            .redacted
+            .iter()
+            .map(|p| palisade_jsonpath::scrub_keys(p))
+            .collect();
         let elapsed = started.elapsed();
         record.latency_us = elapsed.as_micros() as u64;
         let (tenant, route_name) = (record.tenant.clone(), record.route.clone());
@@ -401,6 +433,7 @@ impl Pipeline {
         );
 
         // Phase: audit. No block, no response.
+        let record = pending.record.take().expect("the record is appended once");
         if let Err(e) = self.ledger.append(record).await {
             tracing::error!(correlation_id = %cid, error = %e, "no audit block; response withheld (503)");
             response = Error::AuditUnavailable.to_response(&cid, false);
@@ -445,8 +478,10 @@ impl Pipeline {
         let Call {
             route,
             auth,
+            trusted,
             peer,
             cid,
+            path,
         } = call;
         // Phase: load shedding, then the route limit.
         let runs_policies = !route.request.is_empty() || !route.response.is_empty();
@@ -492,17 +527,19 @@ impl Pipeline {
                 ReadError::Broken => Error::BadBody,
             })?;
 
-        // Tenant binding: nothing the caller sent may pose as the gateway's own.
+        // Tenant binding: nothing the caller sent may pose as the gateway's own, and the
+        // gateway's credentials stay with the gateway.
         let mut headers = parts.headers;
-        io::strip_hop_by_hop(&mut headers);
-        let reserved: Vec<_> = headers
-            .keys()
-            .filter(|k| RESERVED_PREFIXES.iter().any(|p| k.as_str().starts_with(p)))
-            .cloned()
-            .collect();
-        for k in reserved {
-            headers.remove(k);
-        }
+        let keep_bearer = route.auth.as_ref().is_some_and(|a| a.forward_bearer)
+            && caller
+                .as_ref()
+                .is_some_and(|c| c.scheme == crate::config::Scheme::Jwt);
+        let origin = forward::inbound(
+            &mut headers,
+            peer,
+            trusted,
+            caller.is_some() && !keep_bearer,
+        );
         let ctx = Context {
             tenant: route.tenant.clone(),
             route: route.name.clone(),
@@ -527,7 +564,7 @@ impl Pipeline {
         };
         let request = Request {
             method: parts.method.as_str().to_string(),
-            path: parts.uri.path().to_string(),
+            path: path.to_string(),
             query: parts.uri.query().unwrap_or("").to_string(),
             headers: io::to_pairs(&headers),
             body,
@@ -539,7 +576,13 @@ impl Pipeline {
             .on_request(&self.pool, &observer, &ctx, request, trace)
             .await?
         {
-            Decision::Continue(r) => r,
+            Decision::Continue(r) if route.allows(&r.method) => r,
+            Decision::Continue(_) => {
+                return Err(Error::RequestPolicy {
+                    cause: POLICY_INVALID_OUTPUT,
+                    detail: "the route does not allow the method the policies chose".into(),
+                });
+            }
             Decision::Respond(own) => {
                 // Phase: redaction applies to a policy's own answer too.
                 let own = self.redact(route, own, trace)?;
@@ -561,16 +604,16 @@ impl Pipeline {
             Some(a) => self.upstream_credentials(&route.tenant, a).await?,
         };
         let reads_body = !route.response.is_empty() || route.redactor.is_some();
-        let out = io::outbound(
+        let out = forward::outbound(
             &request,
             Target {
                 base: &route.upstream.base,
                 path: route.upstream_path(&request.path),
-                peer,
+                origin: &origin,
                 tenant: &route.tenant,
                 correlation_id: cid,
                 identity: who.as_deref(),
-                plain_body: reads_body,
+                reads_response: reads_body,
                 credentials,
             },
         )?;
@@ -627,8 +670,45 @@ impl Pipeline {
 struct Call<'a> {
     route: &'a Route,
     auth: &'a Authenticator,
+    trusted: &'a [ipnet::IpNet],
     peer: SocketAddr,
     cid: &'a str,
+    /// The normalized path the route was found by.
+    path: &'a str,
+}
+
+/// A request's audit record until it is appended. If the handler is dropped first (the
+/// client closed the connection or reset the stream while the pipeline worked), the
+/// record is appended from a task of its own with the decision `client_closed` and
+/// status 499, with what was known by then (route, tenant, identity).
+struct Pending {
+    record: Option<Record>,
+    ledger: Arc<Ledger>,
+}
+
+impl Pending {
+    fn record(&mut self) -> &mut Record {
+        self.record.as_mut().expect("the record is appended once")
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.decision = "client_closed".into();
+        record.cause = Some("client_closed".into());
+        record.status = 499;
+        let ledger = self.ledger.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = ledger.append(record).await {
+                    tracing::error!(error = %e, "no audit block for a request the client closed");
+                }
+            });
+        }
+    }
 }
 
 /// The caller's correlation id when it is safe to echo, else a fresh one.

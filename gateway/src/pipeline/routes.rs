@@ -86,13 +86,19 @@ impl Route {
             && prefix_matches(&self.prefix, path)
     }
 
-    /// The path sent upstream.
+    /// The path sent upstream: without the route's prefix when it strips it and `path`
+    /// (which a policy may have changed) still starts with it.
     pub(crate) fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
-        if !self.strip_prefix {
+        if !self.strip_prefix || !prefix_matches(&self.prefix, path) {
             return path;
         }
-        let rest = &path[self.prefix.len().min(path.len())..];
+        let rest = &path[self.prefix.len()..];
         if rest.is_empty() { "/" } else { rest }
+    }
+
+    /// Whether the route accepts `method` (a policy's choice is held to it too).
+    pub(crate) fn allows(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m.as_str() == method)
     }
 
     fn specificity(&self) -> (bool, bool, usize, bool) {
@@ -117,6 +123,8 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 pub(crate) struct Routes {
     routes: Vec<Arc<Route>>,
     pub(crate) auth: Arc<Authenticator>,
+    /// Peers whose `X-Forwarded-For`/`-Proto` are believed (`[server] trusted_proxies`).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Routes {
@@ -311,6 +319,21 @@ impl Routes {
                     .collect(),
             }));
         }
+        let mut trusted_proxies = Vec::new();
+        for p in &file.server.trusted_proxies {
+            match p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => issues.push(Issue {
+                    path: file.path.clone(),
+                    at: None,
+                    context: "[server] trusted_proxies".into(),
+                    message: format!("`{p}` is not an IP address or CIDR range"),
+                }),
+            }
+        }
         if !issues.is_empty() {
             issues.sort_by_key(|i| i.at);
             return Err(Invalid { issues });
@@ -319,6 +342,7 @@ impl Routes {
         generation.commit();
         Ok(Routes {
             routes,
+            trusted_proxies,
             auth: Arc::new(auth.expect("no issues means the authenticator was built")),
         })
     }

@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::io::Outbound;
+use super::forward::Outbound;
 use super::routes::Route;
 use crate::error::Error;
 use crate::metrics::Metrics;

@@ -1,0 +1,283 @@
+//! What leaves for the upstream: a URI whose authority is always the route's, the headers
+//! only the gateway sets, and what it never forwards.
+//!
+//! | headers | from the caller | from a policy | set by the gateway |
+//! | --- | --- | --- | --- |
+//! | `x-palisade-*`, `x-tenant*`, `x-correlation-id` (any case, `_` or `-`) | removed | removed | tenant, identity, correlation id |
+//! | `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `X-Client-IP`, `True-Client-IP` | removed (kept in `X-Forwarded-For` only from a trusted proxy) | removed | `X-Forwarded-For`, `X-Forwarded-Host`, and `X-Forwarded-Proto` from a trusted proxy |
+//! | method and URL overrides (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, `X-Original-URL`, `X-Rewrite-URL`) | removed | removed | never |
+//! | gateway credentials (`Authorization`, `X-API-Key`) on a route with `auth` | removed before policies (a JWT kept with `forward_bearer = true`) | forwarded: a policy's own choice | `upstream_auth` replaces `Authorization` |
+//! | `Range`, `If-Range` on a route that reads the response (policies, redaction) | removed | removed | never |
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::Full;
+use palisade_runtime::Request;
+
+use super::io::{strip_hop_by_hop, to_map};
+use crate::error::Error;
+
+/// Whether `name` (lowercase) is one only the gateway may set. Underscore spellings count:
+/// CGI-style frameworks read `x_palisade_tenant` as `X-Palisade-Tenant`.
+fn reserved(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with("x-palisade-")
+        || dashed.starts_with("x-tenant")
+        || dashed == "x-correlation-id"
+}
+
+/// Headers that claim where a request came from, or that ask an upstream framework to
+/// treat it as another method or URL.
+fn forwarding_or_override(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed == "forwarded"
+        || dashed.starts_with("x-forwarded-")
+        || matches!(
+            dashed.as_str(),
+            "x-real-ip"
+                | "x-client-ip"
+                | "true-client-ip"
+                | "x-http-method-override"
+                | "x-http-method"
+                | "x-method-override"
+                | "x-original-url"
+                | "x-rewrite-url"
+        )
+}
+
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| drop(k.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about where a request came from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    /// `X-Forwarded-For` as it leaves: a trusted proxy's chain plus the peer, or the peer.
+    pub(crate) forwarded_for: String,
+    /// The host the caller asked for.
+    pub(crate) host: Option<String>,
+    /// `X-Forwarded-Proto` as a trusted proxy sent it.
+    pub(crate) proto: Option<String>,
+}
+
+/// The caller's headers as policies see them: reserved, forwarding and override headers
+/// removed, and the gateway credentials too when `strip_credentials` (the route
+/// authenticated the caller). Returns what the gateway will say about the origin.
+pub(crate) fn inbound(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    trusted: &[ipnet::IpNet],
+    strip_credentials: bool,
+) -> Origin {
+    strip_hop_by_hop(headers);
+    let from_proxy = trusted.iter().any(|net| net.contains(&peer.ip()));
+    let text = |h: &HeaderMap, n: &str| {
+        let mut values = h.get_all(n).iter();
+        let v = values.next()?.to_str().ok()?.to_string();
+        values.next().is_none().then_some(v)
+    };
+    let peer_ip = canonical(peer.ip());
+    let origin = Origin {
+        forwarded_for: match text(headers, "x-forwarded-for").filter(|_| from_proxy) {
+            Some(chain) => format!("{chain}, {peer_ip}"),
+            None => peer_ip.to_string(),
+        },
+        host: headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        proto: text(headers, "x-forwarded-proto")
+            .filter(|p| from_proxy && matches!(p.as_str(), "http" | "https")),
+    };
+    remove_where(headers, |n| reserved(n) || forwarding_or_override(n));
+    if strip_credentials {
+        headers.remove(header::AUTHORIZATION);
+        remove_where(headers, |n| n.replace('_', "-") == "x-api-key");
+    }
+    origin
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Where a request goes upstream.
+pub(crate) struct Target<'a> {
+    pub(crate) base: &'a http::Uri,
+    /// The path below the route's upstream base (already checked origin-form).
+    pub(crate) path: &'a str,
+    pub(crate) origin: &'a Origin,
+    pub(crate) tenant: &'a str,
+    pub(crate) correlation_id: &'a str,
+    pub(crate) identity: Option<&'a str>,
+    /// The response body will be read by policies or redaction: ask for it unencoded and
+    /// whole.
+    pub(crate) reads_response: bool,
+    /// Upstream credentials (marked sensitive): they replace what the caller sent.
+    pub(crate) credentials: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A request ready to go upstream, as many times as retries and hedges need.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Outbound {
+    /// One attempt's request (the body is shared, not copied).
+    pub(crate) fn build(&self) -> http::Request<Full<Bytes>> {
+        let mut out = http::Request::new(Full::new(self.body.clone()));
+        *out.method_mut() = self.method.clone();
+        *out.uri_mut() = self.uri.clone();
+        *out.headers_mut() = self.headers.clone();
+        out
+    }
+}
+
+/// The request `req` (after the request policies) becomes upstream. The scheme and
+/// authority come from the route alone; the path and query are one `PathAndQuery`, so
+/// nothing in them can name another host or port.
+///
+/// # Errors
+///
+/// [`Error::RequestPolicy`] `policy_invalid_output` when the method, path or query is not
+/// valid HTTP (the policies' output is checked before this; the caller's was parsed by
+/// the connection).
+pub(crate) fn outbound(req: &Request, to: Target<'_>) -> Result<Outbound, Error> {
+    let invalid = || Error::RequestPolicy {
+        cause: super::POLICY_INVALID_OUTPUT,
+        detail: "the request cannot be sent upstream".into(),
+    };
+    let prefix = to.base.path().trim_end_matches('/');
+    let mut path_and_query = format!("{prefix}{}", to.path);
+    if !req.query.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&req.query);
+    }
+    let mut parts = to.base.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().map_err(|_| invalid())?);
+    let uri = http::Uri::from_parts(parts).map_err(|_| invalid())?;
+
+    let mut headers = to_map(&req.headers);
+    strip_hop_by_hop(&mut headers);
+    remove_where(&mut headers, |n| reserved(n) || forwarding_or_override(n));
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if to.reads_response {
+        // The body is read whole: unencoded, and never a slice that redaction cannot
+        // see in context (a `Range` could reassemble what redaction removes).
+        headers.remove(header::ACCEPT_ENCODING);
+        headers.remove(header::RANGE);
+        headers.remove(header::IF_RANGE);
+    }
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(&mut headers, "x-palisade-tenant", to.tenant);
+    set(&mut headers, "x-correlation-id", to.correlation_id);
+    if let Some(id) = to.identity {
+        set(&mut headers, "x-palisade-identity", id);
+    }
+    set(&mut headers, "x-forwarded-for", &to.origin.forwarded_for);
+    if let Some(host) = &to.origin.host {
+        set(&mut headers, "x-forwarded-host", host);
+    }
+    if let Some(proto) = &to.origin.proto {
+        set(&mut headers, "x-forwarded-proto", proto);
+    }
+    for (name, value) in to.credentials {
+        headers.insert(name, value);
+    }
+    Ok(Outbound {
+        method: http::Method::from_bytes(req.method.as_bytes()).map_err(|_| invalid())?,
+        uri,
+        headers,
+        body: req.body.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_forwarding_names_match_in_every_spelling() {
+        for n in [
+            "x-palisade-tenant",
+            "x_palisade_tenant",
+            "x-palisade_identity",
+            "x-tenant",
+            "x-tenant-id",
+            "x_tenant_id",
+            "x-correlation-id",
+            "x_correlation_id",
+        ] {
+            assert!(reserved(n), "{n}");
+        }
+        for n in [
+            "forwarded",
+            "x-forwarded-host",
+            "x_forwarded_for",
+            "x-real-ip",
+            "x_real_ip",
+            "x-http-method-override",
+            "x-original-url",
+        ] {
+            assert!(forwarding_or_override(n), "{n}");
+        }
+        for n in ["x-request-id", "content-type", "x-tenantless"] {
+            assert!(!forwarding_or_override(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_policy_path_cannot_change_the_authority() {
+        let base: http::Uri = "http://127.0.0.1:8000/api".parse().unwrap();
+        let origin = Origin::default();
+        for path in ["/@127.0.0.1:9999/x", "/7/x", "//evil.example/x"] {
+            let req = Request {
+                method: "GET".into(),
+                path: path.into(),
+                ..Request::default()
+            };
+            let out = outbound(
+                &req,
+                Target {
+                    base: &base,
+                    path,
+                    origin: &origin,
+                    tenant: "t",
+                    correlation_id: "c",
+                    identity: None,
+                    reads_response: false,
+                    credentials: Vec::new(),
+                },
+            )
+            .unwrap();
+            let uri = out.build().uri().clone();
+            assert_eq!(
+                uri.authority().unwrap().as_str(),
+                "127.0.0.1:8000",
+                "{path}"
+            );
+            assert_eq!(uri.path(), format!("/api{path}"));
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The request path against hostile tenant policies and hostile callers (issue 17; catalogue
+//! items 49, 53, 55, 58-62): over real sockets, with real Lua policies steering the request,
+//! a real upstream that echoes what it receives, and a second listener that must never be
+//! reached.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::support::{Harness, Reply, read_until_close, send, start_with};
+
+/// A listener that counts connections: a policy's path must never reach it.
+async fn bystander() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = n.clone();
+    tokio::spawn(async move {
+        while let Ok((_tcp, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (addr, n)
+}
+
+/// A request policy that does what the caller's `x-do-*` headers say: the path, method,
+/// query, headers and status the attacker wants a policy to produce.
+const STEER: &str = r#"
+function on_request(req, ctx)
+  local h = req.headers
+  if h["x-do-respond"] then
+    return palisade.respond(tonumber(h["x-do-respond"]), h["x-do-body"])
+  end
+  if h["x-do-path"] then req.path = string.gsub(h["x-do-path"], "<CRLF>", "\r\n") end
+  if h["x-do-method"] then req.method = string.gsub(h["x-do-method"], "<CRLF>", "\r\n") end
+  if h["x-do-query"] then req.query = h["x-do-query"] end
+  if h["x-do-header"] then req.headers[h["x-do-header"]] = "forged" end
+  return req
+end
+
+function on_response(res, ctx)
+  local wanted = ctx.request.headers["x-do-response-status"]
+  if wanted then
+    res.status = tonumber(wanted)
+  end
+  return res
+end
+"#;
+
+async fn gateway() -> Harness {
+    start_with(|up, dir| {
+        std::fs::write(dir.join("steer.lua"), STEER).unwrap();
+        std::fs::write(
+            dir.join("deny.lua"),
+            "function on_request(req, ctx) return palisade.deny(418, 'closed route') end",
+        )
+        .unwrap();
+        crate::support::config(
+            up,
+            "",
+            r#"
+[[route]]
+name = "steered"
+tenant = "acme"
+upstream = "up"
+path = "/steer"
+methods = ["GET", "POST"]
+request = [{ module = "steer.lua" }]
+response = [{ module = "steer.lua" }]
+
+[[route]]
+name = "open"
+tenant = "acme"
+upstream = "up"
+path = "/pub"
+
+[[route]]
+name = "closed"
+tenant = "acme"
+upstream = "up"
+path = "/priv"
+request = [{ module = "deny.lua" }]
+
+[[route]]
+name = "slow"
+tenant = "acme"
+upstream = "up"
+path = "/s"
+strip_prefix = true
+"#,
+        )
+    })
+    .await
+}
+
+fn block_cause(h: &Harness, r: &Reply) -> Value {
+    h.block_for(r)["cause"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item49_a_policy_cannot_steer_the_request_to_another_authority() {
+    let h = gateway().await;
+    let (other, reached) = bystander().await;
+    let port = other.port().to_string();
+    let hostile_paths = [
+        format!("@127.0.0.1:{port}/x"),
+        // Extends the upstream's port when pasted after it.
+        format!("{}/x", &port[port.len() - 1..]),
+        format!("http://127.0.0.1:{port}/x"),
+        format!("//127.0.0.1:{port}/x"),
+        "/steer/../priv/x".to_string(),
+        "/a/%2e%2e/b".to_string(),
+        "/x#frag".to_string(),
+        "/x<CRLF>Host: evil".to_string(),
+        "/x y".to_string(),
+        "x".to_string(),
+    ];
+    for path in &hostile_paths {
+        let hits = h.upstream.hits();
+        let r = send(
+            h.addr(),
+            "GET",
+            "/steer/a",
+            &[("x-do-path", path.as_str())],
+            Bytes::new(),
+        )
+        .await;
+        // `//host/x` is a path, not an authority: it stays on the route's upstream.
+        if path.starts_with("//") {
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            assert_eq!(r.json()["path"], path.as_str());
+            continue;
+        }
+        assert_eq!(r.status, 500, "{path:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "policy_failed", "{path:?}");
+        assert_eq!(block_cause(&h, &r), "policy_invalid_output", "{path:?}");
+        assert_eq!(h.upstream.hits(), hits, "{path:?} reached the upstream");
+    }
+    for (method, query) in [
+        ("GET /x HTTP/1.1<CRLF>Host: evil", ""),
+        ("DELETE", ""), // a method the route does not allow
+        ("GET", "a=1#x"),
+        ("GET", "a=1 2"),
+    ] {
+        let r = send(
+            h.addr(),
+            "GET",
+            "/steer/a",
+            &[("x-do-method", method), ("x-do-query", query)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 500, "{method:?} {query:?}: {}", r.text());
+        assert_eq!(block_cause(&h, &r), "policy_invalid_output");
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "a policy reached another listener"
+    );
+    // What a policy may do still works: another path and method within the route.
+    let r = send(
+        h.addr(),
+        "GET",
+        "/steer/a",
+        &[
+            ("x-do-path", "/steer/b"),
+            ("x-do-method", "POST"),
+            ("x-do-query", "q=%20x"),
+        ],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(
+        (echo["method"].as_str(), echo["path"].as_str()),
+        (Some("POST"), Some("/steer/b"))
+    );
+    assert_eq!(echo["query"], "q=%20x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item53_reserved_and_forwarding_headers_are_set_only_by_the_gateway() {
+    let h = gateway().await;
+    for name in [
+        "x-palisade-identity",
+        "x-palisade-tenant",
+        "x_palisade_tenant",
+        "x-tenant",
+        "x-tenant-id",
+        "x_tenant_id",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+        "x-http-method-override",
+        "x_correlation_id",
+    ] {
+        // From the policy...
+        let r = send(
+            h.addr(),
+            "GET",
+            "/steer/h",
+            &[("x-do-header", name)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let seen = &r.json()["headers"];
+        assert_ne!(
+            seen[name], "forged",
+            "{name} from a policy reached the upstream"
+        );
+        // ...and from the caller, directly.
+        let r = send(h.addr(), "GET", "/pub/h", &[(name, "forged")], Bytes::new()).await;
+        let seen = &r.json()["headers"];
+        assert_ne!(
+            seen[name], "forged",
+            "{name} from the caller reached the upstream"
+        );
+        assert_eq!(seen["x-palisade-tenant"], "acme");
+        assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+        assert!(
+            seen.get("x-palisade-identity").is_none(),
+            "an anonymous route has no identity"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item55_a_policy_answers_with_a_final_status_only() {
+    let h = gateway().await;
+    for (status, body) in [
+        ("101", ""),
+        ("100", ""),
+        ("199", ""),
+        ("204", "body"),
+        ("304", "x"),
+    ] {
+        let r = send(
+            h.addr(),
+            "GET",
+            "/steer/s",
+            &[("x-do-respond", status), ("x-do-body", body)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 500, "{status}: {}", r.text());
+        assert_eq!(block_cause(&h, &r), "policy_invalid_output");
+    }
+    let r = send(
+        h.addr(),
+        "GET",
+        "/steer/s",
+        &[("x-do-respond", "204")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", h.block_for(&r));
+    // A response policy that sets an interim status fails closed (502), the policy's fault.
+    let r = send(
+        h.addr(),
+        "GET",
+        "/steer/s",
+        &[("x-do-response-status", "101")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(block_cause(&h, &r), "policy_invalid_output");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item59_paths_are_normalized_before_routing_or_refused() {
+    let h = gateway().await;
+    // Dot segments resolve: the closed route decides, and what it forwards is what it routed.
+    for path in [
+        "/pub/../priv/secret",
+        "/pub/./../priv/secret",
+        "/pub/x/../../priv/secret",
+    ] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 418, "{path}: {}", r.text());
+        assert_eq!(h.block_for(&r)["route"], "closed");
+        assert_eq!(h.block_for(&r)["path"], "/priv/secret");
+    }
+    let r = send(h.addr(), "GET", "/pub/a/../b/%7Ec", &[], Bytes::new()).await;
+    assert_eq!(r.json()["path"], "/pub/b/~c", "forwarded exactly as routed");
+    // Encoded dots and slashes, backslashes, `..;`: refused before any route runs.
+    let hits = h.upstream.hits();
+    for path in [
+        "/pub/%2e%2e/priv/secret",
+        "/pub/%2E%2e/priv/secret",
+        "/pub/.%2e/priv/secret",
+        "/pub/..%2fpriv/secret",
+        "/pub/..%2Fpriv%2fsecret",
+        "/pub/..%5cpriv",
+        "/pub/..;/priv/secret",
+        "/pub/%00/x",
+    ] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "bad_path");
+        assert_eq!(block_cause(&h, &r), "bad_path");
+    }
+    // A raw backslash, which hyper's client will not send.
+    let mut tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    tcp.write_all(b"GET /pub\\..\\priv\\secret HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (reply, _) = read_until_close(&mut tcp, Duration::from_secs(10)).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(
+        h.upstream.hits(),
+        hits,
+        "a refused path reached the upstream"
+    );
+
+    // HTTP/2 (h2c, prior knowledge): the same normalization.
+    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    for (path, status) in [
+        ("/pub/../priv/secret", 418),
+        ("/pub/%2e%2e/priv/secret", 400),
+    ] {
+        let req = http::Request::builder()
+            .uri(format!("http://{}{path}", h.addr()))
+            .body(())
+            .unwrap();
+        let mut ready = client.clone().ready().await.unwrap();
+        let (res, _) = ready.send_request(req, true).unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(10), res)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "h2 {path}");
+    }
+    assert_eq!(h.upstream.hits(), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item60_gateway_credentials_stay_with_the_gateway() {
+    let h = start_with(|up, _| {
+        crate::support::config(
+            up,
+            "",
+            r#"
+[auth]
+api_keys = "apikeys.json"
+
+[[route]]
+name = "keyed"
+tenant = "acme"
+upstream = "up"
+path = "/keyed"
+auth = { schemes = ["api_key"] }
+"#,
+        )
+    })
+    .await;
+    let key = crate::auth::apikey(&h.config_path(), &["create", "--tenant", "acme"]).1;
+    assert!(key.starts_with("pal_"), "{key}");
+    // The gateway notices the new key file within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for headers in [
+        vec![("x-api-key", key.as_str())],
+        vec![("authorization", &*format!("ApiKey {key}"))],
+    ] {
+        let r = send(h.addr(), "GET", "/keyed/x", &headers, Bytes::new()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert!(
+            !text.contains(&key[..20]),
+            "the API key reached the upstream: {text}"
+        );
+        let seen = &r.json()["headers"];
+        assert!(seen.get("authorization").is_none() && seen.get("x-api-key").is_none());
+        assert!(
+            seen["x-palisade-identity"]
+                .as_str()
+                .unwrap()
+                .starts_with("apikey:")
+        );
+    }
+    // A bare query part is a value: it never reaches the ledger.
+    let r = send(
+        h.addr(),
+        "GET",
+        &format!("/keyed/x?{key}"),
+        &[("x-api-key", &key)],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(h.block_for(&r)["path"], "/keyed/x?_");
+    let ledger = std::fs::read(h.ledger_path()).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ledger).contains(&key[4..]),
+        "the key is in the ledger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item61_forwarding_headers_are_believed_only_from_trusted_proxies() {
+    for (trusted, expect_for, expect_proto) in [
+        ("", "127.0.0.1", None),
+        (
+            "trusted_proxies = [\"127.0.0.0/8\"]",
+            "203.0.113.9, 127.0.0.1",
+            Some("https"),
+        ),
+    ] {
+        let h = start_with(|up, _| {
+            crate::support::config(
+                up,
+                trusted,
+                "[[route]]\nname = \"open\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/pub\"\n",
+            )
+        })
+        .await;
+        let r = send(
+            h.addr(),
+            "GET",
+            "/pub/x",
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.example"),
+                ("forwarded", "for=203.0.113.9"),
+                ("x-real-ip", "203.0.113.9"),
+                ("x-http-method-override", "DELETE"),
+                ("host", "api.example"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+        let seen = &r.json()["headers"];
+        assert_eq!(seen["x-forwarded-for"], expect_for, "{trusted}");
+        assert_eq!(
+            seen["x-forwarded-proto"].as_str(),
+            expect_proto,
+            "{trusted}"
+        );
+        assert_eq!(seen["x-forwarded-host"], "api.example");
+        for gone in ["forwarded", "x-real-ip", "x-http-method-override"] {
+            assert!(seen.get(gone).is_none(), "{gone} passed ({trusted})");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item62_ranges_never_reach_an_upstream_whose_answer_is_redacted() {
+    let h = start_with(|up, _| {
+        crate::support::config(
+            up,
+            "",
+            r#"
+[[route]]
+name = "redacted"
+tenant = "acme"
+upstream = "up"
+path = "/r"
+strip_prefix = true
+redact = [{ path = "$..ssn" }]
+
+[[route]]
+name = "plain"
+tenant = "acme"
+upstream = "up"
+path = "/p"
+strip_prefix = true
+"#,
+        )
+    })
+    .await;
+    let ranged = [("range", "bytes=16-32"), ("if-range", "\"x\"")];
+    let r = send(h.addr(), "GET", "/r/echo", &ranged, Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = &r.json()["headers"];
+    assert!(
+        seen.get("range").is_none() && seen.get("if-range").is_none(),
+        "{seen}"
+    );
+    // A route that does not read the response passes ranges through.
+    let r = send(h.addr(), "GET", "/p/echo", &ranged, Bytes::new()).await;
+    assert_eq!(r.json()["headers"]["range"], "bytes=16-32");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item58_a_request_the_client_abandons_still_gets_one_block() {
+    let h = gateway().await;
+    let mut tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    tcp.write_all(b"GET /s/slow/1500 HTTP/1.1\r\nhost: x\r\nx-correlation-id: abandoned-1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(tcp); // the client leaves while the upstream works
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let block = loop {
+        let found: Vec<Value> = h
+            .blocks()
+            .into_iter()
+            .filter(|b| b["correlation_id"] == "abandoned-1")
+            .collect();
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(block.len(), 1, "exactly one block: {block:?}");
+    assert_eq!(block[0]["decision"], "client_closed");
+    assert_eq!(block[0]["status"], 499);
+    assert_eq!(block[0]["route"], "slow");
+    assert_eq!(block[0]["tenant"], "acme");
+    // And it stays one: the handler never appends a second.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let again = h
+        .blocks()
+        .into_iter()
+        .filter(|b| b["correlation_id"] == "abandoned-1")
+        .count();
+    assert_eq!(again, 1);
+}
