@@ -96,6 +96,9 @@ pub(crate) fn normalize(path: &str) -> Result<String, Refused> {
         escaped.push(false);
         i += 1;
     }
+    if !decoded.contains("/.") {
+        return Ok(decoded); // no dot segment: the common case
+    }
     // Pass 2: dot segments. A segment of dots that came from escapes, or a dot segment
     // with parameters (`..;x`), is refused; plain ones are resolved.
     let mut start = 0;
