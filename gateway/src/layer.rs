@@ -33,7 +33,7 @@ use crate::body::Body;
 use crate::chain::{Chain, ChainPolicy, Observer, Trace};
 use crate::error::Error;
 use crate::pipeline::{io, new_id};
-use crate::redaction::{RedactionError, Redactor};
+use crate::redaction::Redactor;
 
 #[derive(Debug)]
 struct Settings {
@@ -233,15 +233,8 @@ where
 
 fn redact(s: &Settings, mut res: Response) -> Result<Response, Error> {
     if let Some(r) = &s.redactor {
-        match r.redact(&res.body) {
-            Ok(out) => {
-                if let Some(b) = out.body {
-                    res.body = b;
-                }
-            }
-            Err(RedactionError::NotUtf8) => return Err(Error::Redaction("redaction_not_utf8")),
-            Err(_) => return Err(Error::Redaction("redaction_not_json")),
-        }
+        r.redact_response(&mut res)
+            .map_err(|e| Error::Redaction(e.cause()))?;
     }
     Ok(res)
 }

@@ -56,8 +56,11 @@ pub struct Rule {
 pub enum Selector {
     /// An RFC 9535 JSONPath.
     Path(String),
-    /// A regular expression applied to every string value (or to a text body).
+    /// A regular expression applied to every string value and object key (or to a text
+    /// body).
     Regex(String),
+    /// A response header, by name (case-insensitive): every value of it.
+    Header(String),
 }
 
 impl Rule {
@@ -72,6 +75,13 @@ impl Rule {
     pub fn regex(pattern: &str, action: Action) -> Self {
         Rule {
             selector: Selector::Regex(pattern.to_string()),
+            action,
+        }
+    }
+    /// A response-header rule.
+    pub fn header(name: &str, action: Action) -> Self {
+        Rule {
+            selector: Selector::Header(name.to_ascii_lowercase()),
             action,
         }
     }
@@ -118,9 +128,25 @@ pub enum RedactionError {
     /// Path rules need JSON and the body is not valid JSON (or nests deeper than [`MAX_DEPTH`]).
     #[error("body is not valid JSON")]
     NotJson,
-    /// Regex rules need text and the body is not UTF-8.
-    #[error("body is not UTF-8")]
+    /// The body is not text Palisade can read unambiguously: invalid UTF-8 or UTF-16, a
+    /// charset other than those, NUL or other control bytes.
+    #[error("body is not UTF-8 or UTF-16 text")]
     NotUtf8,
+    /// A text body with `\\uXXXX`/`\\xXX` escapes, which a reader could decode into what
+    /// the rules would match.
+    #[error("text body with escape sequences")]
+    Escaped,
+}
+
+impl RedactionError {
+    /// The audit cause of the 502 this error becomes.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            RedactionError::NotJson => "redaction_not_json",
+            RedactionError::NotUtf8 => "redaction_not_utf8",
+            RedactionError::Escaped => "redaction_escaped_text",
+        }
+    }
 }
 
 /// The result of redacting one body.
@@ -141,6 +167,8 @@ enum Compiled {
 /// A compiled set of rules. Build once per route; use from any thread.
 pub struct Redactor {
     rules: Vec<(Compiled, Action)>,
+    /// Response-header rules: lowercase names.
+    headers: Vec<(String, Action)>,
     hash_key: Option<Vec<u8>>,
 }
 
@@ -162,6 +190,7 @@ impl Redactor {
     /// [`MAX_REGEX_SIZE`] compiled, or a hash action without `hash_key`.
     pub fn new(rules: &[Rule], hash_key: Option<&[u8]>) -> Result<Self, ConfigError> {
         let mut compiled = Vec::with_capacity(rules.len());
+        let mut headers = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
             if rule.action == Action::Hash && hash_key.is_none_or(<[u8]>::is_empty) {
                 return Err(ConfigError::NoHashKey { index });
@@ -191,11 +220,16 @@ impl Redactor {
                             })?,
                     )
                 }
+                Selector::Header(name) => {
+                    headers.push((name.to_ascii_lowercase(), rule.action));
+                    continue;
+                }
             };
             compiled.push((c, rule.action));
         }
         Ok(Redactor {
             rules: compiled,
+            headers,
             hash_key: hash_key.map(<[u8]>::to_vec),
         })
     }
@@ -215,39 +249,128 @@ impl Redactor {
             .any(|(c, _)| matches!(c, Compiled::Path(_)))
     }
 
-    /// Redacts `body`.
-    ///
-    /// An empty body is returned unchanged. A JSON body gets path rules, then regex rules
-    /// on every string value. A non-JSON body is an error when there are path rules;
-    /// otherwise regex rules apply to it as text.
+    /// Redacts `body`, read as UTF-8 JSON or text (see [`Redactor::redact_as`]).
     ///
     /// # Errors
     ///
-    /// [`RedactionError::NotJson`] or [`RedactionError::NotUtf8`] (fail closed).
+    /// As [`Redactor::redact_as`].
     pub fn redact(&self, body: &[u8]) -> Result<Redacted, RedactionError> {
+        self.redact_as(body, None)
+    }
+
+    /// Redacts `body`, read the way its recipient will per `content_type`
+    /// ([`palisade_jsonpath::body::decode`]: UTF-8 or UTF-16, one JSON document, JSON
+    /// lines or text), and written back in its own encoding.
+    ///
+    /// An empty body is returned unchanged. JSON gets path rules, then regex rules on every
+    /// string value and key; each JSON line likewise (paths `$[line]...`); text gets regex
+    /// rules. Text is an error when there are path rules.
+    ///
+    /// # Errors
+    ///
+    /// [`RedactionError`] (fail closed): text with path rules or broken JSON (`NotJson`),
+    /// unreadable text (`NotUtf8`), text with escape sequences (`Escaped`).
+    pub fn redact_as(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Redacted, RedactionError> {
+        use palisade_jsonpath::body::{Document, Unreadable, decode};
         if self.rules.is_empty() || body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Redacted::default());
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(mut doc) => {
-                let paths = self.redact_json(&mut doc);
-                Ok(Redacted {
-                    body: (!paths.is_empty()).then(|| {
-                        Bytes::from(serde_json::to_vec(&doc).expect("a Value serializes"))
-                    }),
-                    paths,
-                })
-            }
-            Err(_) if self.has_path_rules() => Err(RedactionError::NotJson),
-            Err(_) => {
-                let text = std::str::from_utf8(body).map_err(|_| RedactionError::NotUtf8)?;
-                let (out, hit) = self.regex_text(text);
-                Ok(Redacted {
-                    body: hit.then(|| Bytes::from(out.into_owned())),
-                    paths: if hit { vec!["$".into()] } else { Vec::new() },
-                })
+        let mut decoded = decode(body, content_type).map_err(|e| match e {
+            Unreadable::Charset | Unreadable::NotText => RedactionError::NotUtf8,
+            Unreadable::Escaped if !self.has_path_rules() => RedactionError::Escaped,
+            Unreadable::BrokenJson | Unreadable::Escaped => RedactionError::NotJson,
+        })?;
+        if decoded.is_utf16() {
+            // A client that ignores the charset reads the bytes one per character: a match
+            // there is a second reading the redaction cannot fix in place.
+            let bytewise: String = body.iter().map(|&b| char::from(b)).collect();
+            if self.regex_text(&bytewise).1 {
+                return Err(RedactionError::NotUtf8);
             }
         }
+        let mut paths = Vec::new();
+        let document = match std::mem::replace(&mut decoded.document, Document::Lines(Vec::new())) {
+            Document::Json(mut doc) => {
+                paths = self.redact_json(&mut doc);
+                Document::Json(doc)
+            }
+            Document::Lines(mut docs) => {
+                for (i, doc) in docs.iter_mut().enumerate() {
+                    paths.extend(
+                        self.redact_json(doc)
+                            .into_iter()
+                            .map(|p| format!("$[{i}]{}", &p[1..])),
+                    );
+                }
+                Document::Lines(docs)
+            }
+            Document::Text(_) if self.has_path_rules() => return Err(RedactionError::NotJson),
+            Document::Text(text) => {
+                let (out, hit) = self.regex_text(&text);
+                if hit {
+                    paths.push("$".into());
+                }
+                Document::Text(out.into_owned())
+            }
+        };
+        Ok(Redacted {
+            body: (!paths.is_empty()).then(|| Bytes::from(decoded.encode(&document))),
+            paths,
+        })
+    }
+
+    /// Redacts a response: its headers by the header rules, its body by the others (read per
+    /// its `Content-Type`). Returns what was redacted: body paths, and `header:<name>` for
+    /// each header.
+    ///
+    /// # Errors
+    ///
+    /// As [`Redactor::redact_as`]; the response must not be sent.
+    pub fn redact_response(
+        &self,
+        res: &mut palisade_runtime::Response,
+    ) -> Result<Vec<String>, RedactionError> {
+        let mut redacted = Vec::new();
+        if !self.headers.is_empty() {
+            let mut kept = Vec::with_capacity(res.headers.len());
+            for (name, value) in std::mem::take(&mut res.headers) {
+                let rule = self
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&name));
+                match rule {
+                    None => kept.push((name, value)),
+                    Some((n, action)) => {
+                        redacted.push(format!("header:{n}"));
+                        if *action != Action::Remove {
+                            kept.push((name, self.replacement(*action, &value)));
+                        }
+                    }
+                }
+            }
+            res.headers = kept;
+            redacted.dedup();
+        }
+        let content_type = res
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        let out = self.redact_as(&res.body, content_type)?;
+        if let Some(body) = out.body {
+            res.body = body;
+        }
+        redacted.extend(out.paths);
+        Ok(redacted)
+    }
+
+    /// The response headers these rules redact (lowercase).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.headers.iter().map(|(n, _)| n.as_str())
     }
 
     /// Redacts a parsed document in place; returns the redacted paths.

@@ -30,6 +30,8 @@
 //! assert_eq!(paths, ["$['user']['ssn']", "$['cards'][0]['cvv']"]);
 //! ```
 
+pub mod body;
+
 use std::fmt::Write as _;
 
 use serde_json::Value;

@@ -528,3 +528,164 @@ async fn item58_a_request_the_client_abandons_still_gets_one_block() {
         .count();
     assert_eq!(again, 1);
 }
+
+/// An upstream that answers with PII where redactors tend not to look.
+async fn pii_upstream() -> SocketAddr {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let utf16le = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let deep = format!("{}\"536-22-8145\"{}", "[".repeat(200), "]".repeat(200));
+                let (ctype, body): (&str, Vec<u8>) = match req.uri().path() {
+                    "/utf16" => ("text/plain; charset=utf-16le", utf16le("ssn 536-22-8145")),
+                    "/utf16-unlabeled" => ("text/plain", utf16le("ssn 536-22-8145")),
+                    "/ndjson" => (
+                        "application/x-ndjson",
+                        b"{\"ssn\":\"536-22-8145\"}\n{\"n\":\"536\\u002d22\\u002d8145\"}\n"
+                            .to_vec(),
+                    ),
+                    "/escaped" => ("text/plain", b"ssn 536\\u002d22\\u002d8145".to_vec()),
+                    "/deep" => ("text/plain", deep.into_bytes()),
+                    "/key" => (
+                        "application/json",
+                        br#"{"by_ssn":{"536-22-8145":{"n":1}},"by_mail":{"ada@example.com":2}}"#
+                            .to_vec(),
+                    ),
+                    _ => ("application/json", b"{\"ok\":true}".to_vec()),
+                };
+                let mut res = hyper::Response::new(Full::new(Bytes::from(body)));
+                let h = res.headers_mut();
+                h.insert("content-type", ctype.parse().unwrap());
+                h.append(
+                    "set-cookie",
+                    "session=1; email=ada@example.com".parse().unwrap(),
+                );
+                h.append("set-cookie", "ssn=536-22-8145".parse().unwrap());
+                h.insert("location", "/users/ada@example.com".parse().unwrap());
+                h.insert("x-user-email", "ada@example.com".parse().unwrap());
+                async move { Ok::<_, std::convert::Infallible>(res) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items63_64_65_redaction_reads_bodies_as_clients_do_and_covers_keys_and_headers() {
+    let pii = pii_upstream().await;
+    let h = start_with(|up, _| {
+        crate::support::config(
+            up,
+            "",
+            &format!(
+                r#"
+[[upstream]]
+name = "pii"
+url = "http://{pii}"
+
+[[route]]
+name = "redacted"
+tenant = "acme"
+upstream = "pii"
+path = "/"
+redact = [
+  {{ regex = "[0-9]{{3}}-[0-9]{{2}}-[0-9]{{4}}" }},
+  {{ regex = "[a-z]+@example\\.com" }},
+  {{ header = "set-cookie", action = "remove" }},
+  {{ header = "Location" }},
+  {{ header = "x-user-email" }},
+]
+"#
+            ),
+        )
+    })
+    .await;
+    let leaks = |r: &Reply| -> Vec<String> {
+        let mut all = r.text();
+        for (n, v) in &r.headers {
+            all.push_str(&format!("{n}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        ["536-22-8145", "ada@example.com", "536\\u002d22"]
+            .iter()
+            .filter(|needle| all.contains(*needle))
+            .map(|s| s.to_string())
+            .collect()
+    };
+    for path in ["/cookie", "/utf16", "/ndjson", "/key"] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(
+            leaks(&r),
+            Vec::<String>::new(),
+            "{path}: {:?} {}",
+            r.headers,
+            r.text()
+        );
+        assert!(r.headers.get("set-cookie").is_none(), "{path}");
+        assert_eq!(r.header("location").as_deref(), Some("[REDACTED]"));
+        let block = h.block_for(&r);
+        let recorded = block["redacted"].to_string();
+        assert!(
+            !recorded.contains("536-22") && !recorded.contains("ada@"),
+            "{recorded}"
+        );
+        assert!(recorded.contains("header:set-cookie"), "{recorded}");
+    }
+    // UTF-16 comes back as UTF-16, redacted.
+    let r = send(h.addr(), "GET", "/utf16", &[], Bytes::new()).await;
+    let units: Vec<u16> = r
+        .body
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(String::from_utf16(&units).unwrap(), "ssn [REDACTED]");
+    // What cannot be read unambiguously fails closed.
+    for (path, cause) in [
+        ("/utf16-unlabeled", "redaction_not_utf8"),
+        ("/escaped", "redaction_escaped_text"),
+        ("/deep", "redaction_not_json"),
+    ] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        assert_eq!(leaks(&r), Vec::<String>::new(), "{path}");
+        assert_eq!(block_cause(&h, &r), cause, "{path}");
+    }
+    let ledger = String::from_utf8_lossy(&std::fs::read(h.ledger_path()).unwrap()).into_owned();
+    assert!(!ledger.contains("536-22-8145") && !ledger.contains("ada@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item65_a_tenant_can_require_header_redaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    let config = crate::support::config(
+        "127.0.0.1:9".parse().unwrap(),
+        "",
+        "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/\"\n",
+    )
+    .replace(
+        "name = \"acme\"",
+        "name = \"acme\"\nmandatory_headers = [\"set-cookie\"]",
+    );
+    std::fs::write(&path, &config).unwrap();
+    let err = palisade_gateway::Gateway::from_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mandatory header `set-cookie`"), "{err}");
+    let fixed = config.replace(
+        "path = \"/\"\n",
+        "path = \"/\"\nredact = [{ header = \"Set-Cookie\", action = \"remove\" }]\n",
+    );
+    std::fs::write(&path, fixed).unwrap();
+    palisade_gateway::Gateway::from_file(&path).unwrap();
+}

@@ -518,11 +518,16 @@ fn check_redaction(
 ) {
     let all = route.redaction(tenant);
     for (i, rule) in all.iter().enumerate() {
-        if rule.path.is_some() == rule.regex.is_some() {
+        let set = [
+            rule.path.is_some(),
+            rule.regex.is_some(),
+            rule.header.is_some(),
+        ];
+        if set.iter().filter(|&&s| s).count() != 1 {
             r.add(
                 sr,
                 ctx.into(),
-                format!("redact rule {i}: set exactly one of `path` and `regex`"),
+                format!("redact rule {i}: set exactly one of `path`, `regex` and `header`"),
             );
         }
     }
@@ -534,6 +539,21 @@ fn check_redaction(
     match Redactor::new(&rules, key.as_ref().map(|k| k.as_slice())) {
         Err(e) => r.add(sr, ctx.into(), format!("redaction {e}")),
         Ok(redactor) => {
+            for h in tenant
+                .map(|t| t.mandatory_headers.as_slice())
+                .unwrap_or_default()
+            {
+                if !redactor.header_names().any(|n| n.eq_ignore_ascii_case(h)) {
+                    r.add(
+                        sr,
+                        ctx.into(),
+                        format!(
+                            "redaction does not cover mandatory header `{h}` of tenant {:?}",
+                            route.tenant
+                        ),
+                    );
+                }
+            }
             for m in tenant
                 .map(|t| t.mandatory_pii.as_slice())
                 .unwrap_or_default()

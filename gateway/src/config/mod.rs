@@ -423,6 +423,10 @@ pub struct Tenant {
     /// JSONPaths every route of this tenant must redact (see `docs/gateway.md`).
     #[serde(default)]
     pub mandatory_pii: Vec<String>,
+    /// Response headers every route of this tenant must redact (a `header` rule each),
+    /// e.g. `["set-cookie"]`.
+    #[serde(default)]
+    pub mandatory_headers: Vec<String>,
     /// A file holding the key for `hash` redaction (at least 16 bytes).
     pub hash_key_file: Option<PathBuf>,
     /// Built-in redaction rules for every route of this tenant, applied before the
@@ -708,8 +712,10 @@ pub struct Policy {
 pub struct Redact {
     /// An RFC 9535 JSONPath.
     pub path: Option<String>,
-    /// A regular expression matched inside string values (or a text body).
+    /// A regular expression matched inside string values and object keys (or a text body).
     pub regex: Option<String>,
+    /// A response header name (case-insensitive): every value of it is redacted.
+    pub header: Option<String>,
     /// `mask` (default), `remove` or `hash`.
     #[serde(default)]
     pub action: RedactAction,

@@ -652,16 +652,10 @@ impl Pipeline {
         let Some(redactor) = &route.redactor else {
             return Ok(res);
         };
-        let out = redactor.redact(&res.body).map_err(|e| {
-            Error::Redaction(match e {
-                crate::redaction::RedactionError::NotUtf8 => "redaction_not_utf8",
-                _ => "redaction_not_json",
-            })
-        })?;
-        if let Some(body) = out.body {
-            res.body = body;
-        }
-        trace.redacted.extend(out.paths);
+        let redacted = redactor
+            .redact_response(&mut res)
+            .map_err(|e| Error::Redaction(e.cause()))?;
+        trace.redacted.extend(redacted);
         Ok(res)
     }
 }

@@ -443,9 +443,10 @@ pub(crate) fn rules(redact: &[&config::Redact]) -> Vec<redaction::Rule> {
                 RedactAction::Remove => redaction::Action::Remove,
                 RedactAction::Hash => redaction::Action::Hash,
             };
-            match (&r.path, &r.regex) {
-                (Some(p), None) => Some(redaction::Rule::path(p, action)),
-                (None, Some(x)) => Some(redaction::Rule::regex(x, action)),
+            match (&r.path, &r.regex, &r.header) {
+                (Some(p), None, None) => Some(redaction::Rule::path(p, action)),
+                (None, Some(x), None) => Some(redaction::Rule::regex(x, action)),
+                (None, None, Some(h)) => Some(redaction::Rule::header(h, action)),
                 _ => None,
             }
         })
