@@ -605,6 +605,14 @@ redact = [
   {{ header = "Location" }},
   {{ header = "x-user-email" }},
 ]
+
+[[route]]
+name = "wasm"
+tenant = "acme"
+upstream = "pii"
+path = "/w"
+strip_prefix = true
+response = [{{ module = "@REDACT_PII" }}]
 "#
             ),
         )
@@ -659,6 +667,26 @@ redact = [
         assert_eq!(r.status, 502, "{path}: {}", r.text());
         assert_eq!(leaks(&r), Vec::<String>::new(), "{path}");
         assert_eq!(block_cause(&h, &r), cause, "{path}");
+    }
+    // The redact-pii policy (a Wasm guest built from source) reads bodies the same way.
+    for path in ["/w/utf16", "/w/ndjson", "/w/key"] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(
+            !r.text().contains("536-22-8145") && !r.text().contains("ada@example"),
+            "{path}: {}",
+            r.text()
+        );
+        let recorded = h.block_for(&r)["redacted"].to_string();
+        assert!(
+            !recorded.contains("536-22") && !recorded.contains("ada@"),
+            "{recorded}"
+        );
+    }
+    for path in ["/w/utf16-unlabeled", "/w/escaped", "/w/deep"] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        assert!(!r.text().contains("8145"));
     }
     let ledger = String::from_utf8_lossy(&std::fs::read(h.ledger_path()).unwrap()).into_owned();
     assert!(!ledger.contains("536-22-8145") && !ledger.contains("ada@example.com"));

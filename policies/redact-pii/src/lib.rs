@@ -141,20 +141,66 @@ impl Settings {
     ///
     /// When the body is neither JSON nor UTF-8 text (fail closed).
     pub fn redact_body(&self, body: &[u8]) -> Result<Option<(Vec<u8>, Vec<String>)>> {
+        self.redact_body_as(body, None)
+    }
+
+    /// Redacts `body` read the way its recipient will per `content_type` (UTF-8 or UTF-16,
+    /// one JSON document, JSON lines, or text; `palisade_jsonpath::body`), written back in
+    /// its own encoding.
+    ///
+    /// # Errors
+    ///
+    /// When the body cannot be read unambiguously (another charset, control bytes, broken
+    /// or too-deep JSON, escape sequences in text, a UTF-16 body whose bytes read one per
+    /// character hold personal data): fail closed.
+    pub fn redact_body_as(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Vec<String>)>> {
+        use palisade_jsonpath::body::{Document, decode};
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        if let Ok(mut doc) = serde_json::from_slice::<Value>(body) {
-            let paths = self.redact_json(&mut doc);
-            return Ok((!paths.is_empty())
-                .then(|| (serde_json::to_vec(&doc).expect("a Value serializes"), paths)));
+        let unreadable =
+            |why: &str| Error::msg(format!("body cannot be read unambiguously ({why})"));
+        let mut decoded = decode(body, content_type).map_err(|e| unreadable(e.as_str()))?;
+        let detect = |text: &str| {
+            redact_text(text, &self.kinds, &mut |kind, value| {
+                self.replacement(Some(kind.name()), value)
+            })
+        };
+        if decoded.is_utf16() {
+            let bytewise: String = body.iter().map(|&b| char::from(b)).collect();
+            if detect(&bytewise).is_some() {
+                return Err(unreadable("utf16_bytewise"));
+            }
         }
-        let text = std::str::from_utf8(body)
-            .map_err(|_| Error::msg("body is neither JSON nor UTF-8 text"))?;
-        Ok(redact_text(text, &self.kinds, &mut |kind, value| {
-            self.replacement(Some(kind.name()), value)
-        })
-        .map(|(text, _)| (text.into_bytes(), vec!["$".to_string()])))
+        let mut paths = Vec::new();
+        let document = match std::mem::replace(&mut decoded.document, Document::Lines(Vec::new())) {
+            Document::Json(mut doc) => {
+                paths = self.redact_json(&mut doc);
+                Document::Json(doc)
+            }
+            Document::Lines(mut docs) => {
+                for (i, doc) in docs.iter_mut().enumerate() {
+                    paths.extend(
+                        self.redact_json(doc)
+                            .into_iter()
+                            .map(|p| format!("$[{i}]{}", &p[1..])),
+                    );
+                }
+                Document::Lines(docs)
+            }
+            Document::Text(text) => match detect(&text) {
+                Some((out, _)) => {
+                    paths.push("$".to_string());
+                    Document::Text(out)
+                }
+                None => Document::Text(text),
+            },
+        };
+        Ok((!paths.is_empty()).then(|| (decoded.encode(&document), paths)))
     }
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
@@ -216,6 +262,33 @@ impl Settings {
                 false
             }
             Value::Object(map) => {
+                // Keys are data too (`{"by_ssn": {"219-09-9999": ...}}`): a key holding
+                // personal data is replaced like a value (its entry removed in remove mode),
+                // and recorded as `[*]`, never by name.
+                let detect = |key: &str| {
+                    redact_text(key, &self.kinds, &mut |kind, v| {
+                        self.replacement(Some(kind.name()), v)
+                    })
+                };
+                if map.keys().any(|k| detect(k).is_some()) {
+                    for (key, item) in std::mem::take(map) {
+                        let Some((renamed, _)) = detect(&key) else {
+                            map.insert(key, item);
+                            continue;
+                        };
+                        found.push(format!("{path}[*]"));
+                        if self.mode == Mode::Remove {
+                            continue;
+                        }
+                        let mut name = renamed.clone();
+                        let mut n = 1;
+                        while map.contains_key(&name) {
+                            n += 1;
+                            name = format!("{renamed}#{n}");
+                        }
+                        map.insert(name, item);
+                    }
+                }
                 let mut doomed = Vec::new();
                 for (key, item) in map.iter_mut() {
                     let len = path.len();
@@ -268,7 +341,10 @@ impl Policy for RedactPii {
     fn on_request(ctx: &Context, mut req: Request) -> Result<Action<Request>> {
         let settings = Settings::from_context(ctx)?;
         if settings.request {
-            if let Some((body, paths)) = settings.redact_body(req.body())? {
+            let content_type = req.headers.get("content-type").map(str::to_owned);
+            if let Some((body, paths)) =
+                settings.redact_body_as(req.body(), content_type.as_deref())?
+            {
                 req.set_body(body);
                 report(&paths);
             }
@@ -283,7 +359,10 @@ impl Policy for RedactPii {
     ) -> Result<Action<Response>> {
         let settings = Settings::from_context(ctx)?;
         if settings.response {
-            if let Some((body, paths)) = settings.redact_body(res.body())? {
+            let content_type = res.headers.get("content-type").map(str::to_owned);
+            if let Some((body, paths)) =
+                settings.redact_body_as(res.body(), content_type.as_deref())?
+            {
                 res.set_body(body);
                 report(&paths);
             }
@@ -394,5 +473,49 @@ mod tests {
         assert!(Settings::from_context(&ctx).is_err());
         let ctx = Context::default().with_config("paths", "$[");
         assert!(Settings::from_context(&ctx).is_err());
+    }
+
+    #[test]
+    fn keys_holding_personal_data_are_redacted_and_never_recorded() {
+        let settings = Settings::from_context(&Context::default()).unwrap();
+        let body = br#"{"by_ssn":{"219-09-9999":{"n":1}},"by_mail":{"ada@example.com":2}}"#;
+        let (out, paths) = settings.redact_body(body).unwrap().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("219-09") && !text.contains("ada@"), "{text}");
+        assert_eq!(paths, vec!["$['by_mail'][*]", "$['by_ssn'][*]"]);
+    }
+
+    #[test]
+    fn text_is_read_as_its_reader_reads_it_or_refused() {
+        let settings = Settings::from_context(&Context::default()).unwrap();
+        // JSON lines: each line a document.
+        let (out, _) = settings
+            .redact_body_as(b"{\"s\":\"536\\u002d22\\u002d8145\"}\n{\"ok\":1}\n", None)
+            .unwrap()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out).contains("8145"));
+        // UTF-16 as declared, written back as UTF-16.
+        let utf16: Vec<u8> = "ssn 536-22-8145"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let (out, _) = settings
+            .redact_body_as(&utf16, Some("text/plain; charset=utf-16le"))
+            .unwrap()
+            .unwrap();
+        let units: Vec<u16> = out
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert!(!String::from_utf16(&units).unwrap().contains("8145"));
+        // Undeclared UTF-16, escapes in text, too-deep JSON: refused.
+        assert!(settings.redact_body_as(&utf16, Some("text/plain")).is_err());
+        assert!(
+            settings
+                .redact_body(b"ssn 536\\u002d22\\u002d8145")
+                .is_err()
+        );
+        let deep = format!("{}\"536-22-8145\"{}", "[".repeat(200), "]".repeat(200));
+        assert!(settings.redact_body(deep.as_bytes()).is_err());
     }
 }
