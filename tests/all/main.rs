@@ -7,6 +7,7 @@ mod cli;
 mod contract;
 mod fixtures;
 mod gateway;
+mod hardening_runtime;
 mod hostile;
 mod layer;
 mod ledger;
