@@ -33,19 +33,38 @@ pub enum Error {
         /// Which resource, e.g. `table elements (10000000 > 100000)`.
         what: String,
     },
-    /// The wall-clock deadline passed while the guest was running.
+    /// The wall-clock deadline passed while the guest was running, or a WASI guest
+    /// waited on frozen time (which would have lasted until the deadline).
     #[error("deadline of {0:?} exceeded")]
     Deadline(Duration),
     /// The guest exhausted its stack (unbounded recursion).
     #[error("guest stack overflow")]
     StackOverflow,
-    /// The guest returned more bytes than the output cap allows.
+    /// The guest returned more bytes than the output cap allows. When the output was
+    /// refused while it was being copied out of the guest, `size` is a lower bound.
     #[error("output too large ({size} bytes, limit {limit})")]
     OutputTooLarge {
         /// Bytes the guest returned.
         size: u64,
         /// The configured cap.
         limit: u64,
+    },
+    /// The guest returned more headers, or a longer head (method, path, query, header
+    /// names and values), than [`Limits::max_headers`](crate::Limits::max_headers) and
+    /// [`Limits::max_head_bytes`](crate::Limits::max_head_bytes) allow. The counts are
+    /// of what was read before the cap was hit.
+    #[error(
+        "output head too large ({headers} headers, {bytes} bytes; limits {max_headers} headers, {max_bytes} bytes)"
+    )]
+    HeadTooLarge {
+        /// Headers returned (at least).
+        headers: u64,
+        /// Head bytes returned (at least).
+        bytes: u64,
+        /// The configured header cap.
+        max_headers: u64,
+        /// The configured head-bytes cap.
+        max_bytes: u64,
     },
     /// The guest called the host more often than the per-invocation bound allows.
     #[error("host call limit exceeded ({limit} calls)")]
@@ -156,6 +175,7 @@ impl Error {
             | Error::Deadline(_)
             | Error::StackOverflow
             | Error::OutputTooLarge { .. }
+            | Error::HeadTooLarge { .. }
             | Error::HostCallLimit { .. } => ErrorClass::Limit,
             Error::Trap { .. }
             | Error::Guest(_)
@@ -182,6 +202,7 @@ impl Error {
             Error::Deadline(_) => "deadline",
             Error::StackOverflow => "stack_overflow",
             Error::OutputTooLarge { .. } => "output_too_large",
+            Error::HeadTooLarge { .. } => "head_too_large",
             Error::HostCallLimit { .. } => "host_call_limit",
             Error::Trap { .. } => "trap",
             Error::Guest(_) => "guest_error",

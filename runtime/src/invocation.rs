@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::host::StoreState;
 use crate::limits::Limits;
 use crate::message::{
-    self, Context, Decision, Invocation, Pending, Request, Response, Stats, check_headers,
-    check_status, skipped,
+    self, Context, Decision, Invocation, Pending, Request, Response, Stats, check_head,
+    check_headers, check_output, check_status, skipped,
 };
 use crate::policy::Policy;
 
@@ -23,6 +23,21 @@ type ResponseFn = (Result<wit::ResponseAction, String>,);
 
 /// Guest error messages are cut to this many bytes.
 const MAX_GUEST_MESSAGE: usize = 1_024;
+
+/// How Wasmtime reports that lifting used up the store's hostcall fuel.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// The most bytes Wasmtime may lift out of the guest in one call or answer (its
+/// "hostcall fuel", 128 MiB unless set): the output cap plus what the largest
+/// allowed header list costs as Rust values, so that an answer within the caps always
+/// lifts and anything larger is refused before the host allocates it.
+fn lift_budget(limits: &Limits) -> usize {
+    let per_header = std::mem::size_of::<(String, String)>() as u64;
+    let budget = limits
+        .output_limit()
+        .saturating_add((limits.header_limit() as u64).saturating_mul(per_header));
+    usize::try_from(budget).unwrap_or(usize::MAX)
+}
 
 impl Policy {
     /// Runs the request phase on `req`.
@@ -36,7 +51,7 @@ impl Policy {
         };
         let wctx = wit_context(ctx);
         let head = wit_request_head(&req);
-        let output_limit = self.limits.output_limit();
+        let limits = &self.limits;
         let (result, inv) = self.run(ctx, req.body.clone(), |store, instance| {
             let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
                 &mut *store,
@@ -47,15 +62,17 @@ impl Policy {
         inv.finish(result.and_then(|answer| match answer {
             Err(msg) => Err(guest_error(msg)),
             Ok(wit::RequestAction::Respond(reply)) => {
-                reply_to_response(reply, output_limit).map(Decision::Respond)
+                reply_to_response(reply, limits).map(Decision::Respond)
             }
             Ok(wit::RequestAction::Continue(change)) => {
-                let size = (change.head.method.len()
+                let start = (change.head.method.len()
                     + change.head.path.len()
-                    + change.head.query.len()) as u64
+                    + change.head.query.len()) as u64;
+                check_head(start, &change.head.headers, limits)?;
+                let size = start
                     + message::headers_size(&change.head.headers)
                     + change.body.as_ref().map_or(0, |b| b.len() as u64);
-                check_output(size, output_limit)?;
+                check_output(size, limits.output_limit())?;
                 check_headers(&change.head.headers)?;
                 Ok(Decision::Continue(Request {
                     method: change.head.method,
@@ -83,7 +100,7 @@ impl Policy {
             status: res.status,
             headers: res.headers.clone(),
         };
-        let output_limit = self.limits.output_limit();
+        let limits = &self.limits;
         let (result, inv) = self.run(ctx, res.body.clone(), |store, instance| {
             let func = instance
                 .get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(&mut *store, &export)?;
@@ -92,12 +109,13 @@ impl Policy {
         inv.finish(result.and_then(|answer| match answer {
             Err(msg) => Err(guest_error(msg)),
             Ok(wit::ResponseAction::Respond(reply)) => {
-                reply_to_response(reply, output_limit).map(Decision::Respond)
+                reply_to_response(reply, limits).map(Decision::Respond)
             }
             Ok(wit::ResponseAction::Continue(change)) => {
+                check_head(0, &change.head.headers, limits)?;
                 let size = message::headers_size(&change.head.headers)
                     + change.body.as_ref().map_or(0, |b| b.len() as u64);
-                check_output(size, output_limit)?;
+                check_output(size, limits.output_limit())?;
                 check_status(change.head.status)?;
                 check_headers(&change.head.headers)?;
                 Ok(Decision::Continue(Response {
@@ -141,6 +159,7 @@ impl Policy {
             logs: std::mem::take(&mut state.logs.lines),
             logs_dropped: state.logs.dropped,
             redacted: std::mem::take(&mut state.redacted),
+            metered: self.inner.engine.inner.config.consume_fuel,
             stats: Stats {
                 // Unlimited fuel starts at `u64::MAX`, so consumption is measured either way.
                 fuel: if self.inner.engine.inner.config.consume_fuel {
@@ -176,6 +195,7 @@ fn new_store(
     );
     let mut store = Store::new(&engine.wasmtime, state);
     store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(lift_budget(limits));
     arm(&mut store, engine, limits);
     store
 }
@@ -321,6 +341,14 @@ fn classify(err: wasmtime::Error, state: &mut StoreState, limits: &Limits, stage
             }
             // The root cause, without Wasmtime's backtrace context.
             let text = err.root_cause().to_string();
+            if text.contains(HOSTCALL_FUEL_EXHAUSTED) {
+                // More than the output cap crossed from the guest in one call or answer.
+                let limit = limits.output_limit();
+                return Error::OutputTooLarge {
+                    size: limit.saturating_add(1),
+                    limit,
+                };
+            }
             if stage == Stage::Instantiate {
                 // The allocator refused a memory, table or instance the limiter did
                 // not see (for example a table larger than the pool's slots).
@@ -340,18 +368,11 @@ fn guest_error(msg: String) -> Error {
     Error::Guest(message::one_line(&msg, MAX_GUEST_MESSAGE))
 }
 
-fn check_output(size: u64, limit: u64) -> Result<()> {
-    if size > limit {
-        Err(Error::OutputTooLarge { size, limit })
-    } else {
-        Ok(())
-    }
-}
-
-fn reply_to_response(reply: wit::Reply, limit: u64) -> Result<Response> {
+fn reply_to_response(reply: wit::Reply, limits: &Limits) -> Result<Response> {
+    check_head(0, &reply.headers, limits)?;
     check_output(
         message::headers_size(&reply.headers) + reply.body.len() as u64,
-        limit,
+        limits.output_limit(),
     )?;
     check_status(reply.status)?;
     check_headers(&reply.headers)?;

@@ -50,6 +50,7 @@ mod message;
 mod module;
 mod policy;
 mod pool;
+mod report;
 mod validate;
 
 pub use crate::cache::CacheOutcome;
@@ -67,4 +68,5 @@ pub use crate::message::{
 pub use crate::module::Module;
 pub use crate::policy::{Phases, Policy};
 pub use crate::pool::InvocationPool;
+pub use crate::report::{MAX_REDACTED_BYTES, MAX_REDACTED_PATHS};
 pub use crate::validate::CONTRACT_VERSION;

@@ -17,6 +17,8 @@ pub struct Limits {
     memories: usize,
     timeout: Duration,
     max_output: u64,
+    max_headers: usize,
+    max_head_bytes: u64,
     max_log_bytes: usize,
     max_host_calls: u64,
 }
@@ -32,6 +34,8 @@ impl Default for Limits {
             memories: 4,
             timeout: Duration::from_millis(1_000),
             max_output: 16 << 20,
+            max_headers: 1_000,
+            max_head_bytes: 256 << 10,
             max_log_bytes: 16 << 10,
             max_host_calls: 100_000,
         }
@@ -44,6 +48,10 @@ impl Limits {
     pub const DEFAULT_FUEL: u64 = 1_000_000_000;
     /// The default linear-memory limit: 64 MiB.
     pub const DEFAULT_MEMORY: u64 = 64 << 20;
+    /// Fuel charged per second of a run that failed before its own count was complete:
+    /// 10^9, the rate [`Limits::DEFAULT_FUEL`] assumes. Such a run reports at least
+    /// this much per second it ran in [`Stats::fuel`](crate::Stats::fuel).
+    pub const FUEL_PER_SECOND: u64 = 1_000_000_000;
 
     /// Sets the fuel budget (instruction budget). By default this is `Some(1_000_000_000)`.
     pub fn fuel(mut self, fuel: u64) -> Self {
@@ -92,6 +100,21 @@ impl Limits {
         self
     }
 
+    /// Sets the most headers a guest may return in one message. By default 1,000 (far
+    /// below what `http::HeaderMap` holds).
+    pub fn max_headers(mut self, headers: usize) -> Self {
+        self.max_headers = headers;
+        self
+    }
+
+    /// Sets the maximum bytes of the head a guest returns: method, path, query, header
+    /// names and values together. By default 256 KiB. The head also counts against
+    /// [`Limits::max_output`].
+    pub fn max_head_bytes(mut self, bytes: u64) -> Self {
+        self.max_head_bytes = bytes;
+        self
+    }
+
     /// Sets the maximum bytes of log text kept per invocation. By default 16 KiB;
     /// lines past it are dropped and counted.
     pub fn max_log_bytes(mut self, bytes: usize) -> Self {
@@ -129,6 +152,14 @@ impl Limits {
     pub fn output_limit(&self) -> u64 {
         self.max_output
     }
+    /// The most headers a guest may return.
+    pub fn header_limit(&self) -> usize {
+        self.max_headers
+    }
+    /// The head cap in bytes.
+    pub fn head_limit(&self) -> u64 {
+        self.max_head_bytes
+    }
     /// The log cap in bytes.
     pub fn log_limit(&self) -> usize {
         self.max_log_bytes
@@ -137,4 +168,11 @@ impl Limits {
     pub fn host_call_limit(&self) -> u64 {
         self.max_host_calls
     }
+}
+
+/// The fuel a run of `duration` is charged at least when it failed before its own
+/// count was complete ([`Limits::FUEL_PER_SECOND`]).
+pub(crate) fn fuel_for_time(duration: Duration) -> u64 {
+    let fuel = duration.as_nanos() * u128::from(Limits::FUEL_PER_SECOND) / 1_000_000_000;
+    u64::try_from(fuel).unwrap_or(u64::MAX)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::limits::{Limits, fuel_for_time};
 
 /// HTTP headers in wire order; names compare case-insensitively.
 pub type Headers = Vec<(String, String)>;
@@ -126,7 +127,11 @@ pub struct LogLine {
 /// What one invocation cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Fuel (instructions) consumed; 0 when fuel is off.
+    /// Fuel (Wasm instructions, Luau interrupt ticks) consumed; 0 when fuel metering is
+    /// off. A run that failed before its own count was complete (a deadline, a trap; not
+    /// running out of fuel, which is counted exactly) is charged at least
+    /// [`Limits::FUEL_PER_SECOND`] per second it ran: Wasm code keeps its count in a
+    /// register between calls, and a trap loses what was not yet stored.
     pub fuel: u64,
     /// Peak linear memory (Wasm) or heap (Lua) in bytes.
     pub memory_peak: u64,
@@ -143,8 +148,13 @@ pub struct Invocation<T> {
     pub logs: Vec<LogLine>,
     /// Log lines dropped because the cap was reached.
     pub logs_dropped: u64,
-    /// Paths the guest reported as redacted, in order.
+    /// JSONPaths the guest reported as redacted, in order, each once. Empty when the
+    /// invocation failed: a failed run's claims are not audited as done.
     pub redacted: Vec<String>,
+    /// Reports dropped: not a JSONPath (a value passed by mistake, free text, a
+    /// filter), or past the caps ([`crate::MAX_REDACTED_PATHS`],
+    /// [`crate::MAX_REDACTED_BYTES`]).
+    pub redacted_dropped: u64,
     /// Cost.
     pub stats: Stats,
 }
@@ -153,7 +163,9 @@ pub struct Invocation<T> {
 pub(crate) struct Pending {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: u64,
-    pub(crate) redacted: Vec<String>,
+    pub(crate) redacted: crate::report::Redactions,
+    /// Whether fuel was counted (so that a failed run is charged its time).
+    pub(crate) metered: bool,
     pub(crate) stats: Stats,
 }
 
@@ -163,7 +175,8 @@ impl Pending {
         Pending {
             logs: Vec::new(),
             logs_dropped: 0,
-            redacted: Vec::new(),
+            redacted: Default::default(),
+            metered: false,
             stats: Stats {
                 duration,
                 ..Stats::default()
@@ -172,12 +185,25 @@ impl Pending {
     }
 
     pub(crate) fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
+        let mut stats = self.stats;
+        let redacted = match &result {
+            Ok(_) => self.redacted.paths,
+            Err(e) => {
+                // Running out of fuel is counted exactly; anything else that ends a run
+                // early may have lost count (see `Stats::fuel`).
+                if self.metered && !matches!(e, Error::FuelExhausted { .. }) {
+                    stats.fuel = stats.fuel.max(fuel_for_time(stats.duration));
+                }
+                Vec::new()
+            }
+        };
         Invocation {
             result,
             logs: self.logs,
             logs_dropped: self.logs_dropped,
-            redacted: self.redacted,
-            stats: self.stats,
+            redacted,
+            redacted_dropped: self.redacted.dropped,
+            stats,
         }
     }
 }
@@ -185,6 +211,26 @@ impl Pending {
 /// The invocation of a phase the policy does not implement: unchanged, free.
 pub(crate) fn skipped<T>(message: T) -> Invocation<T> {
     Pending::empty(Duration::ZERO).finish(Ok(Decision::Continue(message)))
+}
+
+/// Checks the size of a head a guest returned against the head caps: `start` is the
+/// bytes of its method, path and query (0 for a response).
+pub(crate) fn check_head(start: u64, headers: &[(String, String)], limits: &Limits) -> Result<()> {
+    let bytes = start + headers_size(headers);
+    if headers.len() > limits.header_limit() || bytes > limits.head_limit() {
+        return Err(head_too_large(headers.len(), bytes, limits));
+    }
+    Ok(())
+}
+
+/// [`Error::HeadTooLarge`] for a head of (at least) `headers` headers and `bytes` bytes.
+pub(crate) fn head_too_large(headers: usize, bytes: u64, limits: &Limits) -> Error {
+    Error::HeadTooLarge {
+        headers: headers as u64,
+        bytes,
+        max_headers: limits.header_limit() as u64,
+        max_bytes: limits.head_limit(),
+    }
 }
 
 /// Checks what a guest returned for a header: a valid HTTP token name and a value
@@ -222,8 +268,17 @@ pub(crate) fn check_status(status: u16) -> Result<()> {
     }
 }
 
+/// Checks the size of an output against the output cap.
+pub(crate) fn check_output(size: u64, limit: u64) -> Result<()> {
+    if size > limit {
+        Err(Error::OutputTooLarge { size, limit })
+    } else {
+        Ok(())
+    }
+}
+
 /// The byte size of a head, as counted against the output cap.
-pub(crate) fn headers_size(headers: &Headers) -> u64 {
+pub(crate) fn headers_size(headers: &[(String, String)]) -> u64 {
     headers
         .iter()
         .map(|(n, v)| (n.len() + v.len()) as u64)

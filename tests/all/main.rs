@@ -8,6 +8,7 @@ mod contract;
 mod fixtures;
 mod gateway;
 mod hardening_request;
+mod hardening_runtime;
 mod hostile;
 mod layer;
 mod ledger;

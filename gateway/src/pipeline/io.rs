@@ -97,15 +97,17 @@ pub(crate) fn to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Policy headers back to a map. The runtime has already refused invalid names and
-/// values from guests; anything else invalid is dropped.
+/// values, and more headers than its cap (far below what a `HeaderMap` holds), from
+/// guests; anything else invalid, or past the map's capacity, is dropped (never a panic).
 pub(crate) fn to_map(pairs: &[(String, String)]) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(pairs.len());
+    let mut map = HeaderMap::try_with_capacity(pairs.len()).unwrap_or_default();
     for (n, v) in pairs {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(n.as_bytes()),
             HeaderValue::from_str(v),
-        ) {
-            map.append(n, v);
+        ) && map.try_append(n, v).is_err()
+        {
+            break;
         }
     }
     map

@@ -6,6 +6,8 @@
 mod limiter;
 mod wasi;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use wasmtime::component::{Linker, LinkerInstance};
 use wasmtime::{StoreContextMut, Trap};
@@ -14,6 +16,7 @@ use crate::bindings::palisade::policy::types::LogLevel as WitLogLevel;
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::message::{LogLevel, LogLine};
+use crate::report::Redactions;
 
 pub(crate) use self::limiter::Limiter;
 #[cfg(test)]
@@ -29,17 +32,15 @@ const HOST_CALL_FUEL: u64 = 500;
 /// Bytes each log line counts against the log cap beyond its text.
 const LOG_LINE_OVERHEAD: usize = 32;
 
-/// The most redacted paths one invocation may report, and the longest path kept.
-const MAX_REDACTED: usize = 10_000;
-const MAX_REDACTED_PATH: usize = 1_024;
-
 /// The data of one invocation's `Store`. Dropped with the store when the invocation ends.
 pub(crate) struct StoreState {
     pub(crate) limiter: Limiter,
     pub(crate) body: Bytes,
     pub(crate) config: Vec<(String, String)>,
     pub(crate) logs: LogBuffer,
-    pub(crate) redacted: Vec<String>,
+    pub(crate) redacted: Redactions,
+    /// The invocation's deadline, for the error of a WASI wait that cannot end.
+    timeout: Duration,
     host_calls: u64,
     max_host_calls: u64,
     fuel: bool,
@@ -63,7 +64,8 @@ impl StoreState {
             config,
             wasi: wasi.then(|| WasiState::new(limits.log_limit())),
             logs,
-            redacted: Vec::new(),
+            redacted: Redactions::default(),
+            timeout: limits.deadline(),
             host_calls: 0,
             max_host_calls: limits.host_call_limit(),
             fuel: metered && limits.fuel_budget().is_some(),
@@ -76,7 +78,7 @@ impl StoreState {
     pub(crate) fn reset_for_next_call(&mut self) {
         self.host_calls = 0;
         self.logs = LogBuffer::new(self.logs.limit);
-        self.redacted.clear();
+        self.redacted = Redactions::default();
     }
 
     /// Moves what the guest wrote to WASI stdout/stderr into the log.
@@ -171,11 +173,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
         "redacted",
         |mut store: StoreContextMut<'_, StoreState>, (path,): (String,)| {
             charge(&mut store, path.len())?;
-            let state = store.data_mut();
-            if state.redacted.len() < MAX_REDACTED {
-                let path = crate::message::truncate(&path, MAX_REDACTED_PATH).to_string();
-                state.redacted.push(path);
-            }
+            store.data_mut().redacted.report(&path);
             Ok(())
         },
     )?;
@@ -210,9 +208,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
     Ok(())
 }
 
-/// Adds the deny-all WASI 0.2 implementation to `linker`.
+/// Adds the deny-all WASI 0.2 implementation to `linker` (see [`wasi`]).
 pub(crate) fn add_wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)
+    wasi::add_to_linker(linker)
 }
 
 impl From<WitLogLevel> for LogLevel {

@@ -5,11 +5,12 @@
 //! entry count and bytes, so a cyclic, very deep or huge table is an error, never a
 //! hang or a stack overflow (catalogue item 22).
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, LuaString, Table, Value};
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::message::Headers;
+use crate::limits::Limits;
+use crate::message::{Headers, head_too_large};
 
 /// The deepest table a script may hand back (a cycle hits this too).
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -214,9 +215,10 @@ pub(crate) fn headers_to_lua(lua: &Lua, headers: &Headers) -> mlua::Result<Table
 }
 
 /// Headers from Lua: a map of name to string or array of strings, or an array of
-/// `{name, value}` pairs. Read raw and bounded.
-pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Headers> {
-    let mut out = Vec::new();
+/// `{name, value}` pairs. Read raw, and refused with [`Error::HeadTooLarge`] as soon as
+/// the next header would pass the head caps, before its strings are copied.
+pub(crate) fn headers_from_lua(value: &Value, limits: &Limits) -> Result<Headers> {
+    let mut out = Headers::new();
     let t = match value {
         Value::Nil => return Ok(out),
         Value::Table(t) => t,
@@ -227,22 +229,32 @@ pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Hea
             )));
         }
     };
+    let mut budget = Budget::new(limits.head_limit());
+    let mut bytes = 0u64;
+    let mut push = |out: &mut Headers, name: &LuaString, value: &LuaString| -> Result<()> {
+        bytes += (name.as_bytes().len() + value.as_bytes().len()) as u64;
+        if out.len() >= limits.header_limit() || bytes > limits.head_limit() {
+            return Err(head_too_large(out.len() + 1, bytes, limits));
+        }
+        out.push((lua_str(name)?, lua_str(value)?));
+        Ok(())
+    };
     for pair in t.clone().pairs::<Value, Value>() {
         let (k, v) = pair.map_err(script)?;
         budget.entry()?;
         match (k, v) {
-            (Value::String(name), Value::String(value)) => {
-                out.push((lua_str(&name)?, lua_str(&value)?));
-            }
+            (Value::String(name), Value::String(value)) => push(&mut out, &name, &value)?,
             (Value::String(name), Value::Table(values)) => {
-                let name = lua_str(&name)?;
                 for value in values.sequence_values::<Value>() {
                     budget.entry()?;
                     match value.map_err(script)? {
-                        Value::String(v) => out.push((name.clone(), lua_str(&v)?)),
+                        Value::String(v) => push(&mut out, &name, &v)?,
                         other => {
+                            let name = name.as_bytes();
+                            let name = String::from_utf8_lossy(&name[..name.len().min(64)]);
                             return Err(Error::InvalidOutput(format!(
-                                "a value of header `{name}` is a {}",
+                                "a value of header `{}` is a {}",
+                                crate::message::one_line(&name, 64),
                                 other.type_name()
                             )));
                         }
@@ -253,7 +265,7 @@ pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Hea
                 let name: Value = pair.raw_get(1).map_err(script)?;
                 let value: Value = pair.raw_get(2).map_err(script)?;
                 match (name, value) {
-                    (Value::String(n), Value::String(v)) => out.push((lua_str(&n)?, lua_str(&v)?)),
+                    (Value::String(n), Value::String(v)) => push(&mut out, &n, &v)?,
                     _ => {
                         return Err(Error::InvalidOutput(
                             "a header pair must be {name, value} strings".into(),
@@ -269,13 +281,10 @@ pub(crate) fn headers_from_lua(value: &Value, budget: &mut Budget) -> Result<Hea
             }
         }
     }
-    for (n, v) in &out {
-        budget.bytes(n.len() + v.len())?;
-    }
     Ok(out)
 }
 
-fn lua_str(s: &mlua::LuaString) -> Result<String> {
+fn lua_str(s: &LuaString) -> Result<String> {
     s.to_str()
         .map(|s| s.to_string())
         .map_err(|_| Error::InvalidOutput("a returned string is not UTF-8".into()))

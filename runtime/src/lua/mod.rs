@@ -5,6 +5,7 @@
 //! environment table whose reads fall through to the sealed, read-only globals, so
 //! nothing one invocation does is visible to the next. See `docs/lua.md`.
 
+mod answer;
 mod convert;
 mod sandbox;
 
@@ -18,15 +19,15 @@ use mlua::chunk::{ChunkMode, Compiler};
 use mlua::{Function, Lua, Table, Value};
 use sha2::{Digest, Sha256};
 
-use self::convert::{Budget, headers_from_lua, headers_to_lua, json_to_lua, lua_to_json, script};
-use self::sandbox::{InvState, new_vm, reply_marker};
+use self::answer::{Answer, answer};
+use self::convert::{headers_to_lua, json_to_lua, script};
+use self::sandbox::{InvState, new_vm};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::host::LogBuffer;
 use crate::limits::Limits;
 use crate::message::{
-    self, Context, Decision, Headers, Invocation, Pending, Request, Response, Stats, check_headers,
-    check_status, skipped,
+    self, Context, Decision, Invocation, Pending, Request, Response, Stats, skipped,
 };
 use crate::policy::Phases;
 
@@ -66,23 +67,6 @@ impl std::fmt::Debug for LuaPolicy {
 enum Phase<'a> {
     Request(&'a Request),
     Response(&'a Request, &'a Response),
-}
-
-/// What a handler returned, converted to host values while its VM was still held.
-enum Answer {
-    Unchanged,
-    Continue(Changes),
-    Respond(Response),
-}
-
-/// The fields a handler left on the message it returned (`None`: unchanged).
-struct Changes {
-    method: Option<String>,
-    path: Option<String>,
-    query: Option<String>,
-    status: Option<u16>,
-    headers: Option<Headers>,
-    body: Option<Bytes>,
 }
 
 impl LuaPolicy {
@@ -239,7 +223,7 @@ impl LuaPolicy {
             Phase::Request(r) => r.body.clone(),
             Phase::Response(_, r) => r.body.clone(),
         };
-        let max_output = self.limits.output_limit();
+        let limits = &self.limits;
         self.with_vm(ctx, |lua, env| {
             let f: Value = env.raw_get(handler).map_err(script)?;
             let Value::Function(f) = f else {
@@ -257,7 +241,7 @@ impl LuaPolicy {
             };
             let ctx_table = context_table(lua, ctx, request_head).map_err(script)?;
             let out: Value = call(&f, (message.clone(), ctx_table))?;
-            answer(lua, out, &body, max_output)
+            answer(lua, out, &body, limits)
         })
     }
 
@@ -288,7 +272,7 @@ impl LuaPolicy {
         let st = Arc::new(InvState {
             config: ctx.config.clone(),
             logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
-            redacted: Mutex::new(Vec::new()),
+            redacted: Mutex::new(Default::default()),
             ticks: Default::default(),
             peak: Default::default(),
             fuel: self.limits.fuel_budget(),
@@ -351,6 +335,7 @@ impl LuaPolicy {
             logs: logs.lines,
             logs_dropped: logs.dropped,
             redacted: st.redacted.into_inner().expect("not poisoned"),
+            metered: true,
             stats: Stats {
                 fuel: st.ticks.load(Ordering::Relaxed),
                 memory_peak: st.peak.load(Ordering::Relaxed).saturating_sub(base) as u64,
@@ -451,126 +436,4 @@ fn context_table(lua: &Lua, ctx: &Context, request: Option<Table>) -> mlua::Resu
         t.raw_set("request", r)?;
     }
     Ok(t)
-}
-
-/// Converts what a handler returned.
-fn answer(lua: &Lua, out: Value, original: &Bytes, max_output: u64) -> Result<Answer> {
-    let t = match out {
-        Value::Nil => return Ok(Answer::Unchanged),
-        Value::Table(t) => t,
-        other => {
-            return Err(Error::InvalidOutput(format!(
-                "a handler must return a table or nil, not a {}",
-                other.type_name()
-            )));
-        }
-    };
-    let body = new_body(lua, &t, original, max_output)?;
-    if t.raw_get::<Value>(reply_marker())
-        .map_err(script)?
-        .as_boolean()
-        == Some(true)
-    {
-        let mut budget = Budget::new(max_output);
-        let status = t.raw_get::<u16>("status").map_err(|_| {
-            Error::InvalidOutput("reply status must be a number in 100..=599".into())
-        })?;
-        check_status(status)?;
-        let headers: Headers =
-            headers_from_lua(&t.raw_get::<Value>("headers").map_err(script)?, &mut budget)?;
-        check_headers(&headers)?;
-        return Ok(Answer::Respond(Response {
-            status,
-            headers,
-            body: body.unwrap_or_default(),
-        }));
-    }
-    let mut budget = Budget::new(max_output);
-    let text = |name: &str| -> Result<Option<String>> {
-        match t.raw_get::<Value>(name).map_err(script)? {
-            Value::Nil => Ok(None),
-            Value::String(s) => Ok(Some(
-                s.to_str()
-                    .map_err(|_| Error::InvalidOutput(format!("`{name}` is not UTF-8")))?
-                    .to_string(),
-            )),
-            other => Err(Error::InvalidOutput(format!(
-                "`{name}` is a {}",
-                other.type_name()
-            ))),
-        }
-    };
-    let status = match t.raw_get::<Value>("status").map_err(script)? {
-        Value::Nil => None,
-        Value::Integer(i) => Some(
-            u16::try_from(i)
-                .map_err(|_| Error::InvalidOutput(format!("status {i} is outside 100..=599")))?,
-        ),
-        Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => Some(n as u16),
-        other => {
-            return Err(Error::InvalidOutput(format!(
-                "`status` is a {}",
-                other.type_name()
-            )));
-        }
-    };
-    if let Some(s) = status {
-        check_status(s)?;
-    }
-    let headers = match t.raw_get::<Value>("headers").map_err(script)? {
-        Value::Nil => None,
-        value => {
-            let headers = headers_from_lua(&value, &mut budget)?;
-            check_headers(&headers)?;
-            Some(headers)
-        }
-    };
-    Ok(Answer::Continue(Changes {
-        method: text("method")?,
-        path: text("path")?,
-        query: text("query")?,
-        status,
-        headers,
-        body,
-    }))
-}
-
-/// The body to send on: `raw_body` if the script set it to new bytes, else `body`
-/// re-encoded as JSON if it differs from the original document, else none (unchanged).
-fn new_body(lua: &Lua, t: &Table, original: &Bytes, max_output: u64) -> Result<Option<Bytes>> {
-    let mut budget = Budget::new(max_output);
-    match t.raw_get::<Value>("raw_body").map_err(script)? {
-        Value::String(s) if s.as_bytes()[..] != original[..] => {
-            let bytes = s.as_bytes().to_vec();
-            if bytes.len() as u64 > max_output {
-                return Err(Error::OutputTooLarge {
-                    size: bytes.len() as u64,
-                    limit: max_output,
-                });
-            }
-            return Ok(Some(Bytes::from(bytes)));
-        }
-        Value::Nil | Value::String(_) => {}
-        other => {
-            return Err(Error::InvalidOutput(format!(
-                "`raw_body` is a {}",
-                other.type_name()
-            )));
-        }
-    }
-    let body = t.raw_get::<Value>("body").map_err(script)?;
-    if body.is_nil() {
-        return Ok(None);
-    }
-    let json = lua_to_json(lua, &body, &mut budget, 0)?;
-    if serde_json::from_slice::<serde_json::Value>(original)
-        .ok()
-        .as_ref()
-        == Some(&json)
-    {
-        return Ok(None);
-    }
-    Ok(Some(Bytes::from(
-        serde_json::to_vec(&json).expect("a Value serializes"),
-    )))
 }

@@ -9,6 +9,7 @@ use mlua::{Function, LightUserData, Lua, MultiValue, Table, Value, VmState};
 use crate::error::Error;
 use crate::host::LogBuffer;
 use crate::message::LogLevel;
+use crate::report::Redactions;
 
 /// Globals removed before the VM is sealed: no I/O, no OS, no module loading, no
 /// bytecode or source loading at run time, no debug access, no environment tricks,
@@ -48,7 +49,7 @@ pub(crate) fn reply_marker() -> Value {
 pub(crate) struct InvState {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) logs: Mutex<LogBuffer>,
-    pub(crate) redacted: Mutex<Vec<String>>,
+    pub(crate) redacted: Mutex<Redactions>,
     pub(crate) ticks: AtomicU64,
     /// The largest heap size seen at an interrupt.
     pub(crate) peak: AtomicUsize,
@@ -194,11 +195,12 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.raw_set(
         "redacted",
-        lua.create_function(|lua, path: String| {
+        lua.create_function(|lua, path: mlua::LuaString| {
             if let Some(st) = state(lua) {
                 let mut r = st.redacted.lock().expect("not poisoned");
-                if r.len() < 10_000 {
-                    r.push(crate::message::truncate(&path, 1_024).to_string());
+                match path.to_str() {
+                    Ok(path) => r.report(&path),
+                    Err(_) => r.dropped += 1,
                 }
             }
             Ok(())

@@ -1,7 +1,7 @@
 //! A test guest that misbehaves on request: the request path picks the misdeed.
 //! Used by the runtime's hostile-guest tests.
 
-use palisade_sdk::{Action, Context, LogLevel, Policy, Request, Result, log};
+use palisade_sdk::{Action, Context, LogLevel, Policy, Request, Result, log, redacted};
 
 /// Misbehaves according to the request path.
 pub struct Misbehave;
@@ -15,8 +15,33 @@ fn recurse(n: u64) -> u64 {
     recurse(std::hint::black_box(n + 1)) + 1
 }
 
+/// `/<what>/<n>` paths: a misdeed of size `n`.
+fn sized(mut req: Request, what: &str, n: usize) -> Result<Action<Request>> {
+    match what {
+        // `n` headers: past the runtime's header cap, and past `http::HeaderMap`'s.
+        "many-headers" => {
+            for i in 0..n {
+                req.headers.append(format!("x-h{i}"), "v");
+            }
+        }
+        // One header value of `n` bytes.
+        "big-header" => req.headers.append("x-big", "v".repeat(n)),
+        // A body of `n` bytes.
+        "body" => req.set_body(vec![b'a'; n]),
+        _ => return Ok(Action::Continue(req)),
+    }
+    Ok(Action::Continue(req))
+}
+
 impl Policy for Misbehave {
     fn on_request(_ctx: &Context, mut req: Request) -> Result<Action<Request>> {
+        let sized_path = req.path.strip_prefix('/').and_then(|p| p.split_once('/'));
+        if let Some((what, n)) = sized_path
+            && let Ok(n) = n.parse::<usize>()
+        {
+            let what = what.to_string();
+            return sized(req, &what, n);
+        }
         match req.path.as_str() {
             "/loop" => loop {
                 std::hint::black_box(());
@@ -52,6 +77,23 @@ impl Policy for Misbehave {
                 Ok(Action::Continue(req))
             }
             "/bad-status" => Ok(Action::respond(1000, "nope")),
+            // Claims a redaction, then fails: nothing it claimed may be audited.
+            "/redact-then-trap" => {
+                redacted("$.ssn");
+                panic!("policy bug after redacting");
+            }
+            // Reports values and junk instead of paths, and far too many paths.
+            "/redact-values" => {
+                redacted("123-45-6789");
+                redacted("ada@example.com");
+                redacted("$.ssn");
+                redacted("$.ssn");
+                redacted(&format!("$['{}']", "x".repeat(100_000)));
+                for i in 0..5_000 {
+                    redacted(&format!("$.items[{i}].ssn"));
+                }
+                Ok(Action::Continue(req))
+            }
             "/echo-body" => {
                 let body = req.body().to_vec();
                 req.set_body(body.into_iter().rev().collect::<Vec<u8>>());
