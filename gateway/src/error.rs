@@ -18,6 +18,10 @@ pub enum Error {
     /// paths). 400, before routing.
     #[error("path refused")]
     BadPath,
+    /// The URI's authority (HTTP/2 `:authority`, an absolute-form target) and `Host`
+    /// disagree. 400, before routing.
+    #[error("ambiguous host")]
+    AmbiguousHost,
     /// A bug: the pipeline panicked. 500; the request still gets its audit block.
     #[error("internal error")]
     Internal,
@@ -138,7 +142,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NoRoute => StatusCode::NOT_FOUND,
-            Error::BadPath => StatusCode::BAD_REQUEST,
+            Error::BadPath | Error::AmbiguousHost => StatusCode::BAD_REQUEST,
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -172,6 +176,7 @@ impl Error {
         match self {
             Error::NoRoute => "no_route",
             Error::BadPath => "bad_path",
+            Error::AmbiguousHost => "ambiguous_host",
             Error::Internal => "internal_error",
             Error::BodyTooLarge => "body_too_large",
             Error::BodyTimeout => "body_timeout",
@@ -209,6 +214,7 @@ impl Error {
             Error::Registry(_) => "refused",
             Error::NoRoute
             | Error::BadPath
+            | Error::AmbiguousHost
             | Error::BodyTooLarge
             | Error::BodyTimeout
             | Error::BadBody

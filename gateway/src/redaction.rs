@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use palisade_jsonpath::{Outcome, Selection, push_index, push_name};
+use palisade_jsonpath::{Outcome, Selection, push_audit_name, push_index};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 use sha2::Sha256;
@@ -152,7 +152,8 @@ impl RedactionError {
 /// The result of redacting one body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redacted {
-    /// The new body, or `None` when nothing was redacted (send the original).
+    /// The new body: a JSON body is always re-encoded from what was checked; `None` for
+    /// text in which nothing matched (send the original).
     pub body: Option<Bytes>,
     /// Normalized paths of the redacted values (`$` for a text body), never values.
     pub paths: Vec<String>,
@@ -317,8 +318,11 @@ impl Redactor {
                 Document::Text(out.into_owned())
             }
         };
+        // JSON is always sent as parsed: what was checked is what leaves, even when the
+        // bytes said more (a duplicate key whose first value the serializer dropped).
+        let rewrite = !paths.is_empty() || !matches!(document, Document::Text(_));
         Ok(Redacted {
-            body: (!paths.is_empty()).then(|| Bytes::from(decoded.encode(&document))),
+            body: rewrite.then(|| Bytes::from(decoded.encode(&document))),
             paths,
         })
     }
@@ -470,6 +474,10 @@ impl Redactor {
                 // match is masked or hashed like a value, or its entry removed.
                 if map.keys().any(|k| self.regex_text(k).1) {
                     let old = std::mem::take(map);
+                    // Colliding replacements are numbered by one counter per name, so
+                    // 100,000 keys masked alike cost linear time.
+                    let mut taken: std::collections::HashMap<String, usize> =
+                        std::collections::HashMap::new();
                     for (key, item) in old {
                         let (new_key, hit) = self.regex_text(&key);
                         if !hit {
@@ -481,18 +489,15 @@ impl Redactor {
                             continue;
                         }
                         let base = new_key.into_owned();
-                        let mut new_key = base.clone();
-                        let mut n = 1;
-                        while map.contains_key(&new_key) {
-                            n += 1;
-                            new_key = format!("{base}#{n}");
-                        }
-                        map.insert(new_key, item);
+                        let n = taken.entry(base.clone()).or_insert(0);
+                        *n += 1;
+                        let name = if *n == 1 { base } else { format!("{base}#{n}") };
+                        map.insert(name, item);
                     }
                 }
                 for (key, item) in map.iter_mut() {
                     let len = path.len();
-                    push_name(path, key);
+                    push_audit_name(path, key);
                     self.regex_walk(item, path, found);
                     path.truncate(len);
                 }

@@ -12,7 +12,7 @@
 //! | valid JSON (UTF-8, or UTF-16 by BOM or charset) | [`Document::Json`] |
 //! | `application/x-ndjson`, `application/jsonl`, or several lines that each parse | [`Document::Lines`] |
 //! | declared JSON, or starting with `{`/`[`/`"`, that does not parse (too deep, broken) | [`Unreadable::BrokenJson`] |
-//! | text with `\uXXXX` or `\xXX` escapes | [`Unreadable::Escaped`] |
+//! | text with `\uXXXX`, `\u{..}`, `\xXX` escapes or `&#` character references | [`Unreadable::Escaped`] |
 //! | other text (UTF-8, US-ASCII, UTF-16) without control bytes | [`Document::Text`] |
 //! | another charset, invalid encoding, NUL or other control bytes | [`Unreadable::Charset`] / [`Unreadable::NotText`] |
 
@@ -140,14 +140,16 @@ pub fn decode(bytes: &[u8], content_type_value: Option<&str>) -> Result<Decoded,
                 },
                 bytes,
             ),
-            // RFC 2781: UTF-16 without a BOM is big-endian.
-            Some("utf-16" | "utf-16be") => (
+            Some("utf-16be") => (
                 Encoding::Utf16 {
                     little: false,
                     bom: false,
                 },
                 bytes,
             ),
+            // `utf-16` without a BOM: RFC 2781 says big-endian, browsers and .NET say
+            // little-endian. Two readings: refused.
+            Some("utf-16") => return Err(Unreadable::Charset),
             Some(_) => return Err(Unreadable::Charset),
         },
     };
@@ -225,7 +227,8 @@ fn read_text(text: &str, media: &str) -> Result<Document, Unreadable> {
     Ok(Document::Text(text.to_string()))
 }
 
-/// `\uXXXX` or `\xXX`: escapes a JSON, JavaScript or Python reader would decode.
+/// `\uXXXX`, `\u{...}`, `\xXX` (JSON, JavaScript, Python) or `&#` character references
+/// (HTML, XML): escapes a reader would decode.
 fn has_escapes(text: &str) -> bool {
     let b = text.as_bytes();
     b.windows(2).enumerate().any(|(i, w)| {
@@ -233,7 +236,14 @@ fn has_escapes(text: &str) -> bool {
             b.get(i + 2..i + 2 + n)
                 .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
         };
-        w[0] == b'\\' && ((w[1] == b'u' && hex(4)) || (w[1] == b'x' && hex(2)))
+        match w {
+            [b'\\', b'u'] => hex(4) || b.get(i + 2) == Some(&b'{'),
+            [b'\\', b'x'] => hex(2),
+            [b'&', b'#'] => b
+                .get(i + 2)
+                .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'x' | b'X')),
+            _ => false,
+        }
     })
 }
 

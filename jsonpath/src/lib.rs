@@ -239,7 +239,7 @@ fn render<'a>(elems: impl Iterator<Item = Elem<'a>>) -> String {
     let mut path = String::from("$");
     for e in elems {
         match e {
-            Elem::Name(n) => push_name(&mut path, n),
+            Elem::Name(n) => push_audit_name(&mut path, n),
             Elem::Index(i) => push_index(&mut path, i),
         }
     }
@@ -555,10 +555,24 @@ fn is_shorthand_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests;
 
-/// A normalized path fit for an audit record: every `['name']` whose name does not look
-/// like a field name (an ASCII letter or `_` first, then letters, digits, `_` or `-`; at
-/// most 64 characters and 4 digits) becomes `[*]`. Keys are data too: an email, an SSN or
-/// an account number used as an object key names no field and must not be recorded.
+/// Appends `['name']` to a path for an audit record, or `[*]` when `name` does not look
+/// like a field name (see [`scrub_keys`]): keys are data too, and a 4 MiB key is never
+/// copied into every path below it.
+pub fn push_audit_name(path: &mut String, name: &str) {
+    if field_like(name) {
+        push_name(path, name);
+    } else {
+        path.push_str("[*]");
+    }
+}
+
+/// A reported path made fit for an audit record. Only the normalized form (RFC 9535
+/// §2.7: `$` then `['name']` and `[index]` segments) is read: every name that does not
+/// look like a field name (an ASCII letter or `_` first, then letters, digits, `_` or `-`;
+/// at most 64 characters and 4 digits) and every index over 6 digits becomes `[*]`, and
+/// anything after a segment that is not in normal form is replaced by one `[*]`. Keys are
+/// data too: an email, an SSN or an account number used as an object key names no field
+/// and must not be recorded.
 ///
 /// ```
 /// assert_eq!(
@@ -566,42 +580,52 @@ mod tests;
 ///     "$['by_ssn'][*]['name']"
 /// );
 /// assert_eq!(palisade_jsonpath::scrub_keys("$['users'][0]['ada@example.com']"), "$['users'][0][*]");
+/// assert_eq!(palisade_jsonpath::scrub_keys("$[\"219-09-9999\"]"), "$[*]");
 /// ```
 pub fn scrub_keys(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(start) = rest.find("['") {
-        out.push_str(&rest[..start]);
-        let body = &rest[start + 2..];
-        // The closing `']` is the first `'` not escaped by a backslash.
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in body.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '\'' if !escaped => {
-                    end = Some(i);
-                    break;
+    let Some(mut rest) = path.strip_prefix('$') else {
+        return "[*]".into();
+    };
+    let mut out = String::from("$");
+    while !rest.is_empty() {
+        if let Some(body) = rest.strip_prefix("['") {
+            // The closing `']` is the first `'` not escaped by a backslash.
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in body.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '\'' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => escaped = false,
                 }
-                _ => escaped = false,
+            }
+            let Some(end) = end.filter(|&e| body[e..].starts_with("']")) else {
+                break;
+            };
+            push_audit_name(&mut out, &body[..end]);
+            rest = &body[end + 2..];
+            continue;
+        }
+        if let Some(body) = rest.strip_prefix('[') {
+            let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 && body[digits..].starts_with(']') {
+                if digits <= 6 {
+                    out.push_str(&rest[..digits + 2]);
+                } else {
+                    out.push_str("[*]");
+                }
+                rest = &body[digits + 1..];
+                continue;
             }
         }
-        let Some(end) = end.filter(|&e| body[e..].starts_with("']")) else {
-            // Not a normalized path: keep nothing of the rest.
-            out.push_str("[*]");
-            return out;
-        };
-        let name = &body[..end];
-        if field_like(name) {
-            out.push_str("['");
-            out.push_str(name);
-            out.push_str("']");
-        } else {
-            out.push_str("[*]");
-        }
-        rest = &body[end + 2..];
+        break;
     }
-    out.push_str(rest);
+    if !rest.is_empty() {
+        out.push_str("[*]");
+    }
     out
 }
 

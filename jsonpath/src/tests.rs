@@ -161,13 +161,15 @@ fn removing_many_array_elements_keeps_the_others_in_order() {
 }
 
 #[test]
-fn the_root_is_never_selected_and_names_are_escaped() {
+fn the_root_is_never_selected_and_names_are_escaped_or_not_recorded() {
     let s = Selection::parse(&["$", "$..*"]).unwrap();
     let mut doc = json!({"it's\n": 1});
-    assert_eq!(
-        s.edit(&mut doc, &mut |_| Outcome::Remove),
-        [r"$['it\'s\n']"]
-    );
+    // A name that is not a field name is reported as `[*]` (keys are data too)...
+    assert_eq!(s.edit(&mut doc, &mut |_| Outcome::Remove), ["$[*]"]);
+    // ...and push_name still escapes as RFC 9535 says.
+    let mut path = String::from("$");
+    push_name(&mut path, "it's\n");
+    assert_eq!(path, r"$['it\'s\n']");
     assert_eq!(doc, json!({}));
     assert!(Selection::parse(&["$["]).is_err());
 }
@@ -185,6 +187,12 @@ fn audit_paths_keep_field_names_and_drop_keys_that_are_data() {
         ("$['Full Name']", "$[*]"),
         ("$", "$"),
         ("$['unterminated", "$[*]"),
+        ("$[\"219-09-9999\"]", "$[*]"),
+        ("$.AdaLovelace", "$[*]"),
+        ("$[ 'ada@x' ]", "$[*]"),
+        ("$[536228145]", "$[*]"),
+        ("$['a'][12]['b']", "$['a'][12]['b']"),
+        ("219-09-9999", "[*]"),
     ] {
         assert_eq!(crate::scrub_keys(path), scrubbed, "{path}");
     }

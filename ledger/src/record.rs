@@ -73,7 +73,9 @@ impl Record {
         serde_json::to_string(self).expect("a Record serializes")
     }
 
-    /// Strips query values from `path_and_query`: `/a?x=1&secret` becomes `/a?x=&_`.
+    /// Strips query values from `path_and_query`: `/a?x=1&secret` becomes `/a?x=&_`. A
+    /// part without `=`, or whose name does not look like a field name (`?ada@x.com=1`,
+    /// `?pal_<key>=`), is a value: only its place is kept.
     pub fn path_without_query_values(path_and_query: &str) -> String {
         match path_and_query.split_once('?') {
             None => path_and_query.to_string(),
@@ -84,8 +86,8 @@ impl Record {
                     .split('&')
                     .filter(|p| !p.is_empty())
                     .map(|p| match p.split_once('=') {
-                        Some((name, _)) => format!("{name}="),
-                        None => "_".to_string(),
+                        Some((name, _)) if field_like(name) => format!("{name}="),
+                        _ => "_".to_string(),
                     })
                     .collect();
                 format!("{path}?{}", names.join("&"))
@@ -99,6 +101,19 @@ impl Record {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     }
+}
+
+/// A query parameter name that names a field: an ASCII letter or `_` first, then letters,
+/// digits, `_`, `-`, `.`, `[`, `]`; at most 64 bytes and 4 digits.
+fn field_like(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b))
+        && name.bytes().filter(u8::is_ascii_digit).count() <= 4
 }
 
 impl Record {
@@ -128,6 +143,12 @@ mod tests {
         assert_eq!(
             Record::path_without_query_values("/x?pal_k1_c2VjcmV0&ada@example.com&&q="),
             "/x?_&_&q="
+        );
+        assert_eq!(
+            Record::path_without_query_values(
+                "/x?ada@example.com=1&pal_k1_c2VjcmV0bG9uZzEyMzQ1=&ids[]=2"
+            ),
+            "/x?_&_&ids[]="
         );
         assert_eq!(Record::path_without_query_values("/a/b"), "/a/b");
     }

@@ -6,8 +6,9 @@
 //! | `x-palisade-*`, `x-tenant*`, `x-correlation-id` (any case, `_` or `-`) | removed | removed | tenant, identity, correlation id |
 //! | `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `X-Client-IP`, `True-Client-IP` | removed (kept in `X-Forwarded-For` only from a trusted proxy) | removed | `X-Forwarded-For`, `X-Forwarded-Host`, and `X-Forwarded-Proto` from a trusted proxy |
 //! | method and URL overrides (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, `X-Original-URL`, `X-Rewrite-URL`) | removed | removed | never |
-//! | gateway credentials (`Authorization`, `X-API-Key`) on a route with `auth` | removed before policies (a JWT kept with `forward_bearer = true`) | forwarded: a policy's own choice | `upstream_auth` replaces `Authorization` |
-//! | `Range`, `If-Range` on a route that reads the response (policies, redaction) | removed | removed | never |
+//! | Palisade API keys (`X-API-Key: pal_...`, `Authorization: ApiKey`) | removed | forwarded: a policy's own choice | never |
+//! | `Authorization`, `X-API-Key` on a route with `auth` | removed before policies (a JWT kept with `forward_bearer = true`) | forwarded: a policy's own choice | `upstream_auth` replaces it |
+//! | `Range`, `If-Range`, `Request-Range` on a route that reads the response (policies, redaction) | removed | removed | never |
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,6 +57,15 @@ fn forwarding_or_override(name: &str) -> bool {
         ]
         .iter()
         .any(|w| is(name, w))
+        || [
+            "x-forwarded",
+            "client-ip",
+            "x-cluster-client-ip",
+            "x-original-host",
+            "x-host",
+        ]
+        .iter()
+        .any(|w| is(name, w))
 }
 
 fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
@@ -81,38 +91,51 @@ pub(crate) struct Origin {
 }
 
 /// The caller's headers as policies see them: reserved, forwarding and override headers
-/// removed, and the gateway credentials too when `strip_credentials` (the route
-/// authenticated the caller). Returns what the gateway will say about the origin.
+/// removed, and the gateway's credentials: Palisade API keys (`X-API-Key: pal_...`,
+/// `Authorization: ApiKey`) always; `Authorization` and `X-API-Key` altogether when
+/// `strip_authorization` (the route authenticated the caller and does not forward its
+/// bearer token). `host` is the host the
+/// request was routed by. Returns what the gateway will say about the origin.
 pub(crate) fn inbound(
     headers: &mut HeaderMap,
     peer: SocketAddr,
+    host: &str,
     trusted: &[ipnet::IpNet],
-    strip_credentials: bool,
+    strip_authorization: bool,
 ) -> Origin {
     strip_hop_by_hop(headers);
-    let from_proxy = trusted.iter().any(|net| net.contains(&peer.ip()));
+    let peer_ip = canonical(peer.ip());
+    let from_proxy = trusted.iter().any(|net| net.contains(&peer_ip));
     let text = |h: &HeaderMap, n: &str| {
         let mut values = h.get_all(n).iter();
         let v = values.next()?.to_str().ok()?.to_string();
         values.next().is_none().then_some(v)
     };
-    let peer_ip = canonical(peer.ip());
     let origin = Origin {
         forwarded_for: match text(headers, "x-forwarded-for").filter(|_| from_proxy) {
             Some(chain) => format!("{chain}, {peer_ip}"),
             None => peer_ip.to_string(),
         },
-        host: headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        host: (!host.is_empty()).then(|| host.to_string()),
         proto: text(headers, "x-forwarded-proto")
             .filter(|p| from_proxy && matches!(p.as_str(), "http" | "https")),
     };
     remove_where(headers, |n| reserved(n) || forwarding_or_override(n));
-    if strip_credentials {
-        headers.remove(header::AUTHORIZATION);
+    let palisade_key = headers
+        .iter()
+        .any(|(n, v)| is(n.as_str(), "x-api-key") && v.as_bytes().starts_with(b"pal_"));
+    if strip_authorization || palisade_key {
         remove_where(headers, |n| is(n, "x-api-key"));
+    }
+    let api_key_scheme = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split_once(' ')
+                .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("apikey"))
+        });
+    if strip_authorization || api_key_scheme {
+        headers.remove(header::AUTHORIZATION);
     }
     origin
 }
@@ -195,6 +218,7 @@ pub(crate) fn outbound(req: &Request, to: Target<'_>) -> Result<Outbound, Error>
         headers.remove(header::ACCEPT_ENCODING);
         headers.remove(header::RANGE);
         headers.remove(header::IF_RANGE);
+        headers.remove("request-range"); // Apache's older spelling
     }
     let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {

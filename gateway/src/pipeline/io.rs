@@ -132,6 +132,18 @@ pub(crate) async fn read_response(
     deadline: tokio::time::Instant,
 ) -> Result<Response, Error> {
     let (parts, body) = res.into_parts();
+    // A part of a body, or an encoded one, cannot be redacted or transformed in context:
+    // the gateway asked for neither (no `Range`, no `Accept-Encoding`), so it is refused.
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if parts.status == http::StatusCode::PARTIAL_CONTENT
+        || parts.headers.contains_key(header::CONTENT_RANGE)
+        || encoded
+    {
+        return Err(Error::Redaction("response_not_whole"));
+    }
     let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
     let body = read_body(body, limit, timeout).await.map_err(|e| match e {
         ReadError::TooLarge => Error::Redaction("response_too_large"),

@@ -329,23 +329,28 @@ impl Pipeline {
 
         // Phase: routing.
         let routes = self.routes.load_full();
-        let host = req
-            .uri()
-            .host()
-            .map(str::to_string)
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
+        // The host is the URI's authority (HTTP/2 `:authority`, HTTP/1.1 absolute form)
+        // or else `Host`; when both are sent they must agree, or the upstream could be told
+        // of another host than the one the request was routed and authorized for.
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        let host_header = req
+            .headers()
+            .get(http::header::HOST)
+            .map(|h| h.to_str().unwrap_or("\u{0}"));
+        let ambiguous_host = matches!(
+            (&authority, host_header),
+            (Some(a), Some(h)) if !without_port(a).eq_ignore_ascii_case(without_port(h))
+        );
+        let host = authority
+            .or_else(|| host_header.map(str::to_string))
             .unwrap_or_default();
         let route = match &path {
-            Ok(path) => routes.find(&host, path, req.method()),
-            Err(_) => None,
+            Ok(path) if !ambiguous_host => routes.find(&host, path, req.method()),
+            _ => None,
         };
         let (result, expose) = match (&route, &path) {
             (_, Err(_)) => (Err(Error::BadPath), false),
+            _ if ambiguous_host => (Err(Error::AmbiguousHost), false),
             (None, _) => (Err(Error::NoRoute), false),
             (Some(r), Ok(path)) => {
                 record.tenant = r.tenant.clone();
@@ -356,6 +361,7 @@ impl Pipeline {
                     trusted: &routes.trusted_proxies,
                     peer,
                     cid: &cid,
+                    host: &host,
                     path,
                 };
                 // A panic anywhere below fails this request only, and it still gets
@@ -415,7 +421,13 @@ impl Pipeline {
         record.redacted = trace
             .redacted
             .iter()
-            .map(|p| palisade_jsonpath::scrub_keys(p))
+            .map(|p| {
+                if p.starts_with("header:") {
+                    p.clone() // a configured header name
+                } else {
+                    palisade_jsonpath::scrub_keys(p)
+                }
+            })
             .collect();
         let elapsed = started.elapsed();
         record.latency_us = elapsed.as_micros() as u64;
@@ -433,8 +445,18 @@ impl Pipeline {
         );
 
         // Phase: audit. No block, no response.
+        // From here the block is the ledger's: the append runs as a task of its own, so a
+        // client that leaves while it waits (a full writer queue) cannot cancel it.
         let record = pending.record.take().expect("the record is appended once");
-        if let Err(e) = self.ledger.append(record).await {
+        let ledger = self.ledger.clone();
+        let appended = tokio::spawn(async move { ledger.append(record).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(palisade_ledger::Error::Unavailable(format!(
+                    "ledger append task: {e}"
+                )))
+            });
+        if let Err(e) = appended {
             tracing::error!(correlation_id = %cid, error = %e, "no audit block; response withheld (503)");
             response = Error::AuditUnavailable.to_response(&cid, false);
         }
@@ -481,6 +503,7 @@ impl Pipeline {
             trusted,
             peer,
             cid,
+            host,
             path,
         } = call;
         // Phase: load shedding, then the route limit.
@@ -537,6 +560,7 @@ impl Pipeline {
         let origin = forward::inbound(
             &mut headers,
             peer,
+            host,
             trusted,
             caller.is_some() && !keep_bearer,
         );
@@ -667,6 +691,8 @@ struct Call<'a> {
     trusted: &'a [ipnet::IpNet],
     peer: SocketAddr,
     cid: &'a str,
+    /// The host the route was found by.
+    host: &'a str,
     /// The normalized path the route was found by.
     path: &'a str,
 }
@@ -702,6 +728,20 @@ impl Drop for Pending {
                 }
             });
         }
+    }
+}
+
+/// `host[:port]` without its port (`[::1]:80` gives `[::1]`).
+fn without_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
     }
 }
 

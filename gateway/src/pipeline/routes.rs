@@ -81,9 +81,7 @@ impl Route {
                 None => h.eq_ignore_ascii_case(host),
             },
         };
-        host_ok
-            && (self.methods.is_empty() || self.methods.contains(method))
-            && prefix_matches(&self.prefix, path)
+        host_ok && self.allows(method.as_str()) && prefix_matches(&self.prefix, path)
     }
 
     /// The path sent upstream: without the route's prefix when it strips it and `path`
@@ -96,9 +94,14 @@ impl Route {
         if rest.is_empty() { "/" } else { rest }
     }
 
-    /// Whether the route accepts `method` (a policy's choice is held to it too).
+    /// Whether the route accepts `method` (a policy's choice is held to it too). `TRACE`,
+    /// `TRACK` and `CONNECT` only when listed: a trace echoes the request upstream,
+    /// credentials the gateway added included, and a tunnel is not a request.
     pub(crate) fn allows(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m.as_str() == method)
+        if self.methods.is_empty() {
+            return !matches!(method, "TRACE" | "TRACK" | "CONNECT");
+        }
+        self.methods.iter().any(|m| m.as_str() == method)
     }
 
     fn specificity(&self) -> (bool, bool, usize, bool) {

@@ -16,7 +16,7 @@ mod checksum;
 mod detect;
 
 use hmac::{Hmac, Mac};
-use palisade_jsonpath::{Outcome, Selection, push_index, push_name};
+use palisade_jsonpath::{Outcome, Selection, push_audit_name, push_index};
 use palisade_sdk::{
     Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result,
 };
@@ -200,7 +200,10 @@ impl Settings {
                 None => Document::Text(text),
             },
         };
-        Ok((!paths.is_empty()).then(|| (decoded.encode(&document), paths)))
+        // JSON is always sent as parsed: what was checked is what leaves, even when the
+        // bytes said more (a duplicate key whose first value the parser dropped).
+        let rewrite = !paths.is_empty() || !matches!(document, Document::Text(_));
+        Ok(rewrite.then(|| (decoded.encode(&document), paths)))
     }
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
@@ -271,6 +274,9 @@ impl Settings {
                     })
                 };
                 if map.keys().any(|k| detect(k).is_some()) {
+                    // One counter per replacement name: linear however many keys collide.
+                    let mut taken: std::collections::HashMap<String, usize> =
+                        std::collections::HashMap::new();
                     for (key, item) in std::mem::take(map) {
                         let Some((renamed, _)) = detect(&key) else {
                             map.insert(key, item);
@@ -280,19 +286,20 @@ impl Settings {
                         if self.mode == Mode::Remove {
                             continue;
                         }
-                        let mut name = renamed.clone();
-                        let mut n = 1;
-                        while map.contains_key(&name) {
-                            n += 1;
-                            name = format!("{renamed}#{n}");
-                        }
+                        let n = taken.entry(renamed.clone()).or_insert(0);
+                        *n += 1;
+                        let name = if *n == 1 {
+                            renamed
+                        } else {
+                            format!("{renamed}#{n}")
+                        };
                         map.insert(name, item);
                     }
                 }
                 let mut doomed = Vec::new();
                 for (key, item) in map.iter_mut() {
                     let len = path.len();
-                    push_name(path, key);
+                    push_audit_name(path, key);
                     if self.walk(item, path, found) {
                         doomed.push(key.clone());
                     }
@@ -325,6 +332,9 @@ impl Settings {
 }
 
 fn report(paths: &[String]) {
+    if paths.is_empty() {
+        return;
+    }
     for p in paths {
         palisade_sdk::redacted(p);
     }
