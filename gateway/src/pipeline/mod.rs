@@ -49,6 +49,9 @@ use crate::registry::Registry;
 use crate::resilience::{Kept, Shedder, retry_after};
 use crate::secrets::SecretStore;
 
+/// Redacted paths one audit block lists at most; past that it says how many more.
+const MAX_RECORDED_PATHS: usize = 1_000;
+
 /// The pipeline: routes (swapped on reload), the policy runtime, the ledger and metrics.
 pub struct Pipeline {
     routes: ArcSwap<Routes>,
@@ -421,6 +424,7 @@ impl Pipeline {
         record.redacted = trace
             .redacted
             .iter()
+            .take(MAX_RECORDED_PATHS)
             .map(|p| {
                 if p.starts_with("header:") {
                     p.clone() // a configured header name
@@ -429,6 +433,11 @@ impl Pipeline {
                 }
             })
             .collect();
+        if trace.redacted.len() > MAX_RECORDED_PATHS {
+            // A block stays small however many values one body had (a million NDJSON lines).
+            let more = trace.redacted.len() - MAX_RECORDED_PATHS;
+            record.redacted.push(format!("(+{more} more)"));
+        }
         let elapsed = started.elapsed();
         record.latency_us = elapsed.as_micros() as u64;
         let (tenant, route_name) = (record.tenant.clone(), record.route.clone());
