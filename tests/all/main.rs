@@ -7,6 +7,7 @@ mod cli;
 mod contract;
 mod fixtures;
 mod gateway;
+mod hardening_auth;
 mod hostile;
 mod layer;
 mod ledger;

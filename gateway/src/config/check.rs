@@ -429,17 +429,23 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
         );
     }
     let mut names = HashSet::new();
-    let jwt = file
-        .auth
-        .jwt
-        .iter()
-        .map(|j| (j, &j.get_ref().name, &j.get_ref().tenant));
-    let introspection = file
-        .auth
-        .introspection
-        .iter()
-        .map(|i| (i, &i.get_ref().name, &i.get_ref().tenant));
-    let mut each = |at: Span, name: &String, tenant: &Option<String>| {
+    let jwt = file.auth.jwt.iter().map(|j| {
+        (
+            j.span(),
+            &j.get_ref().name,
+            &j.get_ref().tenant,
+            j.get_ref().platform,
+        )
+    });
+    let introspection = file.auth.introspection.iter().map(|i| {
+        (
+            i.span(),
+            &i.get_ref().name,
+            &i.get_ref().tenant,
+            i.get_ref().platform,
+        )
+    });
+    let mut each = |at: Span, name: &String, tenant: &Option<String>, platform: bool| {
         let ctx = format!("auth {name:?}");
         if !valid_name(name) {
             r.add_at(
@@ -451,17 +457,22 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
         if !names.insert(name.clone()) {
             r.add_at(at.clone(), ctx.clone(), "name used twice in [auth]");
         }
+        if platform && tenant.is_some() {
+            r.add_at(
+                at.clone(),
+                ctx.clone(),
+                "`platform = true` and `tenant` exclude each other: a tenant's issuer never \
+                 grants platform roles",
+            );
+        }
         if let Some(t) = tenant
             && !tenants.contains_key(t)
         {
             r.add_at(at, ctx, format!("tenant {t:?} is not defined"));
         }
     };
-    for (at, name, tenant) in jwt {
-        each(at.span(), name, tenant);
-    }
-    for (at, name, tenant) in introspection {
-        each(at.span(), name, tenant);
+    for (at, name, tenant, platform) in jwt.chain(introspection) {
+        each(at, name, tenant, platform);
     }
     names
 }

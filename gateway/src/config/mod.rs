@@ -293,6 +293,12 @@ pub struct JwtIssuer {
     pub keys: Vec<JwtKey>,
     /// Every token of this issuer belongs to this tenant (instead of a claim).
     pub tenant: Option<String>,
+    /// The platform's own issuer: its tokens that name no tenant may carry platform
+    /// roles (`admin`, a platform-wide `auditor`) on the admin API. Tokens of any other
+    /// issuer, and this issuer's tokens that name a tenant, get at most that tenant's
+    /// roles in that tenant. Not allowed with `tenant`. By default `false`.
+    #[serde(default)]
+    pub platform: bool,
     /// The claim naming the caller's tenant. By default `tid`.
     #[serde(default = "d::tenant_claim")]
     pub tenant_claim: String,
@@ -347,6 +353,9 @@ pub struct Introspection {
     pub timeout_ms: u64,
     /// Every token of this endpoint belongs to this tenant (instead of a claim).
     pub tenant: Option<String>,
+    /// The platform's own endpoint: as [`JwtIssuer::platform`]. By default `false`.
+    #[serde(default)]
+    pub platform: bool,
     /// The member naming the caller's tenant. By default `tid`.
     #[serde(default = "d::tenant_claim")]
     pub tenant_claim: String,
