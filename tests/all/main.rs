@@ -8,6 +8,7 @@ mod contract;
 mod fixtures;
 mod gateway;
 mod hardening_auth;
+mod hardening_server;
 mod hostile;
 mod layer;
 mod ledger;

@@ -117,6 +117,9 @@ pub fn check(file: &File) -> Vec<Issue> {
             "max_in_flight, queue_target_ms and queue_interval_ms must be positive",
         );
     }
+    for problem in file.server.connections.problems() {
+        r.top("[server.connections]", problem);
+    }
     if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
         r.top("[audit]", "set `sqlite` or `postgres`, not both");
     }

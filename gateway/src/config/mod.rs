@@ -63,7 +63,9 @@ pub struct Server {
     pub admin: Option<String>,
     /// TLS 1.3 on the proxy listener. By default plain HTTP (HTTP/1.1 and h2c).
     pub tls: Option<Tls>,
-    /// Time allowed to send the request head. By default 10,000 ms.
+    /// Time allowed for a connection's first request head from accept (first bytes and
+    /// TLS handshake included), and for a later HTTP/1.1 head from its first byte. By
+    /// default 10,000 ms.
     #[serde(default = "d::header_timeout_ms")]
     pub header_timeout_ms: u64,
     /// Time allowed to send the whole request body. By default 30,000 ms.
@@ -88,6 +90,10 @@ pub struct Server {
     /// Gateway-wide load shedding (`docs/resilience.md`).
     #[serde(default)]
     pub overload: Overload,
+    /// Idle timeouts and connection caps (`[server.connections]`, owned by
+    /// [`crate::server`]).
+    #[serde(default)]
+    pub connections: crate::server::Connections,
 }
 
 /// `[server.overload]`: when the gateway sheds new work (503 `gateway_overloaded` with
@@ -977,6 +983,7 @@ impl File {
                 shutdown_grace_ms: 0,
                 admin_auth: Vec::new(),
                 overload: Overload::default(),
+                connections: crate::server::Connections::default(),
             },
             audit: Audit::default(),
             runtime: Runtime::default(),
