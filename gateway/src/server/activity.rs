@@ -38,6 +38,8 @@ pub(crate) struct Conn {
     responses: Mutex<Vec<(u64, Instant, bool)>>,
     next_response: AtomicU64,
     frames: Mutex<Frames>,
+    /// HTTP/1: the frames need not be followed (spares the lock on every read).
+    http1: AtomicBool,
     shed: AtomicBool,
     /// The last write to the client did not go through (its buffers are full).
     blocked: AtomicBool,
@@ -75,6 +77,7 @@ impl Conn {
             responses: Mutex::new(Vec::new()),
             next_response: AtomicU64::new(0),
             frames: Mutex::new(Frames::default()),
+            http1: AtomicBool::new(false),
             shed: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             last_deadline: AtomicU64::new(NONE),
@@ -131,7 +134,13 @@ impl Conn {
         {
             self.wake.notify_one();
         }
-        self.frames.lock().expect("frames lock").on_read(bytes);
+        if !self.http1.load(Ordering::Acquire) {
+            let mut frames = self.frames.lock().expect("frames lock");
+            frames.on_read(bytes);
+            if frames.is_http1() {
+                self.http1.store(true, Ordering::Release);
+            }
+        }
     }
 
     fn on_write_blocked(&self, blocked: bool) {
@@ -141,8 +150,9 @@ impl Conn {
     }
 
     fn on_write(&self, bytes: &[u8]) {
-        let mut frames = self.frames.lock().expect("frames lock");
-        frames.on_write(bytes);
+        if !self.http1.load(Ordering::Acquire) {
+            self.frames.lock().expect("frames lock").on_write(bytes);
+        }
     }
 
     /// Refusals of the HTTP/2 library to audit now (see [`Frames::settle`]).

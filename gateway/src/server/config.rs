@@ -40,7 +40,7 @@ pub struct Connections {
     #[serde(default = "d::max_per_listener")]
     pub max_per_listener: usize,
     /// Connections open at once from one peer IP address on the proxy listener. By
-    /// default 256 (raise it behind a load balancer or NAT).
+    /// default 1,024 (raise it behind a load balancer or NAT).
     #[serde(default = "d::max_per_peer")]
     pub max_per_peer: usize,
     /// Connections open at once on the admin listener. By default 256.
@@ -129,7 +129,7 @@ mod d {
         10_000
     }
     pub(super) fn max_per_peer() -> usize {
-        256
+        1024
     }
     pub(super) fn admin_max_per_listener() -> usize {
         256

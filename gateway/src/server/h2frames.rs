@@ -245,6 +245,11 @@ impl Frames {
         self.protocol == Protocol::Http2
     }
 
+    /// Whether the client spoke HTTP/1 (nothing more to follow).
+    pub(crate) fn is_http1(&self) -> bool {
+        self.protocol == Protocol::Http1
+    }
+
     /// The refusals to audit now. `delivered` is how many requests the service got on
     /// this connection; `quiet` says none is in progress (every stream the library
     /// accepted has reached the service, and every answer has been handed over).

@@ -8,16 +8,16 @@
 //! - first bytes, TLS handshake and first request head within `header_timeout_ms` of
 //!   accept, later HTTP/1.1 heads within it of their first byte; idle connections
 //!   closed after `idle_timeout_ms`; each response handed to the client by its
-//!   deadline (see [`conn`]);
+//!   deadline (`server/conn.rs`);
 //! - connections capped per listener and per peer address, the longest idle ones shed
-//!   first (see [`table`]); the descriptor limit raised at start and the caps fitted
-//!   into it (see [`fdlimit`]);
+//!   first (`server/table.rs`); the descriptor limit raised at start and the caps
+//!   fitted into it (`server/fdlimit.rs`);
 //! - HTTP/2 streams per connection capped at `max_concurrent_streams`; a client that
 //!   resets streams faster than they are accepted (rapid reset) gets `GOAWAY`; an idle
 //!   peer is pinged and dropped when it does not answer.
 //!
 //! Every request refused here leaves exactly one block in the audit ledger with its
-//! [`refusal::Refusal`] cause (`bad_request`, `header_too_large`, `header_timeout`,
+//! `Refusal` cause (`bad_request`, `header_too_large`, `header_timeout`,
 //! `stream_refused`, `too_many_resets`, `connection_shed`); connections that never
 //! started a request (silent, idle) close without one.
 
