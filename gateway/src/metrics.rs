@@ -65,6 +65,17 @@ struct UpstreamStateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: String,
+    reason: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -98,6 +109,8 @@ pub struct Metrics {
     breaker_transitions: Family<UpstreamStateLabels, Counter>,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
     upstream_attempts: Family<UpstreamKindLabels, Counter>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_closed: Family<ClosedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +142,8 @@ impl Metrics {
             breaker_transitions: Family::default(),
             upstream_in_flight: Family::default(),
             upstream_attempts: Family::default(),
+            connections_open: Family::default(),
+            connections_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -190,6 +205,18 @@ impl Metrics {
             "upstream_attempts",
             "Extra upstream attempts: retry, hedge, hedge_won, budget_exhausted",
             m.upstream_attempts.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open per listener (proxy, admin)",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed per listener, by reason: client, idle, silent, \
+             header_timeout, response_deadline, shed, refused (at the caps), tls_handshake, \
+             shutdown",
+            m.connections_closed.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -298,6 +325,25 @@ impl Metrics {
             .get_or_create(&UpstreamKindLabels {
                 upstream: upstream.into(),
                 kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// Sets a listener's count of open connections.
+    pub(crate) fn connections_open(&self, listener: &str, n: usize) {
+        self.connections_open
+            .get_or_create(&ListenerLabels {
+                listener: listener.into(),
+            })
+            .set(n as i64);
+    }
+
+    /// Counts a closed (or refused) connection.
+    pub(crate) fn connection_closed(&self, listener: &str, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels {
+                listener: listener.into(),
+                reason: reason.into(),
             })
             .inc();
     }

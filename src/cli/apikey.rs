@@ -30,7 +30,9 @@ pub(crate) enum ApiKeyCommand {
     Create {
         #[command(flatten)]
         at: KeyFileArgs,
-        /// The tenant whose routes the key opens (not needed for `admin`/`auditor` keys).
+        /// The tenant whose routes the key opens. Without it the key is a platform key
+        /// (`admin`, platform-wide `auditor`); a tenant's key holds only that tenant's
+        /// roles.
         #[arg(long)]
         tenant: Option<String>,
         /// Scopes, comma-separated.
@@ -88,6 +90,12 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
             match &tenant {
                 None if !platform => {
                     return Err("--tenant is required (except for admin and auditor keys)".into());
+                }
+                Some(t) if roles.iter().any(|r| Role::parse(r) == Some(Role::Admin)) => {
+                    return Err(format!(
+                        "`admin` is a platform role: a key of tenant {t:?} cannot hold it \
+                         (create a platform key without --tenant)"
+                    ));
                 }
                 Some(t) if tenants.as_ref().is_some_and(|ts| !ts.contains(t)) => {
                     return Err(format!("tenant {t:?} is not defined in the config"));

@@ -47,7 +47,7 @@ async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// A Python 3 with PyJWT and cryptography (Debian: python3-jwt, python3-cryptography).
-fn python_with_pyjwt() -> &'static str {
+pub(crate) fn python_with_pyjwt() -> &'static str {
     let find = || {
         ["python3", "/usr/bin/python3"].into_iter().find(|py| {
             std::process::Command::new(py)

@@ -249,6 +249,8 @@ impl KeyStore {
             tenant: entry.tenant.clone(),
             scopes: entry.scopes.clone(),
             roles: entry.roles.clone(),
+            // The key file is the operator's: a key without a tenant is a platform key.
+            platform: entry.tenant.is_none(),
             claims,
         })
     }

@@ -216,6 +216,7 @@ impl Introspector {
             tenant,
             scopes: string_list(members.get(&self.cfg.scope_claim)),
             roles: string_list(members.get(&self.cfg.roles_claim)),
+            platform: self.cfg.platform,
             claims: members.into_iter().collect(),
         };
         (Ok(caller), ttl)

@@ -33,6 +33,8 @@ struct Issuer {
     name: String,
     validation: Validation,
     tenant: Option<String>,
+    /// Configured as the platform's issuer (`platform = true`).
+    platform: bool,
     tenant_claim: String,
     scope_claim: String,
     roles_claim: String,
@@ -106,6 +108,7 @@ impl Issuers {
                 name: cfg.name.clone(),
                 validation,
                 tenant: cfg.tenant.clone(),
+                platform: cfg.platform,
                 tenant_claim: cfg.tenant_claim.clone(),
                 scope_claim: cfg.scope_claim.clone(),
                 roles_claim: cfg.roles_claim.clone(),
@@ -185,6 +188,7 @@ fn caller(issuer: &Issuer, claims: Map<String, Value>) -> Caller {
         tenant,
         scopes: string_list(claims.get(&issuer.scope_claim)),
         roles: string_list(claims.get(&issuer.roles_claim)),
+        platform: issuer.platform,
         claims: claims.into_iter().collect(),
     }
 }

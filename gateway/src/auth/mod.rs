@@ -48,8 +48,13 @@ pub struct Caller {
     pub tenant: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
-    /// Roles.
+    /// Roles, as the credential states them (routes check them as they are; the admin
+    /// API only through [`Caller::principal`]).
     pub roles: Vec<String>,
+    /// The credential is a platform credential: an API key without a tenant, or a token
+    /// of an issuer or introspection endpoint configured with `platform = true`. Client
+    /// certificates never are.
+    pub platform: bool,
     /// Verified claims (JWT claims, introspection members, key or certificate facts).
     pub claims: Vec<(String, serde_json::Value)>,
 }
@@ -64,12 +69,21 @@ impl Caller {
         }
     }
 
-    /// The admin side's view of this caller.
+    /// The admin side's view of this caller: a credential of a tenant holds at most
+    /// that tenant's roles (`tenant-admin`, `auditor` of the tenant, `service`), never
+    /// `admin`; platform roles come only from a platform credential that names no
+    /// tenant; a credential with neither a tenant nor the platform's trust holds no role.
     pub fn principal(&self) -> Principal {
+        let roles = self.roles.iter().filter_map(|r| Role::parse(r));
+        let roles = match (&self.tenant, self.platform) {
+            (Some(_), _) => roles.filter(|r| r.is_tenant_role()).collect(),
+            (None, true) => roles.collect(),
+            (None, false) => Vec::new(),
+        };
         Principal {
             subject: self.subject.clone(),
             tenant: self.tenant.clone(),
-            roles: self.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            roles,
         }
     }
 }
@@ -277,6 +291,7 @@ impl Authenticator {
                                 tenant: Some(tenant),
                                 scopes: Vec::new(),
                                 roles: Vec::new(),
+                                platform: false,
                             }),
                             None => Err(invalid("client_certificate_unknown")),
                         };
@@ -385,5 +400,51 @@ pub(crate) fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
             .filter_map(|x| x.as_str().map(str::to_string))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(scheme: Scheme, tenant: Option<&str>, platform: bool) -> Caller {
+        Caller {
+            scheme,
+            subject: "s".into(),
+            tenant: tenant.map(str::to_string),
+            scopes: Vec::new(),
+            roles: ["admin", "tenant-admin", "auditor", "service", "ops"]
+                .map(String::from)
+                .to_vec(),
+            platform,
+            claims: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn platform_roles_come_only_from_platform_credentials_without_a_tenant() {
+        let all = vec![Role::Admin, Role::TenantAdmin, Role::Auditor, Role::Service];
+        let tenant_roles = vec![Role::TenantAdmin, Role::Auditor, Role::Service];
+        for scheme in [Scheme::Jwt, Scheme::Oauth2, Scheme::ApiKey, Scheme::Mtls] {
+            // A tenant's credential, whether or not its issuer is the platform's.
+            for platform in [false, true] {
+                let p = caller(scheme, Some("acme"), platform).principal();
+                assert_eq!(p.roles, tenant_roles, "{scheme:?} platform={platform}");
+                assert!(!p.may(Action::ManageModules("globex")));
+                assert!(!p.may(Action::VerifyAudit));
+            }
+            // No tenant and not the platform's: nothing.
+            let p = caller(scheme, None, false).principal();
+            assert!(p.roles.is_empty(), "{scheme:?}");
+        }
+        let p = caller(Scheme::Jwt, None, true).principal();
+        assert_eq!(p.roles, all);
+        assert!(p.may(Action::ManageModules("globex")));
+        // Routes still see the roles the credential states.
+        assert!(
+            caller(Scheme::Jwt, Some("acme"), false)
+                .roles
+                .contains(&"admin".to_string())
+        );
     }
 }

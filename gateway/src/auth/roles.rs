@@ -1,13 +1,19 @@
 //! Roles on the admin side: who may manage modules and keys and read the audit ledger.
 //!
-//! | role | may |
-//! | --- | --- |
-//! | `admin` | everything, for every tenant |
-//! | `tenant-admin` | manage and read its own tenant's modules and secrets; read its own tenant's audit blocks |
-//! | `auditor` | read and verify the whole audit ledger; read (not change) every tenant's modules; list (not read) secrets |
-//! | `service` | nothing on the admin API: a data-plane caller (routes may require it) |
+//! A principal is either the **platform's** (its credential names no tenant and is a
+//! platform credential: an API key without a tenant, a token of an issuer with
+//! `platform = true`) or a **tenant's** (its credential names a tenant: the key's
+//! tenant, the issuer's `tenant`, the token's tenant claim, the certificate's CA).
 //!
-//! A principal without a tenant cannot act as `tenant-admin`.
+//! | role | platform principal | principal of tenant T |
+//! | --- | --- | --- |
+//! | `admin` | everything, for every tenant | never granted (dropped) |
+//! | `tenant-admin` | nothing (it has no tenant) | manage and read T's modules and secrets; read T's audit blocks |
+//! | `auditor` | read and verify the whole audit ledger; read every tenant's modules; list (not read) every tenant's secrets | read T's modules, list T's secrets, read T's audit blocks; not the whole ledger |
+//! | `service` | nothing on the admin API | nothing on the admin API (a data-plane caller) |
+//!
+//! [`crate::auth::Caller::principal`] applies the left column only to platform
+//! credentials; any other credential without a tenant holds no role.
 
 use serde::Serialize;
 
@@ -36,6 +42,11 @@ impl Role {
             _ => return None,
         })
     }
+
+    /// Whether a tenant's credential may hold this role (all but `admin`).
+    pub fn is_tenant_role(self) -> bool {
+        !matches!(self, Role::Admin)
+    }
 }
 
 /// Something done on the admin API, with the tenant it concerns.
@@ -60,9 +71,9 @@ pub enum Action<'a> {
 pub struct Principal {
     /// Who (never a credential).
     pub subject: String,
-    /// The tenant its credential belongs to, if any.
+    /// The tenant its credential belongs to; `None` for the platform's principals.
     pub tenant: Option<String>,
-    /// Its admin roles.
+    /// Its admin roles (already limited to what its credential may grant).
     pub roles: Vec<Role>,
 }
 
@@ -75,17 +86,24 @@ impl Principal {
         self.has(Role::TenantAdmin) && self.tenant.as_deref() == Some(tenant)
     }
 
-    /// Whether this principal may do `action`.
+    /// Whether this principal may do `action`. `admin` and the platform-wide reach of
+    /// `auditor` need a principal without a tenant; an `auditor` of a tenant reads only
+    /// that tenant.
     pub fn may(&self, action: Action<'_>) -> bool {
-        if self.has(Role::Admin) {
+        let platform = self.tenant.is_none();
+        if platform && self.has(Role::Admin) {
             return true;
         }
+        let reads = |t: &str| {
+            self.owns(t)
+                || (self.has(Role::Auditor) && (platform || self.tenant.as_deref() == Some(t)))
+        };
         match action {
             Action::ManageModules(t) | Action::ManageSecrets(t) => self.owns(t),
-            Action::ReadSecrets(t) => self.owns(t) || self.has(Role::Auditor),
-            Action::ReadModules(t) => self.owns(t) || self.has(Role::Auditor),
-            Action::ReadAudit(Some(t)) => self.owns(t) || self.has(Role::Auditor),
-            Action::ReadAudit(None) | Action::VerifyAudit => self.has(Role::Auditor),
+            Action::ReadSecrets(t) | Action::ReadModules(t) | Action::ReadAudit(Some(t)) => {
+                reads(t)
+            }
+            Action::ReadAudit(None) | Action::VerifyAudit => platform && self.has(Role::Auditor),
         }
     }
 }
@@ -134,5 +152,25 @@ mod tests {
         assert!(!auditor.may(Action::ManageSecrets("acme")));
         assert!(auditor.may(Action::ReadSecrets("acme")));
         assert!(!service.may(Action::ReadSecrets("acme")));
+    }
+
+    #[test]
+    fn a_tenant_principal_never_acts_for_the_platform() {
+        // However it was built, a principal with a tenant is held to that tenant.
+        let acme = p(Some("acme"), &[Role::Admin, Role::Auditor]);
+        assert!(!acme.may(Action::ManageModules("globex")));
+        assert!(
+            !acme.may(Action::ManageModules("acme")),
+            "admin is not tenant-admin"
+        );
+        assert!(!acme.may(Action::ManageSecrets("acme")));
+        assert!(!acme.may(Action::VerifyAudit));
+        assert!(!acme.may(Action::ReadAudit(None)));
+        assert!(acme.may(Action::ReadModules("acme")));
+        assert!(acme.may(Action::ReadSecrets("acme")));
+        assert!(acme.may(Action::ReadAudit(Some("acme"))));
+        assert!(!acme.may(Action::ReadModules("globex")));
+        assert!(!acme.may(Action::ReadSecrets("globex")));
+        assert!(!acme.may(Action::ReadAudit(Some("globex"))));
     }
 }

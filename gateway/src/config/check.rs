@@ -117,6 +117,9 @@ pub fn check(file: &File) -> Vec<Issue> {
             "max_in_flight, queue_target_ms and queue_interval_ms must be positive",
         );
     }
+    for problem in file.server.connections.problems() {
+        r.top("[server.connections]", problem);
+    }
     if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
         r.top("[audit]", "set `sqlite` or `postgres`, not both");
     }
@@ -429,17 +432,23 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
         );
     }
     let mut names = HashSet::new();
-    let jwt = file
-        .auth
-        .jwt
-        .iter()
-        .map(|j| (j, &j.get_ref().name, &j.get_ref().tenant));
-    let introspection = file
-        .auth
-        .introspection
-        .iter()
-        .map(|i| (i, &i.get_ref().name, &i.get_ref().tenant));
-    let mut each = |at: Span, name: &String, tenant: &Option<String>| {
+    let jwt = file.auth.jwt.iter().map(|j| {
+        (
+            j.span(),
+            &j.get_ref().name,
+            &j.get_ref().tenant,
+            j.get_ref().platform,
+        )
+    });
+    let introspection = file.auth.introspection.iter().map(|i| {
+        (
+            i.span(),
+            &i.get_ref().name,
+            &i.get_ref().tenant,
+            i.get_ref().platform,
+        )
+    });
+    let mut each = |at: Span, name: &String, tenant: &Option<String>, platform: bool| {
         let ctx = format!("auth {name:?}");
         if !valid_name(name) {
             r.add_at(
@@ -451,17 +460,22 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
         if !names.insert(name.clone()) {
             r.add_at(at.clone(), ctx.clone(), "name used twice in [auth]");
         }
+        if platform && tenant.is_some() {
+            r.add_at(
+                at.clone(),
+                ctx.clone(),
+                "`platform = true` and `tenant` exclude each other: a tenant's issuer never \
+                 grants platform roles",
+            );
+        }
         if let Some(t) = tenant
             && !tenants.contains_key(t)
         {
             r.add_at(at, ctx, format!("tenant {t:?} is not defined"));
         }
     };
-    for (at, name, tenant) in jwt {
-        each(at.span(), name, tenant);
-    }
-    for (at, name, tenant) in introspection {
-        each(at.span(), name, tenant);
+    for (at, name, tenant, platform) in jwt.chain(introspection) {
+        each(at, name, tenant, platform);
     }
     names
 }

@@ -63,7 +63,9 @@ pub struct Server {
     pub admin: Option<String>,
     /// TLS 1.3 on the proxy listener. By default plain HTTP (HTTP/1.1 and h2c).
     pub tls: Option<Tls>,
-    /// Time allowed to send the request head. By default 10,000 ms.
+    /// Time allowed for a connection's first request head from accept (first bytes and
+    /// TLS handshake included), and for a later HTTP/1.1 head from its first byte. By
+    /// default 10,000 ms.
     #[serde(default = "d::header_timeout_ms")]
     pub header_timeout_ms: u64,
     /// Time allowed to send the whole request body. By default 30,000 ms.
@@ -93,6 +95,10 @@ pub struct Server {
     /// headers are removed and replaced by what the gateway saw. By default none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Idle timeouts and connection caps (`[server.connections]`, owned by
+    /// [`crate::server`]).
+    #[serde(default)]
+    pub connections: crate::server::Connections,
 }
 
 /// `[server.overload]`: when the gateway sheds new work (503 `gateway_overloaded` with
@@ -298,6 +304,12 @@ pub struct JwtIssuer {
     pub keys: Vec<JwtKey>,
     /// Every token of this issuer belongs to this tenant (instead of a claim).
     pub tenant: Option<String>,
+    /// The platform's own issuer: its tokens that name no tenant may carry platform
+    /// roles (`admin`, a platform-wide `auditor`) on the admin API. Tokens of any other
+    /// issuer, and this issuer's tokens that name a tenant, get at most that tenant's
+    /// roles in that tenant. Not allowed with `tenant`. By default `false`.
+    #[serde(default)]
+    pub platform: bool,
     /// The claim naming the caller's tenant. By default `tid`.
     #[serde(default = "d::tenant_claim")]
     pub tenant_claim: String,
@@ -352,6 +364,9 @@ pub struct Introspection {
     pub timeout_ms: u64,
     /// Every token of this endpoint belongs to this tenant (instead of a claim).
     pub tenant: Option<String>,
+    /// The platform's own endpoint: as [`JwtIssuer::platform`]. By default `false`.
+    #[serde(default)]
+    pub platform: bool,
     /// The member naming the caller's tenant. By default `tid`.
     #[serde(default = "d::tenant_claim")]
     pub tenant_claim: String,
@@ -984,6 +999,7 @@ impl File {
                 admin_auth: Vec::new(),
                 overload: Overload::default(),
                 trusted_proxies: Vec::new(),
+                connections: crate::server::Connections::default(),
             },
             audit: Audit::default(),
             runtime: Runtime::default(),

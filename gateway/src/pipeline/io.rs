@@ -1,5 +1,6 @@
 //! Reading bodies under limits, converting messages, and talking to the upstream.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -160,9 +161,19 @@ pub(crate) async fn read_response(
     })
 }
 
+/// When a response must be fully handed to the client: the route's total deadline (a
+/// response extension the server enforces on the client's connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseDeadline(pub(crate) tokio::time::Instant);
+
 /// Streams an upstream response through untouched (no policy reads it), holding
 /// `slot` of the upstream's in-flight cap until the body ends, and cutting the body at
 /// `deadline` (the route's total timeout).
+///
+/// The cut does not wait for the client: if nobody polls the body by then (a client
+/// that stopped reading, an HTTP/2 stream without window), a watchdog drops the
+/// upstream body (closing that upstream connection) and frees the slot at the
+/// deadline; the next poll, if any, ends the body with [`Error::UpstreamDeadline`].
 pub(crate) fn stream_response(
     res: http::Response<hyper::body::Incoming>,
     slot: UpstreamSlot,
@@ -170,19 +181,40 @@ pub(crate) fn stream_response(
 ) -> http::Response<Body> {
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    parts.extensions.insert(ResponseDeadline(deadline));
+    let upstream = Arc::new(Mutex::new(Some((body, slot))));
+    let weak = Arc::downgrade(&upstream);
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if let Some(upstream) = weak.upgrade() {
+            let cut = upstream.lock().expect("upstream body lock").take();
+            if cut.is_some() {
+                tracing::debug!("upstream body released at the route's total timeout");
+            }
+        }
+    });
     let bounded = Bounded {
-        inner: body,
+        upstream,
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        _slot: slot,
+        watchdog,
     };
     http::Response::from_parts(parts, bounded.boxed())
 }
 
+type Held = Arc<Mutex<Option<(hyper::body::Incoming, UpstreamSlot)>>>;
+
 /// An upstream body cut at a deadline, holding its upstream slot.
 struct Bounded {
-    inner: hyper::body::Incoming,
+    /// Taken by the watchdog at the deadline.
+    upstream: Held,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    _slot: UpstreamSlot,
+    watchdog: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bounded {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+    }
 }
 
 impl hyper::body::Body for Bounded {
@@ -194,24 +226,46 @@ impl hyper::body::Body for Bounded {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
         use std::future::Future as _;
+        use std::task::Poll;
         let this = &mut *self;
-        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-            return std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        {
+            let mut held = this.upstream.lock().expect("upstream body lock");
+            let Some((inner, _)) = held.as_mut() else {
+                return Poll::Ready(Some(Err(Error::UpstreamDeadline.into())));
+            };
+            if let Poll::Ready(frame) = std::pin::Pin::new(inner).poll_frame(cx) {
+                if frame.is_none() {
+                    // Done: the upstream connection goes back to its pool now.
+                    held.take();
+                }
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            }
         }
         match this.deadline.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => {
+            Poll::Ready(()) => {
                 tracing::debug!("upstream body cut at the route's total timeout");
-                std::task::Poll::Ready(Some(Err(Error::UpstreamDeadline.into())))
+                this.upstream.lock().expect("upstream body lock").take();
+                Poll::Ready(Some(Err(Error::UpstreamDeadline.into())))
             }
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.upstream
+            .lock()
+            .expect("upstream body lock")
+            .as_ref()
+            .is_some_and(|(inner, _)| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+        self.upstream
+            .lock()
+            .expect("upstream body lock")
+            .as_ref()
+            .map_or_else(hyper::body::SizeHint::default, |(inner, _)| {
+                inner.size_hint()
+            })
     }
 }

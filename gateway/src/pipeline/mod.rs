@@ -37,6 +37,7 @@ use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 
 use self::forward::Target;
 use self::io::ReadError;
+pub(crate) use self::io::ResponseDeadline;
 pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
 use crate::auth::{Authenticator, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
@@ -304,6 +305,7 @@ impl Pipeline {
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
         let started = Instant::now();
+        let begun = tokio::time::Instant::now();
         // Phase: correlation id.
         let cid = correlation_id(req.headers());
         // Routing works on the normalized path; a path that could mean something else
@@ -472,15 +474,24 @@ impl Pipeline {
         self.metrics
             .request(&tenant, &route_name, response.status().as_u16(), elapsed);
 
-        // Phase: response.
+        // Phase: response. The route's total deadline covers sending it too.
         if let Ok(v) = HeaderValue::from_str(&cid) {
             response.headers_mut().insert("x-correlation-id", v);
+        }
+        if let Some(r) = &route
+            && response.extensions().get::<ResponseDeadline>().is_none()
+        {
+            response
+                .extensions_mut()
+                .insert(ResponseDeadline(begun + r.total));
         }
         response
     }
 
-    /// Records a request refused by the connection itself (431, header timeout): it
-    /// never reached a route, but it still gets a block.
+    /// Records a request refused by the connection itself (400 `bad_request`, 431
+    /// `header_too_large`, 408 `header_timeout`, HTTP/2 stream refusals; see
+    /// [`crate::server`]): it never reached a route, but it still gets a block. Nothing
+    /// of the request is recorded beyond `status` and `cause`.
     pub async fn audit_refused(&self, status: StatusCode, cause: &str) {
         self.metrics.limit("", "", cause);
         self.metrics
@@ -657,8 +668,8 @@ impl Pipeline {
                 decision: "allowed",
             });
         }
-        let response =
-            io::read_response(answer.response, route.max_response, answer.deadline).await?;
+        let deadline = answer.deadline;
+        let response = io::read_response(answer.response, route.max_response, deadline).await?;
         drop(answer.slot);
 
         // Phase: response policies.
@@ -670,8 +681,10 @@ impl Pipeline {
 
         // Phase: redaction.
         let response = self.redact(route, response, trace)?;
+        let mut response = io::to_http(response);
+        response.extensions_mut().insert(ResponseDeadline(deadline));
         Ok(Outcome {
-            response: io::to_http(response),
+            response,
             decision: "allowed",
         })
     }

@@ -1,38 +1,54 @@
 //! Listeners and connections: HTTP/1.1 and HTTP/2 (h2c, or ALPN over TLS 1.3), the
 //! connection-level limits, the admin listener, reload and graceful shutdown.
 //!
-//! Connection limits, enforced before the pipeline runs:
+//! Connection limits, enforced before the pipeline runs, on every listener (proxy,
+//! TLS, admin with `/metrics`):
 //! - request head larger than `max_header_bytes` or with more than `max_headers` fields:
-//!   431 (HTTP/1.1), or a stream reset with the header list limit (HTTP/2);
-//! - request head not complete within `header_timeout_ms`: the connection is closed;
+//!   431 (HTTP/1.1), or the HTTP/2 library's own 431;
+//! - first bytes, TLS handshake and first request head within `header_timeout_ms` of
+//!   accept, later HTTP/1.1 heads within it of their first byte; idle connections
+//!   closed after `idle_timeout_ms`; each response handed to the client by its
+//!   deadline (`server/conn.rs`);
+//! - connections capped per listener and per peer address, the longest idle ones shed
+//!   first (`server/table.rs`); the descriptor limit raised at start and the caps
+//!   fitted into it (`server/fdlimit.rs`);
 //! - HTTP/2 streams per connection capped at `max_concurrent_streams`; a client that
-//!   resets streams faster than they are accepted (rapid reset) gets `GOAWAY`.
+//!   resets streams faster than they are accepted (rapid reset) gets `GOAWAY`; an idle
+//!   peer is pinged and dropped when it does not answer.
 //!
-//! Each of these still leaves a block in the audit ledger (`header_too_large`,
-//! `header_timeout`).
+//! Every request refused here leaves exactly one block in the audit ledger with its
+//! `Refusal` cause (`bad_request`, `header_too_large`, `header_timeout`,
+//! `stream_refused`, `too_many_resets`, `connection_shed`); connections that never
+//! started a request (silent, idle) close without one.
+
+mod activity;
+mod config;
+mod conn;
+mod fdlimit;
+mod h2frames;
+mod refusal;
+mod table;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use palisade_ledger::{Durability, Ledger, Options, Target, checkpoint};
 use palisade_runtime::Engine;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use self::config::Connections;
+use self::config::Limits;
+use self::conn::{App, Listener};
+use self::table::Table;
 use crate::admin::{Admin, LedgerInfo};
-use crate::auth::ClientCertificate;
-use crate::config::{self, File, Invalid};
+use crate::config::{self as file_config, File, Invalid};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -84,8 +100,8 @@ impl Gateway {
     ///
     /// [`StartError`] naming what is wrong (for a config, every problem).
     pub fn from_file(path: &Path) -> Result<Self, StartError> {
-        let file = config::load(path)?;
-        let mut issues = config::check(&file);
+        let file = file_config::load(path)?;
+        let mut issues = file_config::check(&file);
         if let Err(auth) = crate::auth::Authenticator::build(&file) {
             issues.extend(auth.issues);
         }
@@ -149,35 +165,78 @@ impl Gateway {
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = &server.connections;
+        let upstream_fds: u64 = self
+            .file
+            .upstreams
+            .iter()
+            .map(|u| u64::from(u.get_ref().max_in_flight) + u.get_ref().max_idle_connections as u64)
+            .sum();
+        let (proxy_max, admin_max) = fdlimit::fit(
+            fdlimit::raise(),
+            upstream_fds,
+            connections.max_per_listener,
+            connections.admin_max_per_listener,
+        );
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The head deadline is the connection supervisor's (it also covers the version
+        // prefix and the TLS handshake, and is not an idle timeout).
         builder
             .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(server.header_timeout_ms))
+            .header_read_timeout(None)
             .max_buf_size(server.max_header_bytes)
             .max_headers(server.max_headers);
         builder
             .http2()
             .timer(TokioTimer::new())
+            .keep_alive_interval(Some(connections.http2_keep_alive_interval))
+            .keep_alive_timeout(connections.http2_keep_alive_timeout)
             .max_header_list_size(server.max_header_bytes as u32)
             .max_concurrent_streams(server.max_concurrent_streams)
             .max_pending_accept_reset_streams(Some(20))
             .max_local_error_reset_streams(Some(256));
+        let limits = |max_per_listener, max_per_peer| Limits {
+            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            idle_timeout: connections.idle_timeout,
+            max_per_listener,
+            max_per_peer,
+        };
         let grace = Duration::from_millis(server.shutdown_grace_ms);
+        let proxy_limits = limits(proxy_max, connections.max_per_peer);
         let proxy = tokio::spawn(accept_loop(
             listener,
-            tls,
-            builder,
-            self.pipeline.clone(),
-            stop_rx.clone(),
-            grace,
+            Arc::new(Listener {
+                name: "proxy",
+                app: App::Proxy(self.pipeline.clone()),
+                builder: builder.clone(),
+                tls,
+                limits: proxy_limits,
+                table: Table::new(proxy_limits.max_per_listener, proxy_limits.max_per_peer),
+                stop: stop_rx.clone(),
+                shutdown_grace: grace,
+            }),
         ));
-        let handler = Arc::new(Admin {
-            pipeline: self.pipeline.clone(),
-            schemes: server.admin_auth.clone(),
-            ledger: self.ledger.clone(),
+        let admin_task = admin.map(|l| {
+            let admin_limits = limits(admin_max, connections.admin_max_per_peer);
+            let handler = Arc::new(Admin {
+                pipeline: self.pipeline.clone(),
+                schemes: server.admin_auth.clone(),
+                ledger: self.ledger.clone(),
+            });
+            tokio::spawn(accept_loop(
+                l,
+                Arc::new(Listener {
+                    name: "admin",
+                    app: App::Admin(handler),
+                    builder: builder.clone(),
+                    tls: None,
+                    limits: admin_limits,
+                    table: Table::new(admin_limits.max_per_listener, admin_limits.max_per_peer),
+                    stop: stop_rx.clone(),
+                    shutdown_grace: grace,
+                }),
+            ))
         });
-        let admin_task = admin.map(|l| tokio::spawn(admin_loop(l, handler, stop_rx.clone())));
         if self.pipeline.registry().is_some() {
             tokio::spawn(follow_registry(self.pipeline.clone(), stop_rx));
         }
@@ -234,8 +293,8 @@ fn open_ledger(file: &File) -> Result<(Ledger, LedgerInfo), StartError> {
         target,
         Options {
             durability: match a.durability {
-                config::Durability::Sync => Durability::Sync,
-                config::Durability::Async => Durability::Async,
+                file_config::Durability::Sync => Durability::Sync,
+                file_config::Durability::Async => Durability::Async,
             },
             checkpoints,
             commit_delay: Duration::from_micros(a.commit_delay_us),
@@ -268,138 +327,33 @@ fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
-    pipeline: Arc<Pipeline>,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
+/// Accepts connections until the stop signal, then waits (up to the shutdown grace)
+/// for the open ones to finish.
+async fn accept_loop(listener: TcpListener, l: Arc<Listener>) {
+    let mut stop = l.stop.clone();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => {
+                Err(e) => {
                     // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(listener = l.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop.changed() => break,
         };
-        let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let pipeline = pipeline.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve(TokioIo::new(tcp), peer, None, builder, pipeline, watcher).await,
-                Some(acceptor) => {
-                    // The handshake is bounded like a request head.
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
-                        Ok(Ok(stream)) => {
-                            let cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| ClientCertificate::new(c.to_vec()));
-                            serve(TokioIo::new(stream), peer, cert, builder, pipeline, watcher)
-                                .await;
-                        }
-                        Ok(Err(e)) if is_client_cert_error(&e) => {
-                            pipeline
-                                .audit_refused(
-                                    StatusCode::UNAUTHORIZED,
-                                    "client_certificate_rejected",
-                                )
-                                .await;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
+        let Some(admitted) = conn::admit(&l, peer, tokio::time::Instant::now()) else {
+            continue;
+        };
+        tokio::spawn(conn::serve(l.clone(), tcp, peer, admitted));
     }
     drop(listener);
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
-}
-
-/// Whether a failed handshake was the client's certificate being refused.
-fn is_client_cert_error(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|e| {
-            matches!(
-                e,
-                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-            )
-        })
-}
-
-async fn serve<I>(
-    io: TokioIo<I>,
-    peer: SocketAddr,
-    cert: Option<ClientCertificate>,
-    builder: auto::Builder<TokioExecutor>,
-    pipeline: Arc<Pipeline>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let p = pipeline.clone();
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
-        let p = p.clone();
-        if let Some(c) = &cert {
-            req.extensions_mut().insert(c.clone());
-        }
-        async move { Ok::<_, std::convert::Infallible>(p.handle(req, peer).await) }
-    });
-    let conn = builder.serve_connection(io, service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        let cause = e.downcast_ref::<hyper::Error>().and_then(|e| {
-            if e.is_parse_too_large() {
-                Some((
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "header_too_large",
-                ))
-            } else if e.is_timeout() {
-                Some((StatusCode::REQUEST_TIMEOUT, "header_timeout"))
-            } else {
-                None
-            }
-        });
-        if let Some((status, cause)) = cause {
-            pipeline.audit_refused(status, cause).await;
-        }
-    }
-}
-
-async fn admin_loop(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
+    // Each connection got the signal too and closes within the grace.
+    let deadline = tokio::time::Instant::now() + l.shutdown_grace + Duration::from_secs(1);
+    while l.table.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -471,7 +425,7 @@ impl Running {
     ///
     /// [`Invalid`] with every problem; the old routes stay in service.
     pub fn reload(&self) -> Result<(), Invalid> {
-        let file = config::load(&self.file_path)?;
+        let file = file_config::load(&self.file_path)?;
         self.pipeline.reload(&file)
     }
 
