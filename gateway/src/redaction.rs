@@ -280,7 +280,7 @@ impl Redactor {
         if self.rules.is_empty() || body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Redacted::default());
         }
-        let mut decoded = decode(body, content_type).map_err(|e| match e {
+        let decoded = decode(body, content_type).map_err(|e| match e {
             Unreadable::Charset | Unreadable::NotText => RedactionError::NotUtf8,
             Unreadable::Escaped if !self.has_path_rules() => RedactionError::Escaped,
             Unreadable::BrokenJson | Unreadable::Escaped => RedactionError::NotJson,
@@ -293,36 +293,18 @@ impl Redactor {
                 return Err(RedactionError::NotUtf8);
             }
         }
-        let mut paths = Vec::new();
-        let document = match std::mem::replace(&mut decoded.document, Document::Lines(Vec::new())) {
-            Document::Json(mut doc) => {
-                paths = self.redact_json(&mut doc);
-                Document::Json(doc)
-            }
-            Document::Lines(mut docs) => {
-                for (i, doc) in docs.iter_mut().enumerate() {
-                    paths.extend(
-                        self.redact_json(doc)
-                            .into_iter()
-                            .map(|p| format!("$[{i}]{}", &p[1..])),
-                    );
-                }
-                Document::Lines(docs)
-            }
-            Document::Text(_) if self.has_path_rules() => return Err(RedactionError::NotJson),
-            Document::Text(text) => {
-                let (out, hit) = self.regex_text(&text);
-                if hit {
-                    paths.push("$".into());
-                }
-                Document::Text(out.into_owned())
-            }
-        };
-        // JSON is always sent as parsed: what was checked is what leaves, even when the
-        // bytes said more (a duplicate key whose first value the serializer dropped).
-        let rewrite = !paths.is_empty() || !matches!(document, Document::Text(_));
+        if matches!(decoded.document, Document::Text(_)) && self.has_path_rules() {
+            return Err(RedactionError::NotJson);
+        }
+        let (body, paths) = decoded.edit(
+            |doc| self.redact_json(doc),
+            |text| {
+                let (out, hit) = self.regex_text(text);
+                hit.then(|| out.into_owned())
+            },
+        );
         Ok(Redacted {
-            body: rewrite.then(|| Bytes::from(decoded.encode(&document))),
+            body: body.map(Bytes::from),
             paths,
         })
     }

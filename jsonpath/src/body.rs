@@ -248,6 +248,39 @@ fn has_escapes(text: &str) -> bool {
 }
 
 impl Decoded {
+    /// Edits the document: `json` on the JSON document or on each JSON line (its paths
+    /// prefixed `$[line]`), `text` on text (`Some` when it changed it). Returns the new body
+    /// and the paths edited (`$` for text). JSON is always written back as parsed, so what
+    /// was checked is what leaves, even when the bytes said more (the first of two
+    /// duplicate keys, which the parser drops); text only when it changed.
+    pub fn edit(
+        mut self,
+        mut json: impl FnMut(&mut Value) -> Vec<String>,
+        text: impl FnOnce(&str) -> Option<String>,
+    ) -> (Option<Vec<u8>>, Vec<String>) {
+        let mut paths = Vec::new();
+        let document = match std::mem::replace(&mut self.document, Document::Lines(Vec::new())) {
+            Document::Json(mut doc) => {
+                paths = json(&mut doc);
+                Document::Json(doc)
+            }
+            Document::Lines(mut docs) => {
+                for (i, doc) in docs.iter_mut().enumerate() {
+                    paths.extend(json(doc).into_iter().map(|p| format!("$[{i}]{}", &p[1..])));
+                }
+                Document::Lines(docs)
+            }
+            Document::Text(t) => match text(&t) {
+                Some(changed) => {
+                    paths.push("$".to_string());
+                    Document::Text(changed)
+                }
+                None => return (None, paths),
+            },
+        };
+        (Some(self.encode(&document)), paths)
+    }
+
     /// Whether the body was UTF-16: the same bytes read one byte per character (as a
     /// client that ignores the charset would) are then a second reading to check.
     pub fn is_utf16(&self) -> bool {

@@ -33,7 +33,7 @@ end
 "#;
 
 /// A listener that counts connections: a token's `jku`/`x5u` must never reach it.
-async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+pub(crate) async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let n = Arc::new(AtomicUsize::new(0));

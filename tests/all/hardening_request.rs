@@ -15,20 +15,6 @@ use tokio::net::TcpListener;
 
 use crate::support::{Harness, Reply, read_until_close, send, start_with};
 
-/// A listener that counts connections: a policy's path must never reach it.
-async fn bystander() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    let c = n.clone();
-    tokio::spawn(async move {
-        while let Ok((_tcp, _)) = l.accept().await {
-            c.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    (addr, n)
-}
-
 /// A request policy that does what the caller's `x-do-*` headers say: the path, method,
 /// query, headers and status the attacker wants a policy to produce.
 const STEER: &str = r#"
@@ -106,7 +92,8 @@ fn block_cause(h: &Harness, r: &Reply) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item49_a_policy_cannot_steer_the_request_to_another_authority() {
     let h = gateway().await;
-    let (other, reached) = bystander().await;
+    // A listener that counts connections: a policy's path must never reach it.
+    let (other, reached) = crate::auth::counting_listener().await;
     let port = other.port().to_string();
     let hostile_paths = [
         format!("@127.0.0.1:{port}/x"),

@@ -158,13 +158,13 @@ impl Settings {
         body: &[u8],
         content_type: Option<&str>,
     ) -> Result<Option<(Vec<u8>, Vec<String>)>> {
-        use palisade_jsonpath::body::{Document, decode};
+        use palisade_jsonpath::body::decode;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
         let unreadable =
             |why: &str| Error::msg(format!("body cannot be read unambiguously ({why})"));
-        let mut decoded = decode(body, content_type).map_err(|e| unreadable(e.as_str()))?;
+        let decoded = decode(body, content_type).map_err(|e| unreadable(e.as_str()))?;
         let detect = |text: &str| {
             redact_text(text, &self.kinds, &mut |kind, value| {
                 self.replacement(Some(kind.name()), value)
@@ -176,34 +176,11 @@ impl Settings {
                 return Err(unreadable("utf16_bytewise"));
             }
         }
-        let mut paths = Vec::new();
-        let document = match std::mem::replace(&mut decoded.document, Document::Lines(Vec::new())) {
-            Document::Json(mut doc) => {
-                paths = self.redact_json(&mut doc);
-                Document::Json(doc)
-            }
-            Document::Lines(mut docs) => {
-                for (i, doc) in docs.iter_mut().enumerate() {
-                    paths.extend(
-                        self.redact_json(doc)
-                            .into_iter()
-                            .map(|p| format!("$[{i}]{}", &p[1..])),
-                    );
-                }
-                Document::Lines(docs)
-            }
-            Document::Text(text) => match detect(&text) {
-                Some((out, _)) => {
-                    paths.push("$".to_string());
-                    Document::Text(out)
-                }
-                None => Document::Text(text),
-            },
-        };
-        // JSON is always sent as parsed: what was checked is what leaves, even when the
-        // bytes said more (a duplicate key whose first value the parser dropped).
-        let rewrite = !paths.is_empty() || !matches!(document, Document::Text(_));
-        Ok(rewrite.then(|| (decoded.encode(&document), paths)))
+        let (body, paths) = decoded.edit(
+            |doc| self.redact_json(doc),
+            |text| detect(text).map(|(out, _)| out),
+        );
+        Ok(body.map(|b| (b, paths)))
     }
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
