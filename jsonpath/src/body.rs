@@ -305,11 +305,11 @@ impl Decoded {
             Document::Text(t) => t.clone(),
         };
         match self.encoding {
-            Encoding::Utf8 { bom } => {
+            // The common case keeps the serializer's buffer: no copy of the body.
+            Encoding::Utf8 { bom: false } => text.into_bytes(),
+            Encoding::Utf8 { bom: true } => {
                 let mut out = Vec::with_capacity(text.len() + 3);
-                if bom {
-                    out.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
-                }
+                out.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
                 out.extend_from_slice(text.as_bytes());
                 out
             }
