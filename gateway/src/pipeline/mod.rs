@@ -22,6 +22,7 @@
 
 mod forward;
 pub(crate) mod io;
+mod request;
 mod routes;
 pub(crate) mod target;
 mod upstream;
@@ -38,6 +39,8 @@ use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
 use self::forward::Target;
 use self::io::ReadError;
 pub(crate) use self::io::ResponseDeadline;
+pub(crate) use self::request::new_id;
+use self::request::{Pending, correlation_id, without_port};
 pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
 use crate::auth::{Authenticator, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
@@ -717,74 +720,6 @@ struct Call<'a> {
     host: &'a str,
     /// The normalized path the route was found by.
     path: &'a str,
-}
-
-/// A request's audit record until it is appended. If the handler is dropped first (the
-/// client closed the connection or reset the stream while the pipeline worked), the
-/// record is appended from a task of its own with the decision `client_closed` and
-/// status 499, with what was known by then (route, tenant, identity).
-struct Pending {
-    record: Option<Record>,
-    ledger: Arc<Ledger>,
-}
-
-impl Pending {
-    fn record(&mut self) -> &mut Record {
-        self.record.as_mut().expect("the record is appended once")
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
-        record.decision = "client_closed".into();
-        record.cause = Some("client_closed".into());
-        record.status = 499;
-        let ledger = self.ledger.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = ledger.append(record).await {
-                    tracing::error!(error = %e, "no audit block for a request the client closed");
-                }
-            });
-        }
-    }
-}
-
-/// `host[:port]` without its port (`[::1]:80` gives `[::1]`).
-fn without_port(authority: &str) -> &str {
-    match authority.rsplit_once(':') {
-        Some((host, port))
-            if !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']')) =>
-        {
-            host
-        }
-        _ => authority,
-    }
-}
-
-/// The caller's correlation id when it is safe to echo, else a fresh one.
-fn correlation_id(headers: &http::HeaderMap) -> String {
-    headers
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map_or_else(new_id, str::to_string)
-}
-
-/// 128 random bits, hex.
-pub(crate) fn new_id() -> String {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).expect("the OS random source is available");
-    hex::encode(id)
 }
 
 /// Loads every module and compiles every rule of `file` without serving: what
