@@ -112,13 +112,19 @@ pub(crate) fn inbound(
         values.next().is_none().then_some(v)
     };
     let origin = Origin {
-        forwarded_for: match text(headers, "x-forwarded-for").filter(|_| from_proxy) {
+        // Read only from a trusted proxy: nobody else's claims are even copied.
+        forwarded_for: match from_proxy
+            .then(|| text(headers, "x-forwarded-for"))
+            .flatten()
+        {
             Some(chain) => format!("{chain}, {peer_ip}"),
             None => peer_ip.to_string(),
         },
         host: (!host.is_empty()).then(|| host.to_string()),
-        proto: text(headers, "x-forwarded-proto")
-            .filter(|p| from_proxy && matches!(p.as_str(), "http" | "https")),
+        proto: from_proxy
+            .then(|| text(headers, "x-forwarded-proto"))
+            .flatten()
+            .filter(|p| matches!(p.as_str(), "http" | "https")),
     };
     remove_where(headers, |n| reserved(n) || forwarding_or_override(n));
     let palisade_key = headers

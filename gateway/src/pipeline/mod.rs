@@ -314,19 +314,16 @@ impl Pipeline {
         // Routing works on the normalized path; a path that could mean something else
         // upstream is refused before any route sees it.
         let path = target::normalize(req.uri().path());
-        let query = req
-            .uri()
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
+        let routed = path.as_deref().unwrap_or("/");
+        let recorded_path = match req.uri().query() {
+            Some(q) => Record::path_without_query_values(&format!("{routed}?{q}")),
+            None => routed.to_string(),
+        };
         let mut pending = Pending {
             record: Some(Record {
                 correlation_id: cid.clone(),
                 method: req.method().as_str().to_string(),
-                path: Record::path_without_query_values(&format!(
-                    "{}{query}",
-                    path.as_deref().unwrap_or("/")
-                )),
+                path: recorded_path,
                 time_ms: Record::now_ms(),
                 ..Record::default()
             }),
