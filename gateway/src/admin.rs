@@ -26,7 +26,7 @@ use crate::auth::{Action, Principal};
 use crate::body::{Body, full};
 use crate::config::Scheme;
 use crate::error::Error;
-use crate::pipeline::{Pipeline, new_id};
+use crate::pipeline::{Pipeline, Verdict, new_id};
 use crate::registry::{Registry, RegistryError, Version};
 
 /// Where the admin API finds the ledger to verify.
@@ -123,7 +123,7 @@ impl Admin {
         };
         let response = match outcome {
             Ok(done) => {
-                record.decision = "allowed".into();
+                record.decision = Verdict::Allowed.as_str().into();
                 record.kind = done.kind;
                 if let Some(t) = done.tenant {
                     record.tenant = t;
@@ -132,7 +132,7 @@ impl Admin {
                 done.response
             }
             Err(e) => {
-                record.decision = e.decision().into();
+                record.decision = e.decision().as_str().into();
                 record.cause = Some(e.cause().into());
                 e.to_response(&cid, false)
             }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{Body, full};
+use crate::pipeline::Verdict;
 
 /// A request the pipeline refused or could not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,13 +206,14 @@ impl Error {
         }
     }
 
-    /// The audit record's `decision`: `denied` for auth, `refused` for limits, `failed`
+    /// The audit record's `decision`: [`Verdict::Denied`] for auth,
+    /// [`Verdict::Refused`] for limits and malformed requests, [`Verdict::Failed`]
     /// otherwise.
-    pub fn decision(&self) -> &'static str {
+    pub fn decision(&self) -> Verdict {
         match self {
-            Error::Unauthenticated { .. } | Error::Forbidden { .. } => "denied",
-            Error::Registry(crate::registry::RegistryError::Storage(_)) => "failed",
-            Error::Registry(_) => "refused",
+            Error::Unauthenticated { .. } | Error::Forbidden { .. } => Verdict::Denied,
+            Error::Registry(crate::registry::RegistryError::Storage(_)) => Verdict::Failed,
+            Error::Registry(_) => Verdict::Refused,
             Error::NoRoute
             | Error::BadPath
             | Error::AmbiguousHost
@@ -224,9 +226,26 @@ impl Error {
             | Error::RateLimited { .. }
             | Error::CpuBudget { .. }
             | Error::UpstreamSaturated
-            | Error::CircuitOpen { .. } => "refused",
-            _ => "failed",
+            | Error::CircuitOpen { .. } => Verdict::Refused,
+            _ => Verdict::Failed,
         }
+    }
+
+    /// Whether the request got as far as its upstream: the audit record then names the
+    /// upstream (it refused, failed or timed out, or its answer failed the response
+    /// phases).
+    pub fn reached_upstream(&self) -> bool {
+        matches!(
+            self,
+            Error::UpstreamTimeout
+                | Error::UpstreamDeadline
+                | Error::UpstreamReset
+                | Error::UpstreamUnavailable
+                | Error::UpstreamSaturated
+                | Error::CircuitOpen { .. }
+                | Error::ResponsePolicy { .. }
+                | Error::Redaction(_)
+        )
     }
 
     /// The safe response: a JSON body naming the error and the correlation id, nothing

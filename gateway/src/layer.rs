@@ -19,33 +19,35 @@
 //! ```
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use palisade_runtime::{Context, Decision, InvocationPool, Module, Request, Response};
+use futures_util::FutureExt as _;
+use palisade_ledger::Ledger;
+use palisade_runtime::{Context, InvocationPool, Module, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::Body;
-use crate::chain::{Chain, ChainPolicy, Observer, Trace};
+use crate::body::{Body, BoxError};
+use crate::chain::{ChainPolicy, Observer};
 use crate::error::Error;
-use crate::pipeline::{io, new_id};
+use crate::metrics::Metrics;
+use crate::pipeline::exchange::Exchange;
+use crate::pipeline::forward::{self, Target};
+use crate::pipeline::{BodyLimits, Next, Outcome, Policies, Scope, io};
 use crate::redaction::Redactor;
 
 #[derive(Debug)]
 struct Settings {
     tenant: String,
     route: String,
-    request: Chain,
-    response: Chain,
-    redactor: Option<Redactor>,
+    policies: Policies,
     pool: InvocationPool,
-    max_body: u64,
-    max_response: u64,
-    body_timeout: Duration,
+    ledger: Option<Arc<Ledger>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Applies Palisade policies to a tower service. Cheap to clone.
@@ -55,21 +57,18 @@ pub struct PolicyLayer {
 }
 
 impl PolicyLayer {
-    /// A layer with no policy yet, reporting as `tenant` / `route` to policies.
-    /// Limits: 1 MiB request body, 8 MiB response body, 30 s body timeout, 64
-    /// concurrent invocations.
+    /// A layer with no policy yet, reporting as `tenant` / `route` to policies and the
+    /// audit ledger. Limits: [`BodyLimits::default`] (as a route's), 64 concurrent
+    /// invocations; no ledger, no metrics.
     pub fn new(tenant: &str, route: &str) -> Self {
         PolicyLayer {
             settings: Arc::new(Settings {
                 tenant: tenant.into(),
                 route: route.into(),
-                request: Chain::default(),
-                response: Chain::default(),
-                redactor: None,
+                policies: Policies::default(),
                 pool: InvocationPool::new(64),
-                max_body: 1 << 20,
-                max_response: 8 << 20,
-                body_timeout: Duration::from_secs(30),
+                ledger: None,
+                metrics: None,
             }),
         }
     }
@@ -82,28 +81,44 @@ impl PolicyLayer {
     /// Appends a request policy with its config.
     pub fn request_policy(self, module: Module, config: &[(&str, &str)]) -> Self {
         let p = ChainPolicy::new(module, pairs(config));
-        self.edit(|s| s.request.policies.push(p))
+        self.edit(|s| s.policies.request.policies.push(p))
     }
 
     /// Appends a response policy with its config.
     pub fn response_policy(self, module: Module, config: &[(&str, &str)]) -> Self {
         let p = ChainPolicy::new(module, pairs(config));
-        self.edit(|s| s.response.policies.push(p))
+        self.edit(|s| s.policies.response.policies.push(p))
     }
 
     /// Redacts every response with `redactor` after the response policies.
     pub fn redact(self, redactor: Redactor) -> Self {
-        self.edit(|s| s.redactor = Some(redactor))
+        self.edit(|s| s.policies.redactor = Some(Arc::new(redactor)))
+    }
+
+    /// The body limits, replacing [`BodyLimits::default`].
+    pub fn limits(self, limits: BodyLimits) -> Self {
+        self.edit(|s| s.policies.limits = limits)
     }
 
     /// The largest request body accepted (413 beyond). By default 1 MiB.
     pub fn max_body(self, bytes: u64) -> Self {
-        self.edit(|s| s.max_body = bytes)
+        self.edit(|s| s.policies.limits.max_body = bytes)
     }
 
     /// The largest response body the policies read (502 beyond). By default 8 MiB.
     pub fn max_response(self, bytes: u64) -> Self {
-        self.edit(|s| s.max_response = bytes)
+        self.edit(|s| s.policies.limits.max_response = bytes)
+    }
+
+    /// Appends a block to `ledger` for every request, as the gateway does: no block, no
+    /// response (503 `audit_unavailable`).
+    pub fn audit(self, ledger: Arc<Ledger>) -> Self {
+        self.edit(|s| s.ledger = Some(ledger))
+    }
+
+    /// Reports requests, limits and policy runs to `metrics`.
+    pub fn metrics(self, metrics: Arc<Metrics>) -> Self {
+        self.edit(|s| s.metrics = Some(metrics))
     }
 }
 
@@ -139,6 +154,7 @@ where
     S::Error: Send,
     B: hyper::body::Body<Data = Bytes> + From<Bytes> + Send + Unpin + 'static,
     RB: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    RB::Error: Into<BoxError>,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
@@ -152,89 +168,131 @@ where
         // The ready clone serves this call; a fresh clone waits for the next poll_ready.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let settings = self.settings.clone();
+        let s = self.settings.clone();
         Box::pin(async move {
-            let cid = new_id();
-            match run(inner, &settings, req, &cid).await {
-                Ok(Ok(res)) => Ok(res),
-                Ok(Err(e)) => Ok(e.to_response(&cid, false)),
-                Err(inner_error) => Err(inner_error),
+            let mut ex = Exchange::begin(&req, s.ledger.clone());
+            ex.routed(&s.tenant, &s.route, "inner", false, None);
+            let mut failed = None;
+            let run = AssertUnwindSafe(proxy(inner, &s, &mut ex, req, &mut failed));
+            let result = run.catch_unwind().await.unwrap_or(Err(Error::Internal));
+            let response = ex.finish(result, s.metrics.as_deref()).await;
+            match failed {
+                // The inner service's own error is its caller's to handle (audited as
+                // `upstream_unavailable`).
+                Some(e) => Err(e),
+                None => Ok(response),
             }
         })
     }
 }
 
-async fn run<S, B, RB>(
+/// The gateway's phases around the inner service, which stands where the upstream does:
+/// it gets the request as the policies left it (method, path, query, headers, body),
+/// as an upstream would.
+async fn proxy<S, B, RB>(
     mut inner: S,
     s: &Settings,
+    ex: &mut Exchange,
     req: http::Request<B>,
-    cid: &str,
-) -> Result<Result<http::Response<Body>, Error>, S::Error>
+    failed: &mut Option<S::Error>,
+) -> Result<Outcome, Error>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
     B: hyper::body::Body<Data = Bytes> + From<Bytes> + Unpin,
-    RB: hyper::body::Body<Data = Bytes> + Unpin,
+    RB: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    RB::Error: Into<BoxError>,
 {
-    let (parts, body) = req.into_parts();
-    let body = match io::read_body(body, s.max_body, s.body_timeout).await {
-        Ok(b) => b,
-        Err(io::ReadError::TooLarge) => return Ok(Err(Error::BodyTooLarge)),
-        Err(io::ReadError::Timeout) => return Ok(Err(Error::BodyTimeout)),
-        Err(io::ReadError::Broken) => return Ok(Err(Error::BadBody)),
+    let path = ex.path.clone().map_err(|_| Error::BadPath)?;
+    let host = ex.host.clone().ok_or(Error::AmbiguousHost)?;
+    let (mut parts, body) = req.into_parts();
+    if !s.policies.methods.allows(parts.method.as_str()) {
+        return Err(Error::NoRoute);
+    }
+    // The peer is the inner server's to know: no `X-Forwarded-For` is added, and the
+    // caller's own is removed.
+    let origin = forward::inbound(&mut parts.headers, None, &host, &[], false);
+    let body = s.policies.read_body(body).await?;
+    let scope = Scope {
+        pool: &s.pool,
+        observer: Observer {
+            metrics: s
+                .metrics
+                .clone()
+                .map(|m| (m, s.tenant.clone(), s.route.clone())),
+            ..Observer::default()
+        },
+        ctx: Context {
+            tenant: s.tenant.clone(),
+            route: s.route.clone(),
+            correlation_id: ex.cid.clone(),
+            identity: None,
+            config: Vec::new(),
+        },
     };
-    let ctx = Context {
-        tenant: s.tenant.clone(),
-        route: s.route.clone(),
-        correlation_id: cid.to_string(),
-        identity: None,
-        config: Vec::new(),
-    };
-    let observer = Observer::default();
-    let mut trace = Trace::default();
     let request = Request {
         method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
+        path,
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: io::to_pairs(&parts.headers),
         body,
     };
     let request = match s
-        .request
-        .on_request(&s.pool, &observer, &ctx, request, &mut trace)
-        .await
+        .policies
+        .on_request(&scope, request, &mut ex.trace)
+        .await?
     {
-        Err(e) => return Ok(Err(e)),
-        Ok(Decision::Respond(own)) => return Ok(redact(s, own).map(io::to_http)),
-        Ok(Decision::Continue(r)) => r,
+        Next::Forward(request) => request,
+        Next::Respond(answer) => return Ok(answer),
     };
-    let mut forward = http::Request::from_parts(parts, B::from(request.body.clone()));
-    *forward.headers_mut() = io::to_map(&request.headers);
-    let res = inner.call(forward).await?;
-    let (rparts, rbody) = res.into_parts();
-    let body = match io::read_body(rbody, s.max_response, s.body_timeout).await {
-        Ok(b) => b,
-        Err(_) => return Ok(Err(Error::Redaction("response_too_large"))),
+    let read = s.policies.read_answer();
+    // The request as it would leave for an upstream at the caller's own scheme and
+    // authority (none for an origin-form request).
+    let base = match (parts.uri.scheme(), parts.uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}/"),
+        _ => "/".to_string(),
     };
-    let response = Response {
-        status: rparts.status.as_u16(),
-        headers: io::to_pairs(&rparts.headers),
-        body,
-    };
-    let request = Arc::new(request);
-    Ok(async {
-        let response = s
-            .response
-            .on_response(&s.pool, &observer, &ctx, &request, response, &mut trace)
-            .await?;
-        redact(s, response).map(io::to_http)
+    let base: http::Uri = base.parse().map_err(|_| Error::BadPath)?;
+    let out = forward::outbound(
+        &request,
+        Target {
+            base: &base,
+            path: &request.path,
+            origin: &origin,
+            tenant: &s.tenant,
+            correlation_id: &ex.cid,
+            identity: None,
+            reads_response: read,
+            credentials: Vec::new(),
+        },
+    )?
+    .build();
+    let (out, _) = out.into_parts();
+    parts.method = out.method;
+    parts.uri = out.uri;
+    parts.headers = out.headers;
+    if !request.body.is_empty() || matches!(parts.method.as_str(), "POST" | "PUT" | "PATCH") {
+        // As an HTTP client would send it: the length of the body as the policies left it.
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, request.body.len().into());
     }
-    .await)
-}
-
-fn redact(s: &Settings, mut res: Response) -> Result<Response, Error> {
-    if let Some(r) = &s.redactor {
-        r.redact_response(&mut res)
-            .map_err(|e| Error::Redaction(e.cause()))?;
+    let forward = http::Request::from_parts(parts, B::from(request.body.clone()));
+    let res = match inner.call(forward).await {
+        Ok(res) => res,
+        Err(e) => {
+            *failed = Some(e);
+            return Err(Error::UpstreamUnavailable);
+        }
+    };
+    if !read {
+        let (mut head, body) = res.into_parts();
+        io::strip_hop_by_hop(&mut head.headers);
+        let body = crate::body::from_send(body);
+        return Ok(Outcome::allowed(http::Response::from_parts(head, body)));
     }
-    Ok(res)
+    let deadline = tokio::time::Instant::now() + s.policies.limits.body_timeout;
+    let response = s.policies.read_answer_body(res, deadline).await?;
+    s.policies
+        .on_response(&scope, request, response, &mut ex.trace)
+        .await
 }

@@ -681,7 +681,7 @@ pub struct Hedge {
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each
 /// naming a secret of the route's tenant. Policies never see these values.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamAuth {
     /// `Authorization: Bearer <secret>`.

@@ -82,8 +82,9 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
 /// What the gateway knows about where a request came from.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Origin {
-    /// `X-Forwarded-For` as it leaves: a trusted proxy's chain plus the peer, or the peer.
-    pub(crate) forwarded_for: String,
+    /// `X-Forwarded-For` as it leaves: a trusted proxy's chain plus the peer, or the peer
+    /// (none when the embedding does not know the peer).
+    pub(crate) forwarded_for: Option<String>,
     /// The host the caller asked for.
     pub(crate) host: Option<String>,
     /// `X-Forwarded-Proto` as a trusted proxy sent it.
@@ -98,14 +99,14 @@ pub(crate) struct Origin {
 /// request was routed by. Returns what the gateway will say about the origin.
 pub(crate) fn inbound(
     headers: &mut HeaderMap,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     host: &str,
     trusted: &[ipnet::IpNet],
     strip_authorization: bool,
 ) -> Origin {
     strip_hop_by_hop(headers);
-    let peer_ip = canonical(peer.ip());
-    let from_proxy = trusted.iter().any(|net| net.contains(&peer_ip));
+    let peer_ip = peer.map(|p| canonical(p.ip()));
+    let from_proxy = peer_ip.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)));
     let text = |h: &HeaderMap, n: &str| {
         let mut values = h.get_all(n).iter();
         let v = values.next()?.to_str().ok()?.to_string();
@@ -113,13 +114,15 @@ pub(crate) fn inbound(
     };
     let origin = Origin {
         // Read only from a trusted proxy: nobody else's claims are even copied.
-        forwarded_for: match from_proxy
-            .then(|| text(headers, "x-forwarded-for"))
-            .flatten()
-        {
-            Some(chain) => format!("{chain}, {peer_ip}"),
-            None => peer_ip.to_string(),
-        },
+        forwarded_for: peer_ip.map(|ip| {
+            match from_proxy
+                .then(|| text(headers, "x-forwarded-for"))
+                .flatten()
+            {
+                Some(chain) => format!("{chain}, {ip}"),
+                None => ip.to_string(),
+            }
+        }),
         host: (!host.is_empty()).then(|| host.to_string()),
         proto: from_proxy
             .then(|| text(headers, "x-forwarded-proto"))
@@ -236,7 +239,9 @@ pub(crate) fn outbound(req: &Request, to: Target<'_>) -> Result<Outbound, Error>
     if let Some(id) = to.identity {
         set(&mut headers, "x-palisade-identity", id);
     }
-    set(&mut headers, "x-forwarded-for", &to.origin.forwarded_for);
+    if let Some(chain) = &to.origin.forwarded_for {
+        set(&mut headers, "x-forwarded-for", chain);
+    }
     if let Some(host) = &to.origin.host {
         set(&mut headers, "x-forwarded-host", host);
     }

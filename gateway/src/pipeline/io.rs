@@ -126,41 +126,6 @@ pub(crate) fn to_http(res: Response) -> http::Response<Body> {
     out
 }
 
-/// Reads an upstream response for the response phases, by the route's total deadline.
-pub(crate) async fn read_response(
-    res: http::Response<hyper::body::Incoming>,
-    limit: u64,
-    deadline: tokio::time::Instant,
-) -> Result<Response, Error> {
-    let (parts, body) = res.into_parts();
-    // A part of a body, or an encoded one, cannot be redacted or transformed in context:
-    // the gateway asked for neither (no `Range`, no `Accept-Encoding`), so it is refused.
-    let encoded = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if parts.status == http::StatusCode::PARTIAL_CONTENT
-        || parts.headers.contains_key(header::CONTENT_RANGE)
-        || encoded
-    {
-        return Err(Error::Redaction("response_not_whole"));
-    }
-    let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let body = read_body(body, limit, timeout).await.map_err(|e| match e {
-        ReadError::TooLarge => Error::Redaction("response_too_large"),
-        ReadError::Timeout => Error::UpstreamDeadline,
-        ReadError::Broken => Error::UpstreamReset,
-    })?;
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::CONTENT_LENGTH);
-    Ok(Response {
-        status: parts.status.as_u16(),
-        headers: to_pairs(&headers),
-        body,
-    })
-}
-
 /// When a response must be fully handed to the client: the route's total deadline (a
 /// response extension the server enforces on the client's connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

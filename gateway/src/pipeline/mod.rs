@@ -20,41 +20,45 @@
 //! Headers and HTTP/1.1 parse limits (431) and the header read timeout are enforced by
 //! the connection before the pipeline runs; see [`crate::server`].
 
-mod forward;
+mod credentials;
+pub(crate) mod exchange;
+pub(crate) mod forward;
 pub(crate) mod io;
-mod request;
+mod policies;
 mod routes;
 pub(crate) mod target;
 mod upstream;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, StatusCode};
+use futures_util::FutureExt as _;
+use http::StatusCode;
 use palisade_ledger::{Ledger, Record};
-use palisade_runtime::{Context, Decision, Engine, InvocationPool, Request};
+use palisade_runtime::{Context, Engine, InvocationPool, Request};
 
+pub(crate) use self::credentials::Credential;
+use self::exchange::Exchange;
+pub use self::exchange::Verdict;
+pub(crate) use self::exchange::new_id;
 use self::forward::Target;
-use self::io::ReadError;
 pub(crate) use self::io::ResponseDeadline;
-pub(crate) use self::request::new_id;
-use self::request::{Pending, correlation_id, without_port};
+pub use self::policies::BodyLimits;
+pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope};
 pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
-use crate::auth::{Authenticator, ClientCertificate, mtls::ReloadableVerifier};
+use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
+use crate::chain::Observer;
 pub(crate) use crate::chain::POLICY_INVALID_OUTPUT;
-use crate::chain::{Observer, Trace};
 use crate::config::{File, Invalid};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::resilience::{Kept, Shedder, retry_after};
 use crate::secrets::SecretStore;
-
-/// Redacted paths one audit block lists at most; past that it says how many more.
-const MAX_RECORDED_PATHS: usize = 1_000;
 
 /// The pipeline: routes (swapped on reload), the policy runtime, the ledger and metrics.
 pub struct Pipeline {
@@ -63,7 +67,6 @@ pub struct Pipeline {
     pool: InvocationPool,
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
-    body_timeout: Duration,
     client_verifier: Arc<ReloadableVerifier>,
     registry: Option<Arc<Registry>>,
     secrets: Option<Arc<SecretStore>>,
@@ -77,12 +80,6 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline").finish_non_exhaustive()
     }
-}
-
-/// What [`Pipeline::handle`] did, for the connection's own bookkeeping.
-struct Outcome {
-    response: http::Response<Body>,
-    decision: &'static str,
 }
 
 impl Pipeline {
@@ -123,7 +120,6 @@ impl Pipeline {
             engine,
             ledger,
             metrics,
-            body_timeout: Duration::from_millis(file.server.body_timeout_ms),
         })
     }
 
@@ -183,75 +179,6 @@ impl Pipeline {
         self.secrets.as_ref()
     }
 
-    /// The secrets a route grants its policies, decrypted.
-    async fn granted(
-        &self,
-        tenant: &str,
-        ids: &[String],
-    ) -> Result<std::collections::HashMap<String, crate::secrets::SecretValue>, Error> {
-        let store = self.secrets.clone().ok_or(Error::UpstreamCredentials)?;
-        let (tenant, ids) = (tenant.to_string(), ids.to_vec());
-        tokio::task::spawn_blocking(move || {
-            ids.into_iter()
-                .map(|id| match store.get(&tenant, &id) {
-                    Ok(v) => Ok((id, v)),
-                    Err(e) => {
-                        tracing::warn!(%tenant, secret = %id, error = %e, "granted secret unavailable");
-                        Err(Error::UpstreamCredentials)
-                    }
-                })
-                .collect()
-        })
-        .await
-        .map_err(|_| Error::UpstreamCredentials)?
-    }
-
-    /// The headers `auth` adds upstream for `tenant`, marked sensitive.
-    async fn upstream_credentials(
-        &self,
-        tenant: &str,
-        auth: &crate::config::UpstreamAuth,
-    ) -> Result<Vec<(http::HeaderName, HeaderValue)>, Error> {
-        let store = self.secrets.clone().ok_or(Error::UpstreamCredentials)?;
-        let (tenant, auth) = (tenant.to_string(), auth.clone());
-        tokio::task::spawn_blocking(move || {
-            let fetch = |id: &str| {
-                store.get(&tenant, id).map_err(|e| {
-                    tracing::warn!(%tenant, secret = id, error = %e, "upstream credential unavailable");
-                    Error::UpstreamCredentials
-                })
-            };
-            let (name, value) = if let Some(id) = &auth.bearer {
-                let v = fetch(id)?;
-                let mut s = zeroize::Zeroizing::new(b"Bearer ".to_vec());
-                s.extend_from_slice(v.expose());
-                (http::header::AUTHORIZATION, HeaderValue::from_bytes(&s))
-            } else if let (Some(user), Some(id)) = (&auth.basic_user, &auth.basic_password) {
-                use base64::Engine as _;
-                let v = fetch(id)?;
-                let mut pair = zeroize::Zeroizing::new(format!("{user}:").into_bytes());
-                pair.extend_from_slice(v.expose());
-                let encoded = zeroize::Zeroizing::new(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(&*pair)
-                ));
-                (http::header::AUTHORIZATION, HeaderValue::from_str(&encoded))
-            } else if let (Some(header), Some(id)) = (&auth.header, &auth.header_secret) {
-                let v = fetch(id)?;
-                let name = http::HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| Error::UpstreamCredentials)?;
-                (name, HeaderValue::from_bytes(v.expose()))
-            } else {
-                return Err(Error::UpstreamCredentials);
-            };
-            let mut value = value.map_err(|_| Error::UpstreamCredentials)?;
-            value.set_sensitive(true);
-            Ok(vec![(name, value)])
-        })
-        .await
-        .map_err(|_| Error::UpstreamCredentials)?
-    }
-
     /// The module registry, when `[registry]` is configured.
     pub fn registry(&self) -> Option<&Arc<Registry>> {
         self.registry.as_ref()
@@ -307,185 +234,179 @@ impl Pipeline {
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
-        let started = Instant::now();
-        let begun = tokio::time::Instant::now();
-        // Phase: correlation id.
-        let cid = correlation_id(req.headers());
-        // Routing works on the normalized path; a path that could mean something else
-        // upstream is refused before any route sees it.
-        let path = target::normalize(req.uri().path());
-        let routed = path.as_deref().unwrap_or("/");
-        let recorded_path = match req.uri().query() {
-            Some(q) => Record::path_without_query_values(&format!("{routed}?{q}")),
-            None => routed.to_string(),
-        };
-        let mut pending = Pending {
-            record: Some(Record {
-                correlation_id: cid.clone(),
-                method: req.method().as_str().to_string(),
-                path: recorded_path,
-                time_ms: Record::now_ms(),
-                ..Record::default()
-            }),
-            ledger: self.ledger.clone(),
-        };
-        let record = pending.record();
-        let mut trace = Trace::default();
-
-        // Phase: routing.
+        let mut ex = Exchange::begin(&req, Some(self.ledger.clone()));
         let routes = self.routes.load_full();
-        // The host is the URI's authority (HTTP/2 `:authority`, HTTP/1.1 absolute form)
-        // or else `Host`; when both are sent they must agree, or the upstream could be told
-        // of another host than the one the request was routed and authorized for.
-        let authority = req.uri().authority().map(|a| a.as_str().to_string());
-        let host_header = req
-            .headers()
-            .get(http::header::HOST)
-            .map(|h| h.to_str().unwrap_or("\u{0}"));
-        let ambiguous_host = matches!(
-            (&authority, host_header),
-            (Some(a), Some(h)) if !without_port(a).eq_ignore_ascii_case(without_port(h))
-        );
-        let host = authority
-            .or_else(|| host_header.map(str::to_string))
-            .unwrap_or_default();
-        let route = match &path {
-            Ok(path) if !ambiguous_host => routes.find(&host, path, req.method()),
-            _ => None,
-        };
-        let (result, expose) = match (&route, &path) {
-            (_, Err(_)) => (Err(Error::BadPath), false),
-            _ if ambiguous_host => (Err(Error::AmbiguousHost), false),
-            (None, _) => (Err(Error::NoRoute), false),
-            (Some(r), Ok(path)) => {
-                record.tenant = r.tenant.clone();
-                record.route = r.name.clone();
-                let call = Call {
-                    route: r,
-                    auth: &routes.auth,
-                    trusted: &routes.trusted_proxies,
-                    peer,
-                    cid: &cid,
-                    host: &host,
-                    path,
-                };
-                // A panic anywhere below fails this request only, and it still gets
-                // its block.
-                let run = std::panic::AssertUnwindSafe(self.process(
-                    call,
-                    req,
-                    &mut record.identity,
-                    &mut trace,
-                ));
-                let result = futures_util::FutureExt::catch_unwind(run)
-                    .await
-                    .unwrap_or(Err(Error::Internal));
-                (result, r.expose_errors)
+        let result = match self.route(&routes, &mut ex, req.method()) {
+            Ok(route) => {
+                // A panic in any phase fails this request only; it still gets its block.
+                let run = AssertUnwindSafe(self.proxy(&routes, &route, &mut ex, req, peer));
+                run.catch_unwind().await.unwrap_or(Err(Error::Internal))
             }
+            Err(e) => Err(e),
         };
+        ex.finish(result, Some(&self.metrics)).await
+    }
 
-        let mut response = match result {
-            Ok(outcome) => {
-                record.decision = outcome.decision.into();
-                if outcome.decision == "allowed" {
-                    record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
-                }
-                outcome.response
-            }
-            Err(e) => {
-                if let Error::Forbidden { subject, .. } = &e {
-                    record.identity = Some(subject.clone());
-                }
-                record.cause = Some(e.cause().into());
-                record.decision = e.decision().into();
-                if matches!(
-                    e,
-                    Error::UpstreamTimeout
-                        | Error::UpstreamDeadline
-                        | Error::UpstreamReset
-                        | Error::UpstreamUnavailable
-                        | Error::UpstreamSaturated
-                        | Error::CircuitOpen { .. }
-                        | Error::ResponsePolicy { .. }
-                        | Error::Redaction(_)
-                ) {
-                    record.upstream = route.as_ref().map(|r| r.upstream.name.clone());
-                }
-                if e.is_limit() {
-                    self.metrics.limit(&record.tenant, &record.route, e.cause());
-                }
-                e.to_response(&cid, expose)
-            }
+    /// The phases after routing, in order.
+    async fn proxy<B>(
+        &self,
+        routes: &Routes,
+        route: &Route,
+        ex: &mut Exchange,
+        req: http::Request<B>,
+        peer: SocketAddr,
+    ) -> Result<Outcome, Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    {
+        let _admitted = self.admit(route)?;
+        let (parts, body) = req.into_parts();
+        let caller = authenticate(routes, route, ex, &parts).await?;
+        let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer)?;
+        let body = route.policies.read_body(body).await?;
+        let scope = self.scope(route, ex, caller.as_ref()).await?;
+        let request = Request {
+            method: bound.parts.method.as_str().to_string(),
+            path: bound.path,
+            query: bound.parts.uri.query().unwrap_or("").to_string(),
+            headers: io::to_pairs(&bound.parts.headers),
+            body,
         };
-        if record.cause.is_none() && !trace.skipped.is_empty() {
-            record.cause = Some(format!("fail_open:{}", trace.skipped.join(",")));
-        }
-        record.status = response.status().as_u16();
-        record.modules = trace.modules;
-        // Keys are data too: a recorded path names fields, never an email or SSN key.
-        record.redacted = trace
-            .redacted
-            .iter()
-            .take(MAX_RECORDED_PATHS)
-            .map(|p| {
-                if p.starts_with("header:") {
-                    p.clone() // a configured header name
-                } else {
-                    palisade_jsonpath::scrub_keys(p)
-                }
-            })
-            .collect();
-        if trace.redacted.len() > MAX_RECORDED_PATHS {
-            // A block stays small however many values one body had (a million NDJSON lines).
-            let more = trace.redacted.len() - MAX_RECORDED_PATHS;
-            record.redacted.push(format!("(+{more} more)"));
-        }
-        let elapsed = started.elapsed();
-        record.latency_us = elapsed.as_micros() as u64;
-        let (tenant, route_name) = (record.tenant.clone(), record.route.clone());
-
-        tracing::debug!(
-            correlation_id = %cid,
-            tenant = %record.tenant,
-            route = %record.route,
-            status = record.status,
-            decision = %record.decision,
-            cause = record.cause.as_deref(),
-            latency_us = record.latency_us,
-            "request"
-        );
-
-        // Phase: audit. No block, no response.
-        // From here the block is the ledger's: the append runs as a task of its own, so a
-        // client that leaves while it waits (a full writer queue) cannot cancel it.
-        let record = pending.record.take().expect("the record is appended once");
-        let ledger = self.ledger.clone();
-        let appended = tokio::spawn(async move { ledger.append(record).await })
-            .await
-            .unwrap_or_else(|e| {
-                Err(palisade_ledger::Error::Unavailable(format!(
-                    "ledger append task: {e}"
-                )))
-            });
-        if let Err(e) = appended {
-            tracing::error!(correlation_id = %cid, error = %e, "no audit block; response withheld (503)");
-            response = Error::AuditUnavailable.to_response(&cid, false);
-        }
-        self.metrics
-            .request(&tenant, &route_name, response.status().as_u16(), elapsed);
-
-        // Phase: response. The route's total deadline covers sending it too.
-        if let Ok(v) = HeaderValue::from_str(&cid) {
-            response.headers_mut().insert("x-correlation-id", v);
-        }
-        if let Some(r) = &route
-            && response.extensions().get::<ResponseDeadline>().is_none()
+        let request = match route
+            .policies
+            .on_request(&scope, request, &mut ex.trace)
+            .await?
         {
-            response
-                .extensions_mut()
-                .insert(ResponseDeadline(begun + r.total));
+            Next::Forward(request) => request,
+            Next::Respond(answer) => return Ok(answer),
+        };
+        let (response, deadline) = match self.upstream(route, ex, &request, &bound.origin).await? {
+            Answer::Streamed(response) => return Ok(Outcome::allowed(response)),
+            Answer::Read(response, deadline) => (response, deadline),
+        };
+        let mut outcome = route
+            .policies
+            .on_response(&scope, request, response, &mut ex.trace)
+            .await?;
+        outcome
+            .response
+            .extensions_mut()
+            .insert(ResponseDeadline(deadline));
+        Ok(outcome)
+    }
+
+    /// Phase: route. The most specific route for the request's host, normalized path and
+    /// method; a path that could mean something else upstream, or a host named two ways,
+    /// is refused before any route sees it.
+    fn route(
+        &self,
+        routes: &Routes,
+        ex: &mut Exchange,
+        method: &http::Method,
+    ) -> Result<Arc<Route>, Error> {
+        let path = ex.path.as_deref().map_err(|_| Error::BadPath)?;
+        let host = ex.host.as_deref().ok_or(Error::AmbiguousHost)?;
+        let route = routes.find(host, path, method).ok_or(Error::NoRoute)?;
+        ex.routed(
+            &route.tenant,
+            &route.name,
+            &route.upstream.name,
+            route.expose_errors,
+            Some(route.total),
+        );
+        Ok(route)
+    }
+
+    /// Phase: admit to the gateway (load shedding) and the route (its concurrency). The
+    /// guard holds both until the request ends.
+    fn admit(&self, route: &Route) -> Result<impl Sized, Error> {
+        let admission = self.shedder.admit(route.policies.run_any())?;
+        let permit = route
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded)?;
+        Ok((admission, permit))
+    }
+
+    /// What the route's policies run with: the request's context, and the secrets the
+    /// route grants them.
+    async fn scope(
+        &self,
+        route: &Route,
+        ex: &Exchange,
+        caller: Option<&Caller>,
+    ) -> Result<Scope<'_>, Error> {
+        let granted = if route.grants.is_empty() {
+            Arc::default()
+        } else {
+            Arc::new(
+                credentials::granted(self.secrets.as_ref(), &route.tenant, &route.grants).await?,
+            )
+        };
+        Ok(Scope {
+            pool: &self.pool,
+            observer: Observer {
+                metrics: Some((
+                    self.metrics.clone(),
+                    route.tenant.clone(),
+                    route.name.clone(),
+                )),
+                granted,
+                queue: Some(self.shedder.clone()),
+                tenant: route.tenant_guard.clone(),
+            },
+            ctx: Context {
+                tenant: route.tenant.clone(),
+                route: route.name.clone(),
+                correlation_id: ex.cid.clone(),
+                identity: caller.map(Caller::identity),
+                config: Vec::new(),
+            },
+        })
+    }
+
+    /// Phase: upstream, with the route's own credential (never seen by policies). The
+    /// answer is streamed through when nothing reads it, else read whole by the route's
+    /// total deadline.
+    async fn upstream(
+        &self,
+        route: &Route,
+        ex: &Exchange,
+        request: &Request,
+        origin: &forward::Origin,
+    ) -> Result<Answer, Error> {
+        let credentials = match &route.upstream_auth {
+            None => Vec::new(),
+            Some(c) => vec![c.header(self.secrets.as_ref(), &route.tenant).await?],
+        };
+        let read = route.policies.read_answer();
+        let out = forward::outbound(
+            request,
+            Target {
+                base: &route.upstream.base,
+                path: route.upstream_path(&request.path),
+                origin,
+                tenant: &route.tenant,
+                correlation_id: &ex.cid,
+                identity: ex.identity(),
+                reads_response: read,
+                credentials,
+            },
+        )?;
+        let answer = upstream::send(route, &self.metrics, &out).await?;
+        if !read {
+            return Ok(Answer::Streamed(io::stream_response(
+                answer.response,
+                answer.slot,
+                answer.deadline,
+            )));
         }
-        response
+        let response = route
+            .policies
+            .read_answer_body(answer.response, answer.deadline)
+            .await?;
+        Ok(Answer::Read(response, answer.deadline))
     }
 
     /// Records a request refused by the connection itself (400 `bad_request`, 431
@@ -498,7 +419,7 @@ impl Pipeline {
             .request("", "", status.as_u16(), Duration::ZERO);
         let record = Record {
             correlation_id: new_id(),
-            decision: "refused".into(),
+            decision: Verdict::Refused.as_str().into(),
             cause: Some(cause.into()),
             status: status.as_u16(),
             time_ms: Record::now_ms(),
@@ -506,217 +427,84 @@ impl Pipeline {
         };
         let _ = self.ledger.append(record).await;
     }
-
-    async fn process<B>(
-        &self,
-        call: Call<'_>,
-        req: http::Request<B>,
-        who: &mut Option<String>,
-        trace: &mut Trace,
-    ) -> Result<Outcome, Error>
-    where
-        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
-    {
-        let Call {
-            route,
-            auth,
-            trusted,
-            peer,
-            cid,
-            host,
-            path,
-        } = call;
-        // Phase: load shedding, then the route limit.
-        let runs_policies = !route.request.is_empty() || !route.response.is_empty();
-        let _admission = self.shedder.admit(runs_policies)?;
-        let _permit = route
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Overloaded)?;
-        let (parts, body) = req.into_parts();
-
-        // Phases: auth and tenant binding, before the body is read.
-        let caller = match &route.auth {
-            None => None,
-            Some(rule) => {
-                let cert = parts.extensions.get::<ClientCertificate>();
-                let caller = auth
-                    .authorize(rule, &route.tenant, &parts.headers, cert)
-                    .await?;
-                *who = Some(caller.subject.clone());
-                Some(caller)
-            }
-        };
-
-        // Phase: tenant and route limits.
-        let _tenant_slot = match &route.tenant_guard {
-            Some(guard) => Some(guard.admit(runs_policies)?),
-            None => None,
-        };
-        if let Some(rate) = &route.guard.rate {
-            rate.check().map_err(|wait| Error::RateLimited {
-                scope: "route",
-                retry_after: retry_after(wait),
-            })?;
-        }
-
-        // Phase: body limits.
-        let body = io::read_body(body, route.max_body, self.body_timeout)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => Error::BodyTooLarge,
-                ReadError::Timeout => Error::BodyTimeout,
-                ReadError::Broken => Error::BadBody,
-            })?;
-
-        // Tenant binding: nothing the caller sent may pose as the gateway's own, and the
-        // gateway's credentials stay with the gateway.
-        let mut headers = parts.headers;
-        let keep_bearer = route.auth.as_ref().is_some_and(|a| a.forward_bearer)
-            && caller
-                .as_ref()
-                .is_some_and(|c| c.scheme == crate::config::Scheme::Jwt);
-        let origin = forward::inbound(
-            &mut headers,
-            peer,
-            host,
-            trusted,
-            caller.is_some() && !keep_bearer,
-        );
-        let ctx = Context {
-            tenant: route.tenant.clone(),
-            route: route.name.clone(),
-            correlation_id: cid.to_string(),
-            identity: caller.as_ref().map(|c| c.identity()),
-            config: Vec::new(),
-        };
-        let granted = if route.grants.is_empty() {
-            Arc::default()
-        } else {
-            Arc::new(self.granted(&route.tenant, &route.grants).await?)
-        };
-        let observer = Observer {
-            metrics: Some((
-                self.metrics.clone(),
-                route.tenant.clone(),
-                route.name.clone(),
-            )),
-            granted,
-            queue: Some(self.shedder.clone()),
-            tenant: route.tenant_guard.clone(),
-        };
-        let request = Request {
-            method: parts.method.as_str().to_string(),
-            path: path.to_string(),
-            query: parts.uri.query().unwrap_or("").to_string(),
-            headers: io::to_pairs(&headers),
-            body,
-        };
-
-        // Phase: request policies.
-        let request = match route
-            .request
-            .on_request(&self.pool, &observer, &ctx, request, trace)
-            .await?
-        {
-            Decision::Continue(r) if route.allows(&r.method) => r,
-            Decision::Continue(_) => {
-                return Err(Error::RequestPolicy {
-                    cause: POLICY_INVALID_OUTPUT,
-                    detail: "the route does not allow the method the policies chose".into(),
-                });
-            }
-            Decision::Respond(own) => {
-                // Phase: redaction applies to a policy's own answer too.
-                let own = self.redact(route, own, trace)?;
-                let decision = if own.status >= 400 {
-                    "denied"
-                } else {
-                    "responded"
-                };
-                return Ok(Outcome {
-                    response: io::to_http(own),
-                    decision,
-                });
-            }
-        };
-
-        // Phase: upstream (with the route's own credential, never seen by policies).
-        let credentials = match &route.upstream_auth {
-            None => Vec::new(),
-            Some(a) => self.upstream_credentials(&route.tenant, a).await?,
-        };
-        let reads_body = !route.response.is_empty() || route.redactor.is_some();
-        let out = forward::outbound(
-            &request,
-            Target {
-                base: &route.upstream.base,
-                path: route.upstream_path(&request.path),
-                origin: &origin,
-                tenant: &route.tenant,
-                correlation_id: cid,
-                identity: who.as_deref(),
-                reads_response: reads_body,
-                credentials,
-            },
-        )?;
-        let answer = upstream::send(route, &self.metrics, &out).await?;
-        if !reads_body {
-            return Ok(Outcome {
-                response: io::stream_response(answer.response, answer.slot, answer.deadline),
-                decision: "allowed",
-            });
-        }
-        let deadline = answer.deadline;
-        let response = io::read_response(answer.response, route.max_response, deadline).await?;
-        drop(answer.slot);
-
-        // Phase: response policies.
-        let request = Arc::new(request);
-        let response = route
-            .response
-            .on_response(&self.pool, &observer, &ctx, &request, response, trace)
-            .await?;
-
-        // Phase: redaction.
-        let response = self.redact(route, response, trace)?;
-        let mut response = io::to_http(response);
-        response.extensions_mut().insert(ResponseDeadline(deadline));
-        Ok(Outcome {
-            response,
-            decision: "allowed",
-        })
-    }
-
-    fn redact(
-        &self,
-        route: &Route,
-        mut res: palisade_runtime::Response,
-        trace: &mut Trace,
-    ) -> Result<palisade_runtime::Response, Error> {
-        let Some(redactor) = &route.redactor else {
-            return Ok(res);
-        };
-        let redacted = redactor
-            .redact_response(&mut res)
-            .map_err(|e| Error::Redaction(e.cause()))?;
-        trace.redacted.extend(redacted);
-        Ok(res)
-    }
 }
 
-/// What [`Pipeline::process`] works on besides the request.
-struct Call<'a> {
-    route: &'a Route,
-    auth: &'a Authenticator,
-    trusted: &'a [ipnet::IpNet],
+/// The upstream's answer: streamed to the client, or read for the response phases (with
+/// the deadline the response must be sent by).
+enum Answer {
+    Streamed(http::Response<Body>),
+    Read(palisade_runtime::Response, tokio::time::Instant),
+}
+
+/// Phase: authenticate (routes with `auth`), before the body is read: the caller, or 401
+/// with `WWW-Authenticate`, 403 (another tenant's caller, missing scope or role), 503
+/// `auth_unavailable`.
+async fn authenticate(
+    routes: &Routes,
+    route: &Route,
+    ex: &mut Exchange,
+    parts: &http::request::Parts,
+) -> Result<Option<Caller>, Error> {
+    let Some(rule) = &route.auth else {
+        return Ok(None);
+    };
+    let cert = parts.extensions.get::<ClientCertificate>();
+    let caller = routes
+        .auth
+        .authorize(rule, &route.tenant, &parts.headers, cert)
+        .await?;
+    ex.identify(&caller.subject);
+    Ok(Some(caller))
+}
+
+/// A request bound to its route's tenant.
+struct Bound {
+    parts: http::request::Parts,
+    /// The normalized path, as policies see it.
+    path: String,
+    origin: forward::Origin,
+    /// The tenant's concurrency slot, held until the request ends.
+    _slot: Option<crate::resilience::TenantSlot>,
+}
+
+/// Phase: bind tenant. The caller spends its own tenant's budget (429
+/// `tenant_concurrency`, `tenant_rate_limited`, `route_rate_limited`,
+/// `tenant_cpu_budget`); nothing the caller sent may pose as the gateway's own
+/// (`x-palisade-*`, tenant and forwarding headers removed), and the gateway's
+/// credentials stay with the gateway.
+fn bind_tenant(
+    routes: &Routes,
+    route: &Route,
+    ex: &Exchange,
+    mut parts: http::request::Parts,
+    caller: Option<&Caller>,
     peer: SocketAddr,
-    cid: &'a str,
-    /// The host the route was found by.
-    host: &'a str,
-    /// The normalized path the route was found by.
-    path: &'a str,
+) -> Result<Bound, Error> {
+    let slot = match &route.tenant_guard {
+        Some(guard) => Some(guard.admit(route.policies.run_any())?),
+        None => None,
+    };
+    if let Some(rate) = &route.guard.rate {
+        rate.check().map_err(|wait| Error::RateLimited {
+            scope: "route",
+            retry_after: retry_after(wait),
+        })?;
+    }
+    let keep_bearer = route.auth.as_ref().is_some_and(|a| a.forward_bearer)
+        && caller.is_some_and(|c| c.scheme == crate::config::Scheme::Jwt);
+    let origin = forward::inbound(
+        &mut parts.headers,
+        Some(peer),
+        ex.host.as_deref().unwrap_or_default(),
+        &routes.trusted_proxies,
+        caller.is_some() && !keep_bearer,
+    );
+    Ok(Bound {
+        parts,
+        path: ex.path.clone().unwrap_or_default(),
+        origin,
+        _slot: slot,
+    })
 }
 
 /// Loads every module and compiles every rule of `file` without serving: what

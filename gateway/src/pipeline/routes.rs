@@ -13,6 +13,7 @@ use palisade_runtime::{Engine, Limits, Module};
 use tokio::sync::Semaphore;
 
 use super::io::UpstreamClient;
+use super::{BodyLimits, Credential, Methods, Policies};
 use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid, Issue, RedactAction};
@@ -44,13 +45,10 @@ pub(crate) struct Route {
     pub(crate) tenant: String,
     host: Option<String>,
     prefix: String,
-    methods: Vec<http::Method>,
     strip_prefix: bool,
     pub(crate) upstream: Arc<Upstream>,
     /// The upstream's pool for this route's connect timeout.
     pub(crate) client: UpstreamClient,
-    pub(crate) max_body: u64,
-    pub(crate) max_response: u64,
     /// Per attempt, forwarding to response head.
     pub(crate) first_byte: Duration,
     /// Forwarding to the end of the response body, every attempt included.
@@ -61,11 +59,10 @@ pub(crate) struct Route {
     pub(crate) tenant_guard: Option<Arc<TenantGuard>>,
     pub(crate) expose_errors: bool,
     pub(crate) permits: Arc<Semaphore>,
-    pub(crate) request: Chain,
-    pub(crate) response: Chain,
-    pub(crate) redactor: Option<Arc<Redactor>>,
+    /// Its chains, redaction, body limits and methods.
+    pub(crate) policies: Policies,
     pub(crate) auth: Option<config::RouteAuth>,
-    pub(crate) upstream_auth: Option<config::UpstreamAuth>,
+    pub(crate) upstream_auth: Option<Credential>,
     /// Every secret some policy of this route is granted.
     pub(crate) grants: Vec<String>,
 }
@@ -81,7 +78,9 @@ impl Route {
                 None => h.eq_ignore_ascii_case(host),
             },
         };
-        host_ok && self.allows(method.as_str()) && prefix_matches(&self.prefix, path)
+        host_ok
+            && self.policies.methods.allows(method.as_str())
+            && prefix_matches(&self.prefix, path)
     }
 
     /// The path sent upstream: without the route's prefix when it strips it and `path`
@@ -94,22 +93,12 @@ impl Route {
         if rest.is_empty() { "/" } else { rest }
     }
 
-    /// Whether the route accepts `method` (a policy's choice is held to it too). `TRACE`,
-    /// `TRACK` and `CONNECT` only when listed: a trace echoes the request upstream,
-    /// credentials the gateway added included, and a tunnel is not a request.
-    pub(crate) fn allows(&self, method: &str) -> bool {
-        if self.methods.is_empty() {
-            return !matches!(method, "TRACE" | "TRACK" | "CONNECT");
-        }
-        self.methods.iter().any(|m| m.as_str() == method)
-    }
-
     fn specificity(&self) -> (bool, bool, usize, bool) {
         (
             self.host.as_ref().is_some_and(|h| !h.starts_with("*.")),
             self.host.is_some(),
             self.prefix.len(),
-            !self.methods.is_empty(),
+            self.policies.methods.listed(),
         )
     }
 }
@@ -197,6 +186,7 @@ impl Routes {
         }
         // One pool per upstream and connect timeout: routes with the same share it.
         let mut clients: HashMap<(String, u64), UpstreamClient> = HashMap::new();
+        let body_timeout = Duration::from_millis(file.server.body_timeout_ms);
         let tenants: HashMap<&str, &config::Tenant> = file
             .tenants
             .iter()
@@ -272,6 +262,24 @@ impl Routes {
                     Err(_) => None, // reported by check
                 }
             };
+            let mut methods = Vec::new();
+            for m in &r.methods {
+                match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => methods.push(m),
+                    Err(_) => issue(format!("method `{m}` is not an HTTP method")),
+                }
+            }
+            let methods = Methods::new(methods);
+            let upstream_auth = match &r.upstream_auth {
+                None => None,
+                Some(a) => match Credential::from_config(a) {
+                    Ok(c) => Some(c),
+                    Err(message) => {
+                        issue(message);
+                        continue;
+                    }
+                },
+            };
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
                 continue;
             };
@@ -285,18 +293,9 @@ impl Routes {
                 tenant: r.tenant.clone(),
                 host: r.host.clone(),
                 prefix: r.path.trim_end_matches('/').to_string(),
-                methods: r
-                    .methods
-                    .iter()
-                    .filter_map(|m| {
-                        http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()
-                    })
-                    .collect(),
                 strip_prefix: r.strip_prefix,
                 upstream: upstream.clone(),
                 client,
-                max_body: r.max_body_bytes,
-                max_response: r.max_response_bytes,
                 first_byte: Duration::from_millis(r.timeout_ms),
                 total: Duration::from_millis(r.total_timeout_ms),
                 retry: r.retry.as_ref().map(|c| RetryPolicy {
@@ -309,11 +308,19 @@ impl Routes {
                 tenant_guard: tenant.map(|t| generation.tenant(t)),
                 expose_errors: r.expose_errors,
                 permits: Arc::new(Semaphore::new(r.concurrency as usize)),
-                request,
-                response,
-                redactor,
+                policies: Policies {
+                    request,
+                    response,
+                    redactor,
+                    limits: BodyLimits {
+                        max_body: r.max_body_bytes,
+                        max_response: r.max_response_bytes,
+                        body_timeout,
+                    },
+                    methods,
+                },
                 auth: r.auth.clone(),
-                upstream_auth: r.upstream_auth.clone(),
+                upstream_auth,
                 grants: r
                     .request
                     .iter()

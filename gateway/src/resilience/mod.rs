@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) use self::breaker::{Breaker, BreakerState};
 pub(crate) use self::budget::{LatencyWindow, RetryBudget};
 pub(crate) use self::shed::Shedder;
-pub(crate) use self::tenant::{Rate, TenantGuard, retry_after};
+pub(crate) use self::tenant::{Rate, TenantGuard, TenantSlot, retry_after};
 use crate::config;
 use crate::error::Error;
 use crate::metrics::Metrics;
