@@ -1,120 +1,91 @@
-//! A custom reverse proxy in about 60 lines that embeds the Palisade runtime directly:
-//! each request runs a Wasm policy in a fresh sandbox, then goes to the upstream.
-//!
-//! Run (from the repository root), with any HTTP server as the upstream:
+//! A custom reverse proxy on Palisade's engine: its own listener and upstream client, and
+//! between them, through `PolicyLayer`, the phases `palisade serve` runs (body limits,
+//! request and response policies, redaction, audit). Run from the repository root:
 //!
 //! ```text
-//! cargo guests
-//! python3 -m http.server 8000 &
+//! cargo guests && python3 -m http.server 8000 &
 //! cargo run --example custom_proxy -- http://127.0.0.1:8000
 //! curl -si http://127.0.0.1:3002/                        # proxied (200)
 //! curl -si "http://127.0.0.1:3002/?q=%27%20OR%201=1--"   # refused by the policy (400)
+//! palisade verify --db custom-proxy-audit.db             # one block per request
 //! ```
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
+use hyper_util::client::legacy::{Client, ResponseFuture, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use palisade_runtime::{Config, Context, Decision, Engine, InvocationPool, Module, Request};
+use hyper_util::{server::conn::auto, service::TowerToHyperService};
+use palisade_gateway::{PolicyLayer, PolicyService};
+use palisade_ledger::{Ledger, Options, Target};
+use palisade_runtime::{Config, Engine, Module};
+use tower_layer::Layer;
 
-type Reply = hyper::Response<Full<Bytes>>;
+/// The upstream leg: the request as the policies left it goes to `base`.
+#[derive(Clone)]
+pub(crate) struct Upstream(Client<HttpConnector, Full<Bytes>>, Arc<str>);
 
-fn reply(status: u16, body: impl Into<Bytes>) -> Reply {
-    let mut res = hyper::Response::new(Full::new(body.into()));
-    *res.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    res
+impl tower_service::Service<http::Request<Full<Bytes>>> for Upstream {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<Full<Bytes>>) -> ResponseFuture {
+        let target = req.uri().path_and_query().map_or("/", |t| t.as_str());
+        *req.uri_mut() = format!("{}{target}", self.1).parse().expect("a valid URL");
+        self.0.request(req)
+    }
 }
 
-async fn handle(
-    req: hyper::Request<hyper::body::Incoming>,
-    policy: Arc<Module>,
-    pool: InvocationPool,
-    upstream: Arc<str>,
-) -> Reply {
-    let (parts, body) = req.into_parts();
-    let Ok(body) = Limited::new(body, 1 << 20)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-    else {
-        return reply(413, "body too large");
-    };
-    let ctx = Context {
-        tenant: "demo".into(),
-        route: "all".into(),
-        ..Context::default()
-    };
-    let request = Request {
-        method: parts.method.to_string(),
-        path: parts.uri.path().into(),
-        query: parts.uri.query().unwrap_or("").into(),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.into())))
-            .collect(),
-        body,
-    };
-    let request = match pool
-        .run(move || policy.on_request(&ctx, request))
-        .await
-        .result
-    {
-        Ok(Decision::Continue(r)) => r,
-        Ok(Decision::Respond(own)) => return reply(own.status, own.body),
-        Err(e) => return reply(500, format!("policy failed: {}", e.kind())),
-    };
-    let uri = format!("{upstream}{}?{}", request.path, request.query);
-    let mut out = hyper::Request::new(Full::new(request.body));
-    *out.uri_mut() = uri.parse().expect("a valid upstream URI");
-    *out.method_mut() = parts.method;
+/// `block-patterns` on every request to `base`; one audit block per request.
+pub(crate) fn proxy(
+    engine: &Engine,
+    base: &str,
+    ledger: Ledger,
+) -> anyhow::Result<PolicyService<Upstream>> {
     let client = Client::builder(TokioExecutor::new()).build_http();
-    match client.request(out).await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            reply(
-                status,
-                res.into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default(),
-            )
-        }
-        Err(_) => reply(502, "upstream unavailable"),
+    Ok(PolicyLayer::new("demo", "all")
+        .request_policy(
+            Module::from_file(engine, "target/policies/block-patterns.wasm")?,
+            &[],
+        )
+        .audit(Arc::new(ledger))
+        .layer(Upstream(client, base.trim_end_matches('/').into())))
+}
+
+/// Serves `proxy` (HTTP/1.1 and HTTP/2) on `listener`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: PolicyService<Upstream>,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let service = TowerToHyperService::new(proxy.clone());
+        let http = auto::Builder::new(TokioExecutor::new());
+        tokio::spawn(
+            http.serve_connection(TokioIo::new(tcp), service)
+                .into_owned(),
+        );
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let upstream: Arc<str> = std::env::args()
+    let base = std::env::args()
         .nth(1)
-        .unwrap_or("http://127.0.0.1:8000".into())
-        .into();
-    let engine = Engine::new(&Config::new())?;
-    let policy = Arc::new(Module::from_file(
-        &engine,
-        "target/policies/block-patterns.wasm",
-    )?);
-    let pool = InvocationPool::new(64);
+        .unwrap_or("http://127.0.0.1:8000".into());
+    let ledger = Ledger::open(
+        Target::Sqlite("custom-proxy-audit.db".into()),
+        Options::default(),
+    )?;
+    let proxy = proxy(&Engine::new(&Config::new())?, &base, ledger)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await?;
-    println!("proxying http://127.0.0.1:3002 -> {upstream}");
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        let (policy, pool, upstream) = (policy.clone(), pool.clone(), upstream.clone());
-        let svc = service_fn(move |req| {
-            let (policy, pool, upstream) = (policy.clone(), pool.clone(), upstream.clone());
-            async move { Ok::<_, Infallible>(handle(req, policy, pool, upstream).await) }
-        });
-        tokio::spawn(
-            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .into_owned(),
-        );
-    }
+    println!("proxying http://127.0.0.1:3002 -> {base}");
+    Ok(serve(listener, proxy).await?)
 }

@@ -1,10 +1,17 @@
-//! [`PolicyLayer`]: Palisade policies and redaction around any tower service (an axum
-//! router, a hyper service, another proxy's handler).
+//! [`PolicyLayer`]: the gateway's phases around any tower service (an axum router, a
+//! hyper client to an upstream of your own, another proxy's handler).
 //!
-//! The service buffers the request body (up to a limit), runs the request policies,
-//! calls the inner service, buffers its response (up to a limit), runs the response
-//! policies and built-in redaction. Failures become the same safe responses as in the
-//! gateway (413, 500, 502), so nothing unredacted leaves when a policy fails.
+//! The inner service stands where `palisade serve`'s upstream stands, and the phases are
+//! the same code ([`crate::pipeline`]): the path is normalized (400 `bad_path`), the
+//! body read under [`BodyLimits`] (413, 408), the request policies run and what they
+//! leave (method, path, query, headers, body) is what the inner service gets, with the
+//! same header rules (caller-sent `x-palisade-*` and forwarding headers removed,
+//! `x-palisade-tenant` and `x-correlation-id` set); its answer is streamed through, or,
+//! when response policies or redaction must read it, read whole (502 beyond the limit,
+//! for a partial or encoded body) and changed. Failures become the same safe responses
+//! as in the gateway (500, 502), so nothing unredacted leaves when a policy fails; an
+//! error of the inner service is 502 `upstream_unavailable`. Given a ledger
+//! ([`PolicyLayer::audit`]), every request gets its block, as in the gateway.
 //!
 //! ```no_run
 //! # fn demo(engine: &palisade_runtime::Engine) -> palisade_runtime::Result<()> {
@@ -26,6 +33,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
+use http_body_util::Full;
 use palisade_ledger::Ledger;
 use palisade_runtime::{Context, InvocationPool, Module, Request};
 use tower_layer::Layer;
@@ -58,15 +66,15 @@ pub struct PolicyLayer {
 
 impl PolicyLayer {
     /// A layer with no policy yet, reporting as `tenant` / `route` to policies and the
-    /// audit ledger. Limits: [`BodyLimits::default`] (as a route's), 64 concurrent
-    /// invocations; no ledger, no metrics.
+    /// audit ledger. Limits: [`BodyLimits::default`] (as a route's),
+    /// [`InvocationPool::DEFAULT_CONCURRENCY`] invocations at once; no ledger, no metrics.
     pub fn new(tenant: &str, route: &str) -> Self {
         PolicyLayer {
             settings: Arc::new(Settings {
                 tenant: tenant.into(),
                 route: route.into(),
                 policies: Policies::default(),
-                pool: InvocationPool::new(64),
+                pool: InvocationPool::default(),
                 ledger: None,
                 metrics: None,
             }),
@@ -149,10 +157,10 @@ pub struct PolicyService<S> {
 
 impl<S, B, RB> Service<http::Request<B>> for PolicyService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S: Service<http::Request<Full<Bytes>>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
-    S::Error: Send,
-    B: hyper::body::Body<Data = Bytes> + From<Bytes> + Send + Unpin + 'static,
+    S::Error: Into<BoxError> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     RB: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     RB::Error: Into<BoxError>,
 {
@@ -172,33 +180,27 @@ where
         Box::pin(async move {
             let mut ex = Exchange::begin(&req, s.ledger.clone());
             ex.routed(&s.tenant, &s.route, "inner", false, None);
-            let mut failed = None;
-            let run = AssertUnwindSafe(proxy(inner, &s, &mut ex, req, &mut failed));
+            let run = AssertUnwindSafe(proxy(inner, &s, &mut ex, req));
             let result = run.catch_unwind().await.unwrap_or(Err(Error::Internal));
-            let response = ex.finish(result, s.metrics.as_deref()).await;
-            match failed {
-                // The inner service's own error is its caller's to handle (audited as
-                // `upstream_unavailable`).
-                Some(e) => Err(e),
-                None => Ok(response),
-            }
+            Ok(ex.finish(result, s.metrics.as_deref()).await)
         })
     }
 }
 
 /// The gateway's phases around the inner service, which stands where the upstream does:
 /// it gets the request as the policies left it (method, path, query, headers, body),
-/// as an upstream would.
+/// buffered, as an upstream would. Its error is the upstream's: 502
+/// `upstream_unavailable`.
 async fn proxy<S, B, RB>(
     mut inner: S,
     s: &Settings,
     ex: &mut Exchange,
     req: http::Request<B>,
-    failed: &mut Option<S::Error>,
 ) -> Result<Outcome, Error>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    B: hyper::body::Body<Data = Bytes> + From<Bytes> + Unpin,
+    S: Service<http::Request<Full<Bytes>>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
     RB: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     RB::Error: Into<BoxError>,
 {
@@ -276,14 +278,12 @@ where
             .headers
             .insert(http::header::CONTENT_LENGTH, request.body.len().into());
     }
-    let forward = http::Request::from_parts(parts, B::from(request.body.clone()));
-    let res = match inner.call(forward).await {
-        Ok(res) => res,
-        Err(e) => {
-            *failed = Some(e);
-            return Err(Error::UpstreamUnavailable);
-        }
-    };
+    let forward = http::Request::from_parts(parts, Full::new(request.body.clone()));
+    let res = inner.call(forward).await.map_err(|e| {
+        let e: BoxError = e.into();
+        tracing::debug!(correlation_id = %ex.cid, error = %e, "inner service failed");
+        Error::UpstreamUnavailable
+    })?;
     if !read {
         let (mut head, body) = res.into_parts();
         io::strip_hop_by_hop(&mut head.headers);

@@ -44,5 +44,5 @@ pub use crate::chain::{Chain, ChainPolicy, Trace};
 pub use crate::error::Error;
 pub use crate::layer::{PolicyLayer, PolicyService};
 pub use crate::metrics::{Metrics, PolicyOutcome};
-pub use crate::pipeline::Pipeline;
+pub use crate::pipeline::{BodyLimits, Pipeline, Verdict};
 pub use crate::server::{Gateway, Running, StartError};

@@ -15,7 +15,18 @@ pub struct InvocationPool {
     permits: Arc<Semaphore>,
 }
 
+impl Default for InvocationPool {
+    /// A pool of [`InvocationPool::DEFAULT_CONCURRENCY`].
+    fn default() -> Self {
+        InvocationPool::new(Self::DEFAULT_CONCURRENCY)
+    }
+}
+
 impl InvocationPool {
+    /// Invocations at once when nothing else is said (`[runtime] concurrency`, a
+    /// `PolicyLayer`): 64.
+    pub const DEFAULT_CONCURRENCY: usize = 64;
+
     /// A pool running at most `concurrency` invocations at once.
     pub fn new(concurrency: usize) -> Self {
         InvocationPool {

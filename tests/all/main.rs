@@ -5,6 +5,11 @@ mod auth;
 mod cache;
 mod cli;
 mod contract;
+mod custom_proxy;
+/// `examples/custom_proxy.rs` itself, run by `custom_proxy`.
+#[allow(dead_code)]
+#[path = "../../examples/custom_proxy.rs"]
+mod custom_proxy_example;
 mod fixtures;
 mod gateway;
 mod hardening_auth;

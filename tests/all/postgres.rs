@@ -71,6 +71,8 @@ fn server() -> &'static Server {
             std::process::id(),
             dir.display()
         );
+        // The watcher outlives this process on purpose: it is what stops the server.
+        #[allow(clippy::zombie_processes)]
         as_user(Command::new("sh").args(["-c", &script]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -753,8 +753,10 @@ mod d {
     pub(super) fn header_timeout_ms() -> u64 {
         10_000
     }
+    use crate::pipeline::BodyLimits;
+
     pub(super) fn body_timeout_ms() -> u64 {
-        30_000
+        BodyLimits::default().body_timeout.as_millis() as u64
     }
     pub(super) fn max_header_bytes() -> usize {
         16 * 1024
@@ -775,7 +777,7 @@ mod d {
         palisade_ledger::Options::default().commit_delay.as_micros() as u64
     }
     pub(super) fn policy_concurrency() -> usize {
-        64
+        palisade_runtime::InvocationPool::DEFAULT_CONCURRENCY
     }
     pub(super) fn connect_timeout_ms() -> u64 {
         2_000
@@ -784,10 +786,10 @@ mod d {
         "/".into()
     }
     pub(super) fn max_body_bytes() -> u64 {
-        1 << 20
+        BodyLimits::default().max_body
     }
     pub(super) fn max_response_bytes() -> u64 {
-        8 << 20
+        BodyLimits::default().max_response
     }
     pub(super) fn route_concurrency() -> u32 {
         256
