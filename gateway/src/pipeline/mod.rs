@@ -1,24 +1,21 @@
-//! The request pipeline: a fixed sequence of named phases.
+//! The request pipeline: named phases over one `Exchange`, in this order (the table of
+//! what each returns is `docs/gateway.md`, "The pipeline"):
 //!
-//! | phase | may return | then |
-//! | --- | --- | --- |
-//! | correlation id | always an id (the caller's `x-correlation-id` if it is 1-64 of `[A-Za-z0-9_-]`, else a fresh one) | sent upstream and back to the client |
-//! | routing | a route, or 404 `no_route` | |
-//! | load shedding | 503 `gateway_overloaded` with `Retry-After` (in-flight bound, standing policy queue) | see [`crate::resilience`] |
-//! | route limit | 503 `route_overloaded` with `Retry-After` (route concurrency) | |
-//! | auth | the caller (routes with `auth`), or 401 with `WWW-Authenticate`, or 503 `auth_unavailable` (introspection down); see [`crate::auth`] | before the body is read |
-//! | tenant binding | 403 `tenant_mismatch` unless the caller's tenant is the route's; 403 `insufficient_scope`/`missing_role`; caller-sent `x-palisade-*` and tenant headers removed | before any policy runs |
-//! | tenant and route limits | 429 `tenant_concurrency`, `tenant_rate_limited`, `route_rate_limited`, `tenant_cpu_budget`, with `Retry-After` | after auth: callers spend their own tenant's budget |
-//! | body limits | 413 `body_too_large`, 408 `body_timeout`, 400 `bad_body` | the connection is closed after a body error |
-//! | request policies | `Continue` (maybe changed), `Respond` (ends the pipeline: no upstream), or an error: 500 when fail-closed, skipped when fail-open | |
-//! | upstream | the response head, or 503 `upstream_circuit_open`/`upstream_saturated`, 502 `upstream_unavailable`/`upstream_reset`, 504 `upstream_timeout` (first byte) / `upstream_deadline` (total) | retries and hedges within the route's budget |
-//! | response policies | `Continue` (maybe changed), `Respond` (replaces the response), or an error: always 502 | |
-//! | redaction | the redacted body, or 502 when the body cannot be read (never fail-open) | |
-//! | audit | the block is durable, or 503 `audit_unavailable` (the response is withheld) | |
-//! | response | the client gets the response with `x-correlation-id` | |
+//! 1. admit: correlation id, normalized path, host, pending audit block (`Exchange::begin`);
+//! 2. route (`Pipeline::route`);
+//! 3. limits: load shedding and the route's concurrency (`Pipeline::admit`);
+//! 4. authenticate (`authenticate`);
+//! 5. bind tenant: tenant and route limits, the caller's headers (`bind_tenant`);
+//! 6. read body (`Policies::read_body`);
+//! 7. request policies (`Policies::on_request`);
+//! 8. upstream (`Pipeline::upstream`);
+//! 9. response policies, then redact (`Policies::on_response`);
+//! 10. audit and respond (`Exchange::finish`).
 //!
-//! Headers and HTTP/1.1 parse limits (431) and the header read timeout are enforced by
-//! the connection before the pipeline runs; see [`crate::server`].
+//! [`Pipeline::handle`] runs them for `palisade serve`; [`crate::PolicyLayer`] runs 1, 6, 7,
+//! 9 and 10 around an inner service that stands where the upstream does. Headers and
+//! HTTP/1.1 parse limits (431) and the header read timeout are enforced by the connection
+//! before the pipeline runs; see [`crate::server`].
 
 mod credentials;
 pub(crate) mod exchange;
