@@ -1,6 +1,6 @@
 //! Invocation costs, each measured beside its baseline in one run.
 //!
-//! `cargo bench --bench invocation` (figures in docs/benchmarks.md).
+//! `cargo bench --features bench --bench invocation` (figures in docs/benchmarks.md).
 //!
 //! - `lifecycle`: a fresh instance per call (Palisade) vs one reused instance, for a
 //!   small JSON transform;
@@ -17,9 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_gateway::redaction::{Action, Redactor, Rule};
-use palisade_runtime::{
-    Config, Context, Decision, Engine, Limits, LuaPolicy, Policy, Request, ReusedInstance,
-};
+use palisade_runtime::{Config, Context, Decision, Engine, Limits, LuaPolicy, Request, WasmPolicy};
 
 const RESHAPE_OPS: &str = r#"[{"op":"rename","from":"/user_name","to":"/user/name"},{"op":"drop","path":"/legacy"},{"op":"default","path":"/version","value":2}]"#;
 
@@ -48,7 +46,7 @@ fn engine(config: Config) -> Engine {
     Engine::new(&config.pool(64, 4 << 30)).expect("engine")
 }
 
-fn assert_continues(policy: &Policy, ctx: &Context, req: &Request) {
+fn assert_continues(policy: &WasmPolicy, ctx: &Context, req: &Request) {
     let inv = policy.on_request(ctx, req.clone());
     assert!(
         matches!(inv.result, Ok(Decision::Continue(_))),
@@ -59,14 +57,14 @@ fn assert_continues(policy: &Policy, ctx: &Context, req: &Request) {
 
 fn lifecycle(c: &mut Criterion) {
     let engine = engine(Config::new());
-    let policy = Policy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
+    let policy = WasmPolicy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
     let (ctx, req) = (reshape_ctx(), small_json_request());
     assert_continues(&policy, &ctx, &req);
     let mut g = c.benchmark_group("lifecycle");
     g.bench_function("palisade_fresh_instance", |b| {
         b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
     });
-    let mut reused = ReusedInstance::new(&policy);
+    let mut reused = policy.reused_instance();
     g.bench_function("reused_instance", |b| {
         b.iter(|| black_box(reused.on_request(&ctx, &req)))
     });
@@ -96,7 +94,7 @@ fn limits(c: &mut Criterion) {
         ),
     ] {
         let engine = engine(config);
-        let policy = Policy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
+        let policy = WasmPolicy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
         assert_continues(&policy, &ctx, &req);
         g.bench_function(name, |b| {
             b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
@@ -107,7 +105,7 @@ fn limits(c: &mut Criterion) {
 
 fn unread_body(c: &mut Criterion) {
     let engine = engine(Config::new());
-    let policy = Policy::from_file(&engine, palisade_test_artifacts::HEADERS_ONLY).unwrap();
+    let policy = WasmPolicy::from_file(&engine, palisade_test_artifacts::HEADERS_ONLY).unwrap();
     let ctx = Context::default();
     let mut g = c.benchmark_group("unread_body");
     for (name, size) in [("1KiB", 1usize << 10), ("1MiB", 1 << 20)] {
@@ -132,7 +130,7 @@ fn lua(c: &mut Criterion) {
         .join("policies/lua/reshape-json.lua");
     let pooled = LuaPolicy::from_file(&engine, &script).unwrap();
     let fresh = pooled.without_vm_reuse();
-    let wasm = Policy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
+    let wasm = WasmPolicy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
     let mut g = c.benchmark_group("lua");
     g.bench_function("lua_pooled_vm", |b| {
         b.iter(|| black_box(pooled.on_request(&ctx, req.clone())))
@@ -175,7 +173,7 @@ fn throughput(c: &mut Criterion) {
         .memory(256 << 20)
         .timeout(Duration::from_secs(30));
     let engine = engine(Config::new().default_limits(limits));
-    let wasm = Policy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
+    let wasm = WasmPolicy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
     let script = std::path::Path::new(palisade_test_artifacts::WORKSPACE)
         .join("policies/lua/redact-pii.lua");
     let lua = LuaPolicy::from_file(&engine, &script).unwrap();

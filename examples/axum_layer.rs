@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use palisade_gateway::PolicyLayer;
 use palisade_gateway::redaction::{Action, Redactor, Rule};
-use palisade_runtime::{Config, Engine, Module};
+use palisade_runtime::{Config, Engine, Policy};
 use serde_json::{Value, json};
 
 async fn customer(Path(id): Path<String>, headers: HeaderMap) -> Json<Value> {
@@ -42,15 +42,15 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(&Config::new())?;
     let layer = PolicyLayer::new("demo", "customers")
         .request_policy(
-            Module::from_file(&engine, "target/policies/inject-headers.wasm")?,
+            Policy::from_file(&engine, "target/policies/inject-headers.wasm")?,
             &[("request.set.x-policy", "added-by-wasm")],
         )
         .response_policy(
-            Module::from_file(&engine, "policies/lua/reshape-json.lua")?,
+            Policy::from_file(&engine, "policies/lua/reshape-json.lua")?,
             &[("ops", r#"[{"op":"drop","path":"/internal"},{"op":"rename","from":"/name","to":"/customer"}]"#)],
         )
         .response_policy(
-            Module::from_file(&engine, "target/policies/redact-pii.wasm")?,
+            Policy::from_file(&engine, "target/policies/redact-pii.wasm")?,
             &[("detectors", "card")],
         )
         .redact(Redactor::new(&[Rule::path("$..ssn", Action::Mask)], None)?);

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::{server::conn::auto, service::TowerToHyperService};
 use palisade_gateway::{PolicyLayer, PolicyService};
 use palisade_ledger::{Ledger, Options, Target};
-use palisade_runtime::{Config, Engine, Module};
+use palisade_runtime::{Config, Engine, Policy};
 use tower_layer::Layer;
 
 /// The upstream leg: the request as the policies left it goes to `base`.
@@ -52,7 +52,7 @@ pub(crate) fn proxy(
     let client = Client::builder(TokioExecutor::new()).build_http();
     Ok(PolicyLayer::new("demo", "all")
         .request_policy(
-            Module::from_file(engine, "target/policies/block-patterns.wasm")?,
+            Policy::from_file(engine, "target/policies/block-patterns.wasm")?,
             &[],
         )
         .audit(Arc::new(ledger))

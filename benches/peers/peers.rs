@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_runtime::{
-    Config, Context, Decision, Engine, Invocation, LuaPolicy, Policy, Request, ReusedInstance,
+    Config, Context, Decision, Engine, Invocation, LuaPolicy, Request, WasmPolicy,
 };
 
 /// A small JSON body with an email and an SSN (about 200 bytes).
@@ -66,18 +66,18 @@ fn peers(c: &mut Criterion) {
     let mut g = c.benchmark_group("peers");
 
     let engine = Engine::new(&Config::new().pool(64, 4 << 30)).unwrap();
-    let policy = Policy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
+    let policy = WasmPolicy::from_file(&engine, palisade_test_artifacts::REDACT_PII).unwrap();
     check(policy.on_request(&ctx, req.clone()));
     g.bench_function("palisade_wasm_fresh", |b| {
         b.iter(|| black_box(policy.on_request(&ctx, req.clone())))
     });
-    let mut reused = ReusedInstance::new(&policy);
+    let mut reused = policy.reused_instance();
     g.bench_function("palisade_wasm_reused", |b| {
         b.iter(|| black_box(reused.on_request(&ctx, &req)))
     });
 
     let raw = Engine::new(&Config::new().wasmtime_defaults()).unwrap();
-    let raw_policy = Policy::from_file(&raw, palisade_test_artifacts::REDACT_PII).unwrap();
+    let raw_policy = WasmPolicy::from_file(&raw, palisade_test_artifacts::REDACT_PII).unwrap();
     check(raw_policy.on_request(&ctx, req.clone()));
     g.bench_function("wasmtime_default_fresh", |b| {
         b.iter(|| black_box(raw_policy.on_request(&ctx, req.clone())))

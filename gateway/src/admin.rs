@@ -446,7 +446,7 @@ fn inspect(v: &Version) -> serde_json::Value {
         "name": v.name,
         "version": v.version,
         "digest": v.digest,
-        "kind": v.kind,
+        "kind": v.kind.as_str(),
         "size": v.size,
         "exports": v.phases,
         "contract_version": palisade_runtime::CONTRACT_VERSION,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use palisade_ledger::ModuleRef;
-use palisade_runtime::{Context, Decision, Invocation, InvocationPool, Module, Request, Response};
+use palisade_runtime::{Context, Decision, Invocation, InvocationPool, Policy, Request, Response};
 
 use crate::config::FailMode;
 use crate::error::Error;
@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, PolicyOutcome};
 #[derive(Clone)]
 pub struct ChainPolicy {
     /// The loaded module, with its limits.
-    pub module: Arc<Module>,
+    pub module: Arc<Policy>,
     /// Its config (`host.config`).
     pub config: Vec<(String, String)>,
     /// What its failure does.
@@ -41,7 +41,7 @@ impl std::fmt::Debug for ChainPolicy {
 
 impl ChainPolicy {
     /// A policy that fails closed, named after its module.
-    pub fn new(module: Module, config: Vec<(String, String)>) -> Self {
+    pub fn new(module: Policy, config: Vec<(String, String)>) -> Self {
         let reference = ModuleRef {
             digest: hex::encode(module.digest()),
             name: module.name().to_string(),

@@ -16,11 +16,11 @@
 //! ```no_run
 //! # fn demo(engine: &palisade_runtime::Engine) -> palisade_runtime::Result<()> {
 //! use palisade_gateway::PolicyLayer;
-//! use palisade_runtime::Module;
+//! use palisade_runtime::Policy;
 //!
 //! let layer = PolicyLayer::new("acme", "orders")
-//!     .request_policy(Module::from_file(engine, "inject-headers.wasm")?, &[("request.set.x-env", "prod")])
-//!     .response_policy(Module::from_file(engine, "redact-pii.lua")?, &[]);
+//!     .request_policy(Policy::from_file(engine, "inject-headers.wasm")?, &[("request.set.x-env", "prod")])
+//!     .response_policy(Policy::from_file(engine, "redact-pii.lua")?, &[]);
 //! // axum: Router::new().route(...).layer(layer)
 //! # Ok(()) }
 //! ```
@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http_body_util::Full;
 use palisade_ledger::Ledger;
-use palisade_runtime::{Context, InvocationPool, Module, Request};
+use palisade_runtime::{Context, InvocationPool, Policy, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -87,13 +87,13 @@ impl PolicyLayer {
     }
 
     /// Appends a request policy with its config.
-    pub fn request_policy(self, module: Module, config: &[(&str, &str)]) -> Self {
+    pub fn request_policy(self, module: Policy, config: &[(&str, &str)]) -> Self {
         let p = ChainPolicy::new(module, pairs(config));
         self.edit(|s| s.policies.request.policies.push(p))
     }
 
     /// Appends a response policy with its config.
-    pub fn response_policy(self, module: Module, config: &[(&str, &str)]) -> Self {
+    pub fn response_policy(self, module: Policy, config: &[(&str, &str)]) -> Self {
         let p = ChainPolicy::new(module, pairs(config));
         self.edit(|s| s.policies.response.policies.push(p))
     }

@@ -32,7 +32,7 @@ use base64::Engine as _;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use palisade_runtime::{Context, Engine, Limits, Module, Request, Response};
+use palisade_runtime::{Context, Engine, Kind, Limits, Policy, Request, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -141,7 +141,8 @@ pub struct Version {
     /// SHA-256 of the bytes, hex.
     pub digest: String,
     /// `wasm` or `lua`.
-    pub kind: String,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: Kind,
     /// Bytes.
     pub size: u64,
     /// Exported phases (`request`, `response`).
@@ -171,18 +172,28 @@ struct Row {
 
 const SELECT: &str = "SELECT v.tenant, v.name, v.version, v.digest, v.kind, CAST(v.size AS TEXT), v.phases, v.signer, v.uploaded_by, CAST(v.created_ms AS TEXT), v.signature, a.version FROM palisade_registry_versions v LEFT JOIN palisade_registry_active a ON a.tenant = v.tenant AND a.name = v.name";
 
-fn to_row(cols: Vec<Option<String>>) -> Row {
+fn kind_name<S: serde::Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
+}
+
+/// A row of `SELECT`, typed; a value that does not parse is a storage error (the
+/// database was changed by something other than the registry).
+fn to_row(cols: Vec<Option<String>>) -> Result<Row, RegistryError> {
     let s = |i: usize| cols.get(i).cloned().flatten().unwrap_or_default();
+    let number = |i: usize| {
+        s(i).parse::<u64>()
+            .map_err(|_| storage(format!("column {i} is not a number")))
+    };
     let version = s(2);
-    Row {
+    Ok(Row {
         v: Version {
             tenant: s(0),
             name: s(1),
             active: cols.get(11).cloned().flatten().as_deref() == Some(version.as_str()),
             version,
             digest: s(3),
-            kind: s(4),
-            size: s(5).parse().unwrap_or(0),
+            kind: s(4).parse().map_err(storage)?,
+            size: number(5)?,
             phases: s(6)
                 .split(',')
                 .filter(|p| !p.is_empty())
@@ -190,14 +201,14 @@ fn to_row(cols: Vec<Option<String>>) -> Row {
                 .collect(),
             signer: cols.get(7).cloned().flatten(),
             uploaded_by: s(8),
-            created_ms: s(9).parse().unwrap_or(0),
+            created_ms: number(9)?,
         },
         signature: cols.get(10).cloned().flatten(),
-    }
+    })
 }
 
 /// A module ready for routes: loaded once per digest.
-type Loaded = HashMap<String, Module>;
+type Loaded = HashMap<String, Policy>;
 
 /// The registry.
 pub struct Registry {
@@ -333,8 +344,7 @@ impl Registry {
         let rows = self.meta.run(move |m| m.rows(&sql, &[&t, &n, &v]))?;
         rows.into_iter()
             .next()
-            .map(to_row)
-            .ok_or(RegistryError::NotFound)
+            .map_or(Err(RegistryError::NotFound), to_row)
     }
 
     /// Every version of `tenant`'s modules.
@@ -346,7 +356,9 @@ impl Registry {
         let sql = format!("{SELECT} WHERE v.tenant = $1 ORDER BY v.name, v.created_ms");
         let t = tenant.to_string();
         let rows = self.meta.run(move |m| m.rows(&sql, &[&t]))?;
-        Ok(rows.into_iter().map(|r| to_row(r).v).collect())
+        rows.into_iter()
+            .map(|r| to_row(r).map(|row| row.v))
+            .collect()
     }
 
     /// One version.
@@ -420,8 +432,12 @@ impl Registry {
         if self.row(tenant, name, version).is_ok() {
             return Err(RegistryError::Exists);
         }
-        let lua = !bytes.starts_with(b"\0asm");
-        let module = self.compile(name, lua, bytes)?;
+        let kind = if bytes.starts_with(b"\0asm") {
+            Kind::Wasm
+        } else {
+            Kind::Lua
+        };
+        let module = self.compile(name, kind, bytes)?;
         smoke(&module)?;
         let phases = module.phases();
         let phases: Vec<String> = [("request", phases.request), ("response", phases.response)]
@@ -432,7 +448,7 @@ impl Registry {
 
         // Content-addressed: the file name is the digest, written once.
         let hexd = hex::encode(digest);
-        let file_name = format!("{hexd}.{}", if lua { "lua" } else { "wasm" });
+        let file_name = format!("{hexd}.{}", kind.as_str());
         if self.dir.metadata(&file_name).is_err() {
             let tmp = format!("{hexd}.tmp");
             let mut f = self.dir.create(&tmp).map_err(storage)?;
@@ -448,7 +464,7 @@ impl Registry {
             name: name.into(),
             version: version.into(),
             digest: hexd,
-            kind: if lua { "lua" } else { "wasm" }.into(),
+            kind,
             size: bytes.len() as u64,
             phases,
             signer,
@@ -465,7 +481,7 @@ impl Registry {
                     &row.name,
                     &row.version,
                     &row.digest,
-                    &row.kind,
+                    row.kind.as_str(),
                     &row.size.to_string(),
                     &row.phases.join(","),
                     row.signer.as_deref().unwrap_or(""),
@@ -519,11 +535,11 @@ impl Registry {
             .ok_or_else(|| invalid("no trusted key of the tenant made this signature"))
     }
 
-    fn compile(&self, name: &str, lua: bool, bytes: &[u8]) -> Result<Module, RegistryError> {
+    fn compile(&self, name: &str, kind: Kind, bytes: &[u8]) -> Result<Policy, RegistryError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (engine, name, bytes) = (self.engine.clone(), name.to_string(), bytes.to_vec());
         std::thread::spawn(move || {
-            let _ = tx.send(Module::from_bytes(&engine, &name, lua, &bytes));
+            let _ = tx.send(Policy::from_bytes(&engine, &name, kind, &bytes));
         });
         match rx.recv_timeout(self.compile_timeout) {
             Ok(Ok(m)) => Ok(m),
@@ -639,7 +655,7 @@ impl Registry {
         if others.is_empty() {
             let _ = self
                 .dir
-                .remove_file(format!("{}.{}", row.v.digest, row.v.kind));
+                .remove_file(format!("{}.{}", row.v.digest, row.v.kind.as_str()));
             self.loaded
                 .lock()
                 .expect("registry lock")
@@ -655,7 +671,7 @@ impl Registry {
     /// # Errors
     ///
     /// Why the module cannot be used, as a message for a config issue.
-    pub fn load(&self, tenant: &str, reference: &str) -> Result<(Module, String), String> {
+    pub fn load(&self, tenant: &str, reference: &str) -> Result<(Policy, String), String> {
         let (name, version) = match reference.split_once('@') {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
@@ -685,7 +701,7 @@ impl Registry {
         }
         let mut bytes = Vec::new();
         self.dir
-            .open(format!("{}.{}", row.v.digest, row.v.kind))
+            .open(format!("{}.{}", row.v.digest, row.v.kind.as_str()))
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| format!("module {name}@{version}: {e}"))?;
         if hex::encode(Sha256::digest(&bytes)) != row.v.digest {
@@ -694,7 +710,7 @@ impl Registry {
             ));
         }
         self.recheck_signature(tenant, &row)?;
-        let module = Module::from_bytes(&self.engine, &name, row.v.kind == "lua", &bytes)
+        let module = Policy::from_bytes(&self.engine, &name, row.v.kind, &bytes)
             .map_err(|e| format!("module {name}@{version}: {e}"))?;
         self.loaded
             .lock()
@@ -719,7 +735,7 @@ impl Registry {
 
 /// Runs each exported phase once on an empty input under tight limits. Traps and limits
 /// reject the module; the guest's own error or denial does not.
-fn smoke(module: &Module) -> Result<(), RegistryError> {
+fn smoke(module: &Policy) -> Result<(), RegistryError> {
     let limits = Limits::default()
         .fuel(100_000_000)
         .memory(64 << 20)

@@ -1,14 +1,18 @@
 //! One invocation: a fresh `Store` with its limits, a fresh instance, one call, and
 //! the typed outcome. Nothing survives the invocation.
+//!
+//! This module runs a [`Linked`] component and knows nothing of how it was loaded
+//! ([`crate::wasm`] loads, then calls in here).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use bytes::Bytes;
-use wasmtime::component::{ComponentExportIndex, Instance};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use crate::bindings::palisade::policy::types as wit;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::host::StoreState;
 use crate::limits::Limits;
@@ -16,7 +20,6 @@ use crate::message::{
     self, Context, Decision, Invocation, Pending, Request, Response, Stats, check_head,
     check_headers, check_output, check_status, skipped,
 };
-use crate::policy::Policy;
 
 type RequestFn = (Result<wit::RequestAction, String>,);
 type ResponseFn = (Result<wit::ResponseAction, String>,);
@@ -39,20 +42,33 @@ fn lift_budget(limits: &Limits) -> usize {
     usize::try_from(budget).unwrap_or(usize::MAX)
 }
 
-impl Policy {
+/// A component compiled and linked against the host, with its phase exports.
+pub(crate) struct Linked {
+    pub(crate) engine: Engine,
+    pub(crate) pre: InstancePre<StoreState>,
+    pub(crate) request: Option<ComponentExportIndex>,
+    pub(crate) response: Option<ComponentExportIndex>,
+    pub(crate) uses_wasi: bool,
+}
+
+impl Linked {
     /// Runs the request phase on `req`.
     ///
     /// A policy that does not implement the request phase continues with `req` unchanged
     /// and costs nothing. The invocation never panics and never shares state with another:
     /// every failure is an [`Error`] in [`Invocation::result`].
-    pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
-        let Some(export) = self.inner.request else {
+    pub(crate) fn on_request(
+        &self,
+        limits: &Limits,
+        ctx: &Context,
+        req: Request,
+    ) -> Invocation<Request> {
+        let Some(export) = self.request else {
             return skipped(req);
         };
         let wctx = wit_context(ctx);
         let head = wit_request_head(&req);
-        let limits = &self.limits;
-        let (result, inv) = self.run(ctx, req.body.clone(), |store, instance| {
+        let (result, inv) = self.run(limits, ctx, req.body.clone(), |store, instance| {
             let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
                 &mut *store,
                 &export,
@@ -90,8 +106,14 @@ impl Policy {
     ///
     /// A policy that does not implement the response phase continues with `res`
     /// unchanged and costs nothing.
-    pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
-        let Some(export) = self.inner.response else {
+    pub(crate) fn on_response(
+        &self,
+        limits: &Limits,
+        ctx: &Context,
+        req: &Request,
+        res: Response,
+    ) -> Invocation<Response> {
+        let Some(export) = self.response else {
             return skipped(res);
         };
         let wctx = wit_context(ctx);
@@ -100,8 +122,7 @@ impl Policy {
             status: res.status,
             headers: res.headers.clone(),
         };
-        let limits = &self.limits;
-        let (result, inv) = self.run(ctx, res.body.clone(), |store, instance| {
+        let (result, inv) = self.run(limits, ctx, res.body.clone(), |store, instance| {
             let func = instance
                 .get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(&mut *store, &export)?;
             Ok(func.call(&mut *store, (&wctx, &req_head, &head))?.0)
@@ -132,16 +153,15 @@ impl Policy {
     /// with the invocation and the error is [`Error::HostPanic`].
     fn run<R>(
         &self,
+        limits: &Limits,
         ctx: &Context,
         body: Bytes,
         call: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
     ) -> (Result<R>, Pending) {
         let start = Instant::now();
-        let limits = &self.limits;
         let mut store = new_store(self, limits, body, ctx.config.clone());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let instance = self
-                .inner
                 .pre
                 .instantiate(&mut store)
                 .map_err(|e| (Stage::Instantiate, e))?;
@@ -159,10 +179,10 @@ impl Policy {
             logs: std::mem::take(&mut state.logs.lines),
             logs_dropped: state.logs.dropped,
             redacted: std::mem::take(&mut state.redacted),
-            metered: self.inner.engine.inner.config.consume_fuel,
+            metered: self.engine.inner.config.consume_fuel,
             stats: Stats {
                 // Unlimited fuel starts at `u64::MAX`, so consumption is measured either way.
-                fuel: if self.inner.engine.inner.config.consume_fuel {
+                fuel: if self.engine.inner.config.consume_fuel {
                     limits
                         .fuel_budget()
                         .unwrap_or(u64::MAX)
@@ -180,17 +200,17 @@ impl Policy {
 
 /// A fresh store for one invocation, with every limit armed.
 fn new_store(
-    policy: &Policy,
+    linked: &Linked,
     limits: &Limits,
     body: Bytes,
     config: Vec<(String, String)>,
 ) -> Store<StoreState> {
-    let engine = &policy.inner.engine.inner;
+    let engine = &linked.engine.inner;
     let state = StoreState::new(
         limits,
         body,
         config,
-        policy.inner.uses_wasi,
+        linked.uses_wasi,
         engine.config.consume_fuel,
     );
     let mut store = Store::new(&engine.wasmtime, state);
@@ -218,14 +238,12 @@ fn arm(store: &mut Store<StoreState>, engine: &crate::engine::EngineInner, limit
 
 /// Instantiates once and looks up every exported phase with the contract's signature,
 /// so that a module with the right names but wrong types is refused at load.
-pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
-    let limits = policy.limits.clone();
-    let mut store = new_store(policy, &limits, Bytes::new(), Vec::new());
-    let instance = policy
-        .inner
+pub(crate) fn check_signatures(linked: &Linked, limits: &Limits) -> Result<()> {
+    let mut store = new_store(linked, limits, Bytes::new(), Vec::new());
+    let instance = linked
         .pre
         .instantiate(&mut store)
-        .map_err(|e| classify(e, store.data_mut(), &limits, Stage::Instantiate))?;
+        .map_err(|e| classify(e, store.data_mut(), limits, Stage::Instantiate))?;
     let check =
         |store: &mut Store<StoreState>,
          export: &Option<ComponentExportIndex>,
@@ -239,76 +257,17 @@ pub(crate) fn check_signatures(policy: &Policy) -> Result<()> {
                 _ => Ok(()),
             }
         };
-    check(
-        &mut store,
-        &policy.inner.request,
-        "on-request",
-        |i, s, idx| {
-            i.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(s, idx)
-                .is_ok()
-        },
-    )?;
-    check(
-        &mut store,
-        &policy.inner.response,
-        "on-response",
-        |i, s, idx| {
-            i.get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(
-                s, idx,
-            )
+    check(&mut store, &linked.request, "on-request", |i, s, idx| {
+        i.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(s, idx)
             .is_ok()
-        },
-    )?;
+    })?;
+    check(&mut store, &linked.response, "on-response", |i, s, idx| {
+        i.get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(
+            s, idx,
+        )
+        .is_ok()
+    })?;
     Ok(())
-}
-
-/// One instance called again and again on one store: the baseline that Palisade's
-/// fresh-instance-per-invocation design is measured against. For benchmarks only; it
-/// keeps guest state between calls, which is exactly what Palisade never does.
-#[doc(hidden)]
-pub struct ReusedInstance {
-    store: Store<StoreState>,
-    func: wasmtime::component::TypedFunc<(wit::Context, wit::RequestHead), RequestFn>,
-    policy: Policy,
-}
-
-impl ReusedInstance {
-    /// Instantiates `policy` once.
-    ///
-    /// # Panics
-    ///
-    /// If the policy has no request phase or cannot be instantiated.
-    pub fn new(policy: &Policy) -> Self {
-        let mut store = new_store(policy, &policy.limits, Bytes::new(), Vec::new());
-        let instance = policy
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .expect("instantiates");
-        let export = policy.inner.request.expect("a request phase");
-        let func = instance
-            .get_typed_func::<(wit::Context, wit::RequestHead), RequestFn>(&mut store, &export)
-            .expect("typed");
-        ReusedInstance {
-            store,
-            func,
-            policy: policy.clone(),
-        }
-    }
-
-    /// Calls `on-request` on the same instance; returns whether it continued.
-    pub fn on_request(&mut self, ctx: &Context, req: &Request) -> bool {
-        let engine = &self.policy.inner.engine.inner;
-        arm(&mut self.store, engine, &self.policy.limits);
-        self.store.data_mut().reset_for_next_call();
-        self.store.data_mut().body = req.body.clone();
-        self.store.data_mut().config = ctx.config.clone();
-        let (answer,) = self
-            .func
-            .call(&mut self.store, (wit_context(ctx), wit_request_head(req)))
-            .expect("the call succeeds");
-        matches!(answer, Ok(wit::RequestAction::Continue(_)))
-    }
 }
 
 /// Where an invocation failed.
@@ -410,11 +369,59 @@ fn wit_context(ctx: &Context) -> wit::Context {
     }
 }
 
+/// One instance called again and again on one store: the baseline that Palisade's
+/// fresh-instance-per-invocation design is measured against. For benchmarks only
+/// (feature `bench`); it keeps guest state between calls, which is exactly what
+/// Palisade never does.
+#[cfg(feature = "bench")]
+pub struct ReusedInstance {
+    store: Store<StoreState>,
+    func: wasmtime::component::TypedFunc<(wit::Context, wit::RequestHead), RequestFn>,
+    engine: Engine,
+    limits: Limits,
+}
+
+#[cfg(feature = "bench")]
+impl ReusedInstance {
+    /// Instantiates `linked` once.
+    ///
+    /// # Panics
+    ///
+    /// If it has no request phase or cannot be instantiated.
+    pub(crate) fn new(linked: &Linked, limits: &Limits) -> Self {
+        let mut store = new_store(linked, limits, Bytes::new(), Vec::new());
+        let instance = linked.pre.instantiate(&mut store).expect("instantiates");
+        let export = linked.request.expect("a request phase");
+        let func = instance
+            .get_typed_func::<(wit::Context, wit::RequestHead), RequestFn>(&mut store, &export)
+            .expect("typed");
+        ReusedInstance {
+            store,
+            func,
+            engine: linked.engine.clone(),
+            limits: limits.clone(),
+        }
+    }
+
+    /// Calls `on-request` on the same instance; returns whether it continued.
+    pub fn on_request(&mut self, ctx: &Context, req: &Request) -> bool {
+        arm(&mut self.store, &self.engine.inner, &self.limits);
+        self.store.data_mut().reset_for_next_call();
+        self.store.data_mut().body = req.body.clone();
+        self.store.data_mut().config = ctx.config.clone();
+        let (answer,) = self
+            .func
+            .call(&mut self.store, (wit_context(ctx), wit_request_head(req)))
+            .expect("the call succeeds");
+        matches!(answer, Ok(wit::RequestAction::Continue(_)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::TEST_PANIC_MARKER;
-    use crate::{Config, Engine};
+    use crate::{Config, WasmPolicy};
 
     /// A request-phase component that logs `message` at error level, then traps.
     fn logging_component(message: &str) -> Vec<u8> {
@@ -454,7 +461,8 @@ mod tests {
     #[test]
     fn a_host_function_panic_fails_only_that_invocation() {
         let engine = Engine::new(&Config::new().pool(4, 1 << 30)).unwrap();
-        let panicking = Policy::new(&engine, "p", &logging_component(TEST_PANIC_MARKER)).unwrap();
+        let panicking =
+            WasmPolicy::new(&engine, "p", &logging_component(TEST_PANIC_MARKER)).unwrap();
         let inv = panicking.on_request(&Context::default(), Request::default());
         assert!(
             matches!(inv.result, Err(Error::HostPanic)),
@@ -465,7 +473,7 @@ mod tests {
         // The next invocation gets a fresh store and works as usual (it logs, then traps).
         let inv = panicking.on_request(&Context::default(), Request::default());
         assert!(matches!(inv.result, Err(Error::HostPanic)));
-        let other = Policy::new(&engine, "o", &logging_component("plain words")).unwrap();
+        let other = WasmPolicy::new(&engine, "o", &logging_component("plain words")).unwrap();
         let inv = other.on_request(&Context::default(), Request::default());
         match inv.result {
             Err(Error::Trap { guest_message, .. }) => {
@@ -479,23 +487,25 @@ mod tests {
 #[cfg(test)]
 mod phase_timing {
     use super::*;
+    use crate::WasmPolicy;
 
     #[test]
     #[ignore]
     fn time_phases() {
         let engine = crate::Engine::new(&crate::Config::new().pool(64, 4 << 30)).unwrap();
         let path = std::env::var("GUEST").unwrap();
-        let policy = Policy::from_file(&engine, path).unwrap();
+        let policy = WasmPolicy::from_file(&engine, path).unwrap();
         let n = 3000u32;
         let (mut t_store, mut t_inst, mut t_call, mut t_drop) = (0u128, 0u128, 0u128, 0u128);
-        let export = policy.inner.request.unwrap();
+        let linked = policy.linked();
+        let export = linked.request.unwrap();
         let ctx = wit_context(&Context::default());
         let head = wit_request_head(&Request::default());
         for _ in 0..n {
             let a = Instant::now();
-            let mut store = new_store(&policy, &policy.limits, Bytes::new(), Vec::new());
+            let mut store = new_store(linked, policy.limits(), Bytes::new(), Vec::new());
             let b = Instant::now();
-            let instance = policy.inner.pre.instantiate(&mut store).unwrap();
+            let instance = linked.pre.instantiate(&mut store).unwrap();
             let c = Instant::now();
             let func = instance
                 .get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(

@@ -26,12 +26,16 @@
 //!
 //! - [`Config`]: engine-wide settings and the default [`Limits`], every default documented.
 //! - [`Engine`]: shared compiler, pooling allocator and epoch ticker. Build one per process.
-//! - [`Policy`]: a module validated and compiled once, shareable across threads. Each
-//!   invocation gets a fresh `Store` and a fresh instance: nothing survives it.
+//! - [`Policy`]: a module of either [`Kind`] ([`WasmPolicy`], [`LuaPolicy`]), validated
+//!   and compiled once, shareable across threads. Each invocation gets a fresh `Store`
+//!   and a fresh instance: nothing survives it.
 //! - [`Limits`]: fuel, memory, table and instance counts, deadline, output, log and
 //!   host-call bounds. On by default; turning fuel off is explicit.
 //! - [`Invocation`]: a typed [`Decision`] or [`Error`], plus logs, redacted paths and [`Stats`].
 //! - [`LuaPolicy`]: the same contract for Luau scripts (feature `lua`, on by default).
+//!
+//! Feature `bench` adds `ReusedInstance`, the reused-instance baseline the benchmarks
+//! compare fresh instances with; it is not part of the API.
 //! - [`InvocationPool`]: runs invocations from async code without stalling the executor.
 //!
 //! The contract itself is `sdk/wit/policy.wit`, explained in `docs/abi.md`.
@@ -47,17 +51,17 @@ mod limits;
 #[cfg(feature = "lua")]
 mod lua;
 mod message;
-mod module;
 mod policy;
 mod pool;
 mod report;
 mod validate;
+mod wasm;
 
 pub use crate::cache::CacheOutcome;
 pub use crate::config::Config;
 pub use crate::engine::Engine;
 pub use crate::error::{Error, ErrorClass, Result};
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 pub use crate::invocation::ReusedInstance;
 pub use crate::limits::Limits;
 #[cfg(feature = "lua")]
@@ -65,8 +69,8 @@ pub use crate::lua::LuaPolicy;
 pub use crate::message::{
     Context, Decision, Headers, Identity, Invocation, LogLevel, LogLine, Request, Response, Stats,
 };
-pub use crate::module::Module;
-pub use crate::policy::{Phases, Policy};
+pub use crate::policy::{Kind, Phases, Policy};
 pub use crate::pool::InvocationPool;
 pub use crate::report::{MAX_REDACTED_BYTES, MAX_REDACTED_PATHS};
 pub use crate::validate::CONTRACT_VERSION;
+pub use crate::wasm::WasmPolicy;

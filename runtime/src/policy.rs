@@ -1,42 +1,16 @@
-//! A compiled, validated policy, shareable across threads.
+//! [`Policy`]: any policy module, whatever language it is written in ([`Kind`]). Each
+//! kind lives in its own module: [`WasmPolicy`] (`wasm.rs`, run by `invocation.rs`) and
+//! [`LuaPolicy`] (`lua/`).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
-
-use crate::cache::{self, CacheOutcome};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::Limits;
-use crate::validate::{self, REQUEST_PHASE, RESPONSE_PHASE};
-
-/// A policy module compiled once and instantiated afresh for every invocation.
-///
-/// Cloning is cheap; clones share the compiled code. Loading validates the module
-/// (size cap, structure, compile bounds, import allowlist, contract version),
-/// compiles it (or takes it from the artifact cache), pre-links it, and instantiates
-/// it once to check that its exports have the contract's signatures.
-#[derive(Clone)]
-pub struct Policy {
-    pub(crate) inner: Arc<PolicyInner>,
-    pub(crate) limits: Limits,
-}
-
-pub(crate) struct PolicyInner {
-    pub(crate) engine: Engine,
-    name: String,
-    digest: [u8; 32],
-    size: usize,
-    pub(crate) pre: InstancePre<crate::host::StoreState>,
-    pub(crate) request: Option<ComponentExportIndex>,
-    pub(crate) response: Option<ComponentExportIndex>,
-    pub(crate) uses_wasi: bool,
-    imports: Vec<String>,
-    exports: Vec<String>,
-    cache: CacheOutcome,
-}
+#[cfg(feature = "lua")]
+use crate::lua::LuaPolicy;
+use crate::message::{Context, Invocation, Request, Response};
+use crate::wasm::WasmPolicy;
 
 /// Which phases a policy implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,153 +21,162 @@ pub struct Phases {
     pub response: bool,
 }
 
-impl Policy {
-    /// Validates and compiles a policy from the bytes of a component, or of a core
-    /// module that carries a WIT type section (componentized here).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ModuleTooLarge`], [`Error::InvalidModule`], [`Error::CompileBound`],
-    /// [`Error::ForbiddenImport`] or [`Error::ContractVersion`] when the module is
-    /// refused; [`Error::Engine`] when the host fails.
-    pub fn new(engine: &Engine, name: impl Into<String>, bytes: &[u8]) -> Result<Self> {
-        let config = &engine.inner.config;
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let (component_bytes, admitted) = validate::admit(bytes, config)?;
-        let (component, cache) = match &engine.inner.cache {
-            Some(c) => c.load_or_compile(&engine.inner.wasmtime, &digest, &component_bytes)?,
-            None => (
-                cache::compile(&engine.inner.wasmtime, &component_bytes)?,
-                CacheOutcome::Disabled,
-            ),
-        };
-        let linker = if admitted.uses_wasi {
-            &engine.inner.wasi_linker
+/// The language a policy module is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A WebAssembly component (Rust, JavaScript, any language with a component
+    /// toolchain).
+    Wasm,
+    /// A Luau script.
+    Lua,
+}
+
+impl Kind {
+    /// The kind a module file's name says: `.lua` is Luau, anything else Wasm.
+    pub fn of_path(path: &Path) -> Kind {
+        if path.extension().is_some_and(|e| e == "lua") {
+            Kind::Lua
         } else {
-            &engine.inner.linker
-        };
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::InvalidModule(format!("cannot be linked: {e:#}")))?;
-        let request = phase_export(&component, REQUEST_PHASE, "on-request");
-        let response = phase_export(&component, RESPONSE_PHASE, "on-response");
-        let policy = Policy {
-            inner: Arc::new(PolicyInner {
-                engine: engine.clone(),
-                name: name.into(),
-                digest,
-                size: bytes.len(),
-                pre,
-                request,
-                response,
-                uses_wasi: admitted.uses_wasi,
-                imports: admitted.imports,
-                exports: admitted.exports,
-                cache,
-            }),
-            limits: config.default_limits.clone(),
-        };
-        crate::invocation::check_signatures(&policy)?;
-        Ok(policy)
+            Kind::Wasm
+        }
     }
 
-    /// Reads and loads a module file. The policy is named after the file stem.
+    /// Its name, as the module registry stores it (`wasm`, `lua`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Wasm => "wasm",
+            Kind::Lua => "lua",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "wasm" => Ok(Kind::Wasm),
+            "lua" => Ok(Kind::Lua),
+            other => Err(format!("unknown module kind {other:?} (wasm or lua)")),
+        }
+    }
+}
+
+/// A loaded policy module: a Wasm component or a Luau script. Both honour the same
+/// contract, limits and typed outcomes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Policy {
+    /// A WebAssembly component.
+    Wasm(WasmPolicy),
+    /// A Luau script.
+    #[cfg(feature = "lua")]
+    Lua(LuaPolicy),
+}
+
+impl Policy {
+    /// Loads a module file, of the kind its name says ([`Kind::of_path`]).
     ///
     /// # Errors
     ///
-    /// As [`Policy::new`], plus [`Error::Io`] when the file cannot be read and
-    /// [`Error::ModuleTooLarge`] before reading a file over the size cap.
+    /// As [`WasmPolicy::from_file`] and [`LuaPolicy::from_file`].
     pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = read_capped(path, engine.inner.config.max_module_size)?;
-        Self::new(engine, file_stem(path), &bytes)
+        match Kind::of_path(path) {
+            #[cfg(feature = "lua")]
+            Kind::Lua => LuaPolicy::from_file(engine, path).map(Policy::Lua),
+            _ => WasmPolicy::from_file(engine, path).map(Policy::Wasm),
+        }
     }
 
-    /// Returns this policy with other limits. The compiled code is shared.
+    /// Loads a module of `kind` from its bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`WasmPolicy::new`] and [`LuaPolicy::new`]; a Lua module when Lua support is not
+    /// compiled in.
+    pub fn from_bytes(engine: &Engine, name: &str, kind: Kind, bytes: &[u8]) -> Result<Self> {
+        match kind {
+            Kind::Wasm => WasmPolicy::new(engine, name, bytes).map(Policy::Wasm),
+            #[cfg(feature = "lua")]
+            Kind::Lua => LuaPolicy::new(engine, name, bytes).map(Policy::Lua),
+            #[cfg(not(feature = "lua"))]
+            Kind::Lua => Err(crate::error::Error::InvalidModule(
+                "Lua support is not compiled in".into(),
+            )),
+        }
+    }
+
+    /// The module's language.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Policy::Wasm(_) => Kind::Wasm,
+            #[cfg(feature = "lua")]
+            Policy::Lua(_) => Kind::Lua,
+        }
+    }
+
+    /// Which phases the module implements.
+    pub fn phases(&self) -> Phases {
+        match self {
+            Policy::Wasm(p) => p.phases(),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.phases(),
+        }
+    }
+
+    /// Returns this module with other limits.
     pub fn with_limits(&self, limits: Limits) -> Self {
-        Policy {
-            inner: self.inner.clone(),
-            limits,
+        match self {
+            Policy::Wasm(p) => Policy::Wasm(p.with_limits(limits)),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => Policy::Lua(p.with_limits(limits)),
         }
     }
 
     /// The limits invocations run under.
     pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-    /// The policy's name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-    /// SHA-256 of the module bytes as loaded.
-    pub fn digest(&self) -> [u8; 32] {
-        self.inner.digest
-    }
-    /// Size of the module bytes as loaded.
-    pub fn size(&self) -> usize {
-        self.inner.size
-    }
-    /// Which phases the policy implements.
-    pub fn phases(&self) -> Phases {
-        Phases {
-            request: self.inner.request.is_some(),
-            response: self.inner.response.is_some(),
+        match self {
+            Policy::Wasm(p) => p.limits(),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.limits(),
         }
     }
-    /// The component's top-level imports.
-    pub fn imports(&self) -> &[String] {
-        &self.inner.imports
-    }
-    /// The component's top-level exports.
-    pub fn exports(&self) -> &[String] {
-        &self.inner.exports
-    }
-    /// Whether the policy was built for WASI (and runs with the deny-all context).
-    pub fn uses_wasi(&self) -> bool {
-        self.inner.uses_wasi
-    }
-    /// How the compiled code was obtained.
-    pub fn cache_outcome(&self) -> CacheOutcome {
-        self.inner.cache
-    }
-}
 
-impl std::fmt::Debug for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy")
-            .field("name", &self.inner.name)
-            .field("digest", &hex::encode(self.inner.digest))
-            .field("phases", &self.phases())
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::Wasm(p) => p.name(),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.name(),
+        }
     }
-}
 
-fn phase_export(
-    component: &Component,
-    interface: &str,
-    func: &str,
-) -> Option<ComponentExportIndex> {
-    let instance = component.get_export_index(None, interface)?;
-    component.get_export_index(Some(&instance), func)
-}
-
-/// A module's default name: its file name without the extension.
-pub(crate) fn file_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Reads a file, refusing before reading when it is larger than `cap`.
-pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if meta.len() > cap {
-        return Err(Error::ModuleTooLarge {
-            size: meta.len(),
-            limit: cap,
-        });
+    /// SHA-256 of the module's bytes.
+    pub fn digest(&self) -> [u8; 32] {
+        match self {
+            Policy::Wasm(p) => p.digest(),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.digest(),
+        }
     }
-    std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+
+    /// Runs the request phase. See [`WasmPolicy::on_request`].
+    pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
+        match self {
+            Policy::Wasm(p) => p.on_request(ctx, req),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.on_request(ctx, req),
+        }
+    }
+
+    /// Runs the response phase. See [`WasmPolicy::on_response`].
+    pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
+        match self {
+            Policy::Wasm(p) => p.on_response(ctx, req, res),
+            #[cfg(feature = "lua")]
+            Policy::Lua(p) => p.on_response(ctx, req, res),
+        }
+    }
 }

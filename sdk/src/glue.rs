@@ -1,25 +1,15 @@
-//! Generated bindings and the only `unsafe` of the SDK: wit-bindgen's glue between the
-//! component ABI and the types of `message.rs`. Nothing here is for policy authors.
-#![allow(unsafe_code, missing_docs, unreachable_pub)]
+//! The export side of the component: wit-bindgen's export traits implemented for any
+//! [`Policy`], between the component ABI and the types of `message.rs`. Nothing here is
+//! for policy authors.
+#![allow(missing_docs, unreachable_pub)]
 
 use std::marker::PhantomData;
 
 use crate::Policy;
 use crate::message::{Action, Body, Context, Headers, Identity, Request, RequestHead, Response};
 
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "policy",
-        pub_export_macro: true,
-        export_macro_name: "__export_policy_impl",
-        default_bindings_module: "palisade_sdk::__private::bindings",
-    });
-}
-
-use bindings::exports::palisade::policy::{request_phase, response_phase};
-use bindings::palisade::policy::types as wit;
+use crate::bindings::exports::palisade::policy::{request_phase, response_phase};
+use crate::bindings::palisade::policy::types as wit;
 
 /// Implements the generated export traits for any [`Policy`].
 pub struct Adapter<P>(PhantomData<P>);
@@ -119,47 +109,4 @@ fn install_panic_hook() {
             crate::host::log(crate::LogLevel::Error, &format!("panic: {info}"));
         }));
     });
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn fetch_body() -> Vec<u8> {
-    bindings::palisade::policy::host::body()
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn fetch_body_size() -> u64 {
-    bindings::palisade::policy::host::body_size()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn fetch_body() -> Vec<u8> {
-    Vec::new()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn fetch_body_size() -> u64 {
-    0
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(crate) mod hostcalls {
-    use super::bindings::palisade::policy::{host, types::LogLevel as WitLevel};
-    use crate::LogLevel;
-
-    pub(crate) fn log(level: LogLevel, message: &str) {
-        let level = match level {
-            LogLevel::Trace => WitLevel::Trace,
-            LogLevel::Debug => WitLevel::Debug,
-            LogLevel::Info => WitLevel::Info,
-            LogLevel::Warn => WitLevel::Warn,
-            LogLevel::Error => WitLevel::Error,
-        };
-        host::log(level, message);
-    }
-    pub(crate) fn redacted(path: &str) {
-        host::redacted(path);
-    }
-    pub(crate) fn config(key: &str) -> Option<String> {
-        host::config(key)
-    }
 }

@@ -29,9 +29,13 @@
 //! Build with `cargo guests` (see `docs/sdk.md`), run with
 //! `palisade run target/policies/<name>.wasm --input request.json`.
 
+mod backend;
+#[doc(hidden)]
+pub mod bindings;
 mod glue;
 mod host;
 mod message;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use crate::host::{LogLevel, config, log, redacted};
@@ -76,5 +80,6 @@ macro_rules! export {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::glue::{Adapter, bindings};
+    pub use crate::bindings;
+    pub use crate::glue::Adapter;
 }

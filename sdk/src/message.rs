@@ -114,7 +114,7 @@ pub(crate) enum Body {
 impl Body {
     fn bytes(&mut self) -> &[u8] {
         if let Body::Unread = self {
-            *self = Body::Read(crate::glue::fetch_body());
+            *self = Body::Read(crate::backend::body());
         }
         match self {
             Body::Read(b) | Body::Replaced(b) => b,
@@ -124,7 +124,7 @@ impl Body {
 
     fn len(&self) -> u64 {
         match self {
-            Body::Unread => crate::glue::fetch_body_size(),
+            Body::Unread => crate::backend::body_size(),
             Body::Read(b) | Body::Replaced(b) => b.len() as u64,
         }
     }

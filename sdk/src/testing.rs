@@ -9,20 +9,8 @@
 //! assert!(out.logs.is_empty());
 //! ```
 
-use std::cell::RefCell;
-
+use crate::backend::native;
 use crate::{Action, Context, LogLevel, Policy, Request, RequestHead, Response, Result};
-
-#[derive(Default)]
-struct Recorder {
-    logs: Vec<(LogLevel, String)>,
-    redacted: Vec<String>,
-    config: Vec<(String, String)>,
-}
-
-thread_local! {
-    static RECORDER: RefCell<Recorder> = RefCell::new(Recorder::default());
-}
 
 /// What a native invocation produced.
 #[derive(Debug)]
@@ -46,38 +34,12 @@ pub fn response<P: Policy>(ctx: &Context, req: &RequestHead, res: Response) -> O
 }
 
 fn with_recorder<T>(ctx: &Context, f: impl FnOnce() -> Result<Action<T>>) -> Outcome<T> {
-    RECORDER.with(|r| {
-        *r.borrow_mut() = Recorder {
-            config: ctx.config.clone(),
-            ..Recorder::default()
-        }
-    });
+    native::begin(ctx.config.clone());
     let action = f();
-    let recorder = RECORDER.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    let (logs, redacted) = native::finish();
     Outcome {
         action,
-        logs: recorder.logs,
-        redacted: recorder.redacted,
+        logs,
+        redacted,
     }
-}
-
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn record_log(level: LogLevel, message: &str) {
-    RECORDER.with(|r| r.borrow_mut().logs.push((level, message.to_string())));
-}
-
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn record_redacted(path: &str) {
-    RECORDER.with(|r| r.borrow_mut().redacted.push(path.to_string()));
-}
-
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn config(key: &str) -> Option<String> {
-    RECORDER.with(|r| {
-        r.borrow()
-            .config
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    })
 }

@@ -1,6 +1,6 @@
 //! The precompiled-artifact cache: reused when authentic, rejected and rebuilt otherwise.
 
-use palisade_runtime::{CacheOutcome, Config, Decision, Engine, Policy};
+use palisade_runtime::{CacheOutcome, Config, Decision, Engine, WasmPolicy};
 use palisade_test_artifacts::HEADERS_ONLY;
 
 use crate::fixtures::{ctx, get};
@@ -13,8 +13,8 @@ fn entry(dir: &std::path::Path) -> std::path::PathBuf {
         .expect("a cache entry")
 }
 
-fn load(engine: &Engine) -> Policy {
-    let policy = Policy::from_file(engine, HEADERS_ONLY).unwrap();
+fn load(engine: &Engine) -> WasmPolicy {
+    let policy = WasmPolicy::from_file(engine, HEADERS_ONLY).unwrap();
     assert!(matches!(
         policy.on_request(&ctx("t"), get("/")).result,
         Ok(Decision::Continue(_))

@@ -14,7 +14,7 @@ use crate::fixtures::{ctx, get, guest, request_component};
 fn a_policy_may_implement_one_phase_only() {
     let bytes = request_component("", "unreachable");
     let policy =
-        palisade_runtime::Policy::new(crate::fixtures::engine(), "req-only", &bytes).unwrap();
+        palisade_runtime::WasmPolicy::new(crate::fixtures::engine(), "req-only", &bytes).unwrap();
     assert!(policy.phases().request && !policy.phases().response);
     let res = Response {
         status: 201,

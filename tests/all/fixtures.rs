@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use palisade_runtime::{Config, Context, Engine, Limits, Policy, Request};
+use palisade_runtime::{Config, Context, Engine, Limits, Request, WasmPolicy};
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
 use wit_parser::Resolve;
 
@@ -26,8 +26,8 @@ pub(crate) fn quick() -> Limits {
 }
 
 /// Loads a built guest by path.
-pub(crate) fn guest(path: &str) -> Policy {
-    Policy::from_file(engine(), path).unwrap_or_else(|e| panic!("loading {path}: {e}"))
+pub(crate) fn guest(path: &str) -> WasmPolicy {
+    WasmPolicy::from_file(engine(), path).unwrap_or_else(|e| panic!("loading {path}: {e}"))
 }
 
 /// A request to `path`.

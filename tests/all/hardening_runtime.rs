@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use palisade_runtime::{
-    Decision, Error, Invocation, InvocationPool, Limits, LuaPolicy, MAX_REDACTED_PATHS, Policy,
-    Request,
+    Decision, Error, Invocation, InvocationPool, Limits, LuaPolicy, MAX_REDACTED_PATHS, Request,
+    WasmPolicy,
 };
 use palisade_test_artifacts::{HEADERS_ONLY, MISBEHAVE, WASI_MISBEHAVE};
 use serde_json::{Value, json};
@@ -29,18 +29,18 @@ fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static)
         .expect("the invocation was not stopped: the defence is missing")
 }
 
-fn run(policy: &Policy, path: &str) -> Invocation<Request> {
+fn run(policy: &WasmPolicy, path: &str) -> Invocation<Request> {
     let (policy, path) = (policy.clone(), path.to_string());
     bounded(10, move || policy.on_request(&ctx("t"), get(&path)))
 }
 
-fn err_of(policy: &Policy, path: &str) -> Error {
+fn err_of(policy: &WasmPolicy, path: &str) -> Error {
     run(policy, path)
         .result
         .expect_err("the invocation must fail")
 }
 
-fn respond_json(policy: &Policy, path: &str) -> Value {
+fn respond_json(policy: &WasmPolicy, path: &str) -> Value {
     match run(policy, path).result {
         Ok(Decision::Respond(r)) => serde_json::from_slice(&r.body).unwrap(),
         other => panic!("{path}: {other:?}"),
@@ -413,9 +413,9 @@ module = "@MISBEHAVE"
 
 /// A component whose request phase grows its memory to the default 64 MiB limit and
 /// then runs `body`.
-fn bulk_policy(body: &str, limits: Limits) -> Policy {
+fn bulk_policy(body: &str, limits: Limits) -> WasmPolicy {
     let wat = format!("(drop (memory.grow (i32.const 1007))) {body} unreachable");
-    Policy::new(engine(), "bulk", &request_component("", &wat))
+    WasmPolicy::new(engine(), "bulk", &request_component("", &wat))
         .unwrap()
         .with_limits(limits)
 }

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use palisade_runtime::{Decision, Error, Limits, Policy};
+use palisade_runtime::{Decision, Error, Limits, WasmPolicy};
 use palisade_test_artifacts::{MISBEHAVE, STATE_PROBE};
 
 use crate::fixtures::{ctx, engine, get, guest, quick, request_component};
@@ -21,11 +21,11 @@ fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static)
         .expect("the invocation was not stopped: the defence is missing")
 }
 
-fn wat_policy(imports: &str, body: &str) -> Result<Policy, Error> {
-    Policy::new(engine(), "fixture", &request_component(imports, body))
+fn wat_policy(imports: &str, body: &str) -> Result<WasmPolicy, Error> {
+    WasmPolicy::new(engine(), "fixture", &request_component(imports, body))
 }
 
-fn err_of(policy: &Policy, path: &str) -> Error {
+fn err_of(policy: &WasmPolicy, path: &str) -> Error {
     let inv = policy.on_request(&ctx("t"), get(path));
     inv.result.expect_err("the invocation must fail")
 }
@@ -109,7 +109,8 @@ fn item04_huge_memory_is_refused_and_growth_is_bounded() {
         "(memory (export \"memory\") 65536)",
     );
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
-    let err = Policy::new(engine(), "huge", &bytes).expect_err("a 4 GiB memory must be refused");
+    let err =
+        WasmPolicy::new(engine(), "huge", &bytes).expect_err("a 4 GiB memory must be refused");
     assert!(
         matches!(err, Error::MemoryLimit { limit, .. } if limit == Limits::DEFAULT_MEMORY),
         "{err:?}"
@@ -146,7 +147,7 @@ fn item05_huge_tables_are_refused_by_the_limiter() {
         "(table 10000000 funcref) (memory (export",
     );
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
-    let err = Policy::new(engine(), "table", &bytes).expect_err("a 10^7 table must be refused");
+    let err = WasmPolicy::new(engine(), "table", &bytes).expect_err("a 10^7 table must be refused");
     assert!(matches!(err, Error::ResourceLimit { .. }), "{err:?}");
 
     let source = crate::fixtures::core_module(
@@ -155,7 +156,7 @@ fn item05_huge_tables_are_refused_by_the_limiter() {
     )
     .replace("(memory (export", "(table $t 1 funcref) (memory (export");
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
-    let policy = Policy::new(engine(), "grow", &bytes)
+    let policy = WasmPolicy::new(engine(), "grow", &bytes)
         .unwrap()
         .with_limits(quick().table_elements(50_000));
     let err = err_of(&policy, "/");
@@ -169,7 +170,7 @@ fn item05_huge_tables_are_refused_by_the_limiter() {
 fn item06_oversized_and_pathological_modules_are_refused_before_compiling() {
     let mut big = b"\0asm\x0d\0\x01\0".to_vec();
     big.resize(50 << 20, 0);
-    let err = Policy::new(engine(), "big", &big).unwrap_err();
+    let err = WasmPolicy::new(engine(), "big", &big).unwrap_err();
     assert!(
         matches!(err, Error::ModuleTooLarge { size, .. } if size == 50 << 20),
         "{err:?}"
@@ -179,7 +180,7 @@ fn item06_oversized_and_pathological_modules_are_refused_before_compiling() {
     let path = dir.path().join("big.wasm");
     std::fs::write(&path, &big).unwrap();
     assert!(matches!(
-        Policy::from_file(engine(), &path),
+        WasmPolicy::from_file(engine(), &path),
         Err(Error::ModuleTooLarge { .. })
     ));
 
@@ -198,7 +199,7 @@ fn item06_oversized_and_pathological_modules_are_refused_before_compiling() {
     let source = crate::fixtures::core_module("", "unreachable")
         .replace("(memory (export", &format!("{many} (memory (export"));
     let bytes = crate::fixtures::component_with(&source, "request-policy", &[], None);
-    let err = Policy::new(engine(), "many", &bytes).unwrap_err();
+    let err = WasmPolicy::new(engine(), "many", &bytes).unwrap_err();
     assert!(
         matches!(&err, Error::CompileBound(m) if m.contains("functions")),
         "{err:?}"
@@ -220,7 +221,7 @@ fn item07_truncated_and_garbage_modules_are_invalid_without_panicking() {
         ("empty", Vec::new()),
         ("header only", b"\0asm\x01\0\0\0".to_vec()),
     ] {
-        let err = Policy::new(engine(), what, &bytes).unwrap_err();
+        let err = WasmPolicy::new(engine(), what, &bytes).unwrap_err();
         assert!(matches!(err, Error::InvalidModule(_)), "{what}: {err:?}");
     }
 }
@@ -304,7 +305,7 @@ fn item10_imports_outside_the_contract_are_rejected_at_load() {
         "(call $steal (i32.const 0)) unreachable",
     );
     let bytes = crate::fixtures::component_with(&core, "thief", &[evil, world], None);
-    let err = Policy::new(engine(), "thief", &bytes).unwrap_err();
+    let err = WasmPolicy::new(engine(), "thief", &bytes).unwrap_err();
     assert!(
         matches!(&err, Error::ForbiddenImport(name) if name == "evil:steal/secrets@1.0.0"),
         "{err:?}"
@@ -316,7 +317,7 @@ fn item10_imports_outside_the_contract_are_rejected_at_load() {
         .replace("@0.1.0", "@0.2.0");
     let core = crate::fixtures::core_module("", "unreachable").replace("@0.1.0#", "@0.2.0#");
     let bytes = crate::fixtures::component_with(&core, "request-policy", &[], Some(newer));
-    let err = Policy::new(engine(), "newer", &bytes).unwrap_err();
+    let err = WasmPolicy::new(engine(), "newer", &bytes).unwrap_err();
     assert!(
         matches!(&err, Error::ContractVersion { found, .. } if found.contains("@0.2.0")),
         "{err:?}"

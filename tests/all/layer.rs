@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use palisade_gateway::PolicyLayer;
 use palisade_gateway::redaction::{Action, Redactor, Rule};
-use palisade_runtime::Module;
+use palisade_runtime::Policy;
 use palisade_test_artifacts::{INJECT_HEADERS, MISBEHAVE, REDACT_PII};
 use serde_json::{Value, json};
 use tower_service::Service;
@@ -52,11 +52,11 @@ fn app(layer: PolicyLayer) -> Router {
 async fn the_layer_runs_request_and_response_policies_and_redaction_around_axum() {
     let layer = PolicyLayer::new("acme", "customers")
         .request_policy(
-            Module::from_file(engine(), INJECT_HEADERS).unwrap(),
+            Policy::from_file(engine(), INJECT_HEADERS).unwrap(),
             &[("request.set.x-policy", "wasm")],
         )
         .response_policy(
-            Module::from_file(engine(), REDACT_PII).unwrap(),
+            Policy::from_file(engine(), REDACT_PII).unwrap(),
             &[("detectors", "card")],
         )
         .redact(Redactor::new(&[Rule::path("$.ssn", Action::Mask)], None).unwrap())
@@ -87,7 +87,7 @@ async fn the_layer_runs_request_and_response_policies_and_redaction_around_axum(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_policy_in_the_layer_fails_closed() {
     let layer = PolicyLayer::new("acme", "r").request_policy(
-        Module::from_file(engine(), MISBEHAVE)
+        Policy::from_file(engine(), MISBEHAVE)
             .unwrap()
             .with_limits(palisade_runtime::Limits::default().fuel(5_000_000)),
         &[],
@@ -281,7 +281,7 @@ async fn a_policy_rewrite_reaches_the_inner_service_in_the_layer() {
     std::fs::write(&lua, REWRITE).unwrap();
     for case in CASES {
         let layer = PolicyLayer::new("acme", "echo")
-            .request_policy(Module::from_file(engine(), &lua).unwrap(), case.1);
+            .request_policy(Policy::from_file(engine(), &lua).unwrap(), case.1);
         let router = Router::new()
             .route("/", axum::routing::any(echo))
             .route("/{*rest}", axum::routing::any(echo))
@@ -308,7 +308,7 @@ async fn the_layer_audits_every_request_to_a_ledger_when_given_one() {
         std::sync::Arc::new(Ledger::open(Target::Sqlite(db.clone()), Options::default()).unwrap());
     let layer = PolicyLayer::new("acme", "customers")
         .response_policy(
-            Module::from_file(engine(), REDACT_PII).unwrap(),
+            Policy::from_file(engine(), REDACT_PII).unwrap(),
             &[("detectors", "card")],
         )
         .redact(Redactor::new(&[Rule::path("$.ssn", Action::Mask)], None).unwrap())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use palisade_runtime::{
-    Context, Decision, Error, Invocation, Limits, LuaPolicy, Module, Request, Response,
+    Context, Decision, Error, Invocation, Limits, LuaPolicy, Policy, Request, Response,
 };
 use serde_json::{Value, json};
 
@@ -319,7 +319,7 @@ fn lua_failures_are_typed_like_wasm_ones() {
 
 // ---- the shared case table ------------------------------------------------------
 
-fn module(policy: &str, lang: &str) -> Module {
+fn module(policy: &str, lang: &str) -> Policy {
     let root = std::path::Path::new(palisade_test_artifacts::WORKSPACE);
     let path = match lang {
         "lua" => root.join("policies/lua").join(format!("{policy}.lua")),
@@ -329,7 +329,7 @@ fn module(policy: &str, lang: &str) -> Module {
             .map(|(_, p)| p.into())
             .expect("a built policy"),
     };
-    Module::from_file(engine(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    Policy::from_file(engine(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A comparable summary: action, status, headers grouped by lower-case name, body as
@@ -357,7 +357,7 @@ fn summary<T>(
     json!({"action": action, "status": status, "headers": grouped, "body": body, "redacted": redacted})
 }
 
-fn run_case(m: &Module, case: &Value) -> Value {
+fn run_case(m: &Policy, case: &Value) -> Value {
     let c = Context {
         config: case["config"]
             .as_object()

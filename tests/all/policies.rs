@@ -192,7 +192,7 @@ fn block_patterns_rejects_probes_with_400() {
 #[test]
 fn redact_pii_handles_the_deepest_json_serde_accepts_within_the_guest_stack() {
     use bytes::Bytes;
-    use palisade_runtime::{Context, Decision, Policy, Response};
+    use palisade_runtime::{Context, Decision, Response, WasmPolicy};
 
     // 127 levels of nesting with an SSN at the bottom: parsed, walked and serialized
     // recursively inside the guest's 256 KiB stack.
@@ -201,7 +201,7 @@ fn redact_pii_handles_the_deepest_json_serde_accepts_within_the_guest_stack() {
         "{\"a\":".repeat(127),
         "}".repeat(127)
     );
-    let policy = Policy::from_file(crate::fixtures::engine(), REDACT_PII).unwrap();
+    let policy = WasmPolicy::from_file(crate::fixtures::engine(), REDACT_PII).unwrap();
     let res = Response {
         status: 200,
         headers: Vec::new(),

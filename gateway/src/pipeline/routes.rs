@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use palisade_runtime::{Engine, Limits, Module};
+use palisade_runtime::{Engine, Limits, Policy};
 use tokio::sync::Semaphore;
 
 use super::io::UpstreamClient;
@@ -193,7 +193,7 @@ impl Routes {
             .map(|t| (t.get_ref().name.as_str(), t.get_ref()))
             .collect();
 
-        let mut loaded: HashMap<PathBuf, Module> = HashMap::new();
+        let mut loaded: HashMap<PathBuf, Policy> = HashMap::new();
         let mut routes = Vec::new();
         for sr in &file.routes {
             let r = sr.get_ref();
@@ -227,7 +227,7 @@ impl Routes {
                     let path = file.resolve(&p.module);
                     let module = match loaded.get(&path) {
                         Some(m) => m.clone(),
-                        None => match Module::from_file(engine, &path) {
+                        None => match Policy::from_file(engine, &path) {
                             Ok(m) => {
                                 loaded.insert(path.clone(), m.clone());
                                 m

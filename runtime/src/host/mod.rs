@@ -75,6 +75,7 @@ impl StoreState {
 
     /// Clears per-call counters and reports, for a store that is called again
     /// (benchmark baselines only; Palisade itself never reuses a store).
+    #[cfg(feature = "bench")]
     pub(crate) fn reset_for_next_call(&mut self) {
         self.host_calls = 0;
         self.logs = LogBuffer::new(self.logs.limit);

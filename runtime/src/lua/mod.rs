@@ -142,8 +142,8 @@ impl LuaPolicy {
     ///
     /// As [`LuaPolicy::new`], plus [`Error::Io`].
     pub fn from_file(engine: &Engine, path: &Path) -> Result<Self> {
-        let source = crate::policy::read_capped(path, engine.config().max_module_size)?;
-        Self::new(engine, crate::policy::file_stem(path), &source)
+        let source = crate::wasm::read_capped(path, engine.config().max_module_size)?;
+        Self::new(engine, crate::wasm::file_stem(path), &source)
     }
 
     /// Returns this policy with other limits; the compiled script and VM pool are shared.
@@ -182,7 +182,7 @@ impl LuaPolicy {
         self.inner.phases
     }
 
-    /// Runs `on_request`. Same contract as [`crate::Policy::on_request`].
+    /// Runs `on_request`. Same contract as [`crate::WasmPolicy::on_request`].
     pub fn on_request(&self, ctx: &Context, req: Request) -> Invocation<Request> {
         if !self.inner.phases.request {
             return skipped(req);
@@ -201,7 +201,7 @@ impl LuaPolicy {
         }))
     }
 
-    /// Runs `on_response`. Same contract as [`crate::Policy::on_response`].
+    /// Runs `on_response`. Same contract as [`crate::WasmPolicy::on_response`].
     pub fn on_response(&self, ctx: &Context, req: &Request, res: Response) -> Invocation<Response> {
         if !self.inner.phases.response {
             return skipped(res);
