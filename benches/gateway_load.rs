@@ -5,7 +5,9 @@
 //! policy. One upstream on loopback.
 //!
 //! `cargo bench --bench gateway_load` (figures in docs/benchmarks.md). nginx's row needs
-//! `nginx` on the PATH (`apt-get install nginx`); without it the row is skipped.
+//! `nginx` on the PATH (`apt-get install nginx`); without it the row is skipped. With
+//! `PALISADE_BASELINE_BIN=/path/to/palisade` (another build, e.g. the previous commit's),
+//! its Palisade rows are measured in the same run, each beside this build's.
 //!
 //! Each proxy runs as its own process pinned to CPU 1 (`taskset`); this process (the load
 //! generator and the upstream) pins itself to CPU 0. For each proxy: a closed loop with 32
@@ -230,7 +232,7 @@ const JWT_SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
 /// Palisade with the bench's routes; `durability` is the audit ledger's (`sync`, the
 /// default, or `async`).
-async fn start_palisade(dir: &Path, upstream: SocketAddr, durability: &str) -> Proxy {
+async fn start_palisade(bin: &str, dir: &Path, upstream: SocketAddr, durability: &str) -> Proxy {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("jwt.secret"), JWT_SECRET).unwrap();
     let policies = Path::new(palisade_test_artifacts::WORKSPACE).join("policies/lua");
@@ -290,7 +292,7 @@ redact = [{{ path = "$..email" }}, {{ path = "$..ssn" }}]
     );
     let path = dir.join("palisade.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = pinned(env!("CARGO_BIN_EXE_palisade"))
+    let mut child = pinned(bin)
         .args(["serve", "--log", "warn", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
@@ -452,14 +454,26 @@ async fn run() {
     if nginx.is_none() {
         eprintln!("nginx not found: its row is skipped (apt-get install nginx)");
     }
-    let palisade = start_palisade(dir.path(), upstream, "sync").await;
+    let bin = env!("CARGO_BIN_EXE_palisade");
+    let palisade = start_palisade(bin, dir.path(), upstream, "sync").await;
     // The same gateway with the ledger off the request path: the difference is the
     // ledger's share of a request.
-    let palisade_async = start_palisade(&dir.path().join("async"), upstream, "async").await;
+    let palisade_async = start_palisade(bin, &dir.path().join("async"), upstream, "async").await;
+    // Another build of `palisade` (an earlier commit) measured in the same run, row by row
+    // beside this one: `PALISADE_BASELINE_BIN=/path/to/palisade`.
+    let baseline = match std::env::var("PALISADE_BASELINE_BIN") {
+        Ok(bin) => Some(start_palisade(&bin, &dir.path().join("baseline"), upstream, "sync").await),
+        Err(_) => None,
+    };
+    let baseline_rows = |label: &'static str, path: &'static str, auth: Option<&'static str>| {
+        baseline.as_ref().map(|b| (label, b, path, auth))
+    };
+    let token: &'static str = Box::leak(token.into_boxed_str());
     let rows: Vec<(&str, &Proxy, &str, Option<&str>)> = [
         Some(("hyper reverse proxy", &hyper, "/plain", None)),
         nginx.as_ref().map(|n| ("nginx", n, "/plain", None)),
         Some(("Palisade, no policy (audit on)", &palisade, "/plain", None)),
+        baseline_rows("baseline build: no policy (audit on)", "/plain", None),
         Some((
             "Palisade, no policy (audit on, async durability)",
             &palisade_async,
@@ -470,14 +484,24 @@ async fn run() {
             "Palisade, JWT + Wasm + redaction + audit",
             &palisade,
             "/full",
-            Some(token.as_str()),
+            Some(token),
         )),
+        baseline_rows(
+            "baseline build: JWT + Wasm + redaction + audit",
+            "/full",
+            Some(token),
+        ),
         Some((
             "Palisade, JWT + Lua + redaction + audit",
             &palisade,
             "/lua",
-            Some(token.as_str()),
+            Some(token),
         )),
+        baseline_rows(
+            "baseline build: JWT + Lua + redaction + audit",
+            "/lua",
+            Some(token),
+        ),
     ]
     .into_iter()
     .flatten()
