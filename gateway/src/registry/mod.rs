@@ -22,190 +22,30 @@
 //!   them in one step: new requests see the new version, requests in flight finish on
 //!   the one they started with.
 
+mod admission;
+mod error;
+mod signing;
+mod storage;
+
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use base64::Engine as _;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use palisade_runtime::{Context, Engine, Kind, Limits, Policy, Request, Response};
-use serde::Serialize;
+use palisade_runtime::{Engine, Policy};
 use sha2::{Digest, Sha256};
 
+pub use self::error::RegistryError;
+use self::error::storage;
+use self::signing::Trust;
+pub use self::signing::{sign, signed_message};
+pub use self::storage::Version;
+use self::storage::{INSERT, Row, SELECT, to_row};
 use crate::config::{File, Issue};
-use crate::db::{Db, DbError};
-
-/// What a signature covers, before the module's SHA-256.
-const SIGNED_PREFIX: &[u8] = b"palisade-module/1\0";
-
-/// The message a module signature signs.
-pub fn signed_message(digest: &[u8; 32]) -> Vec<u8> {
-    let mut m = SIGNED_PREFIX.to_vec();
-    m.extend_from_slice(digest);
-    m
-}
-
-/// Signs `module` (its bytes) with `key`: base64 of the Ed25519 signature.
-pub fn sign(key: &SigningKey, module: &[u8]) -> String {
-    let digest: [u8; 32] = Sha256::digest(module).into();
-    base64::engine::general_purpose::STANDARD.encode(key.sign(&signed_message(&digest)).to_bytes())
-}
-
-/// Why the registry refused something.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// No such tenant, module or version. 404.
-    #[error("not found")]
-    NotFound,
-    /// That version exists already: versions are immutable. 409.
-    #[error("version exists")]
-    Exists,
-    /// The version is active (or pinned by a route) and cannot be deleted. 409.
-    #[error("version in use")]
-    InUse,
-    /// Nothing to roll back to. 409.
-    #[error("no previous version")]
-    NoPrevious,
-    /// The name or version is not acceptable. 400.
-    #[error("bad name: {0}")]
-    BadName(&'static str),
-    /// The module is larger than `max_module_bytes`. 413.
-    #[error("module too large")]
-    TooLarge,
-    /// The module was refused: `cause` is the stable reason (a runtime error kind,
-    /// `signature_required`, `signature_invalid`, `smoke_*`). 422.
-    #[error("module rejected: {cause}")]
-    Rejected {
-        /// The reason.
-        cause: &'static str,
-        /// Details for the uploader (never secrets).
-        detail: String,
-    },
-    /// The metadata database or the module store failed. 503.
-    #[error("registry storage: {0}")]
-    Storage(String),
-}
-
-impl RegistryError {
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            RegistryError::NotFound => 404,
-            RegistryError::Exists | RegistryError::InUse | RegistryError::NoPrevious => 409,
-            RegistryError::BadName(_) => 400,
-            RegistryError::TooLarge => 413,
-            RegistryError::Rejected { .. } => 422,
-            RegistryError::Storage(_) => 503,
-        }
-    }
-
-    /// The stable cause (error bodies, audit blocks).
-    pub fn cause(&self) -> &'static str {
-        match self {
-            RegistryError::NotFound => "not_found",
-            RegistryError::Exists => "version_exists",
-            RegistryError::InUse => "version_in_use",
-            RegistryError::NoPrevious => "no_previous_version",
-            RegistryError::BadName(what) => what,
-            RegistryError::TooLarge => "module_too_large",
-            RegistryError::Rejected { cause, .. } => cause,
-            RegistryError::Storage(_) => "registry_unavailable",
-        }
-    }
-}
-
-impl From<DbError> for RegistryError {
-    fn from(e: DbError) -> Self {
-        RegistryError::Storage(e.0)
-    }
-}
-
-fn storage(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Storage(e.to_string())
-}
-
-/// One stored version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Version {
-    /// Owner.
-    pub tenant: String,
-    /// Module name.
-    pub name: String,
-    /// Version label.
-    pub version: String,
-    /// SHA-256 of the bytes, hex.
-    pub digest: String,
-    /// `wasm` or `lua`.
-    #[serde(serialize_with = "kind_name")]
-    pub kind: Kind,
-    /// Bytes.
-    pub size: u64,
-    /// Exported phases (`request`, `response`).
-    pub phases: Vec<String>,
-    /// The trusted key (hex) that signed it, if signed.
-    pub signer: Option<String>,
-    /// Who uploaded it.
-    pub uploaded_by: String,
-    /// When, Unix ms.
-    pub created_ms: u64,
-    /// Whether it is the tenant's active version of `name`.
-    pub active: bool,
-}
-
-#[derive(Clone, Default)]
-struct Trust {
-    keys: Vec<VerifyingKey>,
-    required: bool,
-}
-
-/// A row as stored (also carries the signature for load-time checks).
-#[derive(Clone)]
-struct Row {
-    v: Version,
-    signature: Option<String>,
-}
-
-const SELECT: &str = "SELECT v.tenant, v.name, v.version, v.digest, v.kind, CAST(v.size AS TEXT), v.phases, v.signer, v.uploaded_by, CAST(v.created_ms AS TEXT), v.signature, a.version FROM palisade_registry_versions v LEFT JOIN palisade_registry_active a ON a.tenant = v.tenant AND a.name = v.name";
-
-fn kind_name<S: serde::Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(kind.as_str())
-}
-
-/// A row of `SELECT`, typed; a value that does not parse is a storage error (the
-/// database was changed by something other than the registry).
-fn to_row(cols: Vec<Option<String>>) -> Result<Row, RegistryError> {
-    let s = |i: usize| cols.get(i).cloned().flatten().unwrap_or_default();
-    let number = |i: usize| {
-        s(i).parse::<u64>()
-            .map_err(|_| storage(format!("column {i} is not a number")))
-    };
-    let version = s(2);
-    Ok(Row {
-        v: Version {
-            tenant: s(0),
-            name: s(1),
-            active: cols.get(11).cloned().flatten().as_deref() == Some(version.as_str()),
-            version,
-            digest: s(3),
-            kind: s(4).parse().map_err(storage)?,
-            size: number(5)?,
-            phases: s(6)
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect(),
-            signer: cols.get(7).cloned().flatten(),
-            uploaded_by: s(8),
-            created_ms: number(9)?,
-        },
-        signature: cols.get(10).cloned().flatten(),
-    })
-}
+use crate::db::Db;
 
 /// A module ready for routes: loaded once per digest.
 type Loaded = HashMap<String, Policy>;
@@ -227,15 +67,6 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").finish_non_exhaustive()
     }
-}
-
-/// Whether `s` is 1-64 of `[A-Za-z0-9_.-]` (module names) or also `+` (versions).
-fn valid(s: &str, plus: bool) -> bool {
-    (1..=64).contains(&s.len())
-        && !s.starts_with('.')
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') || (plus && b == b'+')
-        })
 }
 
 impl Registry {
@@ -418,27 +249,23 @@ impl Registry {
         signature: Option<&str>,
         who: &str,
     ) -> Result<Version, RegistryError> {
-        if !valid(name, false) {
+        if !admission::valid(name, false) {
             return Err(RegistryError::BadName("bad_module_name"));
         }
-        if !valid(version, true) {
+        if !admission::valid(version, true) {
             return Err(RegistryError::BadName("bad_version"));
         }
         if bytes.len() as u64 > self.max_bytes {
             return Err(RegistryError::TooLarge);
         }
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let signer = self.check_signature(tenant, &digest, signature)?;
+        let signer = self.trust(tenant).verify(tenant, &digest, signature)?;
         if self.row(tenant, name, version).is_ok() {
             return Err(RegistryError::Exists);
         }
-        let kind = if bytes.starts_with(b"\0asm") {
-            Kind::Wasm
-        } else {
-            Kind::Lua
-        };
-        let module = self.compile(name, kind, bytes)?;
-        smoke(&module)?;
+        let kind = admission::kind_of(bytes);
+        let module = admission::compile(&self.engine, self.compile_timeout, name, kind, bytes)?;
+        admission::smoke(&module)?;
         let phases = module.phases();
         let phases: Vec<String> = [("request", phases.request), ("response", phases.response)]
             .iter()
@@ -475,7 +302,7 @@ impl Registry {
         let (row, sig) = (v.clone(), signature.map(str::to_string));
         let inserted = self.meta.run(move |m| {
             m.exec(
-                "INSERT INTO palisade_registry_versions (tenant, name, version, digest, kind, size, phases, signer, signature, uploaded_by, created_ms) VALUES ($1, $2, $3, $4, $5, CAST(CAST($6 AS TEXT) AS BIGINT), $7, $8, $9, $10, CAST(CAST($11 AS TEXT) AS BIGINT)) ON CONFLICT DO NOTHING",
+                INSERT,
                 &[
                     &row.tenant,
                     &row.name,
@@ -499,59 +326,6 @@ impl Registry {
             .expect("registry lock")
             .insert(v.digest.clone(), module);
         Ok(v)
-    }
-
-    fn check_signature(
-        &self,
-        tenant: &str,
-        digest: &[u8; 32],
-        signature: Option<&str>,
-    ) -> Result<Option<String>, RegistryError> {
-        let trust = self.trust.load();
-        let trust = trust.get(tenant).cloned().unwrap_or_default();
-        let Some(sig) = signature.filter(|s| !s.is_empty()) else {
-            if trust.required {
-                return Err(RegistryError::Rejected {
-                    cause: "signature_required",
-                    detail: format!("tenant {tenant:?} requires signed modules"),
-                });
-            }
-            return Ok(None);
-        };
-        let invalid = |detail: &str| RegistryError::Rejected {
-            cause: "signature_invalid",
-            detail: detail.into(),
-        };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sig.trim())
-            .map_err(|_| invalid("not base64"))?;
-        let sig = Signature::from_slice(&bytes).map_err(|_| invalid("not an Ed25519 signature"))?;
-        let message = signed_message(digest);
-        trust
-            .keys
-            .iter()
-            .find(|k| k.verify(&message, &sig).is_ok())
-            .map(|k| Some(hex::encode(k.to_bytes())))
-            .ok_or_else(|| invalid("no trusted key of the tenant made this signature"))
-    }
-
-    fn compile(&self, name: &str, kind: Kind, bytes: &[u8]) -> Result<Policy, RegistryError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (engine, name, bytes) = (self.engine.clone(), name.to_string(), bytes.to_vec());
-        std::thread::spawn(move || {
-            let _ = tx.send(Policy::from_bytes(&engine, &name, kind, &bytes));
-        });
-        match rx.recv_timeout(self.compile_timeout) {
-            Ok(Ok(m)) => Ok(m),
-            Ok(Err(e)) => Err(RegistryError::Rejected {
-                cause: e.kind(),
-                detail: e.to_string(),
-            }),
-            Err(_) => Err(RegistryError::Rejected {
-                cause: "compile_bound",
-                detail: format!("compilation took longer than {:?}", self.compile_timeout),
-            }),
-        }
     }
 
     /// Makes `version` the tenant's active version of `name`; returns the digest.
@@ -719,61 +493,22 @@ impl Registry {
         Ok((module, version))
     }
 
+    /// What `tenant` trusts (nothing when it is not configured).
+    fn trust(&self, tenant: &str) -> Trust {
+        self.trust.load().get(tenant).cloned().unwrap_or_default()
+    }
+
     fn recheck_signature(&self, tenant: &str, row: &Row) -> Result<(), String> {
         let mut digest = [0u8; 32];
         hex::decode_to_slice(&row.v.digest, &mut digest).map_err(|e| e.to_string())?;
         let signature = row.signature.as_deref().filter(|s| !s.is_empty());
-        let required = self.trust.load().get(tenant).is_some_and(|t| t.required);
-        if signature.is_none() && !required {
+        let trust = self.trust(tenant);
+        if signature.is_none() && !trust.required {
             return Ok(());
         }
-        self.check_signature(tenant, &digest, signature)
+        trust
+            .verify(tenant, &digest, signature)
             .map(drop)
             .map_err(|e| format!("module {}@{}: {e}", row.v.name, row.v.version))
     }
-}
-
-/// Runs each exported phase once on an empty input under tight limits. Traps and limits
-/// reject the module; the guest's own error or denial does not.
-fn smoke(module: &Policy) -> Result<(), RegistryError> {
-    let limits = Limits::default()
-        .fuel(100_000_000)
-        .memory(64 << 20)
-        .timeout(Duration::from_millis(500));
-    let module = module.with_limits(limits);
-    let ctx = Context {
-        tenant: "smoke".into(),
-        route: "smoke".into(),
-        correlation_id: "smoke".into(),
-        ..Context::default()
-    };
-    let request = Request {
-        method: "GET".into(),
-        path: "/".into(),
-        ..Request::default()
-    };
-    let phases = module.phases();
-    let mut results = Vec::new();
-    if phases.request {
-        results.push(module.on_request(&ctx, request.clone()).result.map(drop));
-    }
-    if phases.response {
-        let res = Response {
-            status: 200,
-            ..Response::default()
-        };
-        results.push(module.on_response(&ctx, &request, res).result.map(drop));
-    }
-    for r in results {
-        if let Err(e) = r {
-            if matches!(e.kind(), "guest_error" | "script_error") {
-                continue;
-            }
-            return Err(RegistryError::Rejected {
-                cause: e.kind(),
-                detail: format!("smoke invocation with an empty input: {e}"),
-            });
-        }
-    }
-    Ok(())
 }
