@@ -13,29 +13,21 @@
 //!
 //! [`Role`]: crate::auth::Role
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use palisade_ledger::verify::{Checkpoints, verify};
-use palisade_ledger::{Kind, ModuleRef, Record, Target, checkpoint};
+use palisade_ledger::{Kind, ModuleRef, Record, checkpoint};
 
+use crate::audit::LedgerInfo;
 use crate::auth::{Action, Principal};
 use crate::body::{Body, full};
 use crate::config::Scheme;
 use crate::error::Error;
 use crate::pipeline::{Pipeline, Verdict, new_id};
 use crate::registry::{Registry, RegistryError, Version};
-
-/// Where the admin API finds the ledger to verify.
-#[derive(Debug, Clone)]
-pub(crate) struct LedgerInfo {
-    pub(crate) target: Target,
-    /// Checkpoint file and the public key that verifies it.
-    pub(crate) checkpoints: Option<(PathBuf, PathBuf)>,
-}
 
 /// The admin listener's handler.
 pub(crate) struct Admin {

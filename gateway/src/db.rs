@@ -2,11 +2,10 @@
 //! SQLite file on its own connection, or PostgreSQL. Statements are written once, with
 //! PostgreSQL's `$N` placeholders, and values travel as text.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::File;
+use palisade_ledger::Target;
 
 /// Why the database could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,16 +16,16 @@ pub struct DbError(pub String);
 pub(crate) struct Db(Mutex<Conn>);
 
 impl Db {
-    /// Opens the database `file`'s `[audit]` names. On SQLite `schema` is created; on
+    /// Opens the ledger's database `target` (`[audit]`). On SQLite `schema` is created; on
     /// PostgreSQL `palisade ledger init` creates it, and `probe` (a query on the tables)
     /// checks it did.
     pub(crate) fn open(
-        file: &File,
+        target: &Target,
         schema: &'static str,
         probe: &'static str,
     ) -> Result<Self, DbError> {
-        let conn = match &file.audit.postgres {
-            Some(url) => {
+        let conn = match target {
+            Target::Postgres(url) => {
                 let url = url.clone();
                 std::thread::spawn(move || {
                     let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
@@ -44,14 +43,8 @@ impl Db {
                 .map_err(|_| DbError("postgres thread panicked".into()))?
                 .map_err(DbError)?
             }
-            None => {
-                let db = file.resolve(
-                    file.audit
-                        .sqlite
-                        .as_deref()
-                        .unwrap_or(Path::new("palisade-audit.db")),
-                );
-                let c = rusqlite::Connection::open(&db)
+            Target::Sqlite(db) => {
+                let c = rusqlite::Connection::open(db)
                     .and_then(|c| {
                         c.busy_timeout(Duration::from_secs(10))?;
                         c.execute_batch(schema)?;

@@ -24,6 +24,7 @@
 //! - [`Metrics`]: Prometheus metrics on the admin listener.
 
 mod admin;
+pub mod audit;
 pub mod auth;
 mod body;
 pub mod chain;

@@ -92,15 +92,12 @@ fn open(at: &StoreArgs) -> Result<(SecretStore, Vec<String>), String> {
         .iter()
         .map(|t| t.get_ref().name.clone())
         .collect();
-    let store = SecretStore::open(&file)
-        .map_err(|issues| {
-            issues
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?
+    let config = file
+        .secrets
+        .as_ref()
         .ok_or_else(|| format!("{}: no [secrets] section", at.config.display()))?;
+    let store = SecretStore::open(config, &file.audit.store)
+        .map_err(|e| format!("{}: [secrets] {e}", at.config.display()))?;
     Ok((store, tenants))
 }
 
@@ -184,12 +181,11 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
         }
         SecretCommand::HsmKeygen { at } => {
             let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
-            let hsm = file
-                .secrets
-                .as_ref()
-                .and_then(|s| s.pkcs11.as_ref())
-                .ok_or_else(|| format!("{}: no [secrets.pkcs11]", at.config.display()))?;
-            let key = palisade_gateway::secrets::Pkcs11MasterKey::generate(hsm, &file.base)
+            let hsm = match file.secrets.as_ref().map(|s| &s.master) {
+                Some(palisade_gateway::secrets::Master::Pkcs11(hsm)) => hsm,
+                _ => return Err(format!("{}: no [secrets.pkcs11]", at.config.display())),
+            };
+            let key = palisade_gateway::secrets::Pkcs11MasterKey::generate(hsm)
                 .map_err(|e| e.to_string())?;
             println!("{}", palisade_gateway::secrets::MasterKey::id(&key));
             Ok(ExitCode::SUCCESS)

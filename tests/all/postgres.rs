@@ -400,7 +400,7 @@ async fn secrets_live_in_postgres_when_the_ledger_does() {
     let w = writer.clone();
     tokio::task::spawn_blocking(move || {
         let file = palisade_gateway::config::load(&path).unwrap();
-        let store = palisade_gateway::secrets::SecretStore::open(&file)
+        let store = palisade_gateway::secrets::SecretStore::from_file(&file)
             .unwrap()
             .unwrap();
         assert_eq!(store.put("acme", "token", b"pg-s3cr3t").unwrap(), 1);

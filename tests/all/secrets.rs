@@ -83,7 +83,7 @@ url = "http://{up}"
 
 fn store(dir: &Path) -> SecretStore {
     let file = palisade_gateway::config::load(&dir.join("palisade.toml")).unwrap();
-    SecretStore::open(&file).unwrap().unwrap()
+    SecretStore::from_file(&file).unwrap().unwrap()
 }
 
 fn setup(extra: &str) -> tempfile::TempDir {

@@ -120,9 +120,6 @@ pub fn check(file: &File) -> Vec<Issue> {
     for problem in file.server.connections.problems() {
         r.top("[server.connections]", problem);
     }
-    if file.audit.sqlite.is_some() && file.audit.postgres.is_some() {
-        r.top("[audit]", "set `sqlite` or `postgres`, not both");
-    }
 
     let mut tenants = HashMap::new();
     for t in &file.tenants {

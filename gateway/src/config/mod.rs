@@ -5,6 +5,7 @@
 //! are relative to the file's directory. `docs/gateway.md` is the reference.
 
 mod check;
+pub(crate) mod de;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,9 +21,9 @@ pub use self::check::{Issue, check};
 pub struct File {
     /// Listeners and connection limits.
     pub server: Server,
-    /// Where the audit ledger lives.
+    /// Where the audit ledger lives (owned by [`crate::audit`]).
     #[serde(default)]
-    pub audit: Audit,
+    pub audit: crate::audit::Config,
     /// The policy runtime.
     #[serde(default)]
     pub runtime: Runtime,
@@ -31,8 +32,9 @@ pub struct File {
     pub auth: Auth,
     /// The module registry (admin API uploads). By default none.
     pub registry: Option<RegistryConfig>,
-    /// Encrypted secrets (upstream credentials). By default none.
-    pub secrets: Option<SecretsConfig>,
+    /// Encrypted secrets (upstream credentials), owned by [`crate::secrets`]. By default
+    /// none.
+    pub secrets: Option<crate::secrets::Config>,
     /// Tenants.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<Spanned<Tenant>>,
@@ -138,57 +140,6 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
-/// `[audit]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Audit {
-    /// The SQLite ledger file. By default `palisade-audit.db` beside the config file.
-    pub sqlite: Option<PathBuf>,
-    /// A PostgreSQL URL (the writer role) instead of SQLite.
-    pub postgres: Option<String>,
-    /// `sync` (a response waits for its block to be durable) or `async`. By default `sync`.
-    #[serde(default)]
-    pub durability: Durability,
-    /// Group commit under concurrent load: how long the ledger writer waits for more
-    /// blocks to share a commit when the previous commit was shared and has just ended
-    /// (a lone client never waits). 0 turns it off. By default 200.
-    #[serde(default = "d::commit_delay_us")]
-    pub commit_delay_us: u64,
-    /// Signed checkpoints: the file they are appended to. By default none.
-    pub checkpoint: Option<PathBuf>,
-    /// The Ed25519 key that signs checkpoints (created if missing). By default
-    /// `checkpoint.key` beside the checkpoint file.
-    pub checkpoint_key: Option<PathBuf>,
-    /// How often the chain head is signed. By default 10,000 ms.
-    #[serde(default = "d::checkpoint_interval_ms")]
-    pub checkpoint_interval_ms: u64,
-}
-
-impl Default for Audit {
-    fn default() -> Self {
-        Audit {
-            sqlite: None,
-            postgres: None,
-            durability: Durability::Sync,
-            commit_delay_us: d::commit_delay_us(),
-            checkpoint: None,
-            checkpoint_key: None,
-            checkpoint_interval_ms: d::checkpoint_interval_ms(),
-        }
-    }
-}
-
-/// `audit.durability`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Wait for the block.
-    #[default]
-    Sync,
-    /// Queue the block.
-    Async,
-}
-
 /// `[runtime]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,49 +173,6 @@ pub struct RegistryConfig {
     /// Time a module may take to compile at upload. By default 30,000 ms.
     #[serde(default = "d::compile_timeout_ms")]
     pub compile_timeout_ms: u64,
-}
-
-/// `[secrets]`: envelope-encrypted secrets in the ledger's database.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretsConfig {
-    /// The master key file (`palisade keygen --master`). By default `master.key`
-    /// unless `pkcs11` is set.
-    pub master_key: Option<PathBuf>,
-    /// The master key in an HSM instead of a file.
-    pub pkcs11: Option<Pkcs11Config>,
-    /// How long a decrypted secret is kept in memory. By default 30,000 ms.
-    #[serde(default = "d::secret_cache_ms")]
-    pub cache_ms: u64,
-    /// Seals per data key before a new key version is made. By default 2^32.
-    #[serde(default = "d::max_uses_per_key")]
-    pub max_uses_per_key: u64,
-}
-
-/// `[secrets.pkcs11]`: a master key on a PKCS#11 token.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pkcs11Config {
-    /// The PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
-    pub module: PathBuf,
-    /// The token's label.
-    pub token: String,
-    /// A file holding the user PIN.
-    pub pin_file: PathBuf,
-    /// The AES key's label. By default `palisade-master`.
-    #[serde(default = "d::pkcs11_key")]
-    pub key: String,
-}
-
-impl Default for SecretsConfig {
-    fn default() -> Self {
-        SecretsConfig {
-            master_key: None,
-            pkcs11: None,
-            cache_ms: d::secret_cache_ms(),
-            max_uses_per_key: d::max_uses_per_key(),
-        }
-    }
 }
 
 /// `[auth]`: where credentials are checked against.
@@ -770,12 +678,6 @@ mod d {
     pub(super) fn shutdown_grace_ms() -> u64 {
         30_000
     }
-    pub(super) fn checkpoint_interval_ms() -> u64 {
-        10_000
-    }
-    pub(super) fn commit_delay_us() -> u64 {
-        palisade_ledger::Options::default().commit_delay.as_micros() as u64
-    }
     pub(super) fn policy_concurrency() -> usize {
         palisade_runtime::InvocationPool::DEFAULT_CONCURRENCY
     }
@@ -796,15 +698,6 @@ mod d {
     }
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
-    }
-    pub(super) fn pkcs11_key() -> String {
-        "palisade-master".into()
-    }
-    pub(super) fn secret_cache_ms() -> u64 {
-        30_000
-    }
-    pub(super) fn max_uses_per_key() -> u64 {
-        1 << 32
     }
     pub(super) fn registry_dir() -> std::path::PathBuf {
         "registry".into()
@@ -967,6 +860,10 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             file.source = source;
             file.path = path.to_path_buf();
+            file.audit.rebase(&file.base);
+            if let Some(secrets) = &mut file.secrets {
+                secrets.rebase(&file.base);
+            }
             Ok(file)
         }
         Err(e) => {
@@ -1003,7 +900,7 @@ impl File {
                 trusted_proxies: Vec::new(),
                 connections: crate::server::Connections::default(),
             },
-            audit: Audit::default(),
+            audit: crate::audit::Config::default(),
             runtime: Runtime::default(),
             auth: Auth::default(),
             registry: None,

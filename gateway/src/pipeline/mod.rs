@@ -94,7 +94,7 @@ impl Pipeline {
         let registry = Registry::open(file, &engine)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
-        let secrets = SecretStore::open(file)
+        let secrets = SecretStore::from_file(file)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
         let kept = Kept::new(metrics.clone());
@@ -512,7 +512,7 @@ fn bind_tenant(
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
     let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
-    let secrets = SecretStore::open(file).map_err(|issues| Invalid { issues })?;
+    let secrets = SecretStore::from_file(file).map_err(|issues| Invalid { issues })?;
     let kept = Kept::new(Arc::new(Metrics::new()));
     Routes::build(file, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)
 }

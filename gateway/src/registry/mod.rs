@@ -87,7 +87,7 @@ impl Registry {
         let dir = Dir::open_ambient_dir(dir_path.join("modules"), ambient_authority())
             .map_err(|e| fail(format!("dir {}: {e}", dir_path.display())))?;
         let meta = Db::open(
-            file,
+            &file.audit.store,
             palisade_ledger::REGISTRY_SCHEMA,
             "SELECT 1 FROM palisade_registry_active LIMIT 1",
         )

@@ -14,6 +14,7 @@
 //!   re-wraps every data key; secrets themselves are untouched and keep decrypting.
 //! - Values are [`SecretValue`]s: zeroized on drop, `Debug` shows only their length.
 
+mod config;
 mod crypto;
 mod error;
 mod master;
@@ -21,12 +22,12 @@ mod pkcs11;
 mod storage;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+pub use self::config::{Config, Master, Pkcs11};
 pub use self::crypto::{SecretValue, aead};
 use self::crypto::{dek_aad, secret_aad};
 pub use self::error::SecretError;
@@ -35,6 +36,8 @@ pub use self::pkcs11::Pkcs11MasterKey;
 pub use self::storage::SecretInfo;
 use self::storage::{KeyRow, SealedRow, b64, key_uses, unb64};
 use crate::config::{File, Issue};
+use palisade_ledger::Target;
+
 use crate::db::Db;
 
 /// Whether `id` (a secret id or tenant name) is 1-64 of `[A-Za-z0-9_.-]`, not starting
@@ -65,52 +68,55 @@ impl std::fmt::Debug for SecretStore {
 }
 
 impl SecretStore {
-    /// Opens the store `file` configures (`[secrets]`); `None` without one.
+    /// Opens the store `config` describes, in the ledger's database `db` (`[audit]`).
     ///
     /// # Errors
     ///
-    /// The problems, as config issues.
-    pub fn open(file: &File) -> Result<Option<Self>, Vec<Issue>> {
-        let Some(cfg) = &file.secrets else {
-            return Ok(None);
+    /// When the master key or the database cannot be used.
+    pub fn open(config: &Config, db: &Target) -> Result<Self, SecretError> {
+        let master: Arc<dyn MasterKey> = match &config.master {
+            Master::File(path) => Arc::new(FileMasterKey::load(path)?),
+            Master::Pkcs11(token) => Arc::new(Pkcs11MasterKey::open(token)?),
         };
-        let fail = |m: String| vec![Issue::file(&file.path, format!("[secrets] {m}"))];
-        let master: Arc<dyn MasterKey> = match (&cfg.pkcs11, &cfg.master_key) {
-            (Some(hsm), None) => {
-                Arc::new(Pkcs11MasterKey::open(hsm, &file.base).map_err(|e| fail(e.to_string()))?)
-            }
-            (None, key) => {
-                let path = file.resolve(key.as_deref().unwrap_or(Path::new("master.key")));
-                Arc::new(FileMasterKey::load(&path).map_err(|e| fail(e.to_string()))?)
-            }
-            (Some(_), Some(_)) => {
-                return Err(fail("set `master_key` or `pkcs11`, not both".into()));
-            }
-        };
-        Self::with_master(file, master).map(Some)
+        Self::with_master(config, db, master)
     }
 
     /// Opens the store with another master key provider.
     ///
     /// # Errors
     ///
-    /// The problems, as config issues.
-    pub fn with_master(file: &File, master: Arc<dyn MasterKey>) -> Result<Self, Vec<Issue>> {
-        let fail = |m: String| vec![Issue::file(&file.path, format!("[secrets] {m}"))];
-        let cfg = file.secrets.clone().unwrap_or_default();
+    /// When the database cannot be used.
+    pub fn with_master(
+        config: &Config,
+        db: &Target,
+        master: Arc<dyn MasterKey>,
+    ) -> Result<Self, SecretError> {
         let db = Db::open(
-            file,
+            db,
             palisade_ledger::SECRETS_SCHEMA,
             "SELECT 1 FROM palisade_secret_keys LIMIT 1",
-        )
-        .map_err(|e| fail(e.to_string()))?;
+        )?;
         Ok(SecretStore {
             db,
             master,
-            max_uses: cfg.max_uses_per_key.max(1),
-            cache_ttl: Duration::from_millis(cfg.cache_ms),
+            max_uses: config.max_uses_per_key,
+            cache_ttl: config.cache,
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The store a gateway config file describes, if it has `[secrets]`.
+    ///
+    /// # Errors
+    ///
+    /// The problem, as a config issue naming `[secrets]`.
+    pub fn from_file(file: &File) -> Result<Option<Self>, Vec<Issue>> {
+        let Some(config) = &file.secrets else {
+            return Ok(None);
+        };
+        Self::open(config, &file.audit.store)
+            .map(Some)
+            .map_err(|e| vec![Issue::file(&file.path, format!("[secrets] {e}"))])
     }
 
     /// The master key's fingerprint.

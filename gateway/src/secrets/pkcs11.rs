@@ -5,10 +5,9 @@
 //! `C_Encrypt`/`C_Decrypt` with `CKM_AES_GCM` (96-bit IV, 128-bit tag, the data key's
 //! associated data), so the master key never leaves the device.
 
-use std::path::Path;
 use std::sync::Mutex;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11 as Cryptoki};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
@@ -16,15 +15,14 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use super::{MasterKey, SecretError};
-use crate::config::Pkcs11Config;
+use super::{MasterKey, Pkcs11, SecretError};
 
 /// A master key held by a PKCS#11 token.
 pub struct Pkcs11MasterKey {
     session: Mutex<Session>,
     key: ObjectHandle,
     id: String,
-    _context: Pkcs11,
+    _context: Cryptoki,
 }
 
 impl std::fmt::Debug for Pkcs11MasterKey {
@@ -40,13 +38,8 @@ fn err(what: &str) -> impl Fn(cryptoki::error::Error) -> SecretError + '_ {
 }
 
 /// Opens the token named in `cfg` and logs in as its user.
-fn login(cfg: &Pkcs11Config, base: &Path) -> Result<(Pkcs11, Session), SecretError> {
-    let module = if cfg.module.is_absolute() {
-        cfg.module.clone()
-    } else {
-        base.join(&cfg.module)
-    };
-    let context = Pkcs11::new(&module).map_err(err("load module"))?;
+fn login(cfg: &Pkcs11) -> Result<(Cryptoki, Session), SecretError> {
+    let context = Cryptoki::new(&cfg.module).map_err(err("load module"))?;
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) => {}
         Err(cryptoki::error::Error::Pkcs11(
@@ -68,11 +61,7 @@ fn login(cfg: &Pkcs11Config, base: &Path) -> Result<(Pkcs11, Session), SecretErr
             SecretError::MasterKey(format!("pkcs11: no token labelled {:?}", cfg.token))
         })?;
     let session = context.open_rw_session(slot).map_err(err("session"))?;
-    let pin_path = if cfg.pin_file.is_absolute() {
-        cfg.pin_file.clone()
-    } else {
-        base.join(&cfg.pin_file)
-    };
+    let pin_path = &cfg.pin_file;
     let pin = Zeroizing::new(
         std::fs::read_to_string(&pin_path)
             .map_err(|e| SecretError::MasterKey(format!("{}: {e}", pin_path.display())))?,
@@ -93,13 +82,13 @@ fn template(label: &str) -> Vec<Attribute> {
 }
 
 impl Pkcs11MasterKey {
-    /// Opens the key `cfg` names (relative paths against `base`).
+    /// Opens the key `cfg` names.
     ///
     /// # Errors
     ///
     /// When the module, token, PIN or key cannot be used.
-    pub fn open(cfg: &Pkcs11Config, base: &Path) -> Result<Self, SecretError> {
-        let (context, session) = login(cfg, base)?;
+    pub fn open(cfg: &Pkcs11) -> Result<Self, SecretError> {
+        let (context, session) = login(cfg)?;
         let mut found = session
             .find_objects(&template(&cfg.key))
             .map_err(err("find key"))?;
@@ -124,9 +113,9 @@ impl Pkcs11MasterKey {
     /// # Errors
     ///
     /// When a key with that label exists, or the token refuses.
-    pub fn generate(cfg: &Pkcs11Config, base: &Path) -> Result<Self, SecretError> {
+    pub fn generate(cfg: &Pkcs11) -> Result<Self, SecretError> {
         {
-            let (_context, session) = login(cfg, base)?;
+            let (_context, session) = login(cfg)?;
             if !session
                 .find_objects(&template(&cfg.key))
                 .map_err(err("find key"))?
@@ -151,7 +140,7 @@ impl Pkcs11MasterKey {
                 .generate_key(&Mechanism::AesKeyGen, &attrs)
                 .map_err(err("generate key"))?;
         }
-        Self::open(cfg, base)
+        Self::open(cfg)
     }
 }
 

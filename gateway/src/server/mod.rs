@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use palisade_ledger::{Durability, Ledger, Options, Target, checkpoint};
 use palisade_runtime::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,7 +46,8 @@ pub use self::config::Connections;
 use self::config::Limits;
 use self::conn::{App, Listener};
 use self::table::Table;
-use crate::admin::{Admin, LedgerInfo};
+use crate::admin::Admin;
+use crate::audit::LedgerInfo;
 use crate::config::{self as file_config, File, Invalid};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -116,7 +116,7 @@ impl Gateway {
             (None, None) => file.resolve(Path::new(".palisade-cache")),
         };
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
-        let (ledger, info) = open_ledger(&file)?;
+        let (ledger, info) = crate::audit::open(&file.audit)?;
         let pipeline = Pipeline::new(&file, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
         Ok(Gateway {
             file,
@@ -250,58 +250,6 @@ impl Gateway {
             pipeline: self.pipeline,
         })
     }
-}
-
-fn open_ledger(file: &File) -> Result<(Ledger, LedgerInfo), StartError> {
-    let a = &file.audit;
-    let target = match &a.postgres {
-        Some(url) => Target::Postgres(url.clone()),
-        None => Target::Sqlite(
-            file.resolve(
-                a.sqlite
-                    .as_deref()
-                    .unwrap_or(Path::new("palisade-audit.db")),
-            ),
-        ),
-    };
-    let mut info = LedgerInfo {
-        target: target.clone(),
-        checkpoints: None,
-    };
-    let checkpoints = match &a.checkpoint {
-        None => None,
-        Some(cp) => {
-            let cp = file.resolve(cp);
-            let key_path = a
-                .checkpoint_key
-                .as_ref()
-                .map(|k| file.resolve(k))
-                .unwrap_or_else(|| cp.with_file_name("checkpoint.key"));
-            if !key_path.exists() {
-                checkpoint::generate_key(&key_path)?;
-            }
-            let key = checkpoint::load_signing_key(&key_path)?;
-            info.checkpoints = Some((cp.clone(), checkpoint::public_key_path(&key_path)));
-            Some(checkpoint::Signer::new(
-                key,
-                cp,
-                Duration::from_millis(a.checkpoint_interval_ms),
-            ))
-        }
-    };
-    let ledger = Ledger::open(
-        target,
-        Options {
-            durability: match a.durability {
-                file_config::Durability::Sync => Durability::Sync,
-                file_config::Durability::Async => Durability::Async,
-            },
-            checkpoints,
-            commit_delay: Duration::from_micros(a.commit_delay_us),
-            ..Options::default()
-        },
-    )?;
-    Ok((ledger, info))
 }
 
 fn tls_acceptor(
