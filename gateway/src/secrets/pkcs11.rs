@@ -63,7 +63,7 @@ fn login(cfg: &Pkcs11) -> Result<(Cryptoki, Session), SecretError> {
     let session = context.open_rw_session(slot).map_err(err("session"))?;
     let pin_path = &cfg.pin_file;
     let pin = Zeroizing::new(
-        std::fs::read_to_string(&pin_path)
+        std::fs::read_to_string(pin_path)
             .map_err(|e| SecretError::MasterKey(format!("{}: {e}", pin_path.display())))?,
     );
     let pin = AuthPin::from(pin.trim_end().to_string());
