@@ -30,8 +30,9 @@ pub struct File {
     /// Credentials: JWT issuers, token introspection, API keys.
     #[serde(default)]
     pub auth: Auth,
-    /// The module registry (admin API uploads). By default none.
-    pub registry: Option<RegistryConfig>,
+    /// The module registry (admin API uploads), owned by [`crate::registry`]. By default
+    /// none.
+    pub registry: Option<crate::registry::Config>,
     /// Encrypted secrets (upstream credentials), owned by [`crate::secrets`]. By default
     /// none.
     pub secrets: Option<crate::secrets::Config>,
@@ -158,21 +159,6 @@ impl Default for Runtime {
             cache_dir: None,
         }
     }
-}
-
-/// `[registry]`: where uploaded modules are kept (metadata goes in the ledger's database).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// The directory for module bytes. By default `registry` beside the config file.
-    #[serde(default = "d::registry_dir")]
-    pub dir: PathBuf,
-    /// Largest module accepted, bytes. By default 16 MiB.
-    #[serde(default = "d::max_module_bytes")]
-    pub max_module_bytes: u64,
-    /// Time a module may take to compile at upload. By default 30,000 ms.
-    #[serde(default = "d::compile_timeout_ms")]
-    pub compile_timeout_ms: u64,
 }
 
 /// `[auth]`: where credentials are checked against.
@@ -699,15 +685,6 @@ mod d {
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
     }
-    pub(super) fn registry_dir() -> std::path::PathBuf {
-        "registry".into()
-    }
-    pub(super) fn max_module_bytes() -> u64 {
-        16 << 20
-    }
-    pub(super) fn compile_timeout_ms() -> u64 {
-        30_000
-    }
     pub(super) fn yes() -> bool {
         true
     }
@@ -863,6 +840,9 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
             file.audit.rebase(&file.base);
             if let Some(secrets) = &mut file.secrets {
                 secrets.rebase(&file.base);
+            }
+            if let Some(registry) = &mut file.registry {
+                registry.rebase(&file.base);
             }
             Ok(file)
         }

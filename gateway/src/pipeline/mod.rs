@@ -91,7 +91,7 @@ impl Pipeline {
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Invalid> {
-        let registry = Registry::open(file, &engine)
+        let registry = Registry::from_file(file, &engine)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
         let secrets = SecretStore::from_file(file)
@@ -511,7 +511,7 @@ fn bind_tenant(
 ///
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
-    let registry = Registry::open(file, engine).map_err(|issues| Invalid { issues })?;
+    let registry = Registry::from_file(file, engine).map_err(|issues| Invalid { issues })?;
     let secrets = SecretStore::from_file(file).map_err(|issues| Invalid { issues })?;
     let kept = Kept::new(Arc::new(Metrics::new()));
     Routes::build(file, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)

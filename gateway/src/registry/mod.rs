@@ -23,6 +23,7 @@
 //!   the one they started with.
 
 mod admission;
+mod config;
 mod error;
 mod signing;
 mod storage;
@@ -35,9 +36,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+use palisade_ledger::Target;
 use palisade_runtime::{Engine, Policy};
 use sha2::{Digest, Sha256};
 
+pub use self::config::Config;
 pub use self::error::RegistryError;
 use self::error::storage;
 use self::signing::Trust;
@@ -70,40 +73,52 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens the registry `file` configures (`[registry]`), creating its directory and
-    /// tables. `None` when the file has no `[registry]`.
+    /// Opens the registry `config` describes, creating its directory, with its metadata in
+    /// the ledger's database `db` (`[audit]`). No tenant trusts a key until
+    /// [`Registry::set_trust`].
     ///
     /// # Errors
     ///
-    /// The problems, as config issues.
-    pub fn open(file: &File, engine: &Engine) -> Result<Option<Self>, Vec<Issue>> {
-        let Some(cfg) = &file.registry else {
-            return Ok(None);
-        };
-        let fail = |m: String| vec![Issue::file(&file.path, format!("[registry] {m}"))];
-        let dir_path = file.resolve(&cfg.dir);
-        std::fs::create_dir_all(dir_path.join("modules"))
-            .map_err(|e| fail(format!("dir {}: {e}", dir_path.display())))?;
-        let dir = Dir::open_ambient_dir(dir_path.join("modules"), ambient_authority())
-            .map_err(|e| fail(format!("dir {}: {e}", dir_path.display())))?;
+    /// [`RegistryError::Storage`] when the directory or the database cannot be used.
+    pub fn open(config: &Config, db: &Target, engine: &Engine) -> Result<Self, RegistryError> {
+        let modules = config.dir.join("modules");
+        std::fs::create_dir_all(&modules)
+            .map_err(|e| storage(format!("dir {}: {e}", config.dir.display())))?;
+        let dir = Dir::open_ambient_dir(&modules, ambient_authority())
+            .map_err(|e| storage(format!("dir {}: {e}", config.dir.display())))?;
         let meta = Db::open(
-            &file.audit.store,
+            db,
             palisade_ledger::REGISTRY_SCHEMA,
             "SELECT 1 FROM palisade_registry_active LIMIT 1",
         )
-        .map_err(|e| fail(format!("metadata: {e}")))?;
+        .map_err(|e| storage(format!("metadata: {e}")))?;
         let registry = Registry {
             dir,
             meta,
             engine: engine.clone(),
-            max_bytes: cfg.max_module_bytes,
-            compile_timeout: Duration::from_millis(cfg.compile_timeout_ms),
+            max_bytes: config.max_module_bytes,
+            compile_timeout: config.compile_timeout,
             trust: ArcSwap::from_pointee(HashMap::new()),
             active: ArcSwap::from_pointee(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
         };
+        registry.refresh_active()?;
+        Ok(registry)
+    }
+
+    /// The registry a gateway config file describes, if it has `[registry]`, with its
+    /// tenants' trusted keys.
+    ///
+    /// # Errors
+    ///
+    /// The problems, as config issues.
+    pub fn from_file(file: &File, engine: &Engine) -> Result<Option<Self>, Vec<Issue>> {
+        let Some(config) = &file.registry else {
+            return Ok(None);
+        };
+        let registry = Self::open(config, &file.audit.store, engine)
+            .map_err(|e| vec![Issue::file(&file.path, format!("[registry] {e}"))])?;
         registry.set_trust(file)?;
-        registry.refresh_active().map_err(|e| fail(e.to_string()))?;
         Ok(Some(registry))
     }
 

@@ -112,7 +112,7 @@ impl Gateway {
         // modules, else beside the config file.
         let cache = match (&file.runtime.cache_dir, &file.registry) {
             (Some(dir), _) => file.resolve(dir),
-            (None, Some(registry)) => file.resolve(&registry.dir).join("artifacts"),
+            (None, Some(registry)) => registry.artifacts(),
             (None, None) => file.resolve(Path::new(".palisade-cache")),
         };
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
