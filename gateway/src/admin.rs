@@ -22,9 +22,9 @@ use palisade_ledger::verify::{Checkpoints, verify};
 use palisade_ledger::{Kind, ModuleRef, Record, checkpoint};
 
 use crate::audit::LedgerInfo;
+use crate::auth::Scheme;
 use crate::auth::{Action, Principal};
 use crate::body::{Body, full};
-use crate::config::Scheme;
 use crate::error::Error;
 use crate::pipeline::{Pipeline, Verdict, new_id};
 use crate::registry::{Registry, RegistryError, Version};

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::Scheme;
 use super::{Caller, Refused};
-use crate::config::Scheme;
 
 /// The key file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

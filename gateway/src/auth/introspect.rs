@@ -22,7 +22,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Caller, Refused, string_list};
-use crate::config::{File, Introspection, Scheme};
+use super::{Introspection, Scheme};
+use crate::config::File;
 
 /// The system's root certificates plus those in `ca` (PEM), for outbound TLS.
 pub(crate) fn trust_roots(
@@ -109,7 +110,7 @@ impl Introspector {
         .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+        http.set_connect_timeout(Some(cfg.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -174,7 +175,7 @@ impl Introspector {
                 .to_bytes();
             serde_json::from_slice::<Map<String, Value>>(&bytes).ok()
         };
-        match tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), exchange).await {
+        match tokio::time::timeout(self.cfg.timeout, exchange).await {
             Ok(Some(members)) => Ok(members),
             _ => {
                 tracing::warn!(endpoint = %self.cfg.name, "token introspection unavailable");
@@ -185,7 +186,7 @@ impl Introspector {
 
     /// The caller (or refusal) an answer means, and how long it may be reused.
     fn judge(&self, members: Map<String, Value>) -> (Answer, Duration) {
-        let cache = Duration::from_millis(self.cfg.cache_ms);
+        let cache = self.cfg.cache;
         if members.get("active") != Some(&Value::Bool(true)) {
             return (Err(Refused("token_inactive")), cache);
         }

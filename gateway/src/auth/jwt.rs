@@ -5,7 +5,7 @@
 //!   confusions fail. The token's `kid` is only a map key: it never reaches a path.
 //! - `jwk`, `jku`, `x5u` and `x5c` headers are never used: keys come from config only.
 //! - `exp` is required and must be a number; `nbf` is checked when present; `iss` when
-//!   the issuer sets `issuer`, `aud` always (see [`crate::config::JwtIssuer::audience`]).
+//!   the issuer sets `issuer`, `aud` always (see [`super::JwtIssuer::audience`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -19,7 +19,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
 use super::{Caller, Refused, string_list};
-use crate::config::{File, Issue, JwtIssuer, Scheme};
+use super::{JwtIssuer, JwtKey, Scheme};
+use crate::config::{File, Issue};
 
 /// One verification key.
 struct Key {
@@ -217,7 +218,7 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     })
 }
 
-fn load_key(file: &File, k: &crate::config::JwtKey) -> Result<(Algorithm, DecodingKey), String> {
+fn load_key(file: &File, k: &JwtKey) -> Result<(Algorithm, DecodingKey), String> {
     let algorithm = parse_algorithm(&k.algorithm)?;
     let name = k.kid.as_deref().unwrap_or("(no kid)");
     let hmac = matches!(

@@ -21,6 +21,7 @@
 //! [`Principal`] and [`Role`] are the admin side's view of the same callers.
 
 pub mod apikey;
+mod config;
 pub mod introspect;
 pub mod jwt;
 pub mod mtls;
@@ -32,9 +33,10 @@ use std::sync::Arc;
 use http::HeaderMap;
 use palisade_runtime::Identity;
 
+pub use self::config::{Config, Introspection, JwtIssuer, JwtKey, RouteAuth, Scheme};
 pub use self::mtls::ClientCertificate;
 pub use self::roles::{Action, Principal, Role};
-use crate::config::{File, Invalid, Issue, RouteAuth, Scheme};
+use crate::config::{File, Invalid, Issue};
 use crate::error::Error;
 
 /// A caller whose credential checked out.

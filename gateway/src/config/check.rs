@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{FailMode, File, Route, Scheme};
+use super::{FailMode, File, Route};
+use crate::auth::Scheme;
 use crate::redaction::Redactor;
 
 /// One problem in a configuration.
@@ -447,7 +448,7 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
 fn check_route_auth(
     r: &mut Report<'_>,
     sr: &Spanned<Route>,
-    auth: &super::RouteAuth,
+    auth: &crate::auth::RouteAuth,
     tenant: Option<&super::Tenant>,
     issuers: &HashSet<String>,
     ctx: &str,

@@ -488,7 +488,7 @@ fn bind_tenant(
         })?;
     }
     let keep_bearer = route.auth.as_ref().is_some_and(|a| a.forward_bearer)
-        && caller.is_some_and(|c| c.scheme == crate::config::Scheme::Jwt);
+        && caller.is_some_and(|c| c.scheme == crate::auth::Scheme::Jwt);
     let origin = forward::inbound(
         &mut parts.headers,
         Some(peer),

@@ -61,7 +61,7 @@ pub(crate) struct Route {
     pub(crate) permits: Arc<Semaphore>,
     /// Its chains, redaction, body limits and methods.
     pub(crate) policies: Policies,
-    pub(crate) auth: Option<config::RouteAuth>,
+    pub(crate) auth: Option<crate::auth::RouteAuth>,
     pub(crate) upstream_auth: Option<Credential>,
     /// Every secret some policy of this route is granted.
     pub(crate) grants: Vec<String>,
