@@ -36,7 +36,7 @@ mod metrics;
 pub mod pipeline;
 pub mod redaction;
 pub mod registry;
-mod resilience;
+pub mod resilience;
 pub mod secrets;
 pub mod server;
 

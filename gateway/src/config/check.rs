@@ -112,7 +112,7 @@ pub fn check(file: &File) -> Vec<Issue> {
         );
     }
     let o = &file.server.overload;
-    if o.max_in_flight == 0 || o.queue_target_ms == 0 || o.queue_interval_ms == 0 {
+    if o.max_in_flight == 0 || o.queue_target.is_zero() || o.queue_interval.is_zero() {
         r.top(
             "[server.overload]",
             "max_in_flight, queue_target_ms and queue_interval_ms must be positive",
@@ -200,8 +200,8 @@ pub fn check(file: &File) -> Vec<Issue> {
         let b = &u.get_ref().breaker;
         if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0)
             || b.min_requests == 0
-            || b.window_ms < 10
-            || b.open_ms == 0
+            || b.window < std::time::Duration::from_millis(10)
+            || b.open.is_zero()
             || b.half_open_requests == 0
         {
             r.add(
@@ -297,7 +297,7 @@ pub fn check(file: &File) -> Vec<Issue> {
         if let Some(retry) = &route.retry {
             if !(1..=10).contains(&retry.attempts)
                 || !(0.0..=1.0).contains(&retry.budget_ratio)
-                || retry.backoff_ms > 60_000
+                || retry.backoff > std::time::Duration::from_secs(60)
             {
                 r.add(
                     sr,
@@ -316,7 +316,7 @@ pub fn check(file: &File) -> Vec<Issue> {
             }
         }
         if let Some(h) = &route.hedge
-            && (h.delay_ms == 0 || h.percentile.is_some_and(|p| !(1..=99).contains(&p)))
+            && (h.delay.is_zero() || h.percentile.is_some_and(|p| !(1..=99).contains(&p)))
         {
             r.add(
                 sr,
@@ -570,7 +570,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-fn rate_limit_problem(limit: Option<&super::RateLimit>) -> Option<&'static str> {
+fn rate_limit_problem(limit: Option<&crate::resilience::RateLimit>) -> Option<&'static str> {
     let l = limit?;
     (l.per_s == 0 || l.burst == Some(0)).then_some("rate_limit: per_s and burst must be positive")
 }

@@ -93,7 +93,7 @@ pub struct Server {
     pub admin_auth: Vec<crate::auth::Scheme>,
     /// Gateway-wide load shedding (`docs/resilience.md`).
     #[serde(default)]
-    pub overload: Overload,
+    pub overload: crate::resilience::Overload,
     /// Peers (IP addresses or CIDR ranges) whose `X-Forwarded-For` and
     /// `X-Forwarded-Proto` the gateway believes and extends. From anyone else those
     /// headers are removed and replaced by what the gateway saw. By default none.
@@ -103,33 +103,6 @@ pub struct Server {
     /// [`crate::server`]).
     #[serde(default)]
     pub connections: crate::server::Connections,
-}
-
-/// `[server.overload]`: when the gateway sheds new work (503 `gateway_overloaded` with
-/// `Retry-After`) before memory or queues grow. The admin listener is never shed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Overload {
-    /// Requests in the pipeline at once, all routes together. By default 4,096.
-    #[serde(default = "d::max_in_flight")]
-    pub max_in_flight: u32,
-    /// Policy queue delay that counts as a standing queue. By default 50 ms.
-    #[serde(default = "d::queue_target_ms")]
-    pub queue_target_ms: u64,
-    /// How long the queue delay must stay above the target before new requests that
-    /// run policies are shed. By default 500 ms.
-    #[serde(default = "d::queue_interval_ms")]
-    pub queue_interval_ms: u64,
-}
-
-impl Default for Overload {
-    fn default() -> Self {
-        Overload {
-            max_in_flight: d::max_in_flight(),
-            queue_target_ms: d::queue_target_ms(),
-            queue_interval_ms: d::queue_interval_ms(),
-        }
-    }
 }
 
 /// `[server.tls]`: PEM files.
@@ -191,7 +164,7 @@ pub struct Tenant {
     pub require_signed_modules: bool,
     /// Requests per second for all of this tenant's routes together (429 with
     /// `Retry-After` beyond). By default unlimited.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<crate::resilience::RateLimit>,
     /// Requests of this tenant in the pipeline at once; more get 429 with
     /// `Retry-After`. By default unlimited.
     pub max_in_flight: Option<u32>,
@@ -199,16 +172,6 @@ pub struct Tenant {
     /// tenant over budget gets 429 on routes with policies until it is paid back. By
     /// default unlimited.
     pub fuel_per_s: Option<u64>,
-}
-
-/// A token bucket: `per_s` requests per second sustained, `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Sustained requests per second.
-    pub per_s: u32,
-    /// Requests allowed at once after a quiet period. By default `per_s`.
-    pub burst: Option<u32>,
 }
 
 /// `[[upstream]]`.
@@ -240,47 +203,7 @@ pub struct Upstream {
     pub max_idle_connections: usize,
     /// The circuit breaker.
     #[serde(default)]
-    pub breaker: Breaker,
-}
-
-/// `[upstream.breaker]`: opens when, over `window_ms`, at least `min_requests` were sent
-/// and `failure_rate` of them failed (connect error, reset, timeout, 502/503/504); while
-/// open requests fail fast with 503 `upstream_circuit_open`; after `open_ms` up to
-/// `half_open_requests` probes go through, and it closes when they all succeed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Breaker {
-    /// Whether the breaker is on. By default `true`.
-    #[serde(default = "d::yes")]
-    pub enabled: bool,
-    /// Share of failed requests that opens it, 0 < rate <= 1. By default 0.5.
-    #[serde(default = "d::failure_rate")]
-    pub failure_rate: f64,
-    /// Fewest requests in the window before it may open. By default 20.
-    #[serde(default = "d::min_requests")]
-    pub min_requests: u32,
-    /// The sliding window. By default 10,000 ms.
-    #[serde(default = "d::breaker_window_ms")]
-    pub window_ms: u64,
-    /// How long it stays open before probing. By default 5,000 ms.
-    #[serde(default = "d::open_ms")]
-    pub open_ms: u64,
-    /// Probes let through when half-open. By default 3.
-    #[serde(default = "d::half_open_requests")]
-    pub half_open_requests: u32,
-}
-
-impl Default for Breaker {
-    fn default() -> Self {
-        Breaker {
-            enabled: true,
-            failure_rate: d::failure_rate(),
-            min_requests: d::min_requests(),
-            window_ms: d::breaker_window_ms(),
-            open_ms: d::open_ms(),
-            half_open_requests: d::half_open_requests(),
-        }
-    }
+    pub breaker: crate::resilience::BreakerConfig,
 }
 
 /// `[upstream.client_cert]`: the certificate chain and private key (PEM), each a secret
@@ -351,12 +274,12 @@ pub struct Route {
     pub total_timeout_ms: u64,
     /// Retries of idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE). By
     /// default none.
-    pub retry: Option<Retry>,
+    pub retry: Option<crate::resilience::Retry>,
     /// Hedged requests for idempotent requests. By default none.
-    pub hedge: Option<Hedge>,
+    pub hedge: Option<crate::resilience::Hedge>,
     /// Requests per second on this route (429 with `Retry-After` beyond). By default
     /// unlimited.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<crate::resilience::RateLimit>,
     /// Put the guest's or upstream's error text in error bodies. By default `false`.
     #[serde(default)]
     pub expose_errors: bool,
@@ -373,43 +296,6 @@ pub struct Route {
     pub auth: Option<crate::auth::RouteAuth>,
     /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`.
     pub upstream_auth: Option<UpstreamAuth>,
-}
-
-/// `[route.retry]`: another attempt after a retryable failure, for idempotent methods
-/// only, within the upstream's retry budget.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retry {
-    /// Attempts in all, the first included. By default 2.
-    #[serde(default = "d::attempts")]
-    pub attempts: u32,
-    /// What is retried: `connect`, `reset`, `timeout`, or a status code such as `"503"`.
-    /// By default `["connect", "reset", "502", "503", "504"]`.
-    #[serde(default = "d::retry_on")]
-    pub on: Vec<String>,
-    /// Base of the exponential backoff with full jitter (capped at 1 s). By default 25 ms.
-    #[serde(default = "d::backoff_ms")]
-    pub backoff_ms: u64,
-    /// Retries (and hedges) per first attempt this upstream may add, over 10 s. By
-    /// default 0.2.
-    #[serde(default = "d::budget_ratio")]
-    pub budget_ratio: f64,
-    /// Retries per second allowed whatever the ratio. By default 10.
-    #[serde(default = "d::min_retries_per_s")]
-    pub min_per_s: u32,
-}
-
-/// `[route.hedge]`: when an idempotent request has no response head after the delay, a
-/// second attempt is sent; the first answer wins and the other is cancelled.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hedge {
-    /// The delay. By default 100 ms.
-    #[serde(default = "d::hedge_delay_ms")]
-    pub delay_ms: u64,
-    /// Use this percentile (1-99) of the upstream's recent response-head latencies as the
-    /// delay once 32 have been seen (`delay_ms` until then). By default none.
-    pub percentile: Option<u8>,
 }
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each
@@ -524,61 +410,14 @@ mod d {
     pub(super) fn upstream_timeout_ms() -> u64 {
         30_000
     }
-    pub(super) fn yes() -> bool {
-        true
-    }
-    pub(super) fn max_in_flight() -> u32 {
-        4096
-    }
-    pub(super) fn queue_target_ms() -> u64 {
-        50
-    }
-    pub(super) fn queue_interval_ms() -> u64 {
-        500
-    }
     pub(super) fn upstream_max_in_flight() -> u32 {
         256
     }
     pub(super) fn max_idle() -> usize {
         64
     }
-    pub(super) fn failure_rate() -> f64 {
-        0.5
-    }
-    pub(super) fn min_requests() -> u32 {
-        20
-    }
-    pub(super) fn breaker_window_ms() -> u64 {
-        10_000
-    }
-    pub(super) fn open_ms() -> u64 {
-        5_000
-    }
-    pub(super) fn half_open_requests() -> u32 {
-        3
-    }
     pub(super) fn total_timeout_ms() -> u64 {
         120_000
-    }
-    pub(super) fn attempts() -> u32 {
-        2
-    }
-    pub(super) fn retry_on() -> Vec<String> {
-        ["connect", "reset", "502", "503", "504"]
-            .map(String::from)
-            .to_vec()
-    }
-    pub(super) fn backoff_ms() -> u64 {
-        25
-    }
-    pub(super) fn budget_ratio() -> f64 {
-        0.2
-    }
-    pub(super) fn min_retries_per_s() -> u32 {
-        10
-    }
-    pub(super) fn hedge_delay_ms() -> u64 {
-        100
     }
     pub(super) fn admin_auth() -> Vec<crate::auth::Scheme> {
         vec![crate::auth::Scheme::ApiKey, crate::auth::Scheme::Jwt]
@@ -700,7 +539,7 @@ impl File {
                 max_concurrent_streams: 0,
                 shutdown_grace_ms: 0,
                 admin_auth: Vec::new(),
-                overload: Overload::default(),
+                overload: crate::resilience::Overload::default(),
                 trusted_proxies: Vec::new(),
                 connections: crate::server::Connections::default(),
             },

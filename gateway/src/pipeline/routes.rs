@@ -54,7 +54,7 @@ pub(crate) struct Route {
     /// Forwarding to the end of the response body, every attempt included.
     pub(crate) total: Duration,
     pub(crate) retry: Option<RetryPolicy>,
-    pub(crate) hedge: Option<config::Hedge>,
+    pub(crate) hedge: Option<crate::resilience::Hedge>,
     pub(crate) guard: Arc<RouteGuard>,
     pub(crate) tenant_guard: Option<Arc<TenantGuard>>,
     pub(crate) expose_errors: bool,
@@ -301,7 +301,7 @@ impl Routes {
                 retry: r.retry.as_ref().map(|c| RetryPolicy {
                     attempts: c.attempts,
                     on: c.on.iter().filter_map(|o| RetryOn::parse(o)).collect(),
-                    backoff: Duration::from_millis(c.backoff_ms),
+                    backoff: c.backoff,
                 }),
                 hedge: r.hedge.clone(),
                 guard: generation.route(r),

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config;
 use crate::metrics::Metrics;
 
 /// The breaker's state, as the `palisade_upstream_breaker_state` gauge reports it.
@@ -79,7 +78,7 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Breaker {
     upstream: String,
-    cfg: config::Breaker,
+    cfg: super::BreakerConfig,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
 }
@@ -110,7 +109,7 @@ impl Drop for Ticket {
 }
 
 impl Breaker {
-    pub(crate) fn new(upstream: &str, cfg: config::Breaker, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(upstream: &str, cfg: super::BreakerConfig, metrics: Arc<Metrics>) -> Self {
         metrics.breaker(upstream, BreakerState::Closed, false);
         Breaker {
             upstream: upstream.to_string(),
@@ -177,7 +176,7 @@ impl Breaker {
         let now = Instant::now();
         match &mut inner.mode {
             Mode::Closed => {
-                let window = Duration::from_millis(self.cfg.window_ms);
+                let window = self.cfg.window;
                 inner.window.add(now, window, !ok);
                 let (sent, failed) = inner.window.totals();
                 if !ok
@@ -204,7 +203,7 @@ impl Breaker {
     }
 
     fn trip(&self, inner: &mut Inner, now: Instant) {
-        let until = now + Duration::from_millis(self.cfg.open_ms);
+        let until = now + self.cfg.open;
         self.set(inner, Mode::Open { until });
     }
 
@@ -221,12 +220,12 @@ mod tests {
     use super::*;
 
     fn breaker(open_ms: u64) -> Arc<Breaker> {
-        let cfg = config::Breaker {
+        let cfg = crate::resilience::BreakerConfig {
             min_requests: 4,
             failure_rate: 0.5,
-            open_ms,
+            open: Duration::from_millis(open_ms),
             half_open_requests: 2,
-            ..config::Breaker::default()
+            ..crate::resilience::BreakerConfig::default()
         };
         Arc::new(Breaker::new("u", cfg, Arc::new(Metrics::new())))
     }

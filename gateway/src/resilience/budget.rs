@@ -4,8 +4,6 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config;
-
 /// How long requests and retries are remembered by a [`RetryBudget`].
 const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
@@ -20,7 +18,7 @@ pub(crate) struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub(crate) fn new(cfg: Option<&config::Retry>) -> Self {
+    pub(crate) fn new(cfg: Option<&super::Retry>) -> Self {
         RetryBudget {
             ratio: cfg.map_or(0.2, |c| c.budget_ratio),
             min_per_s: cfg.map_or(10, |c| c.min_per_s),
@@ -101,10 +99,10 @@ impl LatencyWindow {
     }
 
     /// The hedge delay: the configured percentile when known, else `delay_ms`.
-    pub(crate) fn hedge_delay(&self, h: &config::Hedge) -> Duration {
+    pub(crate) fn hedge_delay(&self, h: &super::Hedge) -> Duration {
         h.percentile
             .and_then(|p| self.percentile(p))
-            .unwrap_or(Duration::from_millis(h.delay_ms))
+            .unwrap_or(h.delay)
             .max(Duration::from_millis(1))
     }
 }
@@ -115,10 +113,10 @@ mod tests {
 
     #[test]
     fn budget_is_a_share_of_first_attempts() {
-        let cfg = config::Retry {
+        let cfg = crate::resilience::Retry {
             attempts: 3,
             on: Vec::new(),
-            backoff_ms: 0,
+            backoff: Duration::ZERO,
             budget_ratio: 0.25,
             min_per_s: 0,
         };

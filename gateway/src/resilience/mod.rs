@@ -16,6 +16,7 @@
 
 mod breaker;
 mod budget;
+mod config;
 mod shed;
 mod tenant;
 
@@ -27,9 +28,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::breaker::{Breaker, BreakerState};
 pub(crate) use self::budget::{LatencyWindow, RetryBudget};
+pub use self::config::{Breaker as BreakerConfig, Hedge, Overload, RateLimit, Retry};
 pub(crate) use self::shed::Shedder;
 pub(crate) use self::tenant::{Rate, TenantGuard, TenantSlot, retry_after};
-use crate::config;
+use crate::config as file;
 use crate::error::Error;
 use crate::metrics::Metrics;
 
@@ -85,7 +87,7 @@ impl Drop for UpstreamSlot {
 }
 
 impl UpstreamGuard {
-    fn new(u: &config::Upstream, metrics: Arc<Metrics>) -> Self {
+    fn new(u: &file::Upstream, metrics: Arc<Metrics>) -> Self {
         UpstreamGuard {
             name: u.name.clone(),
             permits: Arc::new(Semaphore::new(u.max_in_flight as usize)),
@@ -125,9 +127,9 @@ pub(crate) struct RouteGuard {
 
 type Map<K, T> = HashMap<String, (K, Arc<T>)>;
 /// The upstream settings its guard is made from.
-type UpstreamKey = (u32, u64, config::Breaker);
-type TenantKey = (Option<config::RateLimit>, Option<u32>, Option<u64>);
-type RouteKey = (Option<config::RateLimit>, Option<config::Retry>);
+type UpstreamKey = (u32, u64, BreakerConfig);
+type TenantKey = (Option<RateLimit>, Option<u32>, Option<u64>);
+type RouteKey = (Option<RateLimit>, Option<Retry>);
 
 /// Resilience state by name, kept across route rebuilds while its settings stay the
 /// same (so a reload or a registry activation does not refill a tenant's bucket or close
@@ -187,7 +189,7 @@ impl Kept {
 }
 
 impl Generation<'_> {
-    pub(crate) fn upstream(&mut self, u: &config::Upstream) -> Arc<UpstreamGuard> {
+    pub(crate) fn upstream(&mut self, u: &file::Upstream) -> Arc<UpstreamGuard> {
         let metrics = self.kept.metrics.clone();
         let key = (u.max_in_flight, u.queue_timeout_ms, u.breaker.clone());
         take(
@@ -199,14 +201,14 @@ impl Generation<'_> {
         )
     }
 
-    pub(crate) fn tenant(&mut self, t: &config::Tenant) -> Arc<TenantGuard> {
+    pub(crate) fn tenant(&mut self, t: &file::Tenant) -> Arc<TenantGuard> {
         let key = (t.rate_limit, t.max_in_flight, t.fuel_per_s);
         take(&self.kept.tenants, &mut self.tenants, &t.name, key, || {
             TenantGuard::new(t)
         })
     }
 
-    pub(crate) fn route(&mut self, r: &config::Route) -> Arc<RouteGuard> {
+    pub(crate) fn route(&mut self, r: &file::Route) -> Arc<RouteGuard> {
         let key = (r.rate_limit, r.retry.clone());
         take(&self.kept.routes, &mut self.routes, &r.name, key, || {
             RouteGuard {

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 
@@ -45,7 +44,7 @@ impl Drop for Admission {
 }
 
 impl Shedder {
-    pub(crate) fn new(cfg: &config::Overload, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(cfg: &super::Overload, metrics: Arc<Metrics>) -> Self {
         let s = Shedder {
             max_in_flight: AtomicU32::new(0),
             target_us: AtomicU64::new(0),
@@ -59,13 +58,13 @@ impl Shedder {
     }
 
     /// Applies reloaded settings.
-    pub(crate) fn set(&self, cfg: &config::Overload) {
+    pub(crate) fn set(&self, cfg: &super::Overload) {
         self.max_in_flight
             .store(cfg.max_in_flight, Ordering::Relaxed);
         self.target_us
-            .store(cfg.queue_target_ms * 1000, Ordering::Relaxed);
+            .store(cfg.queue_target.as_micros() as u64, Ordering::Relaxed);
         self.interval_us
-            .store(cfg.queue_interval_ms * 1000, Ordering::Relaxed);
+            .store(cfg.queue_interval.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Admits a request, or sheds it with 503 `gateway_overloaded`.
@@ -112,10 +111,10 @@ mod tests {
     use super::*;
 
     fn shedder(max: u32) -> Arc<Shedder> {
-        let cfg = config::Overload {
+        let cfg = crate::resilience::Overload {
             max_in_flight: max,
-            queue_target_ms: 10,
-            queue_interval_ms: 20,
+            queue_target: Duration::from_millis(10),
+            queue_interval: Duration::from_millis(20),
         };
         Arc::new(Shedder::new(&cfg, Arc::new(Metrics::new())))
     }

@@ -20,7 +20,7 @@ pub(crate) struct Rate {
 
 impl Rate {
     /// `None` for a limit that `config::check` refuses.
-    pub(crate) fn new(cfg: &config::RateLimit) -> Option<Self> {
+    pub(crate) fn new(cfg: &super::RateLimit) -> Option<Self> {
         let per_s = NonZeroU32::new(cfg.per_s)?;
         let burst = NonZeroU32::new(cfg.burst.unwrap_or(cfg.per_s))?;
         Some(Rate {
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn rate_refuses_past_the_burst() {
-        let r = Rate::new(&config::RateLimit {
+        let r = Rate::new(&crate::resilience::RateLimit {
             per_s: 1,
             burst: Some(3),
         })
