@@ -153,7 +153,7 @@ pub struct Tenant {
     /// Built-in redaction rules for every route of this tenant, applied before the
     /// route's own.
     #[serde(default)]
-    pub redact: Vec<Redact>,
+    pub redact: Vec<crate::redaction::Rule>,
     /// PEM CA certificates that issue this tenant's client certificates (mTLS).
     pub client_ca: Option<PathBuf>,
     /// Public keys (`palisade keygen` `.pub` files) trusted to sign this tenant's modules.
@@ -291,7 +291,7 @@ pub struct Route {
     pub response: Vec<Policy>,
     /// Built-in redaction rules, applied after the response policies.
     #[serde(default)]
-    pub redact: Vec<Redact>,
+    pub redact: Vec<crate::redaction::Rule>,
     /// Who may call this route. By default anyone (no credentials checked).
     pub auth: Option<crate::auth::RouteAuth>,
     /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`.
@@ -338,34 +338,6 @@ pub struct Policy {
     /// By default none: policies see no secret unless granted here.
     #[serde(default)]
     pub secrets: Vec<String>,
-}
-
-/// A built-in redaction rule: exactly one of `path` and `regex`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Redact {
-    /// An RFC 9535 JSONPath.
-    pub path: Option<String>,
-    /// A regular expression matched inside string values and object keys (or a text body).
-    pub regex: Option<String>,
-    /// A response header name (case-insensitive): every value of it is redacted.
-    pub header: Option<String>,
-    /// `mask` (default), `remove` or `hash`.
-    #[serde(default)]
-    pub action: RedactAction,
-}
-
-/// `redact.action`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RedactAction {
-    /// `[REDACTED]`.
-    #[default]
-    Mask,
-    /// Drop it.
-    Remove,
-    /// Keyed hash (the tenant's `hash_key_file`).
-    Hash,
 }
 
 mod d {
@@ -444,12 +416,13 @@ impl Policy {
 
 impl Route {
     /// The redaction rules that apply to this route: its tenant's, then its own.
-    pub fn redaction<'a>(&'a self, tenant: Option<&'a Tenant>) -> Vec<&'a Redact> {
+    pub fn redaction(&self, tenant: Option<&Tenant>) -> Vec<crate::redaction::Rule> {
         tenant
             .map(|t| t.redact.as_slice())
             .unwrap_or_default()
             .iter()
             .chain(&self.redact)
+            .cloned()
             .collect()
     }
 }

@@ -45,7 +45,7 @@ use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
 pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope};
-pub(crate) use self::routes::{Route, Routes, rules as redaction_rules};
+pub(crate) use self::routes::{Route, Routes};
 use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
 use crate::chain::Observer;

@@ -16,8 +16,8 @@ use super::io::UpstreamClient;
 use super::{BodyLimits, Credential, Methods, Policies};
 use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
-use crate::config::{self, File, Invalid, Issue, RedactAction};
-use crate::redaction::{self, Redactor};
+use crate::config::{self, File, Invalid, Issue};
+use crate::redaction::Redactor;
 use crate::registry::Registry;
 use crate::resilience::{Kept, RetryOn, RouteGuard, TenantGuard, UpstreamGuard};
 use crate::secrets::SecretStore;
@@ -257,7 +257,7 @@ impl Routes {
             let redactor = if redact.is_empty() {
                 None
             } else {
-                match Redactor::new(&rules(&redact), key.as_deref()) {
+                match Redactor::new(&redact, key.as_deref()) {
                     Ok(x) => Some(Arc::new(x)),
                     Err(_) => None, // reported by check
                 }
@@ -439,26 +439,6 @@ fn config_pairs(config: &std::collections::BTreeMap<String, toml::Value>) -> Vec
                 other => serde_json::to_string(other).unwrap_or_default(),
             };
             (k.clone(), s)
-        })
-        .collect()
-}
-
-/// The configured rules in the redactor's terms.
-pub(crate) fn rules(redact: &[&config::Redact]) -> Vec<redaction::Rule> {
-    redact
-        .iter()
-        .filter_map(|r| {
-            let action = match r.action {
-                RedactAction::Mask => redaction::Action::Mask,
-                RedactAction::Remove => redaction::Action::Remove,
-                RedactAction::Hash => redaction::Action::Hash,
-            };
-            match (&r.path, &r.regex, &r.header) {
-                (Some(p), None, None) => Some(redaction::Rule::path(p, action)),
-                (None, Some(x), None) => Some(redaction::Rule::regex(x, action)),
-                (None, None, Some(h)) => Some(redaction::Rule::header(h, action)),
-                _ => None,
-            }
         })
         .collect()
 }

@@ -17,6 +17,8 @@
 //! assert_eq!(out.paths, vec!["$['user']['ssn']"]);
 //! ```
 
+mod config;
+
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use palisade_jsonpath::{Outcome, Selection, push_audit_name, push_index};
@@ -42,8 +44,9 @@ pub enum Action {
     Hash,
 }
 
-/// A redaction rule as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A redaction rule as configured (a `redact` entry lowers into one, see `config.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "config::Written")]
 pub struct Rule {
     /// A JSONPath selecting values, or a regex matching inside strings.
     pub selector: Selector,
