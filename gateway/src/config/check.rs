@@ -85,17 +85,6 @@ pub fn check(file: &File) -> Vec<Issue> {
         file,
         issues: Vec::new(),
     };
-    if let Err(e) = file.server.listen.parse::<std::net::SocketAddr>() {
-        r.top(
-            "[server] listen",
-            format!("`{}` is not host:port: {e}", file.server.listen),
-        );
-    }
-    if let Some(admin) = &file.server.admin
-        && admin.parse::<std::net::SocketAddr>().is_err()
-    {
-        r.top("[server] admin", format!("`{admin}` is not host:port"));
-    }
     if file.server.max_header_bytes < 8192 {
         r.top(
             "[server] max_header_bytes",
@@ -103,8 +92,8 @@ pub fn check(file: &File) -> Vec<Issue> {
         );
     }
     if file.server.max_headers == 0
-        || file.server.header_timeout_ms == 0
-        || file.server.body_timeout_ms == 0
+        || file.server.header_timeout.is_zero()
+        || file.server.body_timeout.is_zero()
     {
         r.top(
             "[server]",

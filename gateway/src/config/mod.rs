@@ -19,8 +19,8 @@ pub use self::check::{Issue, check};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
-    /// Listeners and connection limits.
-    pub server: Server,
+    /// Listeners and connection limits (owned by [`crate::server`]).
+    pub server: crate::server::Config,
     /// Where the audit ledger lives (owned by [`crate::audit`]).
     #[serde(default)]
     pub audit: crate::audit::Config,
@@ -55,64 +55,6 @@ pub struct File {
     /// The file's path, for messages.
     #[serde(skip)]
     pub path: PathBuf,
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Server {
-    /// The proxy listener, `host:port`.
-    pub listen: String,
-    /// The admin listener (`/metrics`, `/healthz`), `host:port`. By default none.
-    pub admin: Option<String>,
-    /// TLS 1.3 on the proxy listener. By default plain HTTP (HTTP/1.1 and h2c).
-    pub tls: Option<Tls>,
-    /// Time allowed for a connection's first request head from accept (first bytes and
-    /// TLS handshake included), and for a later HTTP/1.1 head from its first byte. By
-    /// default 10,000 ms.
-    #[serde(default = "d::header_timeout_ms")]
-    pub header_timeout_ms: u64,
-    /// Time allowed to send the whole request body. By default 30,000 ms.
-    #[serde(default = "d::body_timeout_ms")]
-    pub body_timeout_ms: u64,
-    /// Largest request head (HTTP/1.1 buffer; HTTP/2 header list), bytes. By default 16 KiB.
-    #[serde(default = "d::max_header_bytes")]
-    pub max_header_bytes: usize,
-    /// Most request header fields. By default 100.
-    #[serde(default = "d::max_headers")]
-    pub max_headers: usize,
-    /// Most concurrent HTTP/2 streams per connection. By default 100.
-    #[serde(default = "d::max_streams")]
-    pub max_concurrent_streams: u32,
-    /// Time in-flight requests get to finish at shutdown. By default 30,000 ms.
-    #[serde(default = "d::shutdown_grace_ms")]
-    pub shutdown_grace_ms: u64,
-    /// Schemes the admin API (`/v1/...`) accepts. By default `["api_key", "jwt"]`.
-    /// `/metrics` and `/healthz` answer without credentials.
-    #[serde(default = "d::admin_auth")]
-    pub admin_auth: Vec<crate::auth::Scheme>,
-    /// Gateway-wide load shedding (`docs/resilience.md`).
-    #[serde(default)]
-    pub overload: crate::resilience::Overload,
-    /// Peers (IP addresses or CIDR ranges) whose `X-Forwarded-For` and
-    /// `X-Forwarded-Proto` the gateway believes and extends. From anyone else those
-    /// headers are removed and replaced by what the gateway saw. By default none.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-    /// Idle timeouts and connection caps (`[server.connections]`, owned by
-    /// [`crate::server`]).
-    #[serde(default)]
-    pub connections: crate::server::Connections,
-}
-
-/// `[server.tls]`: PEM files.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    /// Certificate chain.
-    pub cert: PathBuf,
-    /// Private key.
-    pub key: PathBuf,
 }
 
 /// `[runtime]`.
@@ -341,26 +283,8 @@ pub struct Policy {
 }
 
 mod d {
-    pub(super) fn header_timeout_ms() -> u64 {
-        10_000
-    }
     use crate::pipeline::BodyLimits;
 
-    pub(super) fn body_timeout_ms() -> u64 {
-        BodyLimits::default().body_timeout.as_millis() as u64
-    }
-    pub(super) fn max_header_bytes() -> usize {
-        16 * 1024
-    }
-    pub(super) fn max_headers() -> usize {
-        100
-    }
-    pub(super) fn max_streams() -> u32 {
-        100
-    }
-    pub(super) fn shutdown_grace_ms() -> u64 {
-        30_000
-    }
     pub(super) fn policy_concurrency() -> usize {
         palisade_runtime::InvocationPool::DEFAULT_CONCURRENCY
     }
@@ -390,9 +314,6 @@ mod d {
     }
     pub(super) fn total_timeout_ms() -> u64 {
         120_000
-    }
-    pub(super) fn admin_auth() -> Vec<crate::auth::Scheme> {
-        vec![crate::auth::Scheme::ApiKey, crate::auth::Scheme::Jwt]
     }
 }
 
@@ -473,6 +394,7 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             file.source = source;
             file.path = path.to_path_buf();
+            file.server.rebase(&file.base);
             file.audit.rebase(&file.base);
             if let Some(secrets) = &mut file.secrets {
                 secrets.rebase(&file.base);
@@ -501,21 +423,7 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
 impl File {
     fn empty(path: &Path) -> Self {
         File {
-            server: Server {
-                listen: String::new(),
-                admin: None,
-                tls: None,
-                header_timeout_ms: 0,
-                body_timeout_ms: 0,
-                max_header_bytes: 0,
-                max_headers: 0,
-                max_concurrent_streams: 0,
-                shutdown_grace_ms: 0,
-                admin_auth: Vec::new(),
-                overload: crate::resilience::Overload::default(),
-                trusted_proxies: Vec::new(),
-                connections: crate::server::Connections::default(),
-            },
+            server: crate::server::Config::default(),
             audit: crate::audit::Config::default(),
             runtime: Runtime::default(),
             auth: crate::auth::Config::default(),

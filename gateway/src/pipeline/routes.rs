@@ -186,7 +186,7 @@ impl Routes {
         }
         // One pool per upstream and connect timeout: routes with the same share it.
         let mut clients: HashMap<(String, u64), UpstreamClient> = HashMap::new();
-        let body_timeout = Duration::from_millis(file.server.body_timeout_ms);
+        let body_timeout = file.server.body_timeout;
         let tenants: HashMap<&str, &config::Tenant> = file
             .tenants
             .iter()
@@ -329,21 +329,7 @@ impl Routes {
                     .collect(),
             }));
         }
-        let mut trusted_proxies = Vec::new();
-        for p in &file.server.trusted_proxies {
-            match p
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(net) => trusted_proxies.push(net),
-                Err(_) => issues.push(Issue {
-                    path: file.path.clone(),
-                    at: None,
-                    context: "[server] trusted_proxies".into(),
-                    message: format!("`{p}` is not an IP address or CIDR range"),
-                }),
-            }
-        }
+        let trusted_proxies = file.server.trusted_proxies.iter().map(|p| p.0).collect();
         if !issues.is_empty() {
             issues.sort_by_key(|i| i.at);
             return Err(Invalid { issues });

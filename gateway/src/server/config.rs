@@ -1,9 +1,134 @@
-//! `[server.connections]`: how long a connection may stay silent or idle, and how many
-//! may be open, per listener and per peer address.
+//! `[server]` and `[server.connections]`: the listeners, their parse limits and
+//! deadlines, how long a connection may stay silent or idle, and how many may be open,
+//! per listener and per peer address.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::auth::Scheme;
+use crate::config::de::{millis, rebase};
+use crate::resilience::Overload;
+
+/// `[server]`, typed. Relative paths are the config file's directory's (see
+/// [`Config::rebase`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The proxy listener, `ip:port`.
+    pub listen: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`), `ip:port`. By default none.
+    pub admin: Option<SocketAddr>,
+    /// TLS 1.3 on the proxy listener. By default plain HTTP (HTTP/1.1 and h2c).
+    pub tls: Option<Tls>,
+    /// Time allowed for a connection's first request head from accept (first bytes and
+    /// TLS handshake included), and for a later HTTP/1.1 head from its first byte. By
+    /// default 10,000 ms.
+    #[serde(
+        rename = "header_timeout_ms",
+        default = "d::header_timeout",
+        deserialize_with = "millis"
+    )]
+    pub header_timeout: Duration,
+    /// Time allowed to send the whole request body (`body_timeout_ms`). By default 30 s.
+    #[serde(
+        rename = "body_timeout_ms",
+        default = "d::body_timeout",
+        deserialize_with = "millis"
+    )]
+    pub body_timeout: Duration,
+    /// Largest request head (HTTP/1.1 buffer; HTTP/2 header list), bytes. By default 16 KiB.
+    #[serde(default = "d::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most request header fields. By default 100.
+    #[serde(default = "d::max_headers")]
+    pub max_headers: usize,
+    /// Most concurrent HTTP/2 streams per connection. By default 100.
+    #[serde(default = "d::max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Time in-flight requests get to finish at shutdown (`shutdown_grace_ms`). By
+    /// default 30 s.
+    #[serde(
+        rename = "shutdown_grace_ms",
+        default = "d::shutdown_grace",
+        deserialize_with = "millis"
+    )]
+    pub shutdown_grace: Duration,
+    /// Schemes the admin API (`/v1/...`) accepts. By default `["api_key", "jwt"]`.
+    /// `/metrics` and `/healthz` answer without credentials.
+    #[serde(default = "d::admin_auth")]
+    pub admin_auth: Vec<Scheme>,
+    /// Gateway-wide load shedding (`docs/resilience.md`).
+    #[serde(default)]
+    pub overload: Overload,
+    /// Peers (IP addresses or CIDR ranges) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` the gateway believes and extends. From anyone else those
+    /// headers are removed and replaced by what the gateway saw. By default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// Idle timeouts and connection caps (`[server.connections]`).
+    #[serde(default)]
+    pub connections: Connections,
+}
+
+/// `[server.tls]`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl Default for Config {
+    /// Every default, listening on `127.0.0.1:0` (a port the system picks).
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
+            tls: None,
+            header_timeout: d::header_timeout(),
+            body_timeout: d::body_timeout(),
+            max_header_bytes: d::max_header_bytes(),
+            max_headers: d::max_headers(),
+            max_concurrent_streams: d::max_streams(),
+            shutdown_grace: d::shutdown_grace(),
+            admin_auth: d::admin_auth(),
+            overload: Overload::default(),
+            trusted_proxies: Vec::new(),
+            connections: Connections::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Makes the TLS file paths relative to `base` (the config file's directory).
+    pub fn rebase(&mut self, base: &Path) {
+        if let Some(tls) = &mut self.tls {
+            tls.cert = rebase(base, &tls.cert);
+            tls.key = rebase(base, &tls.key);
+        }
+    }
+}
+
+/// A `trusted_proxies` entry: an IP address or a CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(p: String) -> Result<Self, String> {
+        p.parse::<ipnet::IpNet>()
+            .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(TrustedProxy)
+            .map_err(|_| format!("`{p}` is not an IP address or CIDR range"))
+    }
+}
 
 /// `[server.connections]`, parsed. Every limit is on by default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -109,12 +234,30 @@ pub(crate) struct Limits {
     pub(crate) max_per_peer: usize,
 }
 
-fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    u64::deserialize(d).map(Duration::from_millis)
-}
-
 mod d {
     use std::time::Duration;
+
+    pub(super) fn header_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub(super) fn body_timeout() -> Duration {
+        crate::pipeline::BodyLimits::default().body_timeout
+    }
+    pub(super) fn max_header_bytes() -> usize {
+        16 * 1024
+    }
+    pub(super) fn max_headers() -> usize {
+        100
+    }
+    pub(super) fn max_streams() -> u32 {
+        100
+    }
+    pub(super) fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub(super) fn admin_auth() -> Vec<crate::auth::Scheme> {
+        vec![crate::auth::Scheme::ApiKey, crate::auth::Scheme::Jwt]
+    }
 
     pub(super) fn idle_timeout() -> Duration {
         Duration::from_secs(60)

@@ -42,8 +42,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-pub use self::config::Connections;
 use self::config::Limits;
+pub use self::config::{Config, Connections, Tls, TrustedProxy};
 use self::conn::{App, Listener};
 use self::table::Table;
 use crate::admin::Admin;
@@ -140,26 +140,23 @@ impl Gateway {
         let tls = server
             .tls
             .as_ref()
-            .map(|t| {
-                tls_acceptor(
-                    &self.file.resolve(&t.cert),
-                    &self.file.resolve(&t.key),
-                    self.pipeline.client_cert_verifier(),
-                )
-            })
+            .map(|t| tls_acceptor(&t.cert, &t.key, self.pipeline.client_cert_verifier()))
             .transpose()?;
-        let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Bind { addr, source })
+                .map_err(|source| StartError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })
         };
-        let listener = bind(server.listen.clone()).await?;
+        let listener = bind(server.listen).await?;
         let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: server.listen.clone(),
+            addr: server.listen.to_string(),
             source,
         })?;
-        let admin = match &server.admin {
-            Some(a) => Some(bind(a.clone()).await?),
+        let admin = match server.admin {
+            Some(a) => Some(bind(a).await?),
             None => None,
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
@@ -196,12 +193,12 @@ impl Gateway {
             .max_pending_accept_reset_streams(Some(20))
             .max_local_error_reset_streams(Some(256));
         let limits = |max_per_listener, max_per_peer| Limits {
-            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            header_timeout: server.header_timeout,
             idle_timeout: connections.idle_timeout,
             max_per_listener,
             max_per_peer,
         };
-        let grace = Duration::from_millis(server.shutdown_grace_ms);
+        let grace = server.shutdown_grace;
         let proxy_limits = limits(proxy_max, connections.max_per_peer);
         let proxy = tokio::spawn(accept_loop(
             listener,
