@@ -179,7 +179,7 @@ pub fn check(file: &File) -> Vec<Issue> {
                 false
             }
         };
-        if u.get_ref().max_in_flight == 0 || u.get_ref().connect_timeout_ms == 0 {
+        if u.get_ref().max_in_flight == 0 || u.get_ref().connect_timeout.is_zero() {
             r.add(
                 u,
                 ctx.clone(),
@@ -252,7 +252,7 @@ pub fn check(file: &File) -> Vec<Issue> {
         let mut methods: Vec<String> = route
             .methods
             .iter()
-            .map(|m| m.to_ascii_uppercase())
+            .map(|m| m.0.as_str().to_string())
             .collect();
         methods.sort();
         if !matches.insert((
@@ -266,14 +266,17 @@ pub fn check(file: &File) -> Vec<Issue> {
                 "another route matches the same host, path and methods",
             );
         }
-        if route.max_body_bytes == 0 || route.concurrency == 0 || route.timeout_ms == 0 {
+        if route.max_body_bytes == 0 || route.concurrency == 0 || route.first_byte_timeout.is_zero()
+        {
             r.add(
                 sr,
                 ctx.clone(),
                 "max_body_bytes, concurrency and timeout_ms must be positive",
             );
         }
-        if route.total_timeout_ms < route.timeout_ms || route.connect_timeout_ms == Some(0) {
+        if route.total_timeout < route.first_byte_timeout
+            || route.connect_timeout.is_some_and(|t| t.is_zero())
+        {
             r.add(
                 sr,
                 ctx.clone(),

@@ -17,6 +17,7 @@
 //! HTTP/1.1 parse limits (431) and the header read timeout are enforced by the connection
 //! before the pipeline runs; see [`crate::server`].
 
+pub mod config;
 mod credentials;
 pub(crate) mod exchange;
 pub(crate) mod forward;

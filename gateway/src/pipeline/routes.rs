@@ -185,7 +185,7 @@ impl Routes {
             upstreams.insert(u.name.clone(), (upstream, tls, u));
         }
         // One pool per upstream and connect timeout: routes with the same share it.
-        let mut clients: HashMap<(String, u64), UpstreamClient> = HashMap::new();
+        let mut clients: HashMap<(String, Duration), UpstreamClient> = HashMap::new();
         let body_timeout = file.server.body_timeout;
         let tenants: HashMap<&str, &config::Tenant> = file
             .tenants
@@ -262,14 +262,7 @@ impl Routes {
                     Err(_) => None, // reported by check
                 }
             };
-            let mut methods = Vec::new();
-            for m in &r.methods {
-                match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => methods.push(m),
-                    Err(_) => issue(format!("method `{m}` is not an HTTP method")),
-                }
-            }
-            let methods = Methods::new(methods);
+            let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
             let upstream_auth = match &r.upstream_auth {
                 None => None,
                 Some(a) => match Credential::from_config(a) {
@@ -283,10 +276,10 @@ impl Routes {
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
                 continue;
             };
-            let connect_ms = r.connect_timeout_ms.unwrap_or(u.connect_timeout_ms);
+            let connect = r.connect_timeout.unwrap_or(u.connect_timeout);
             let client = clients
-                .entry((u.name.clone(), connect_ms))
-                .or_insert_with(|| client(tls.clone(), connect_ms, u.max_idle_connections))
+                .entry((u.name.clone(), connect))
+                .or_insert_with(|| client(tls.clone(), connect, u.max_idle_connections))
                 .clone();
             routes.push(Arc::new(Route {
                 name: r.name.clone(),
@@ -296,8 +289,8 @@ impl Routes {
                 strip_prefix: r.strip_prefix,
                 upstream: upstream.clone(),
                 client,
-                first_byte: Duration::from_millis(r.timeout_ms),
-                total: Duration::from_millis(r.total_timeout_ms),
+                first_byte: r.first_byte_timeout,
+                total: r.total_timeout,
                 retry: r.retry.as_ref().map(|c| RetryPolicy {
                     attempts: c.attempts,
                     on: c.on.iter().filter_map(|o| RetryOn::parse(o)).collect(),
@@ -345,9 +338,9 @@ impl Routes {
 }
 
 /// A pooled client for one upstream and connect timeout.
-fn client(tls: rustls::ClientConfig, connect_ms: u64, max_idle: usize) -> UpstreamClient {
+fn client(tls: rustls::ClientConfig, connect: Duration, max_idle: usize) -> UpstreamClient {
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
+    connector.set_connect_timeout(Some(connect));
     connector.set_nodelay(true);
     connector.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -407,8 +400,8 @@ fn limits(base: &Limits, p: &config::Policy) -> Limits {
     if let Some(m) = p.memory {
         l = l.memory(m);
     }
-    if let Some(t) = p.timeout_ms {
-        l = l.timeout(Duration::from_millis(t));
+    if let Some(t) = p.timeout {
+        l = l.timeout(t);
     }
     l
 }

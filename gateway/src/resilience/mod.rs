@@ -91,7 +91,7 @@ impl UpstreamGuard {
         UpstreamGuard {
             name: u.name.clone(),
             permits: Arc::new(Semaphore::new(u.max_in_flight as usize)),
-            queue_timeout: Duration::from_millis(u.queue_timeout_ms),
+            queue_timeout: u.queue_timeout,
             breaker: Arc::new(Breaker::new(&u.name, u.breaker.clone(), metrics.clone())),
             latency: LatencyWindow::default(),
             metrics,
@@ -127,7 +127,7 @@ pub(crate) struct RouteGuard {
 
 type Map<K, T> = HashMap<String, (K, Arc<T>)>;
 /// The upstream settings its guard is made from.
-type UpstreamKey = (u32, u64, BreakerConfig);
+type UpstreamKey = (u32, Duration, BreakerConfig);
 type TenantKey = (Option<RateLimit>, Option<u32>, Option<u64>);
 type RouteKey = (Option<RateLimit>, Option<Retry>);
 
@@ -191,7 +191,7 @@ impl Kept {
 impl Generation<'_> {
     pub(crate) fn upstream(&mut self, u: &file::Upstream) -> Arc<UpstreamGuard> {
         let metrics = self.kept.metrics.clone();
-        let key = (u.max_in_flight, u.queue_timeout_ms, u.breaker.clone());
+        let key = (u.max_in_flight, u.queue_timeout, u.breaker.clone());
         take(
             &self.kept.upstreams,
             &mut self.upstreams,
