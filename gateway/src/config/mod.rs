@@ -9,29 +9,26 @@ pub(crate) mod de;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::Deserialize as _;
 use toml::Spanned;
+use toml::de::{DeValue, ValueDeserializer};
 
 pub use self::check::{Issue, check};
 pub use crate::pipeline::config::{
     FailMode, Method, Policy, Route, Runtime, Tenant, Upstream, UpstreamAuth, UpstreamClientCert,
 };
 
-/// The whole file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file: each section as the subsystem that owns it types it.
+#[derive(Debug, Clone)]
 pub struct File {
     /// Listeners and connection limits (owned by [`crate::server`]).
     pub server: crate::server::Config,
     /// Where the audit ledger lives (owned by [`crate::audit`]).
-    #[serde(default)]
     pub audit: crate::audit::Config,
     /// The policy runtime.
-    #[serde(default)]
     pub runtime: Runtime,
     /// Credentials: JWT issuers, token introspection, API keys (owned by
     /// [`crate::auth`]).
-    #[serde(default)]
     pub auth: crate::auth::Config,
     /// The module registry (admin API uploads), owned by [`crate::registry`]. By default
     /// none.
@@ -39,23 +36,17 @@ pub struct File {
     /// Encrypted secrets (upstream credentials), owned by [`crate::secrets`]. By default
     /// none.
     pub secrets: Option<crate::secrets::Config>,
-    /// Tenants.
-    #[serde(default, rename = "tenant")]
+    /// Tenants (`[[tenant]]`).
     pub tenants: Vec<Spanned<Tenant>>,
-    /// Upstreams.
-    #[serde(default, rename = "upstream")]
+    /// Upstreams (`[[upstream]]`).
     pub upstreams: Vec<Spanned<Upstream>>,
-    /// Routes.
-    #[serde(default, rename = "route")]
+    /// Routes (`[[route]]`).
     pub routes: Vec<Spanned<Route>>,
     /// The directory relative paths are resolved against (the file's directory).
-    #[serde(skip)]
     pub base: PathBuf,
     /// The file's text, for turning spans into line numbers.
-    #[serde(skip)]
     pub source: String,
     /// The file's path, for messages.
-    #[serde(skip)]
     pub path: PathBuf,
 }
 
@@ -79,10 +70,7 @@ impl File {
 
     /// `line:column` (1-based) of a byte offset.
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.source[..offset.min(self.source.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, col)
+        position(&self.source, offset)
     }
 }
 
@@ -99,44 +87,127 @@ pub fn load(path: &Path) -> Result<File, Invalid> {
     parse(path, source)
 }
 
-/// Parses config `source` as if read from `path`.
+/// Parses config `source` as if read from `path`, then lowers it: each section (and
+/// each `[[tenant]]`, `[[upstream]]`, `[[route]]`) is deserialized on its own into the
+/// type its subsystem owns, so that one bad entry does not hide the problems of the
+/// others, and relative paths are made the file's directory's.
 ///
 /// # Errors
 ///
-/// [`Invalid`] with one issue when `source` does not parse.
+/// [`Invalid`] with every syntax error, or else every section or entry that does not
+/// deserialize, each with its `line:column`.
 pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
-    match toml::from_str::<File>(&source) {
-        Ok(mut file) => {
-            file.base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            file.source = source;
-            file.path = path.to_path_buf();
-            file.server.rebase(&file.base);
-            file.audit.rebase(&file.base);
-            if let Some(secrets) = &mut file.secrets {
-                secrets.rebase(&file.base);
-            }
-            if let Some(registry) = &mut file.registry {
-                registry.rebase(&file.base);
-            }
-            Ok(file)
+    let mut file = File::empty(path);
+    file.base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut issues = Vec::new();
+    {
+        let issue = |span: Option<std::ops::Range<usize>>, message: &str| Issue {
+            path: path.to_path_buf(),
+            at: span.map(|s| position(&source, s.start)),
+            context: String::new(),
+            message: message.trim().to_string(),
+        };
+        let (root, syntax) = toml::de::DeTable::parse_recoverable(&source);
+        for e in &syntax {
+            issues.push(issue(e.span(), e.message()));
         }
-        Err(e) => {
-            let mut file_for_pos = File::empty(path);
-            file_for_pos.source = source;
-            let at = e.span().map(|s| file_for_pos.position(s.start));
-            Err(Invalid {
-                issues: vec![Issue {
-                    path: path.to_path_buf(),
-                    at,
-                    context: String::new(),
-                    message: e.message().trim().to_string(),
-                }],
-            })
+        if !issues.is_empty() {
+            return Err(Invalid { issues });
+        }
+        let mut server = None;
+        for (key, value) in root.into_inner() {
+            let key_span = key.span();
+            let name = key.into_inner();
+            macro_rules! one {
+                ($t:ty) => {{
+                    // A problem the section's own type finds has no span of its own:
+                    // it is the section's.
+                    let span = value.span();
+                    match <$t>::deserialize(ValueDeserializer::from(value)) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            issues.push(issue(e.span().or(Some(span)), e.message()));
+                            None
+                        }
+                    }
+                }};
+            }
+            macro_rules! each {
+                ($t:ty) => {
+                    match value.into_inner() {
+                        DeValue::Array(items) => items
+                            .into_iter()
+                            .filter_map(|item| {
+                                let span = item.span();
+                                match Spanned::<$t>::deserialize(ValueDeserializer::from(item)) {
+                                    Ok(v) => Some(v),
+                                    Err(e) => {
+                                        issues.push(issue(e.span().or(Some(span)), e.message()));
+                                        None
+                                    }
+                                }
+                            })
+                            .collect(),
+                        _ => {
+                            issues.push(issue(
+                                Some(key_span.clone()),
+                                &format!("`{name}` must be an array of tables (`[[{name}]]`)"),
+                            ));
+                            Vec::new()
+                        }
+                    }
+                };
+            }
+            match name.as_ref() {
+                "server" => server = one!(crate::server::Config),
+                "audit" => file.audit = one!(crate::audit::Config).unwrap_or_default(),
+                "runtime" => file.runtime = one!(Runtime).unwrap_or_default(),
+                "auth" => file.auth = one!(crate::auth::Config).unwrap_or_default(),
+                "registry" => file.registry = one!(crate::registry::Config),
+                "secrets" => file.secrets = one!(crate::secrets::Config),
+                "tenant" => file.tenants = each!(Tenant),
+                "upstream" => file.upstreams = each!(Upstream),
+                "route" => file.routes = each!(Route),
+                other => issues.push(issue(
+                    Some(key_span),
+                    &format!(
+                        "unknown section `{other}`, expected one of `server`, `audit`, `runtime`, \
+                         `auth`, `registry`, `secrets`, `tenant`, `upstream`, `route`"
+                    ),
+                )),
+            }
+        }
+        match server {
+            Some(s) => file.server = s,
+            None if issues.is_empty() => issues.push(issue(None, "missing section `[server]`")),
+            None => {}
         }
     }
+    file.source = source;
+    if !issues.is_empty() {
+        issues.sort_by_key(|i| i.at);
+        return Err(Invalid { issues });
+    }
+    file.server.rebase(&file.base);
+    file.audit.rebase(&file.base);
+    if let Some(secrets) = &mut file.secrets {
+        secrets.rebase(&file.base);
+    }
+    if let Some(registry) = &mut file.registry {
+        registry.rebase(&file.base);
+    }
+    Ok(file)
+}
+
+/// `line:column` (1-based) of a byte offset of `source`.
+fn position(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
 }
 
 impl File {
@@ -155,5 +226,90 @@ impl File {
             source: String::new(),
             path: path.to_path_buf(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(Path::new("/etc/p/palisade.toml"), text.to_string())
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.issues.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn every_entry_is_lowered_on_its_own_and_every_problem_reported_with_its_place() {
+        let text = r#"[server]
+listen = "127.0.0.1:0"
+
+[audit]
+sqlite = "a.db"
+postgres = "host=db"
+
+[[route]]
+name = "a"
+tenant = "acme"
+upstream = "up"
+colour = "blue"
+
+[[route]]
+name = "b"
+tenant = "acme"
+upstream = "up"
+methods = ["GET", "BAD METHOD"]
+
+[[route]]
+name = "c"
+tenant = "acme"
+upstream = "up"
+timeout_ms = "soon"
+
+[metrics]
+on = true
+"#;
+        let found = problems(text);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        for (n, (at, says)) in [
+            ("4:1", "set `sqlite` or `postgres`, not both"),
+            ("12:1", "unknown field `colour`"),
+            ("18:", "method `BAD METHOD` is not an HTTP method"),
+            ("24:", "invalid type"),
+            ("26:2", "unknown section `metrics`"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(
+                found[n].starts_with(&format!("/etc/p/palisade.toml:{at}"))
+                    && found[n].contains(says),
+                "problem {n}: {:?} (want {at} {says})",
+                found[n]
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_file_is_lowered_with_its_paths_made_the_files_directorys() {
+        let file = parse(
+            Path::new("/etc/p/palisade.toml"),
+            "[server]\nlisten = \"127.0.0.1:8080\"\n[registry]\ndir = \"mods\"\n[secrets]\nmaster_key = \"keys/m\"\n".into(),
+        )
+        .unwrap();
+        assert_eq!(file.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(file.registry.unwrap().dir, Path::new("/etc/p/mods"));
+        assert_eq!(
+            file.secrets.unwrap().master,
+            crate::secrets::Master::File("/etc/p/keys/m".into())
+        );
+        assert_eq!(
+            file.audit.store,
+            palisade_ledger::Target::Sqlite("/etc/p/palisade-audit.db".into())
+        );
+        assert_eq!(
+            problems("[audit]\n"),
+            ["/etc/p/palisade.toml: missing section `[server]`"]
+        );
     }
 }

@@ -46,7 +46,7 @@ use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
 pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope};
-pub(crate) use self::routes::{Route, Routes};
+pub(crate) use self::routes::{Checked, Route, Routes};
 use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
 use crate::chain::Observer;
@@ -92,6 +92,17 @@ impl Pipeline {
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Invalid> {
+        Self::from_checked(Checked::new(file)?, engine, ledger, metrics)
+    }
+
+    /// Builds the pipeline from a file [`Checked::new`] has checked.
+    pub(crate) fn from_checked(
+        checked: Checked<'_>,
+        engine: Engine,
+        ledger: Arc<Ledger>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Invalid> {
+        let file = checked.file();
         let registry = Registry::from_file(file, &engine)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
@@ -99,8 +110,9 @@ impl Pipeline {
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
         let kept = Kept::new(metrics.clone());
+        let file = file.clone();
         let routes = Routes::build(
-            file,
+            checked,
             &engine,
             registry.as_deref(),
             secrets.as_deref(),
@@ -111,10 +123,10 @@ impl Pipeline {
             kept,
             registry,
             secrets,
-            file: std::sync::Mutex::new(file.clone()),
             client_verifier: Arc::new(ReloadableVerifier::new(routes.auth.client_verifier())),
             routes: ArcSwap::from_pointee(routes),
             pool: InvocationPool::new(file.runtime.concurrency.max(1)),
+            file: std::sync::Mutex::new(file),
             engine,
             ledger,
             metrics,
@@ -128,6 +140,7 @@ impl Pipeline {
     ///
     /// [`Invalid`] with every problem in `file`.
     pub fn reload(&self, file: &File) -> Result<(), Invalid> {
+        let checked = Checked::new(file)?;
         let mut current = self.file.lock().expect("pipeline file lock");
         if let Some(registry) = &self.registry {
             registry
@@ -139,7 +152,7 @@ impl Pipeline {
             }
         }
         let routes = match Routes::build(
-            file,
+            checked,
             &self.engine,
             self.registry.as_deref(),
             self.secrets.as_deref(),
@@ -512,8 +525,9 @@ fn bind_tenant(
 ///
 /// [`Invalid`] with every problem in `file`.
 pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
+    let checked = Checked::new(file)?;
     let registry = Registry::from_file(file, engine).map_err(|issues| Invalid { issues })?;
     let secrets = SecretStore::from_file(file).map_err(|issues| Invalid { issues })?;
     let kept = Kept::new(Arc::new(Metrics::new()));
-    Routes::build(file, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)
+    Routes::build(checked, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)
 }

@@ -110,6 +110,38 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// A file that passed [`config::check`], with the credentials it configures built: what
+/// routes are built from. Each is done once per load or reload.
+pub(crate) struct Checked<'a> {
+    file: &'a File,
+    auth: Authenticator,
+}
+
+impl<'a> Checked<'a> {
+    /// The file.
+    pub(crate) fn file(&self) -> &'a File {
+        self.file
+    }
+
+    /// Checks `file` as a whole and builds its [`Authenticator`].
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid`] with every problem of both.
+    pub(crate) fn new(file: &'a File) -> Result<Self, Invalid> {
+        let mut issues = config::check(file);
+        match Authenticator::build(file) {
+            Ok(auth) if issues.is_empty() => Ok(Checked { file, auth }),
+            Ok(_) => Err(Invalid { issues }),
+            Err(Invalid { issues: more }) => {
+                issues.extend(more);
+                issues.sort_by_key(|i| i.at);
+                Err(Invalid { issues })
+            }
+        }
+    }
+}
+
 /// Every route, most specific first, and the credentials they are checked against.
 #[derive(Debug)]
 pub(crate) struct Routes {
@@ -141,24 +173,18 @@ impl Routes {
     ///
     /// # Errors
     ///
-    /// [`Invalid`] with every problem: those of [`config::check`] and every module that
-    /// cannot be loaded.
+    /// [`Invalid`] with every module that cannot be loaded and every rule that cannot be
+    /// compiled (the file itself was checked by [`Checked::new`]).
     pub(crate) fn build(
-        file: &File,
+        checked: Checked<'_>,
         engine: &Engine,
         registry: Option<&Registry>,
         secrets: Option<&SecretStore>,
         kept: &Kept,
     ) -> Result<Self, Invalid> {
-        let mut issues = config::check(file);
+        let Checked { file, auth } = checked;
+        let mut issues = Vec::new();
         let mut generation = kept.begin();
-        let auth = match Authenticator::build(file) {
-            Ok(a) => Some(a),
-            Err(Invalid { issues: mut more }) => {
-                issues.append(&mut more);
-                None
-            }
-        };
         let mut upstreams = HashMap::new();
         for u in &file.upstreams {
             let u = u.get_ref();
@@ -332,7 +358,7 @@ impl Routes {
         Ok(Routes {
             routes,
             trusted_proxies,
-            auth: Arc::new(auth.expect("no issues means the authenticator was built")),
+            auth: Arc::new(auth),
         })
     }
 }

@@ -101,13 +101,8 @@ impl Gateway {
     /// [`StartError`] naming what is wrong (for a config, every problem).
     pub fn from_file(path: &Path) -> Result<Self, StartError> {
         let file = file_config::load(path)?;
-        let mut issues = file_config::check(&file);
-        if let Err(auth) = crate::auth::Authenticator::build(&file) {
-            issues.extend(auth.issues);
-        }
-        if !issues.is_empty() {
-            return Err(Invalid { issues }.into());
-        }
+        // Every problem of the file before anything is opened or created.
+        let checked = crate::pipeline::Checked::new(&file)?;
         // Precompiled modules: the configured cache, else beside the registry's
         // modules, else beside the config file.
         let cache = match (&file.runtime.cache_dir, &file.registry) {
@@ -117,7 +112,8 @@ impl Gateway {
         };
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
         let (ledger, info) = crate::audit::open(&file.audit)?;
-        let pipeline = Pipeline::new(&file, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
+        let pipeline =
+            Pipeline::from_checked(checked, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
         Ok(Gateway {
             file,
             pipeline: Arc::new(pipeline),
