@@ -188,18 +188,20 @@ impl Routes {
         let mut upstreams = HashMap::new();
         for u in &file.upstreams {
             let u = u.get_ref();
+            let problem = |message: String| Issue {
+                path: file.path.clone(),
+                at: None,
+                context: format!("upstream {:?}", u.name),
+                message,
+            };
             let Ok(base) = u.url.parse::<http::Uri>() else {
+                issues.push(problem(format!("url `{}` is not a URL", u.url)));
                 continue;
             };
             let tls = match upstream_tls(file, u, secrets) {
                 Ok(t) => t,
                 Err(message) => {
-                    issues.push(Issue {
-                        path: file.path.clone(),
-                        at: None,
-                        context: format!("upstream {:?}", u.name),
-                        message,
-                    });
+                    issues.push(problem(message));
                     continue;
                 }
             };
@@ -236,7 +238,10 @@ impl Routes {
                 let mut out = Chain::default();
                 for p in policies {
                     if let Some(reference) = p.registry_name() {
-                        let Some(registry) = registry else { continue }; // reported by check
+                        let Some(registry) = registry else {
+                            issue(format!("module registry:{reference} needs a [registry]"));
+                            continue;
+                        };
                         match registry.load(&r.tenant, reference) {
                             Ok((module, version)) => {
                                 let module = module.with_limits(limits(module.limits(), p));
@@ -258,11 +263,10 @@ impl Routes {
                                 loaded.insert(path.clone(), m.clone());
                                 m
                             }
-                            Err(e) if path.is_file() => {
+                            Err(e) => {
                                 issue(format!("module {}: {e} [{}]", path.display(), e.kind()));
                                 continue;
                             }
-                            Err(_) => continue, // reported by check
                         },
                     };
                     let module = module.with_limits(limits(module.limits(), p));
@@ -276,16 +280,28 @@ impl Routes {
             let request = chain(&r.request);
             let response = chain(&r.response);
             let tenant = tenants.get(r.tenant.as_str());
-            let key = tenant
-                .and_then(|t| t.hash_key_file.as_ref())
-                .and_then(|k| std::fs::read(file.resolve(k)).ok());
+            // A route whose redaction cannot be built is not built: it would otherwise
+            // serve without it.
+            let key = match tenant.and_then(|t| t.hash_key_file.as_ref()) {
+                None => None,
+                Some(k) => match std::fs::read(file.resolve(k)) {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        issue(format!("hash_key_file {}: {e}", k.display()));
+                        continue;
+                    }
+                },
+            };
             let redact = r.redaction(tenant.copied());
             let redactor = if redact.is_empty() {
                 None
             } else {
                 match Redactor::new(&redact, key.as_deref()) {
                     Ok(x) => Some(Arc::new(x)),
-                    Err(_) => None, // reported by check
+                    Err(e) => {
+                        issue(format!("redaction {e}"));
+                        continue;
+                    }
                 }
             };
             let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
@@ -300,6 +316,7 @@ impl Routes {
                 },
             };
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
+                issue(format!("upstream {:?} is not available", r.upstream));
                 continue;
             };
             let connect = r.connect_timeout.unwrap_or(u.connect_timeout);
