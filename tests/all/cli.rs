@@ -1,25 +1,14 @@
 //! `palisade run`: output format and every documented exit code.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use palisade_test_artifacts::{MISBEHAVE, REDACT_PII, REQUIRE_CLAIMS};
 use serde_json::{Value, json};
 
+/// `palisade ARGS` with a JSON document on stdin.
 pub(crate) fn palisade(args: &[&str], stdin: Option<&Value>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("palisade runs");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(v) = stdin {
-        input.write_all(v.to_string().as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    let input = stdin.map(Value::to_string);
+    crate::support::cli::run(None, &[], args, input.as_deref().map(str::as_bytes))
 }
 
 pub(crate) fn stdout_json(out: &Output) -> Value {

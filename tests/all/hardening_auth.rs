@@ -11,22 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::support::cli::palisade;
 use crate::support::{Harness, send, start_with};
 
 const LUA_MODULE: &str = "function on_request(req, ctx)\n  return req\nend\n";
-
-fn palisade(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn config(up: std::net::SocketAddr) -> String {
     format!(
@@ -251,7 +239,7 @@ async fn item57_platform_roles_come_only_from_platform_credentials() {
             )
             .unwrap();
         }
-        let (code, _, err) = palisade(dir, &["keygen", "--master", "--out", "master.key"]);
+        let (code, _, err) = palisade(dir, &["keygen", "--master", "--out", "master.key"], None);
         assert_eq!(code, 0, "{err}");
         config(up)
     })
@@ -262,7 +250,8 @@ async fn item57_platform_roles_come_only_from_platform_credentials() {
     let key = |args: &[&str]| {
         let mut all = vec!["apikey", "create", "--config", "palisade.toml"];
         all.extend_from_slice(args);
-        let (code, key, err) = palisade(dir, &all);
+        let (code, key, err) = palisade(dir, &all, None);
+        let key = key.trim().to_string();
         assert_eq!(code, 0, "{err}");
         key
     };
@@ -278,6 +267,7 @@ async fn item57_platform_roles_come_only_from_platform_credentials() {
             "--roles",
             "admin",
         ],
+        None,
     );
     assert_eq!(code, 2);
     assert!(err.contains("platform role"), "{err}");
@@ -482,7 +472,7 @@ name = "acme"
 "#,
     )
     .unwrap();
-    let (code, _, err) = palisade(dir.path(), &["check-config", "palisade.toml"]);
+    let (code, _, err) = palisade(dir.path(), &["check-config", "palisade.toml"], None);
     assert_eq!(code, 2, "{err}");
     for expected in [
         "auth \"idp\": `platform = true` and `tenant` exclude each other",

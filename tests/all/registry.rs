@@ -3,7 +3,6 @@
 //! refusal, tenant isolation, and hot swap under load with zero failed requests.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::support::cli::{palisade, palisade_env};
 use crate::support::{Harness, send, start_with};
 
 /// A Lua policy that tags the request with `tag`.
@@ -62,24 +62,10 @@ path = "/plain"
     )
 }
 
-fn palisade(dir: &Path, key: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
-    cmd.current_dir(dir).args(args);
-    if let Some(k) = key {
-        cmd.env("PALISADE_API_KEY", k);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn new_key(h: &Harness, args: &[&str]) -> String {
     let mut all = vec!["apikey", "create", "--config", "palisade.toml"];
     all.extend_from_slice(args);
-    let (code, key, err) = palisade(h.dir.path(), None, &all);
+    let (code, key, err) = palisade(h.dir.path(), &all, None);
     assert_eq!(code, 0, "{err}");
     key.trim().to_string()
 }
@@ -102,7 +88,7 @@ impl Admin {
         let mut all = vec!["module"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--admin", &self.url, "--tenant", tenant]);
-        palisade(&self.dir, Some(key), &all)
+        palisade_env(&self.dir, &[("PALISADE_API_KEY", key.as_ref())], &all, None)
     }
 
     fn push(
@@ -267,7 +253,7 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     let dir = tempfile::tempdir().unwrap();
     // Keys: acme trusts `acme.key`; `other.key` is not trusted.
     for k in ["acme.key", "other.key"] {
-        let (code, _, err) = palisade(dir.path(), None, &["keygen", "--out", k]);
+        let (code, _, err) = palisade(dir.path(), &["keygen", "--out", k], None);
         assert_eq!(code, 0, "{err}");
     }
     let trusted = dir.path().join("acme.key.pub");
@@ -298,8 +284,8 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     // Signed with an untrusted key.
     let (code, _, e) = palisade(
         work,
-        None,
         &["module", "sign", "--key", "other.key", "good.lua"],
+        None,
     );
     assert_eq!(code, 0, "{e}");
     let (_, _, err) = admin.push(&key, "acme", "m", "1", &good);
@@ -308,8 +294,8 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     assert_eq!(
         palisade(
             work,
-            None,
-            &["module", "sign", "--key", "acme.key", "good.lua"]
+            &["module", "sign", "--key", "acme.key", "good.lua"],
+            None
         )
         .0,
         0
@@ -328,7 +314,7 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     let sign_and_push = |name: &str, bytes: Vec<u8>| {
         let f = write(work, name, bytes);
         assert_eq!(
-            palisade(work, None, &["module", "sign", "--key", "acme.key", name]).0,
+            palisade(work, &["module", "sign", "--key", "acme.key", name], None).0,
             0
         );
         admin.push(&key, "acme", "bad", name, &f)

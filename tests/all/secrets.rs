@@ -2,52 +2,15 @@
 //! (items 46-48), rotation of data keys and of the master key, and upstream credentials
 //! end to end: the upstream gets the credential, the client, ledger and metrics do not.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use bytes::Bytes;
 use palisade_gateway::secrets::{SecretError, SecretStore};
 use sha2::Digest as _;
 
+use crate::support::cli::{palisade, palisade_env};
 use crate::support::{send, start_with};
-
-fn palisade(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    palisade_env(dir, &[], args, stdin)
-}
-
-/// `palisade ARGS` in `dir` with extra environment variables; (exit code, stdout, stderr).
-fn palisade_env(
-    dir: &Path,
-    envs: &[(&str, &std::ffi::OsStr)],
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .current_dir(dir)
-        .envs(envs.iter().copied())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn config(up: std::net::SocketAddr, extra_secrets: &str, routes: &str) -> String {
     format!(

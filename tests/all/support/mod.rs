@@ -1,6 +1,8 @@
 //! Real parts for gateway tests: an upstream on loopback, a gateway started from a TOML
 //! file in a temp dir, an HTTP client, a raw TCP client, and the ledger's blocks.
 
+pub(crate) mod cli;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
