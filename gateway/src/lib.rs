@@ -3,7 +3,7 @@
 //! A [`Gateway`] is built from a TOML file ([`config`]), listens ([`server`]) and runs
 //! every request through the [`pipeline`]'s named phases: correlation id, limits, auth,
 //! tenant binding, request policies, upstream, response policies, built-in
-//! [`redaction`], audit. Other Rust servers embed the same parts: [`Pipeline::handle`]
+//! [`redaction`], audit. Other Rust servers embed the same phases: [`Pipeline::handle`]
 //! inside their own hyper service, or [`PolicyLayer`] around any tower service.
 //!
 //! ```no_run
@@ -17,8 +17,12 @@
 //! ```
 //!
 //! Core concepts:
-//! - [`config`]: the file, its defaults, and [`config::check`] (every error, with its line).
-//! - [`Pipeline`]: the phases; each error is an [`Error`] with one status and one audit cause.
+//! - [`config`]: the file, read section by section into the config types the parts own
+//!   ([`server::Config`], [`audit::Config`], [`auth::Config`], [`secrets::Config`],
+//!   [`registry::Config`], [`pipeline::config`]), and [`config::check`] (every error, with
+//!   its line).
+//! - [`Pipeline`]: the phases, each a named function; each error is an [`Error`] with one
+//!   status and one audit cause, each request a [`Verdict`].
 //! - [`Chain`]: Wasm and Lua policies run in order, each in a fresh sandbox.
 //! - [`redaction`]: JSONPath and regex rules applied natively, failing closed.
 //! - [`Metrics`]: Prometheus metrics on the admin listener.

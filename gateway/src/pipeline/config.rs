@@ -1,5 +1,5 @@
 //! What `[runtime]`, `[[tenant]]`, `[[upstream]]` and `[[route]]` may say: the config
-//! the routes ([`super::Routes`]) are built from.
+//! the routes are built from.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //!
 //! | mechanism | scope | refusal |
 //! | --- | --- | --- |
-//! | load shedding ([`Shedder`]) | gateway | 503 `gateway_overloaded` |
+//! | load shedding (`Shedder`) | gateway | 503 `gateway_overloaded` |
 //! | concurrency cap | tenant | 429 `tenant_concurrency` |
 //! | rate limit (token bucket) | tenant, route | 429 `tenant_rate_limited` / `route_rate_limited` |
 //! | CPU (fuel) budget | tenant | 429 `tenant_cpu_budget` |
@@ -11,7 +11,7 @@
 //! | retries with a budget, hedging | route | (the better attempt's answer) |
 //!
 //! Every refusal carries `Retry-After` and gets its audit block like any request.
-//! State (buckets, breakers, budgets) lives in [`Kept`] and survives reloads as long as
+//! State (buckets, breakers, budgets) lives in `Kept` and survives reloads as long as
 //! the settings it was made from do not change.
 
 mod breaker;
