@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http_body_util::Full;
 use palisade_ledger::Ledger;
-use palisade_runtime::{Context, InvocationPool, Policy, Request};
+use palisade_runtime::{Context, InvocationPool, Policy};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::forward::{self, Target};
-use crate::pipeline::{BodyLimits, Next, Outcome, Policies, Scope, io};
+use crate::pipeline::{BodyLimits, Next, Outcome, Policies, Scope, io, request_of};
 use crate::redaction::Redactor;
 
 #[derive(Debug)]
@@ -231,13 +231,7 @@ where
             config: Vec::new(),
         },
     };
-    let request = Request {
-        method: parts.method.as_str().to_string(),
-        path,
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers: io::to_pairs(&parts.headers),
-        body,
-    };
+    let request = request_of(&parts, path, body);
     let request = match s
         .policies
         .on_request(&scope, request, &mut ex.trace)

@@ -45,7 +45,7 @@ pub(crate) use self::exchange::new_id;
 use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
-pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope};
+pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope, request_of};
 pub(crate) use self::routes::{Checked, Route, Routes};
 use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
@@ -276,13 +276,7 @@ impl Pipeline {
         let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer)?;
         let body = route.policies.read_body(body).await?;
         let scope = self.scope(route, ex, caller.as_ref()).await?;
-        let request = Request {
-            method: bound.parts.method.as_str().to_string(),
-            path: bound.path,
-            query: bound.parts.uri.query().unwrap_or("").to_string(),
-            headers: io::to_pairs(&bound.parts.headers),
-            body,
-        };
+        let request = policies::request_of(&bound.parts, bound.path, body);
         let request = match route
             .policies
             .on_request(&scope, request, &mut ex.trace)

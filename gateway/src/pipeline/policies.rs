@@ -88,6 +88,18 @@ pub(crate) struct Scope<'a> {
     pub(crate) ctx: Context,
 }
 
+/// The request as the policies see it: the head as bound (`path` normalized), the body
+/// as read.
+pub(crate) fn request_of(parts: &http::request::Parts, path: String, body: Bytes) -> Request {
+    Request {
+        method: parts.method.as_str().to_string(),
+        path,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: io::to_pairs(&parts.headers),
+        body,
+    }
+}
+
 /// After the request policies: send the request on, or answer it.
 pub(crate) enum Next {
     Forward(Request),
