@@ -21,6 +21,7 @@ use palisade_gateway::PolicyLayer;
 use palisade_gateway::redaction::{Action, Redactor, Rule};
 use palisade_runtime::{Config, Engine, Policy};
 use serde_json::{Value, json};
+use tower_layer::Layer as _;
 
 async fn customer(Path(id): Path<String>, headers: HeaderMap) -> Json<Value> {
     let seen = headers
@@ -55,9 +56,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .redact(Redactor::new(&[Rule::path("$..ssn", Action::Mask)], None)?);
 
-    let app = Router::new()
-        .route("/customers/{id}", get(customer))
-        .layer(layer);
+    // The layer wraps the whole router, so the policies run before routing (a policy's
+    // path rewrite picks the handler).
+    let routes = Router::new().route("/customers/{id}", get(customer));
+    let app = Router::new().fallback_service(layer.layer(routes));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("axum + Palisade on http://127.0.0.1:3001/customers/42");
     axum::serve(listener, app).await?;

@@ -2,7 +2,9 @@
 //! hyper client to an upstream of your own, another proxy's handler).
 //!
 //! The inner service stands where `palisade serve`'s upstream stands, and the phases are
-//! the same code ([`crate::pipeline`]): the path is normalized (400 `bad_path`), the
+//! the same code ([`crate::pipeline`]): a path that is not already in normal form is
+//! refused (400 `bad_path`: what runs behind the layer may have been chosen by the raw
+//! path, so the policies judge exactly that path), the
 //! body read under [`BodyLimits`] (413, 408), the request policies run and what they
 //! leave (method, path, query, headers, body) is what the inner service gets, with the
 //! same header rules (caller-sent `x-palisade-*` and forwarding headers removed,
@@ -13,6 +15,17 @@
 //! error of the inner service is 502 `upstream_unavailable`. Given a ledger
 //! ([`PolicyLayer::audit`]), every request gets its block, as in the gateway.
 //!
+//! The inner service gets an origin-form URI (the caller's scheme and authority never
+//! reach it; the host it asked for is `x-forwarded-host`) and no `Host`. A response no
+//! policy and no redaction reads is streamed as the inner service sends it, under the
+//! embedding's own timeouts. `TRACE`, `TRACK` and `CONNECT` are refused (404 `no_route`),
+//! as on a route that does not list them.
+//!
+//! Wrap the whole router (`layer.layer(router)`, served through
+//! `Router::new().fallback_service(...)`) for a policy's method or path rewrite to choose
+//! the handler; axum's `Router::layer` routes first, so there a rewrite reaches
+//! `req.uri()` and `req.method()` but not the choice of handler or its `Path` values.
+//!
 //! ```no_run
 //! # fn demo(engine: &palisade_runtime::Engine) -> palisade_runtime::Result<()> {
 //! use palisade_gateway::PolicyLayer;
@@ -21,7 +34,7 @@
 //! let layer = PolicyLayer::new("acme", "orders")
 //!     .request_policy(Policy::from_file(engine, "inject-headers.wasm")?, &[("request.set.x-env", "prod")])
 //!     .response_policy(Policy::from_file(engine, "redact-pii.lua")?, &[]);
-//! // axum: Router::new().route(...).layer(layer)
+//! // axum: Router::new().fallback_service(layer.layer(Router::new().route(...)))
 //! # Ok(()) }
 //! ```
 
@@ -205,6 +218,11 @@ where
     RB::Error: Into<BoxError>,
 {
     let path = ex.path.clone().map_err(|_| Error::BadPath)?;
+    if path != req.uri().path() {
+        // What runs behind the layer may already have been chosen by the raw path (an
+        // axum `Router::layer` routes first): the policies must judge that same path.
+        return Err(Error::BadPath);
+    }
     let host = ex.host.clone().ok_or(Error::AmbiguousHost)?;
     let (mut parts, body) = req.into_parts();
     if !s.policies.methods.allows(parts.method.as_str()) {
@@ -241,13 +259,10 @@ where
         Next::Respond(answer) => return Ok(answer),
     };
     let read = s.policies.read_answer();
-    // The request as it would leave for an upstream at the caller's own scheme and
-    // authority (none for an origin-form request).
-    let base = match (parts.uri.scheme(), parts.uri.authority()) {
-        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}/"),
-        _ => "/".to_string(),
-    };
-    let base: http::Uri = base.parse().map_err(|_| Error::BadPath)?;
+    // Origin-form, always: a caller's absolute-form or HTTP/2 authority never names
+    // where the inner service (a client to an upstream, say) sends it. The host it asked
+    // for travels as `x-forwarded-host`, as in `serve`.
+    let base = http::Uri::from_static("/");
     let out = forward::outbound(
         &request,
         Target {

@@ -11,6 +11,7 @@ use palisade_gateway::redaction::{Action, Redactor, Rule};
 use palisade_runtime::Policy;
 use palisade_test_artifacts::{INJECT_HEADERS, MISBEHAVE, REDACT_PII};
 use serde_json::{Value, json};
+use tower_layer::Layer as _;
 use tower_service::Service;
 
 use crate::fixtures::engine;
@@ -29,8 +30,10 @@ async fn call(mut svc: Router, req: http::Request<Body>) -> (u16, Value) {
     )
 }
 
+/// `layer` around the whole router, served by an outer one: the policies run before
+/// routing.
 fn app(layer: PolicyLayer) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/customer",
             get(|headers: http::HeaderMap| async move {
@@ -44,8 +47,8 @@ fn app(layer: PolicyLayer) -> Router {
         .route(
             "/echo",
             post(|body: String| async move { axum::Json(json!({ "body": body })) }),
-        )
-        .layer(layer)
+        );
+    Router::new().fallback_service(layer.layer(routes))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,10 +285,10 @@ async fn a_policy_rewrite_reaches_the_inner_service_in_the_layer() {
     for case in CASES {
         let layer = PolicyLayer::new("acme", "echo")
             .request_policy(Policy::from_file(engine(), &lua).unwrap(), case.1);
-        let router = Router::new()
+        let routes = Router::new()
             .route("/", axum::routing::any(echo))
-            .route("/{*rest}", axum::routing::any(echo))
-            .layer(layer);
+            .route("/{*rest}", axum::routing::any(echo));
+        let router = Router::new().fallback_service(layer.layer(routes));
         let mut req = http::Request::post("/echo/a?x=1");
         for (k, v) in SENT {
             req = req.header(k, v);
@@ -365,4 +368,79 @@ async fn the_layer_audits_every_request_to_a_ledger_when_given_one() {
     assert_eq!(refused["decision"], "refused");
     assert_eq!(refused["cause"], "bad_path");
     assert_eq!(refused["status"], 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_router_layer_a_path_the_router_saw_raw_is_refused_not_judged_normalized() {
+    // A policy that blocks /admin; axum's `Router::layer` routes on the raw path first.
+    let dir = tempfile::tempdir().unwrap();
+    let lua = dir.path().join("block-admin.lua");
+    std::fs::write(
+        &lua,
+        r#"function on_request(req, ctx)
+  if string.sub(req.path, 1, 6) == "/admin" then
+    return palisade.deny(403, "no")
+  end
+  return req
+end"#,
+    )
+    .unwrap();
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = ran.clone();
+    let router = Router::new()
+        .route(
+            "/admin/{*rest}",
+            get(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { "admin" }
+            }),
+        )
+        .route("/public", get(|| async { "public" }))
+        .layer(
+            PolicyLayer::new("acme", "r")
+                .request_policy(Policy::from_file(engine(), &lua).unwrap(), &[]),
+        );
+    let (status, body) = call(
+        router.clone(),
+        http::Request::get("/admin/../public")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "bad_path");
+    let (status, _) = call(
+        router,
+        http::Request::get("/admin/x").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "the policy sees the path the router used");
+    assert_eq!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the admin handler never ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inner_service_gets_an_origin_form_uri_whatever_authority_the_caller_named() {
+    let routes = Router::new().fallback(|req: http::Request<Body>| async move {
+        axum::Json(json!({
+            "uri": req.uri().to_string(),
+            "host": req.headers().get("host").map(|h| h.to_str().unwrap().to_string()),
+            "forwarded_host": req.headers().get("x-forwarded-host").map(|h| h.to_str().unwrap().to_string()),
+        }))
+    });
+    let router = Router::new().fallback_service(PolicyLayer::new("acme", "r").layer(routes));
+    let (status, body) = call(
+        router,
+        http::Request::get("http://evil.example:8443/orders?x=1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["uri"], "/orders?x=1");
+    assert_eq!(body["host"], Value::Null);
+    assert_eq!(body["forwarded_host"], "evil.example:8443");
 }

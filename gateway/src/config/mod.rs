@@ -311,5 +311,14 @@ on = true
             problems("[audit]\n"),
             ["/etc/p/palisade.toml: missing section `[server]`"]
         );
+        // Either/or choices are refused when the file is read, before anything opens.
+        let both = "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nupstream_auth = { bearer = \"a\", header = \"x-key\", header_secret = \"b\" }\n";
+        let found = problems(both);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("/etc/p/palisade.toml:7:17")
+                && found[0].contains("set exactly one of"),
+            "{found:?}"
+        );
     }
 }

@@ -228,8 +228,9 @@ pub struct Route {
     pub redact: Vec<crate::redaction::Rule>,
     /// Who may call this route. By default anyone (no credentials checked).
     pub auth: Option<crate::auth::RouteAuth>,
-    /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`.
-    pub upstream_auth: Option<UpstreamAuth>,
+    /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`:
+    /// exactly one form (refused at load otherwise).
+    pub upstream_auth: Option<super::Credential>,
 }
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each

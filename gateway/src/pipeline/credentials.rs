@@ -13,16 +13,38 @@ use crate::config::UpstreamAuth;
 use crate::error::Error;
 use crate::secrets::{SecretStore, SecretValue};
 
-/// How a route authenticates to its upstream: one of three forms, each naming the
-/// tenant's secret that holds the credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Credential {
+/// How a route authenticates to its upstream (`[route.upstream_auth]`, lowered at load):
+/// one of three forms, each naming the tenant's secret that holds the credential.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "UpstreamAuth")]
+pub enum Credential {
     /// `Authorization: Bearer <secret>`.
-    Bearer { secret: String },
+    Bearer {
+        /// The secret's id.
+        secret: String,
+    },
     /// `Authorization: Basic base64(user:<secret>)`.
-    Basic { user: String, secret: String },
+    Basic {
+        /// The user (not a secret).
+        user: String,
+        /// The secret's id (the password).
+        secret: String,
+    },
     /// `<name>: <secret>`.
-    Header { name: HeaderName, secret: String },
+    Header {
+        /// The header.
+        name: HeaderName,
+        /// The secret's id.
+        secret: String,
+    },
+}
+
+impl TryFrom<UpstreamAuth> for Credential {
+    type Error = String;
+
+    fn try_from(auth: UpstreamAuth) -> Result<Self, String> {
+        Credential::from_config(&auth)
+    }
 }
 
 impl Credential {

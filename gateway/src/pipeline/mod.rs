@@ -38,7 +38,7 @@ use http::StatusCode;
 use palisade_ledger::{Ledger, Record};
 use palisade_runtime::{Context, Engine, InvocationPool, Request};
 
-pub(crate) use self::credentials::Credential;
+pub use self::credentials::Credential;
 use self::exchange::Exchange;
 pub use self::exchange::Verdict;
 pub(crate) use self::exchange::new_id;

@@ -305,16 +305,7 @@ impl Routes {
                 }
             };
             let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
-            let upstream_auth = match &r.upstream_auth {
-                None => None,
-                Some(a) => match Credential::from_config(a) {
-                    Ok(c) => Some(c),
-                    Err(message) => {
-                        issue(message);
-                        continue;
-                    }
-                },
-            };
+            let upstream_auth = r.upstream_auth.clone();
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
                 issue(format!("upstream {:?} is not available", r.upstream));
                 continue;
