@@ -275,3 +275,131 @@ impl Chain {
         Ok(res)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use palisade_runtime::{Config, Engine, Kind};
+
+    use super::*;
+
+    fn engine() -> &'static Engine {
+        static ENGINE: OnceLock<Engine> = OnceLock::new();
+        ENGINE.get_or_init(|| Engine::new(&Config::new()).expect("an engine"))
+    }
+
+    /// A Lua policy from its source, failing as `fail` says.
+    fn lua(name: &str, source: &str, fail: FailMode) -> ChainPolicy {
+        let module = Policy::from_bytes(engine(), name, Kind::Lua, source.as_bytes()).unwrap();
+        let mut p = ChainPolicy::new(module, Vec::new());
+        p.fail = fail;
+        p
+    }
+
+    const TAG: &str = r#"function on_request(req, ctx)
+  req.headers["x-seen"] = "yes"
+  palisade.redacted("$.tagged")
+  return req
+end"#;
+    const BROKEN: &str = r#"function on_request(req, ctx) error("boom") end"#;
+    const BAD_PATH: &str =
+        r#"function on_request(req, ctx) req.path = "//evil.example/x" return req end"#;
+    const DENY: &str = r#"function on_request(req, ctx) return palisade.deny(451, "no") end"#;
+
+    async fn run(policies: Vec<ChainPolicy>) -> (Result<Decision<Request>, Error>, Trace) {
+        let chain = Chain { policies };
+        let mut trace = Trace::default();
+        let req = Request {
+            method: "GET".into(),
+            path: "/a".into(),
+            ..Request::default()
+        };
+        let pool = InvocationPool::new(2);
+        let out = chain
+            .on_request(
+                &pool,
+                &Observer::default(),
+                &Context::default(),
+                req,
+                &mut trace,
+            )
+            .await;
+        (out, trace)
+    }
+
+    fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+        req.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn a_failing_fail_open_policy_is_skipped_with_the_request_it_was_given() {
+        let (out, trace) = run(vec![
+            lua("tag", TAG, FailMode::Closed),
+            lua("broken", BROKEN, FailMode::Open),
+        ])
+        .await;
+        let Ok(Decision::Continue(req)) = out else {
+            panic!("continues: {out:?}")
+        };
+        assert_eq!(
+            header(&req, "x-seen"),
+            Some("yes"),
+            "the first policy's change stays"
+        );
+        assert_eq!(trace.skipped, ["script_error"]);
+        assert_eq!(trace.modules.len(), 2);
+        assert_eq!(trace.redacted, ["$.tagged"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_fail_closed_policy_fails_the_request_and_claims_nothing() {
+        let (out, trace) = run(vec![lua("broken", BROKEN, FailMode::Closed)]).await;
+        assert!(matches!(
+            out,
+            Err(Error::RequestPolicy {
+                cause: "script_error",
+                ..
+            })
+        ));
+        assert!(trace.redacted.is_empty());
+    }
+
+    #[tokio::test]
+    async fn output_the_gateway_will_not_send_is_the_policys_fault_even_fail_open_skips_it() {
+        let (out, _) = run(vec![lua("bad", BAD_PATH, FailMode::Closed)]).await;
+        assert!(
+            matches!(
+                out,
+                Err(Error::RequestPolicy {
+                    cause: POLICY_INVALID_OUTPUT,
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+        let (out, trace) = run(vec![lua("bad", BAD_PATH, FailMode::Open)]).await;
+        let Ok(Decision::Continue(req)) = out else {
+            panic!("skipped: {out:?}")
+        };
+        assert_eq!(req.path, "/a");
+        assert_eq!(trace.skipped, [POLICY_INVALID_OUTPUT]);
+    }
+
+    #[tokio::test]
+    async fn a_policys_own_answer_ends_the_chain() {
+        let (out, trace) = run(vec![
+            lua("deny", DENY, FailMode::Closed),
+            lua("tag", TAG, FailMode::Closed),
+        ])
+        .await;
+        let Ok(Decision::Respond(res)) = out else {
+            panic!("answers: {out:?}")
+        };
+        assert_eq!(res.status, 451);
+        assert_eq!(trace.modules.len(), 1, "the second policy never ran");
+    }
+}

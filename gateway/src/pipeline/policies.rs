@@ -264,3 +264,23 @@ impl Policies {
         Ok(res)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_any_but_trace_track_connect_unless_listed() {
+        let any = Methods::default();
+        for m in ["GET", "POST", "PURGE", "PATCH"] {
+            assert!(any.allows(m), "{m}");
+        }
+        for m in ["TRACE", "TRACK", "CONNECT"] {
+            assert!(!any.allows(m), "{m}");
+        }
+        let listed = Methods::new(vec![http::Method::GET, http::Method::TRACE]);
+        assert!(listed.allows("GET") && listed.allows("TRACE"));
+        assert!(!listed.allows("POST") && !listed.allows("get"));
+        assert!(listed.listed() && !any.listed());
+    }
+}

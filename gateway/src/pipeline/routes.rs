@@ -455,3 +455,23 @@ fn config_pairs(config: &std::collections::BTreeMap<String, toml::Value>) -> Vec
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_matches_on_segment_boundaries_only() {
+        for (prefix, path, matches) in [
+            ("", "/anything", true),
+            ("/api", "/api", true),
+            ("/api", "/api/", true),
+            ("/api", "/api/v1", true),
+            ("/api", "/apiv1", false),
+            ("/api", "/ap", false),
+            ("/api/v1", "/api", false),
+        ] {
+            assert_eq!(prefix_matches(prefix, path), matches, "{prefix:?} {path:?}");
+        }
+    }
+}
