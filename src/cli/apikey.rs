@@ -168,7 +168,7 @@ fn locate(at: &KeyFileArgs) -> Result<(PathBuf, Option<Vec<String>>), String> {
         .auth
         .api_keys
         .as_ref()
-        .map(|p| file.resolve(p))
+        .cloned()
         .ok_or_else(|| format!("{}: [auth] api_keys is not set", at.config.display()))?;
     let tenants = file
         .tenants

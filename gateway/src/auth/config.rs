@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::de::millis;
+use crate::config::de::{millis, rebase};
 
 /// `[auth]`: where credentials are checked against.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +23,33 @@ pub struct Config {
     /// OAuth2 token introspection endpoints (RFC 7662).
     #[serde(default)]
     pub introspection: Vec<Spanned<Introspection>>,
+}
+
+impl Config {
+    /// Makes the key, JWKS, CA and secret file paths relative to `base` (the config
+    /// file's directory).
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        if let Some(p) = &mut self.api_keys {
+            *p = rebase(base, p);
+        }
+        for jwt in &mut self.jwt {
+            let jwt = jwt.get_mut();
+            if let Some(p) = &mut jwt.jwks {
+                *p = rebase(base, p);
+            }
+            for k in &mut jwt.keys {
+                for p in [&mut k.pem, &mut k.secret_file].into_iter().flatten() {
+                    *p = rebase(base, p);
+                }
+            }
+        }
+        for i in &mut self.introspection {
+            let i = i.get_mut();
+            for p in [&mut i.ca, &mut i.client_secret_file].into_iter().flatten() {
+                *p = rebase(base, p);
+            }
+        }
+    }
 }
 
 /// `[[auth.jwt]]`: an issuer and the keys its tokens are signed with.

@@ -23,13 +23,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Caller, Refused, string_list};
 use super::{Introspection, Scheme};
-use crate::config::File;
 
 /// The system's root certificates plus those in `ca` (PEM), for outbound TLS.
-pub(crate) fn trust_roots(
-    file: &File,
-    ca: Option<&std::path::Path>,
-) -> Result<rustls::RootCertStore, String> {
+pub(crate) fn trust_roots(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -37,8 +33,8 @@ pub(crate) fn trust_roots(
         let _ = roots.add(cert);
     }
     if let Some(ca) = ca {
-        let path = file.resolve(ca);
-        let certs = CertificateDer::pem_file_iter(&path)
+        let path = ca;
+        let certs = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|e| format!("ca {}: {e}", path.display()))?;
         for c in certs {
@@ -75,7 +71,7 @@ pub(crate) struct Introspector {
 }
 
 impl Introspector {
-    pub(crate) fn new(file: &File, cfg: &Introspection) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &Introspection) -> Result<Self, String> {
         let url: http::Uri = cfg
             .url
             .parse()
@@ -86,7 +82,7 @@ impl Introspector {
         let authorization = match (&cfg.client_id, &cfg.client_secret_file) {
             (None, None) => None,
             (Some(id), Some(secret)) => {
-                let path = file.resolve(secret);
+                let path = secret.clone();
                 let secret = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 // RFC 6749 2.3.1: both parts form-urlencoded before Basic encoding.
@@ -100,7 +96,7 @@ impl Introspector {
             }
             _ => return Err("set both `client_id` and `client_secret_file`, or neither".into()),
         };
-        let roots = trust_roots(file, cfg.ca.as_deref())?;
+        let roots = trust_roots(cfg.ca.as_deref())?;
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

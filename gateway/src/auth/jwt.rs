@@ -66,13 +66,13 @@ impl Issuers {
             };
             let mut keys = Vec::new();
             for k in &cfg.keys {
-                match load_key(file, k) {
+                match load_key(k) {
                     Ok(key) => keys.push((k.kid.clone(), key)),
                     Err(e) => fail(e),
                 }
             }
             if let Some(path) = &cfg.jwks {
-                match load_jwks(file, cfg, path) {
+                match load_jwks(cfg, path) {
                     Ok(mut found) => keys.append(&mut found),
                     Err(e) => fail(e),
                 }
@@ -218,7 +218,7 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     })
 }
 
-fn load_key(file: &File, k: &JwtKey) -> Result<(Algorithm, DecodingKey), String> {
+fn load_key(k: &JwtKey) -> Result<(Algorithm, DecodingKey), String> {
     let algorithm = parse_algorithm(&k.algorithm)?;
     let name = k.kid.as_deref().unwrap_or("(no kid)");
     let hmac = matches!(
@@ -227,7 +227,7 @@ fn load_key(file: &File, k: &JwtKey) -> Result<(Algorithm, DecodingKey), String>
     );
     let key = match (hmac, &k.pem, &k.secret_file) {
         (true, None, Some(path)) => {
-            let path = file.resolve(path);
+            let path = path.clone();
             let secret = std::fs::read(&path)
                 .map(hmac_secret)
                 .map_err(|e| format!("key {name}: cannot read {}: {e}", path.display()))?;
@@ -244,7 +244,7 @@ fn load_key(file: &File, k: &JwtKey) -> Result<(Algorithm, DecodingKey), String>
             DecodingKey::from_secret(&secret)
         }
         (false, Some(path), None) => {
-            let path = file.resolve(path);
+            let path = path.clone();
             let pem = std::fs::read(&path)
                 .map_err(|e| format!("key {name}: cannot read {}: {e}", path.display()))?;
             match algorithm {
@@ -335,8 +335,8 @@ fn ec_key(ec: &EllipticCurveKeyParameters, algorithm: Algorithm) -> Result<Decod
 
 type Loaded = Vec<(Option<String>, (Algorithm, DecodingKey))>;
 
-fn load_jwks(file: &File, cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loaded, String> {
-    let path = file.resolve(path);
+fn load_jwks(cfg: &JwtIssuer, path: &std::path::Path) -> Result<Loaded, String> {
+    let path = path.to_path_buf();
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let set: JwkSet = serde_json::from_str(&text)

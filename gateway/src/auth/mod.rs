@@ -121,7 +121,7 @@ impl Authenticator {
         let jwt = jwt::Issuers::load(file, leeway, &mut issues);
         let mut introspection = HashMap::new();
         for i in &file.auth.introspection {
-            match introspect::Introspector::new(file, i.get_ref()) {
+            match introspect::Introspector::new(i.get_ref()) {
                 Ok(x) => {
                     introspection.insert(i.get_ref().name.clone(), x);
                 }
@@ -130,7 +130,7 @@ impl Authenticator {
         }
         let api_keys = match &file.auth.api_keys {
             None => None,
-            Some(p) => match apikey::KeyStore::open(&file.resolve(p)) {
+            Some(p) => match apikey::KeyStore::open(p) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     issues.push(Issue::file(&file.path, format!("[auth] api_keys: {e}")));

@@ -59,7 +59,7 @@ impl TenantCas {
             let Some(ca) = &tenant.client_ca else {
                 continue;
             };
-            let path = file.resolve(ca);
+            let path = ca.clone();
             let mut roots = rustls::RootCertStore::empty();
             let loaded = CertificateDer::pem_file_iter(&path)
                 .map_err(|e| e.to_string())

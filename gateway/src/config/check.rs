@@ -143,7 +143,7 @@ pub fn check(file: &File) -> Vec<Issue> {
             );
         }
         if let Some(key) = &t.get_ref().hash_key_file {
-            match std::fs::read(file.resolve(key)) {
+            match std::fs::read(key) {
                 Ok(k) if k.len() >= 16 => {}
                 Ok(_) => r.add(t, ctx, "hash_key_file must hold at least 16 bytes"),
                 Err(e) => r.add(t, ctx, format!("hash_key_file {}: {e}", key.display())),
@@ -332,7 +332,7 @@ pub fn check(file: &File) -> Vec<Issue> {
             if !p.secrets.is_empty() && file.secrets.is_none() {
                 r.add(sr, ctx.clone(), "policy `secrets` grants need [secrets]");
             }
-            let module = file.resolve(&p.module);
+            let module = p.module.clone();
             if let Some(name) = p.registry_name() {
                 if file.registry.is_none() {
                     r.add(

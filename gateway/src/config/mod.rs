@@ -191,13 +191,25 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         issues.sort_by_key(|i| i.at);
         return Err(Invalid { issues });
     }
-    file.server.rebase(&file.base);
-    file.audit.rebase(&file.base);
+    let base = file.base.clone();
+    file.server.rebase(&base);
+    file.audit.rebase(&base);
+    file.runtime.rebase(&base);
+    file.auth.rebase(&base);
+    for t in &mut file.tenants {
+        t.get_mut().rebase(&base);
+    }
+    for u in &mut file.upstreams {
+        u.get_mut().rebase(&base);
+    }
+    for r in &mut file.routes {
+        r.get_mut().rebase(&base);
+    }
     if let Some(secrets) = &mut file.secrets {
-        secrets.rebase(&file.base);
+        secrets.rebase(&base);
     }
     if let Some(registry) = &mut file.registry {
-        registry.rebase(&file.base);
+        registry.rebase(&base);
     }
     Ok(file)
 }
@@ -294,10 +306,20 @@ on = true
     fn a_valid_file_is_lowered_with_its_paths_made_the_files_directorys() {
         let file = parse(
             Path::new("/etc/p/palisade.toml"),
-            "[server]\nlisten = \"127.0.0.1:8080\"\n[registry]\ndir = \"mods\"\n[secrets]\nmaster_key = \"keys/m\"\n".into(),
+            "[server]\nlisten = \"127.0.0.1:8080\"\n[registry]\ndir = \"mods\"\n[secrets]\nmaster_key = \"keys/m\"\n[auth]\napi_keys = \"keys.json\"\n[[tenant]]\nname = \"t\"\nclient_ca = \"/abs/ca.pem\"\nmodule_keys = [\"k.pub\"]\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nrequest = [{ module = \"p.wasm\" }, { module = \"registry:m@1\" }]\n".into(),
         )
         .unwrap();
         assert_eq!(file.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            file.auth.api_keys.as_deref(),
+            Some(Path::new("/etc/p/keys.json"))
+        );
+        let tenant = file.tenants[0].get_ref();
+        assert_eq!(tenant.client_ca.as_deref(), Some(Path::new("/abs/ca.pem")));
+        assert_eq!(tenant.module_keys, [Path::new("/etc/p/k.pub")]);
+        let route = file.routes[0].get_ref();
+        assert_eq!(route.request[0].module, Path::new("/etc/p/p.wasm"));
+        assert_eq!(route.request[1].registry_name(), Some("m@1"));
         assert_eq!(file.registry.unwrap().dir, Path::new("/etc/p/mods"));
         assert_eq!(
             file.secrets.unwrap().master,

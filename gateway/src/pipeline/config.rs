@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::de::millis;
+use crate::config::de::{millis, rebase};
 
 /// An HTTP method as a route lists it (any case; `get` is `GET`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
@@ -45,6 +45,51 @@ impl Default for Runtime {
         Runtime {
             concurrency: d::policy_concurrency(),
             cache_dir: None,
+        }
+    }
+}
+
+impl Runtime {
+    /// Makes `cache_dir` relative to `base` (the config file's directory).
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        if let Some(dir) = &mut self.cache_dir {
+            *dir = rebase(base, dir);
+        }
+    }
+}
+
+impl Tenant {
+    /// Makes the key and CA file paths relative to `base` (the config file's directory).
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        for p in [&mut self.hash_key_file, &mut self.client_ca]
+            .into_iter()
+            .flatten()
+        {
+            *p = rebase(base, p);
+        }
+        for p in &mut self.module_keys {
+            *p = rebase(base, p);
+        }
+    }
+}
+
+impl Upstream {
+    /// Makes `ca` relative to `base` (the config file's directory).
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        if let Some(ca) = &mut self.ca {
+            *ca = rebase(base, ca);
+        }
+    }
+}
+
+impl Route {
+    /// Makes the policies' module files relative to `base` (the config file's
+    /// directory); `registry:` references stay as they are.
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        for p in self.request.iter_mut().chain(&mut self.response) {
+            if p.registry_name().is_none() {
+                p.module = rebase(base, &p.module);
+            }
         }
     }
 }

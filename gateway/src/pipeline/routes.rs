@@ -198,7 +198,7 @@ impl Routes {
                 issues.push(problem(format!("url `{}` is not a URL", u.url)));
                 continue;
             };
-            let tls = match upstream_tls(file, u, secrets) {
+            let tls = match upstream_tls(u, secrets) {
                 Ok(t) => t,
                 Err(message) => {
                     issues.push(problem(message));
@@ -255,7 +255,7 @@ impl Routes {
                         }
                         continue;
                     }
-                    let path = file.resolve(&p.module);
+                    let path = p.module.clone();
                     let module = match loaded.get(&path) {
                         Some(m) => m.clone(),
                         None => match Policy::from_file(engine, &path) {
@@ -284,7 +284,7 @@ impl Routes {
             // serve without it.
             let key = match tenant.and_then(|t| t.hash_key_file.as_ref()) {
                 None => None,
-                Some(k) => match std::fs::read(file.resolve(k)) {
+                Some(k) => match std::fs::read(k) {
                     Ok(key) => Some(key),
                     Err(e) => {
                         issue(format!("hash_key_file {}: {e}", k.display()));
@@ -391,13 +391,12 @@ fn client(tls: rustls::ClientConfig, connect: Duration, max_idle: usize) -> Upst
 /// TLS for an upstream: the system's roots plus `ca`, and the client certificate
 /// (decrypted from the secret store) when one is configured.
 fn upstream_tls(
-    file: &File,
     u: &config::Upstream,
     secrets: Option<&SecretStore>,
 ) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let roots = crate::auth::introspect::trust_roots(file, u.ca.as_deref())?;
+    let roots = crate::auth::introspect::trust_roots(u.ca.as_deref())?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -137,7 +137,7 @@ impl Registry {
                 required: t.require_signed_modules,
             };
             for k in &t.module_keys {
-                match palisade_ledger::checkpoint::load_verifying_key(&file.resolve(k)) {
+                match palisade_ledger::checkpoint::load_verifying_key(k) {
                     Ok(key) => entry.keys.push(key),
                     Err(e) => issues.push(Issue::file(
                         &file.path,

@@ -106,7 +106,7 @@ impl Gateway {
         // Precompiled modules: the configured cache, else beside the registry's
         // modules, else beside the config file.
         let cache = match (&file.runtime.cache_dir, &file.registry) {
-            (Some(dir), _) => file.resolve(dir),
+            (Some(dir), _) => dir.clone(),
             (None, Some(registry)) => registry.artifacts(),
             (None, None) => file.resolve(Path::new(".palisade-cache")),
         };
