@@ -276,8 +276,8 @@ where
             credentials: Vec::new(),
         },
     )?
-    .build();
-    let (out, _) = out.into_parts();
+    .into_request();
+    let (out, body) = out.into_parts();
     parts.method = out.method;
     parts.uri = out.uri;
     parts.headers = out.headers;
@@ -287,7 +287,8 @@ where
             .headers
             .insert(http::header::CONTENT_LENGTH, request.body.len().into());
     }
-    let forward = http::Request::from_parts(parts, Full::new(request.body.clone()));
+    // The caller's extensions (connection info, say) stay with the request.
+    let forward = http::Request::from_parts(parts, body);
     let res = inner.call(forward).await.map_err(|e| {
         let e: BoxError = e.into();
         tracing::debug!(correlation_id = %ex.cid, error = %e, "inner service failed");

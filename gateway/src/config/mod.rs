@@ -9,7 +9,6 @@ pub(crate) mod de;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize as _;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 
@@ -102,78 +101,29 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut issues = Vec::new();
-    {
-        let issue = |span: Option<std::ops::Range<usize>>, message: &str| Issue {
-            path: path.to_path_buf(),
-            at: span.map(|s| position(&source, s.start)),
-            context: String::new(),
-            message: message.trim().to_string(),
-        };
-        let (root, syntax) = toml::de::DeTable::parse_recoverable(&source);
-        for e in &syntax {
-            issues.push(issue(e.span(), e.message()));
-        }
-        if !issues.is_empty() {
-            return Err(Invalid { issues });
-        }
+    // Each problem with the span it is at, if any.
+    let mut problems: Vec<Problem> = Vec::new();
+    let (root, syntax) = toml::de::DeTable::parse_recoverable(&source);
+    problems.extend(syntax.iter().map(|e| (e.span(), e.message().to_string())));
+    if problems.is_empty() {
         let mut server = None;
         for (key, value) in root.into_inner() {
             let key_span = key.span();
             let name = key.into_inner();
-            macro_rules! one {
-                ($t:ty) => {{
-                    // A problem the section's own type finds has no span of its own:
-                    // it is the section's.
-                    let span = value.span();
-                    match <$t>::deserialize(ValueDeserializer::from(value)) {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            issues.push(issue(e.span().or(Some(span)), e.message()));
-                            None
-                        }
-                    }
-                }};
-            }
-            macro_rules! each {
-                ($t:ty) => {
-                    match value.into_inner() {
-                        DeValue::Array(items) => items
-                            .into_iter()
-                            .filter_map(|item| {
-                                let span = item.span();
-                                match Spanned::<$t>::deserialize(ValueDeserializer::from(item)) {
-                                    Ok(v) => Some(v),
-                                    Err(e) => {
-                                        issues.push(issue(e.span().or(Some(span)), e.message()));
-                                        None
-                                    }
-                                }
-                            })
-                            .collect(),
-                        _ => {
-                            issues.push(issue(
-                                Some(key_span.clone()),
-                                &format!("`{name}` must be an array of tables (`[[{name}]]`)"),
-                            ));
-                            Vec::new()
-                        }
-                    }
-                };
-            }
+            let mut keep = |p| problems.push(p);
             match name.as_ref() {
-                "server" => server = one!(crate::server::Config),
-                "audit" => file.audit = one!(crate::audit::Config).unwrap_or_default(),
-                "runtime" => file.runtime = one!(Runtime).unwrap_or_default(),
-                "auth" => file.auth = one!(crate::auth::Config).unwrap_or_default(),
-                "registry" => file.registry = one!(crate::registry::Config),
-                "secrets" => file.secrets = one!(crate::secrets::Config),
-                "tenant" => file.tenants = each!(Tenant),
-                "upstream" => file.upstreams = each!(Upstream),
-                "route" => file.routes = each!(Route),
-                other => issues.push(issue(
+                "server" => server = lower(value).map_err(&mut keep).ok(),
+                "audit" => file.audit = lower(value).map_err(keep).unwrap_or_default(),
+                "runtime" => file.runtime = lower(value).map_err(keep).unwrap_or_default(),
+                "auth" => file.auth = lower(value).map_err(keep).unwrap_or_default(),
+                "registry" => file.registry = lower(value).map_err(keep).ok(),
+                "secrets" => file.secrets = lower(value).map_err(keep).ok(),
+                "tenant" => file.tenants = entries(value, &name, key_span, &mut problems),
+                "upstream" => file.upstreams = entries(value, &name, key_span, &mut problems),
+                "route" => file.routes = entries(value, &name, key_span, &mut problems),
+                other => keep((
                     Some(key_span),
-                    &format!(
+                    format!(
                         "unknown section `{other}`, expected one of `server`, `audit`, `runtime`, \
                          `auth`, `registry`, `secrets`, `tenant`, `upstream`, `route`"
                     ),
@@ -182,10 +132,21 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         }
         match server {
             Some(s) => file.server = s,
-            None if issues.is_empty() => issues.push(issue(None, "missing section `[server]`")),
+            None if problems.is_empty() => {
+                problems.push((None, "missing section `[server]`".into()));
+            }
             None => {}
         }
     }
+    let mut issues: Vec<Issue> = problems
+        .into_iter()
+        .map(|(span, message)| Issue {
+            path: path.to_path_buf(),
+            at: span.map(|s| position(&source, s.start)),
+            context: String::new(),
+            message: message.trim().to_string(),
+        })
+        .collect();
     file.source = source;
     if !issues.is_empty() {
         issues.sort_by_key(|i| i.at);
@@ -212,6 +173,40 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         registry.rebase(&base);
     }
     Ok(file)
+}
+
+/// A problem of the file: where (a byte range), and what.
+type Problem = (Option<std::ops::Range<usize>>, String);
+
+/// One section or entry as the type its subsystem owns. A problem that type finds
+/// itself (an either/or choice, say) has no span of its own: it is the value's.
+fn lower<T: serde::de::DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, Problem> {
+    let span = value.span();
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| (e.span().or(Some(span)), e.message().to_string()))
+}
+
+/// The entries of a `[[name]]` array, each lowered on its own: one bad entry does not
+/// hide the others' problems.
+fn entries<T: serde::de::DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    name: &str,
+    key_span: std::ops::Range<usize>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Spanned<T>> {
+    match value.into_inner() {
+        DeValue::Array(items) => items
+            .into_iter()
+            .filter_map(|item| lower(item).map_err(|p| problems.push(p)).ok())
+            .collect(),
+        _ => {
+            problems.push((
+                Some(key_span),
+                format!("`{name}` must be an array of tables (`[[{name}]]`)"),
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// `line:column` (1-based) of a byte offset of `source`.

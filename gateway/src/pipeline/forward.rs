@@ -182,6 +182,15 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
+    /// The request, once (an embedding's inner service, which is not retried).
+    pub(crate) fn into_request(self) -> http::Request<Full<Bytes>> {
+        let mut out = http::Request::new(Full::new(self.body));
+        *out.method_mut() = self.method;
+        *out.uri_mut() = self.uri;
+        *out.headers_mut() = self.headers;
+        out
+    }
+
     /// One attempt's request (the body is shared, not copied).
     pub(crate) fn build(&self) -> http::Request<Full<Bytes>> {
         let mut out = http::Request::new(Full::new(self.body.clone()));
