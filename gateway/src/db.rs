@@ -15,14 +15,23 @@ pub struct DbError(pub String);
 /// A connection to the ledger's database for the gateway's own tables.
 pub(crate) struct Db(Mutex<Conn>);
 
+/// Whether opening may create what is missing (`serve`, the CLI's writes) or only
+/// reads (`check-config`: no side effects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Create,
+    ReadOnly,
+}
+
 impl Db {
-    /// Opens the ledger's database `target` (`[audit]`). On SQLite `schema` is created; on
-    /// PostgreSQL `palisade ledger init` creates it, and `probe` (a query on the tables)
-    /// checks it did.
+    /// Opens the ledger's database `target` (`[audit]`). On SQLite `schema` is created
+    /// (with [`Access::Create`]); on PostgreSQL `palisade ledger init` creates it. `probe`
+    /// (a query on the tables) checks they exist.
     pub(crate) fn open(
         target: &Target,
         schema: &'static str,
         probe: &'static str,
+        access: Access,
     ) -> Result<Self, DbError> {
         let conn = match target {
             Target::Postgres(url) => {
@@ -42,6 +51,25 @@ impl Db {
                 .join()
                 .map_err(|_| DbError("postgres thread panicked".into()))?
                 .map_err(DbError)?
+            }
+            Target::Sqlite(db) if access == Access::ReadOnly => {
+                if !db.exists() {
+                    return Err(DbError(format!(
+                        "{}: does not exist yet (`palisade serve` creates it)",
+                        db.display()
+                    )));
+                }
+                let c = rusqlite::Connection::open_with_flags(
+                    db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .and_then(|c| {
+                    c.busy_timeout(Duration::from_secs(10))?;
+                    c.prepare(probe)?.query(())?.next()?;
+                    Ok(c)
+                })
+                .map_err(|e| DbError(format!("{}: {e}", db.display())))?;
+                Conn::Sqlite(c)
             }
             Target::Sqlite(db) => {
                 let c = rusqlite::Connection::open(db)

@@ -9,3 +9,13 @@ pub(crate) mod run;
 pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod verify;
+
+/// How a command prints what it reports: for people, or one JSON document for tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Lines of text.
+    #[default]
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}

@@ -20,8 +20,19 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
+    /// The configuration to check (or `--config`).
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
     /// The configuration to check.
+    #[arg(long, short, default_value = "palisade.toml")]
     config: PathBuf,
+    /// Check only what the files say: no database is opened, so registry modules and
+    /// secrets are not looked up (for CI, or a config of another machine).
+    #[arg(long)]
+    offline: bool,
+    /// `text`: one problem per line, then a summary; `json`: one JSON document.
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::OutputFormat,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> ExitCode {
@@ -108,35 +119,60 @@ pub(crate) async fn run_until_signal(running: Running) {
 }
 
 pub(crate) fn check(args: CheckArgs) -> ExitCode {
-    let file = match config::load(&args.config) {
-        Ok(f) => f,
-        Err(invalid) => {
-            for issue in &invalid.issues {
+    let path = args.file.unwrap_or(args.config);
+    // The file's own problems, then (on whatever lowered) what it names: key files, CAs,
+    // modules and, unless offline, the registry's modules and the secrets in the database.
+    // Nothing is created or written.
+    let (file, mut issues) = config::read(&path);
+    if let Some(file) = &file {
+        let engine = palisade_runtime::Engine::new(&palisade_runtime::Config::new())
+            .expect("the policy engine starts");
+        issues.extend(palisade_gateway::pipeline::validate(file, &engine, args.offline));
+    }
+    issues.sort_by(|a, b| (a.at, &a.context, &a.message).cmp(&(b.at, &b.context, &b.message)));
+    issues.dedup();
+    let counts = file.as_ref().map(|f| (f.tenants.len(), f.upstreams.len(), f.routes.len()));
+    match args.format {
+        super::OutputFormat::Json => {
+            let report = serde_json::json!({
+                "file": path.display().to_string(),
+                "ok": issues.is_empty(),
+                "offline": args.offline,
+                "tenants": counts.map(|c| c.0),
+                "upstreams": counts.map(|c| c.1),
+                "routes": counts.map(|c| c.2),
+                "problems": issues.iter().map(|i| serde_json::json!({
+                    "line": i.at.map(|a| a.0),
+                    "column": i.at.map(|a| a.1),
+                    "entry": (!i.context.is_empty()).then_some(&i.context),
+                    "message": i.message,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{report}");
+        }
+        super::OutputFormat::Text => {
+            for issue in &issues {
                 eprintln!("{issue}");
             }
-            return ExitCode::from(2);
+            let (t, u, r) = counts.unwrap_or_default();
+            let scope = if args.offline { ", offline" } else { "" };
+            if issues.is_empty() {
+                println!(
+                    "{}: ok ({t} tenants, {u} upstreams, {r} routes{scope})",
+                    path.display()
+                );
+            } else {
+                eprintln!(
+                    "{}: {} problem(s) ({t} tenants, {u} upstreams, {r} routes{scope})",
+                    path.display(),
+                    issues.len()
+                );
+            }
         }
-    };
-    // The same checks as at start: the file, its keys and CAs, and every module.
-    let engine = palisade_runtime::Engine::new(&palisade_runtime::Config::new())
-        .expect("the policy engine starts");
-    let issues = match palisade_gateway::pipeline::validate(&file, &engine) {
-        Ok(()) => Vec::new(),
-        Err(invalid) => invalid.issues,
-    };
+    }
     if issues.is_empty() {
-        println!(
-            "{}: ok ({} tenants, {} upstreams, {} routes)",
-            args.config.display(),
-            file.tenants.len(),
-            file.upstreams.len(),
-            file.routes.len()
-        );
-        return ExitCode::SUCCESS;
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
-    for issue in &issues {
-        eprintln!("{issue}");
-    }
-    eprintln!("{}: {} problem(s)", args.config.display(), issues.len());
-    ExitCode::from(2)
 }

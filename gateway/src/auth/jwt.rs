@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 
 use super::{Caller, Refused, string_list};
 use super::{JwtIssuer, JwtKey, Scheme};
-use crate::config::{File, Issue};
+use crate::config::Problem;
+use toml::Spanned;
 
 /// One verification key.
 struct Key {
@@ -57,28 +58,32 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl Issuers {
-    pub(crate) fn load(file: &File, leeway: u64, issues: &mut Vec<Issue>) -> Self {
+    pub(crate) fn load(
+        config: &[Spanned<JwtIssuer>],
+        leeway: u64,
+        problems: &mut Vec<Problem>,
+    ) -> Self {
         let mut out = Issuers::default();
-        for (index, spanned) in file.auth.jwt.iter().enumerate() {
+        for (index, spanned) in config.iter().enumerate() {
             let cfg = spanned.get_ref();
-            let mut fail = |message: String| {
-                issues.push(super::issue(file, spanned, &cfg.name, message));
+            let mut fail = |field: &str, message: String| {
+                problems.push(super::problem(spanned, field, &cfg.name, message));
             };
             let mut keys = Vec::new();
-            for k in &cfg.keys {
+            for (n, k) in cfg.keys.iter().enumerate() {
                 match load_key(k) {
                     Ok(key) => keys.push((k.kid.clone(), key)),
-                    Err(e) => fail(e),
+                    Err(e) => fail(&format!("key.{n}"), e),
                 }
             }
             if let Some(path) = &cfg.jwks {
                 match load_jwks(cfg, path) {
                     Ok(mut found) => keys.append(&mut found),
-                    Err(e) => fail(e),
+                    Err(e) => fail("jwks", e),
                 }
             }
             if keys.is_empty() {
-                fail("no usable key: give `key` entries or a `jwks` file".into());
+                fail("", "no usable key: give `key` entries or a `jwks` file".into());
                 continue;
             }
             let only_key = (keys.len() == 1).then_some(out.keys.len());

@@ -36,7 +36,8 @@ use palisade_runtime::Identity;
 pub use self::config::{Config, Introspection, JwtIssuer, JwtKey, RouteAuth, Scheme};
 pub use self::mtls::ClientCertificate;
 pub use self::roles::{Action, Principal, Role};
-use crate::config::{File, Invalid, Issue};
+use crate::config::{Problem, Tenant};
+use toml::Spanned;
 use crate::error::Error;
 
 /// A caller whose credential checked out.
@@ -110,37 +111,37 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Loads every key, key file and CA `file` names.
+    /// Loads every key, key file and JWKS `config` names, and the `tenants`' client CAs.
     ///
     /// # Errors
     ///
-    /// [`Invalid`] with every file that cannot be read or key that cannot be used.
-    pub fn build(file: &File) -> Result<Self, Invalid> {
-        let mut issues = Vec::new();
-        let leeway = file.auth.leeway_s.unwrap_or(30);
-        let jwt = jwt::Issuers::load(file, leeway, &mut issues);
+    /// Every file that cannot be read or key that cannot be used.
+    pub fn build(config: &Config, tenants: &[Spanned<Tenant>]) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let leeway = config.leeway_s.unwrap_or(30);
+        let jwt = jwt::Issuers::load(&config.jwt, leeway, &mut problems);
         let mut introspection = HashMap::new();
-        for i in &file.auth.introspection {
+        for i in &config.introspection {
             match introspect::Introspector::new(i.get_ref()) {
                 Ok(x) => {
                     introspection.insert(i.get_ref().name.clone(), x);
                 }
-                Err(message) => issues.push(issue(file, i, &i.get_ref().name, message)),
+                Err(message) => problems.push(problem(i, "", &i.get_ref().name, message)),
             }
         }
-        let api_keys = match &file.auth.api_keys {
+        let api_keys = match &config.api_keys {
             None => None,
             Some(p) => match apikey::KeyStore::open(p) {
                 Ok(k) => Some(k),
                 Err(e) => {
-                    issues.push(Issue::file(&file.path, format!("[auth] api_keys: {e}")));
+                    problems.push(Problem::key("auth.api_keys", format!("api_keys: {e}")));
                     None
                 }
             },
         };
-        let tenant_cas = mtls::TenantCas::load(file, &mut issues);
-        if !issues.is_empty() {
-            return Err(Invalid { issues });
+        let tenant_cas = mtls::TenantCas::load(tenants, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
         }
         Ok(Authenticator {
             jwt,
@@ -384,13 +385,8 @@ fn challenges(schemes: &[Scheme], error: Option<&str>) -> String {
     out.join(", ")
 }
 
-fn issue<T>(file: &File, at: &toml::Spanned<T>, name: &str, message: String) -> Issue {
-    Issue {
-        path: file.path.clone(),
-        at: Some(file.position(at.span().start)),
-        context: format!("auth {name:?}"),
-        message,
-    }
+fn problem<T>(at: &Spanned<T>, field: &str, name: &str, message: String) -> Problem {
+    Problem::at(at, field, format!("auth {name:?}"), message)
 }
 
 /// Roles and scopes come as an array of strings or one space-separated string.

@@ -21,7 +21,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use crate::config::{File, Issue};
+use crate::config::{Problem, Tenant};
+use toml::Spanned;
 
 /// The client certificate chain of the connection a request came on (a request
 /// extension). Embedders that terminate TLS themselves insert it to use `mtls` routes.
@@ -51,10 +52,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl TenantCas {
-    pub(crate) fn load(file: &File, issues: &mut Vec<Issue>) -> Self {
+    pub(crate) fn load(tenants: &[Spanned<Tenant>], problems: &mut Vec<Problem>) -> Self {
         let mut out = TenantCas::default();
         let mut all = rustls::RootCertStore::empty();
-        for t in &file.tenants {
+        for t in tenants {
             let tenant = t.get_ref();
             let Some(ca) = &tenant.client_ca else {
                 continue;
@@ -81,12 +82,12 @@ impl TenantCas {
             });
             match built {
                 Ok(v) => out.tenants.push((tenant.name.clone(), v)),
-                Err(e) => issues.push(Issue {
-                    path: file.path.clone(),
-                    at: Some(file.position(t.span().start)),
-                    context: format!("tenant {:?}", tenant.name),
-                    message: format!("client_ca {}: {e}", path.display()),
-                }),
+                Err(e) => problems.push(Problem::at(
+                    t,
+                    "client_ca",
+                    format!("tenant {:?}", tenant.name),
+                    format!("client_ca {}: {e}", path.display()),
+                )),
             }
         }
         if !all.is_empty() {

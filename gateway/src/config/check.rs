@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{FailMode, File, Route};
+use super::{FailMode, File, Problem, Route};
 use crate::auth::Scheme;
 use crate::redaction::Redactor;
 
@@ -55,99 +55,99 @@ struct Report<'a> {
 type Span = std::ops::Range<usize>;
 
 impl Report<'_> {
-    fn add_at(&mut self, at: Span, context: String, message: impl Into<String>) {
+    /// A problem with `field` (a dotted key) of the entry at `entry`, at its line.
+    fn add_at(&mut self, entry: Span, field: &str, context: String, message: impl Into<String>) {
+        let at = self.file.spans.find(Some(&entry), field);
         self.issues.push(Issue {
             path: self.file.path.clone(),
-            at: Some(self.file.position(at.start)),
+            at: at.map(|s| self.file.position(s.start)),
             context,
             message: message.into(),
         });
     }
 
-    fn add<T>(&mut self, at: &Spanned<T>, context: String, message: impl Into<String>) {
-        self.add_at(at.span(), context, message);
+    fn add<T>(&mut self, at: &Spanned<T>, field: &str, context: String, message: impl Into<String>) {
+        self.add_at(at.span(), field, context, message);
     }
 
-    fn top(&mut self, context: &str, message: impl Into<String>) {
+    /// A problem with a section's key (`server.max_headers`), at its line if the file
+    /// has it, else at its section's.
+    fn key(&mut self, key: &str, message: impl Into<String>) {
+        let at = self.file.spans.find(None, key);
         self.issues.push(Issue {
             path: self.file.path.clone(),
-            at: None,
-            context: context.into(),
+            at: at.map(|s| self.file.position(s.start)),
+            context: format!("[{}]", key.rsplit_once('.').map_or(key, |(s, _)| s)),
             message: message.into(),
         });
     }
+
+    /// Whether `name` of `kind` (`tenant`) is defined, or was written but did not lower
+    /// (its own problem is reported; a reference to it is not one more).
+    fn known(&self, kind: &str, name: &str, defined: bool) -> bool {
+        defined || self.file.unlowered.contains(&format!("{kind} {name}"))
+    }
 }
 
-/// Checks `file` as a whole and returns every problem (empty when valid). Modules are
-/// loaded and validated separately, by [`crate::Gateway`] (and `palisade check-config`).
+/// Checks `file` as a whole and returns every problem (empty when valid). It reads
+/// nothing but the file: key files, modules and the database are checked where they are
+/// used ([`crate::pipeline::validate`], the gateway's start and reload).
 pub fn check(file: &File) -> Vec<Issue> {
     let mut r = Report {
         file,
         issues: Vec::new(),
     };
-    if file.server.max_header_bytes < 8192 {
-        r.top(
-            "[server] max_header_bytes",
+    let server = &file.server;
+    if server.max_header_bytes < 8192 {
+        r.key(
+            "server.max_header_bytes",
             "must be at least 8192 (HTTP/1.1 parser minimum)",
         );
     }
-    if file.server.max_headers == 0
-        || file.server.header_timeout.is_zero()
-        || file.server.body_timeout.is_zero()
-    {
-        r.top(
-            "[server]",
-            "max_headers, header_timeout_ms and body_timeout_ms must be positive",
-        );
+    for (key, zero) in [
+        ("server.max_headers", server.max_headers == 0),
+        ("server.header_timeout_ms", server.header_timeout.is_zero()),
+        ("server.body_timeout_ms", server.body_timeout.is_zero()),
+        ("server.overload.max_in_flight", server.overload.max_in_flight == 0),
+        ("server.overload.queue_target_ms", server.overload.queue_target.is_zero()),
+        ("server.overload.queue_interval_ms", server.overload.queue_interval.is_zero()),
+    ] {
+        if zero {
+            r.key(key, "must be positive");
+        }
     }
-    let o = &file.server.overload;
-    if o.max_in_flight == 0 || o.queue_target.is_zero() || o.queue_interval.is_zero() {
-        r.top(
-            "[server.overload]",
-            "max_in_flight, queue_target_ms and queue_interval_ms must be positive",
-        );
-    }
-    for problem in file.server.connections.problems() {
-        r.top("[server.connections]", problem);
+    for problem in server.connections.problems() {
+        r.key("server.connections", problem);
     }
 
     let mut tenants = HashMap::new();
     for t in &file.tenants {
-        let ctx = format!("tenant {:?}", t.get_ref().name);
-        if !valid_name(&t.get_ref().name) {
-            r.add(t, ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+        let tenant = t.get_ref();
+        let ctx = format!("tenant {:?}", tenant.name);
+        if !valid_name(&tenant.name) {
+            r.add(t, "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
         }
-        if tenants
-            .insert(t.get_ref().name.clone(), t.get_ref())
-            .is_some()
-        {
-            r.add(t, ctx.clone(), "defined twice");
+        if tenants.insert(tenant.name.clone(), tenant).is_some() {
+            r.add(t, "name", ctx.clone(), "defined twice");
         }
-        for m in &t.get_ref().mandatory_pii {
+        for (n, m) in tenant.mandatory_pii.iter().enumerate() {
             if serde_json_path::JsonPath::parse(m).is_err() {
                 r.add(
                     t,
+                    &format!("mandatory_pii.{n}"),
                     ctx.clone(),
                     format!("mandatory_pii `{m}` is not a valid JSONPath"),
                 );
             }
         }
-        if let Some(message) = rate_limit_problem(t.get_ref().rate_limit.as_ref()) {
-            r.add(t, ctx.clone(), message);
+        if let Some(message) = rate_limit_problem(tenant.rate_limit.as_ref()) {
+            r.add(t, "rate_limit", ctx.clone(), message);
         }
-        if t.get_ref().max_in_flight == Some(0) || t.get_ref().fuel_per_s == Some(0) {
-            r.add(
-                t,
-                ctx.clone(),
-                "max_in_flight and fuel_per_s must be positive",
-            );
+        if tenant.max_in_flight == Some(0) {
+            r.add(t, "max_in_flight", ctx.clone(), "max_in_flight must be positive");
         }
-        if let Some(key) = &t.get_ref().hash_key_file {
-            match std::fs::read(key) {
-                Ok(k) if k.len() >= 16 => {}
-                Ok(_) => r.add(t, ctx, "hash_key_file must hold at least 16 bytes"),
-                Err(e) => r.add(t, ctx, format!("hash_key_file {}: {e}", key.display())),
-            }
+        if tenant.fuel_per_s == Some(0) {
+            r.add(t, "fuel_per_s", ctx.clone(), "fuel_per_s must be positive");
         }
     }
 
@@ -155,11 +155,12 @@ pub fn check(file: &File) -> Vec<Issue> {
 
     let mut upstreams = HashSet::new();
     for u in &file.upstreams {
-        let ctx = format!("upstream {:?}", u.get_ref().name);
-        if !upstreams.insert(u.get_ref().name.clone()) {
-            r.add(u, ctx.clone(), "defined twice");
+        let up = u.get_ref();
+        let ctx = format!("upstream {:?}", up.name);
+        if !upstreams.insert(up.name.clone()) {
+            r.add(u, "name", ctx.clone(), "defined twice");
         }
-        let https = match u.get_ref().url.parse::<http::Uri>() {
+        let https = match up.url.parse::<http::Uri>() {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https"))
                     && uri.authority().is_some()
@@ -170,23 +171,20 @@ pub fn check(file: &File) -> Vec<Issue> {
             _ => {
                 r.add(
                     u,
+                    "url",
                     ctx.clone(),
-                    format!(
-                        "url `{}` must be http(s)://host:port[/prefix]",
-                        u.get_ref().url
-                    ),
+                    format!("url `{}` must be http(s)://host:port[/prefix]", up.url),
                 );
                 false
             }
         };
-        if u.get_ref().max_in_flight == 0 || u.get_ref().connect_timeout.is_zero() {
-            r.add(
-                u,
-                ctx.clone(),
-                "max_in_flight and connect_timeout_ms must be positive",
-            );
+        if up.max_in_flight == 0 {
+            r.add(u, "max_in_flight", ctx.clone(), "max_in_flight must be positive");
         }
-        let b = &u.get_ref().breaker;
+        if up.connect_timeout.is_zero() {
+            r.add(u, "connect_timeout_ms", ctx.clone(), "connect_timeout_ms must be positive");
+        }
+        let b = &up.breaker;
         if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0)
             || b.min_requests == 0
             || b.window < std::time::Duration::from_millis(10)
@@ -195,20 +193,22 @@ pub fn check(file: &File) -> Vec<Issue> {
         {
             r.add(
                 u,
+                "breaker",
                 ctx.clone(),
                 "breaker: failure_rate must be in (0, 1], window_ms at least 10, min_requests, open_ms and half_open_requests positive",
             );
         }
-        if let Some(c) = &u.get_ref().client_cert {
+        if let Some(c) = &up.client_cert {
             if !https {
-                r.add(u, ctx.clone(), "client_cert needs an https:// url");
+                r.add(u, "client_cert", ctx.clone(), "client_cert needs an https:// url");
             }
             if file.secrets.is_none() {
-                r.add(u, ctx.clone(), "client_cert needs [secrets]");
+                r.add(u, "client_cert", ctx.clone(), "client_cert needs [secrets]");
             }
-            if !tenants.contains_key(&c.tenant) {
+            if !r.known("tenant", &c.tenant, tenants.contains_key(&c.tenant)) {
                 r.add(
                     u,
+                    "client_cert.tenant",
                     ctx,
                     format!("client_cert: tenant {:?} is not defined", c.tenant),
                 );
@@ -222,22 +222,24 @@ pub fn check(file: &File) -> Vec<Issue> {
         let route = sr.get_ref();
         let ctx = format!("route {:?}", route.name);
         if !valid_name(&route.name) {
-            r.add(sr, ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+            r.add(sr, "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
         }
         if !names.insert(route.name.clone()) {
-            r.add(sr, ctx.clone(), "defined twice");
+            r.add(sr, "name", ctx.clone(), "defined twice");
         }
         let tenant = tenants.get(&route.tenant).copied();
-        if tenant.is_none() {
+        if !r.known("tenant", &route.tenant, tenant.is_some()) {
             r.add(
                 sr,
+                "tenant",
                 ctx.clone(),
                 format!("tenant {:?} is not defined", route.tenant),
             );
         }
-        if !upstreams.contains(&route.upstream) {
+        if !r.known("upstream", &route.upstream, upstreams.contains(&route.upstream)) {
             r.add(
                 sr,
+                "upstream",
                 ctx.clone(),
                 format!("upstream {:?} is not defined", route.upstream),
             );
@@ -245,6 +247,7 @@ pub fn check(file: &File) -> Vec<Issue> {
         if !route.path.starts_with('/') {
             r.add(
                 sr,
+                "path",
                 ctx.clone(),
                 format!("path `{}` must start with /", route.path),
             );
@@ -262,29 +265,31 @@ pub fn check(file: &File) -> Vec<Issue> {
         )) {
             r.add(
                 sr,
+                "path",
                 ctx.clone(),
                 "another route matches the same host, path and methods",
             );
         }
-        if route.max_body_bytes == 0 || route.concurrency == 0 || route.first_byte_timeout.is_zero()
-        {
-            r.add(
-                sr,
-                ctx.clone(),
-                "max_body_bytes, concurrency and timeout_ms must be positive",
-            );
+        for (key, zero) in [
+            ("max_body_bytes", route.max_body_bytes == 0),
+            ("concurrency", route.concurrency == 0),
+            ("timeout_ms", route.first_byte_timeout.is_zero()),
+            ("connect_timeout_ms", route.connect_timeout.is_some_and(|t| t.is_zero())),
+        ] {
+            if zero {
+                r.add(sr, key, ctx.clone(), format!("{key} must be positive"));
+            }
         }
-        if route.total_timeout < route.first_byte_timeout
-            || route.connect_timeout.is_some_and(|t| t.is_zero())
-        {
+        if route.total_timeout < route.first_byte_timeout {
             r.add(
                 sr,
+                "total_timeout_ms",
                 ctx.clone(),
-                "total_timeout_ms must be at least timeout_ms (first byte), connect_timeout_ms positive",
+                "total_timeout_ms must be at least timeout_ms (first byte)",
             );
         }
         if let Some(message) = rate_limit_problem(route.rate_limit.as_ref()) {
-            r.add(sr, ctx.clone(), message);
+            r.add(sr, "rate_limit", ctx.clone(), message);
         }
         if let Some(retry) = &route.retry {
             if !(1..=10).contains(&retry.attempts)
@@ -293,14 +298,16 @@ pub fn check(file: &File) -> Vec<Issue> {
             {
                 r.add(
                     sr,
+                    "retry",
                     ctx.clone(),
                     "retry: attempts must be 1-10, budget_ratio in [0, 1], backoff_ms at most 60,000",
                 );
             }
-            for on in &retry.on {
+            for (n, on) in retry.on.iter().enumerate() {
                 if crate::resilience::RetryOn::parse(on).is_none() {
                     r.add(
                         sr,
+                        &format!("retry.on.{n}"),
                         ctx.clone(),
                         format!("retry: `{on}` is not connect, reset, timeout or a 5xx status"),
                     );
@@ -312,14 +319,16 @@ pub fn check(file: &File) -> Vec<Issue> {
         {
             r.add(
                 sr,
+                "hedge",
                 ctx.clone(),
                 "hedge: delay_ms must be positive and percentile 1-99",
             );
         }
-        for p in &route.response {
+        for (n, p) in route.response.iter().enumerate() {
             if p.fail == FailMode::Open {
                 r.add(
                     sr,
+                    &format!("response.{n}.fail"),
                     ctx.clone(),
                     format!(
                         "response policy {} has fail = \"open\": response policies see (and may redact) the response, so they always fail closed",
@@ -328,24 +337,20 @@ pub fn check(file: &File) -> Vec<Issue> {
                 );
             }
         }
-        for p in route.request.iter().chain(&route.response) {
+        let policies = (route.request.iter().enumerate().map(|(n, p)| (format!("request.{n}"), p)))
+            .chain(route.response.iter().enumerate().map(|(n, p)| (format!("response.{n}"), p)));
+        for (key, p) in policies {
             if !p.secrets.is_empty() && file.secrets.is_none() {
-                r.add(sr, ctx.clone(), "policy `secrets` grants need [secrets]");
+                r.add(sr, &format!("{key}.secrets"), ctx.clone(), "policy `secrets` grants need [secrets]");
             }
-            let module = p.module.clone();
-            if let Some(name) = p.registry_name() {
-                if file.registry.is_none() {
-                    r.add(
-                        sr,
-                        ctx.clone(),
-                        format!("module registry:{name} needs a [registry]"),
-                    );
-                }
-            } else if !module.is_file() {
+            if let Some(name) = p.registry_name()
+                && file.registry.is_none()
+            {
                 r.add(
                     sr,
+                    &format!("{key}.module"),
                     ctx.clone(),
-                    format!("module {} not found", module.display()),
+                    format!("module registry:{name} needs a [registry]"),
                 );
             }
             for (k, v) in &p.config {
@@ -357,6 +362,7 @@ pub fn check(file: &File) -> Vec<Issue> {
                 {
                     r.add(
                         sr,
+                        &format!("{key}.config.{k}"),
                         ctx.clone(),
                         format!(
                             "policy config `{k}` must be a string, number, boolean or flat array"
@@ -368,7 +374,7 @@ pub fn check(file: &File) -> Vec<Issue> {
         check_redaction(&mut r, sr, route, tenant, &ctx);
         // Its form is checked where it is lowered (`pipeline::Credential`).
         if route.upstream_auth.is_some() && file.secrets.is_none() {
-            r.add(sr, ctx.clone(), "upstream_auth needs [secrets]");
+            r.add(sr, "upstream_auth", ctx.clone(), "upstream_auth needs [secrets]");
         }
         if let Some(auth) = &route.auth {
             check_route_auth(&mut r, sr, auth, tenant, &issuers, &ctx);
@@ -380,11 +386,11 @@ pub fn check(file: &File) -> Vec<Issue> {
 fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> HashSet<String> {
     let file = r.file;
     if file.server.admin_auth.is_empty() {
-        r.top("[server] admin_auth", "must name at least one scheme");
+        r.key("server.admin_auth", "must name at least one scheme");
     }
     if file.server.admin_auth.contains(&Scheme::Mtls) {
-        r.top(
-            "[server] admin_auth",
+        r.key(
+            "server.admin_auth",
             "`mtls` is not available on the admin listener (it has no TLS)",
         );
     }
@@ -408,27 +414,24 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
     let mut each = |at: Span, name: &String, tenant: &Option<String>, platform: bool| {
         let ctx = format!("auth {name:?}");
         if !valid_name(name) {
-            r.add_at(
-                at.clone(),
-                ctx.clone(),
-                "name must be 1-64 of [A-Za-z0-9_.-]",
-            );
+            r.add_at(at.clone(), "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
         }
         if !names.insert(name.clone()) {
-            r.add_at(at.clone(), ctx.clone(), "name used twice in [auth]");
+            r.add_at(at.clone(), "name", ctx.clone(), "name used twice in [auth]");
         }
         if platform && tenant.is_some() {
             r.add_at(
                 at.clone(),
+                "platform",
                 ctx.clone(),
                 "`platform = true` and `tenant` exclude each other: a tenant's issuer never \
                  grants platform roles",
             );
         }
         if let Some(t) = tenant
-            && !tenants.contains_key(t)
+            && !r.known("tenant", t, tenants.contains_key(t))
         {
-            r.add_at(at, ctx, format!("tenant {t:?} is not defined"));
+            r.add_at(at, "tenant", ctx, format!("tenant {t:?} is not defined"));
         }
     };
     for (at, name, tenant, platform) in jwt.chain(introspection) {
@@ -446,36 +449,47 @@ fn check_route_auth(
     ctx: &str,
 ) {
     let file = r.file;
-    let mut say = |m: String| r.add(sr, ctx.into(), m);
+    let mut say = |field: &str, m: String| r.add(sr, field, ctx.into(), m);
     if auth.schemes.is_empty() {
-        say("auth.schemes must name at least one scheme".into());
+        say("auth.schemes", "auth.schemes must name at least one scheme".into());
     }
     let has_ca = tenant.is_some_and(|t| t.client_ca.is_some());
-    for s in &auth.schemes {
+    for (n, s) in auth.schemes.iter().enumerate() {
+        let field = format!("auth.schemes.{n}");
         match s {
             Scheme::Jwt if file.auth.jwt.is_empty() => {
-                say("auth scheme `jwt` needs an [[auth.jwt]] issuer".into());
+                say(&field, "auth scheme `jwt` needs an [[auth.jwt]] issuer".into());
             }
             Scheme::Oauth2 if file.auth.introspection.is_empty() => {
-                say("auth scheme `oauth2` needs an [[auth.introspection]] endpoint".into());
+                say(
+                    &field,
+                    "auth scheme `oauth2` needs an [[auth.introspection]] endpoint".into(),
+                );
             }
             Scheme::ApiKey if file.auth.api_keys.is_none() => {
-                say("auth scheme `api_key` needs [auth] api_keys".into());
+                say(&field, "auth scheme `api_key` needs [auth] api_keys".into());
             }
             Scheme::Mtls if file.server.tls.is_none() || !has_ca => {
-                say("auth scheme `mtls` needs [server.tls] and the tenant's client_ca".into());
+                say(
+                    &field,
+                    "auth scheme `mtls` needs [server.tls] and the tenant's client_ca".into(),
+                );
             }
             _ => {}
         }
     }
     if auth.bind_certificate && (file.server.tls.is_none() || !has_ca) {
-        say("auth.bind_certificate needs [server.tls] and the tenant's client_ca".into());
+        say(
+            "auth.bind_certificate",
+            "auth.bind_certificate needs [server.tls] and the tenant's client_ca".into(),
+        );
     }
-    for i in &auth.issuers {
+    for (n, i) in auth.issuers.iter().enumerate() {
         if !issuers.contains(i) {
-            say(format!(
-                "auth.issuers: {i:?} is not an [[auth.jwt]] or [[auth.introspection]] name"
-            ));
+            say(
+                &format!("auth.issuers.{n}"),
+                format!("auth.issuers: {i:?} is not an [[auth.jwt]] or [[auth.introspection]] name"),
+            );
         }
     }
 }
@@ -488,12 +502,15 @@ fn check_redaction(
     ctx: &str,
 ) {
     let rules = route.redaction(tenant);
-    // A real key is checked with the tenant; a placeholder lets the rules compile here.
+    // The key is read when the route is built; a placeholder lets the rules compile here.
     let key = tenant
         .and_then(|t| t.hash_key_file.as_ref())
         .map(|_| [1u8; 16]);
     match Redactor::new(&rules, key.as_ref().map(|k| k.as_slice())) {
-        Err(e) => r.add(sr, ctx.into(), format!("redaction {e}")),
+        Err(e) => {
+            let problem = redaction_problem(r.file, sr, &e);
+            r.issues.extend(r.file.issues(vec![problem]));
+        }
         Ok(redactor) => {
             for h in tenant
                 .map(|t| t.mandatory_headers.as_slice())
@@ -502,6 +519,7 @@ fn check_redaction(
                 if !redactor.header_names().any(|n| n.eq_ignore_ascii_case(h)) {
                     r.add(
                         sr,
+                        "redact",
                         ctx.into(),
                         format!(
                             "redaction does not cover mandatory header `{h}` of tenant {:?}",
@@ -519,6 +537,7 @@ fn check_redaction(
                     Err(_) => {
                         r.add(
                             sr,
+                            "redact",
                             ctx.into(),
                             format!("mandatory PII path `{m}` cannot be checked: use names, indices, `*` and `..name`"),
                         );
@@ -528,6 +547,7 @@ fn check_redaction(
                 if !covered {
                     r.add(
                         sr,
+                        "redact",
                         ctx.into(),
                         format!(
                             "redaction does not cover mandatory PII path `{m}` of tenant {:?}",
@@ -537,6 +557,34 @@ fn check_redaction(
                 }
             }
         }
+    }
+}
+
+/// A route's redaction rule that cannot be used, where it is written: the tenant's
+/// rules come first in the list, then the route's.
+pub(crate) fn redaction_problem(
+    file: &File,
+    sr: &Spanned<Route>,
+    e: &crate::redaction::ConfigError,
+) -> Problem {
+    let route = sr.get_ref();
+    let tenant = file.tenants.iter().find(|t| t.get_ref().name == route.tenant);
+    let inherited = tenant.map_or(0, |t| t.get_ref().redact.len());
+    let message = format!("redaction {e}");
+    match (e.index(), tenant) {
+        (Some(n), Some(t)) if n < inherited => Problem::at(
+            t,
+            &format!("redact.{n}"),
+            format!("tenant {:?}", route.tenant),
+            message,
+        ),
+        (Some(n), _) => Problem::at(
+            sr,
+            &format!("redact.{}", n - inherited),
+            format!("route {:?}", route.name),
+            message,
+        ),
+        (None, _) => Problem::at(sr, "redact", format!("route {:?}", route.name), message),
     }
 }
 

@@ -1,12 +1,17 @@
 //! The gateway's TOML configuration: what the file may say, and its defaults.
 //!
-//! [`load`] parses a file and [`check`] validates it as a whole (every error, each with
-//! its line); [`crate::Gateway`] refuses a configuration with any error. Relative paths
-//! are relative to the file's directory. `docs/gateway.md` is the reference.
+//! [`load`] parses a file, lowers each section into the type its subsystem owns and
+//! [`check`]s the whole, in one pass that reports every problem with its
+//! `file:line:col`; nothing is read beyond the file itself (key files, modules and the
+//! database are the builders'). [`read`] is the same pass for `check-config`, which goes
+//! on with whatever lowered. Relative paths are relative to the file's directory.
+//! `docs/gateway.md` is the reference.
 
-mod check;
+pub(crate) mod check;
 pub(crate) mod de;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -47,6 +52,110 @@ pub struct File {
     pub source: String,
     /// The file's path, for messages.
     pub path: PathBuf,
+    /// Where each key is, for messages.
+    pub(crate) spans: Spans,
+    /// `[[tenant]]`, `[[upstream]]` and `[[route]]` entries (`"route orders"`) that did
+    /// not lower: references to them are not reported as dangling.
+    pub(crate) unlowered: HashSet<String>,
+}
+
+/// Where each key and entry of the file is: `route.2.auth.schemes` -> its bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spans {
+    keys: BTreeMap<String, Range<usize>>,
+    /// The key of each table in an array (`route.2`, `auth.jwt.0`), by where it starts.
+    entries: HashMap<usize, String>,
+}
+
+impl Spans {
+    fn record_table(&mut self, key: &str, table: &toml::de::DeTable<'_>) {
+        for (k, v) in table.iter() {
+            let key = join(key, k.get_ref());
+            self.keys.insert(key.clone(), k.span());
+            self.record(&key, v);
+        }
+    }
+
+    fn record(&mut self, key: &str, value: &Spanned<DeValue<'_>>) {
+        match value.get_ref() {
+            DeValue::Table(table) => self.record_table(key, table),
+            DeValue::Array(items) => {
+                for (n, item) in items.iter().enumerate() {
+                    let key = format!("{key}.{n}");
+                    if matches!(item.get_ref(), DeValue::Table(_)) {
+                        self.entries.insert(item.span().start, key.clone());
+                    }
+                    self.keys.insert(key.clone(), item.span());
+                    self.record(&key, item);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Where `field` (a dotted key, may be empty) of the entry at `entry` is, or the
+    /// nearest enclosing key the file has.
+    fn find(&self, entry: Option<&Range<usize>>, field: &str) -> Option<Range<usize>> {
+        let base = entry.and_then(|e| self.entries.get(&e.start));
+        let mut key = match base {
+            Some(b) => join(b, field),
+            None if entry.is_some() => return entry.cloned(),
+            None => field.to_string(),
+        };
+        loop {
+            if let Some(span) = self.keys.get(&key) {
+                return Some(span.clone());
+            }
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent.to_string(),
+                None => return entry.cloned(),
+            }
+        }
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    match (prefix.is_empty(), key.is_empty()) {
+        (true, _) => key.to_string(),
+        (_, true) => prefix.to_string(),
+        _ => format!("{prefix}.{key}"),
+    }
+}
+
+/// A problem a builder found in its own part of the file (a key it cannot read, a
+/// module it cannot load): the entry and field it is about, for [`File::issues`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The entry's span (a `[[route]]`, an `[[auth.jwt]]`), or none for a section key.
+    pub entry: Option<Range<usize>>,
+    /// The key within the entry (or, without an entry, from the top: `auth.api_keys`).
+    pub field: String,
+    /// Which entry (`route "orders"`), when it is about one.
+    pub context: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with `field` of the entry `at`.
+    pub fn at<T>(at: &Spanned<T>, field: &str, context: String, message: String) -> Self {
+        Problem {
+            entry: Some(at.span()),
+            field: field.into(),
+            context,
+            message,
+        }
+    }
+
+    /// A problem with the section key `key` (`auth.api_keys`).
+    pub fn key(key: &str, message: String) -> Self {
+        Problem {
+            entry: None,
+            field: key.into(),
+            context: String::new(),
+            message,
+        }
+    }
 }
 
 /// A configuration that could not be loaded: every problem found, each with its place.
@@ -71,46 +180,83 @@ impl File {
     pub fn position(&self, offset: usize) -> (usize, usize) {
         position(&self.source, offset)
     }
+
+    /// Builders' problems as issues of this file, each at its line.
+    pub fn issues(&self, problems: Vec<Problem>) -> Vec<Issue> {
+        problems
+            .into_iter()
+            .map(|p| Issue {
+                path: self.path.clone(),
+                at: self
+                    .spans
+                    .find(p.entry.as_ref(), &p.field)
+                    .map(|s| self.position(s.start)),
+                context: p.context,
+                message: p.message,
+            })
+            .collect()
+    }
 }
 
-/// Reads and parses `path`. Syntax and type errors come back with their line; the
-/// semantic checks are [`check`]'s.
+/// Reads `path`, then [`parse`]s it.
 ///
 /// # Errors
 ///
-/// [`Invalid`] with one issue when the file cannot be read or parsed.
+/// [`Invalid`] with every problem of the file, each with its place.
 pub fn load(path: &Path) -> Result<File, Invalid> {
-    let source = std::fs::read_to_string(path).map_err(|e| Invalid {
-        issues: vec![Issue::file(path, format!("cannot read: {e}"))],
-    })?;
-    parse(path, source)
+    match read(path) {
+        (Some(file), issues) if issues.is_empty() => Ok(file),
+        (_, issues) => Err(Invalid { issues }),
+    }
 }
 
-/// Parses config `source` as if read from `path`, then lowers it: each section (and
-/// each `[[tenant]]`, `[[upstream]]`, `[[route]]`) is deserialized on its own into the
-/// type its subsystem owns, so that one bad entry does not hide the problems of the
-/// others, and relative paths are made the file's directory's.
+/// Parses config `source` as if read from `path`, lowers it and [`check`]s it.
 ///
 /// # Errors
 ///
-/// [`Invalid`] with every syntax error, or else every section or entry that does not
-/// deserialize, each with its `line:column`.
+/// [`Invalid`] with every problem, each with its `line:column`.
 pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
+    match read_source(path, source) {
+        (Some(file), issues) if issues.is_empty() => Ok(file),
+        (_, issues) => Err(Invalid { issues }),
+    }
+}
+
+/// What `check-config` starts from: the file as far as it lowered (none when it cannot
+/// be read or has a syntax error) and every problem found, in file order.
+pub fn read(path: &Path) -> (Option<File>, Vec<Issue>) {
+    match std::fs::read_to_string(path) {
+        Ok(source) => read_source(path, source),
+        Err(e) => (None, vec![Issue::file(path, format!("cannot read: {e}"))]),
+    }
+}
+
+/// Parses `source`, lowers each section (and each `[[tenant]]`, `[[upstream]]`,
+/// `[[route]]`) on its own into the type its subsystem owns, so that one bad entry does
+/// not hide the problems of the others, makes relative paths the file's directory's, and
+/// checks what lowered as a whole.
+fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
     let mut file = File::empty(path);
     file.base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     // Each problem with the span it is at, if any.
-    let mut problems: Vec<Problem> = Vec::new();
+    let mut problems: Vec<Located> = Vec::new();
     let (root, syntax) = toml::de::DeTable::parse_recoverable(&source);
     problems.extend(syntax.iter().map(|e| (e.span(), e.message().to_string())));
-    if problems.is_empty() {
+    let syntax_ok = problems.is_empty();
+    if syntax_ok {
+        file.spans.record_table("", root.get_ref());
         let mut server = None;
         for (key, value) in root.into_inner() {
             let key_span = key.span();
             let name = key.into_inner();
-            let mut keep = |p| problems.push(p);
+            let mut list = Lowering {
+                problems: &mut problems,
+                unlowered: &mut file.unlowered,
+            };
+            let mut keep = |p| list.problems.push(p);
             match name.as_ref() {
                 "server" => server = lower(value).map_err(&mut keep).ok(),
                 "audit" => file.audit = lower(value).map_err(keep).unwrap_or_default(),
@@ -118,9 +264,9 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
                 "auth" => file.auth = lower(value).map_err(keep).unwrap_or_default(),
                 "registry" => file.registry = lower(value).map_err(keep).ok(),
                 "secrets" => file.secrets = lower(value).map_err(keep).ok(),
-                "tenant" => file.tenants = entries(value, &name, key_span, &mut problems),
-                "upstream" => file.upstreams = entries(value, &name, key_span, &mut problems),
-                "route" => file.routes = entries(value, &name, key_span, &mut problems),
+                "tenant" => file.tenants = list.entries(value, &name, key_span),
+                "upstream" => file.upstreams = list.entries(value, &name, key_span),
+                "route" => file.routes = list.entries(value, &name, key_span),
                 other => keep((
                     Some(key_span),
                     format!(
@@ -132,7 +278,7 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         }
         match server {
             Some(s) => file.server = s,
-            None if problems.is_empty() => {
+            None if !file.spans.keys.contains_key("server") => {
                 problems.push((None, "missing section `[server]`".into()));
             }
             None => {}
@@ -148,65 +294,102 @@ pub fn parse(path: &Path, source: String) -> Result<File, Invalid> {
         })
         .collect();
     file.source = source;
-    if !issues.is_empty() {
-        issues.sort_by_key(|i| i.at);
-        return Err(Invalid { issues });
+    if !syntax_ok {
+        return (None, issues);
     }
-    let base = file.base.clone();
-    file.server.rebase(&base);
-    file.audit.rebase(&base);
-    file.runtime.rebase(&base);
-    file.auth.rebase(&base);
-    for t in &mut file.tenants {
-        t.get_mut().rebase(&base);
+    file.rebase();
+    issues.extend(check(&file));
+    issues.sort_by_key(|i| i.at);
+    (Some(file), issues)
+}
+
+impl File {
+    /// Makes every relative path the file's directory's.
+    fn rebase(&mut self) {
+        let base = self.base.clone();
+        self.server.rebase(&base);
+        self.audit.rebase(&base);
+        self.runtime.rebase(&base);
+        self.auth.rebase(&base);
+        for t in &mut self.tenants {
+            t.get_mut().rebase(&base);
+        }
+        for u in &mut self.upstreams {
+            u.get_mut().rebase(&base);
+        }
+        for r in &mut self.routes {
+            r.get_mut().rebase(&base);
+        }
+        if let Some(secrets) = &mut self.secrets {
+            secrets.rebase(&base);
+        }
+        if let Some(registry) = &mut self.registry {
+            registry.rebase(&base);
+        }
     }
-    for u in &mut file.upstreams {
-        u.get_mut().rebase(&base);
-    }
-    for r in &mut file.routes {
-        r.get_mut().rebase(&base);
-    }
-    if let Some(secrets) = &mut file.secrets {
-        secrets.rebase(&base);
-    }
-    if let Some(registry) = &mut file.registry {
-        registry.rebase(&base);
-    }
-    Ok(file)
 }
 
 /// A problem of the file: where (a byte range), and what.
-type Problem = (Option<std::ops::Range<usize>>, String);
+type Located = (Option<Range<usize>>, String);
 
 /// One section or entry as the type its subsystem owns. A problem that type finds
 /// itself (an either/or choice, say) has no span of its own: it is the value's.
-fn lower<T: serde::de::DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, Problem> {
+fn lower<T: serde::de::DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, Located> {
     let span = value.span();
     T::deserialize(ValueDeserializer::from(value))
         .map_err(|e| (e.span().or(Some(span)), e.message().to_string()))
 }
 
-/// The entries of a `[[name]]` array, each lowered on its own: one bad entry does not
-/// hide the others' problems.
-fn entries<T: serde::de::DeserializeOwned>(
-    value: Spanned<DeValue<'_>>,
-    name: &str,
-    key_span: std::ops::Range<usize>,
-    problems: &mut Vec<Problem>,
-) -> Vec<Spanned<T>> {
-    match value.into_inner() {
-        DeValue::Array(items) => items
-            .into_iter()
-            .filter_map(|item| lower(item).map_err(|p| problems.push(p)).ok())
-            .collect(),
-        _ => {
-            problems.push((
-                Some(key_span),
-                format!("`{name}` must be an array of tables (`[[{name}]]`)"),
-            ));
-            Vec::new()
+/// Where lowered entries report: the problems, and the entries that did not lower.
+struct Lowering<'a> {
+    problems: &'a mut Vec<Located>,
+    unlowered: &'a mut HashSet<String>,
+}
+
+impl Lowering<'_> {
+    /// The entries of a `[[name]]` array, each lowered on its own: one bad entry does
+    /// not hide the others' problems, and references to it are not reported as dangling.
+    fn entries<T: serde::de::DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        name: &str,
+        key_span: Range<usize>,
+    ) -> Vec<Spanned<T>> {
+        match value.into_inner() {
+            DeValue::Array(items) => items
+                .into_iter()
+                .filter_map(|item| {
+                    let entry = entry_name(&item);
+                    lower(item)
+                        .map_err(|p| {
+                            self.problems.push(p);
+                            if let Some(entry) = entry {
+                                self.unlowered.insert(format!("{name} {entry}"));
+                            }
+                        })
+                        .ok()
+                })
+                .collect(),
+            _ => {
+                self.problems.push((
+                    Some(key_span),
+                    format!("`{name}` must be an array of tables (`[[{name}]]`)"),
+                ));
+                Vec::new()
+            }
         }
     }
+}
+
+/// The `name` of a table, if it has a string one.
+fn entry_name(item: &Spanned<DeValue<'_>>) -> Option<String> {
+    let DeValue::Table(table) = item.get_ref() else {
+        return None;
+    };
+    table.iter().find_map(|(k, v)| match v.get_ref() {
+        DeValue::String(s) if k.get_ref() == "name" => Some(s.to_string()),
+        _ => None,
+    })
 }
 
 /// `line:column` (1-based) of a byte offset of `source`.
@@ -232,6 +415,8 @@ impl File {
             base: PathBuf::new(),
             source: String::new(),
             path: path.to_path_buf(),
+            spans: Spans::default(),
+            unlowered: HashSet::new(),
         }
     }
 }
@@ -301,7 +486,7 @@ on = true
     fn a_valid_file_is_lowered_with_its_paths_made_the_files_directorys() {
         let file = parse(
             Path::new("/etc/p/palisade.toml"),
-            "[server]\nlisten = \"127.0.0.1:8080\"\n[registry]\ndir = \"mods\"\n[secrets]\nmaster_key = \"keys/m\"\n[auth]\napi_keys = \"keys.json\"\n[[tenant]]\nname = \"t\"\nclient_ca = \"/abs/ca.pem\"\nmodule_keys = [\"k.pub\"]\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nrequest = [{ module = \"p.wasm\" }, { module = \"registry:m@1\" }]\n".into(),
+            "[server]\nlisten = \"127.0.0.1:8080\"\n[registry]\ndir = \"mods\"\n[secrets]\nmaster_key = \"keys/m\"\n[auth]\napi_keys = \"keys.json\"\n[[tenant]]\nname = \"t\"\nclient_ca = \"/abs/ca.pem\"\nmodule_keys = [\"k.pub\"]\n[[upstream]]\nname = \"u\"\nurl = \"http://127.0.0.1:1\"\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nrequest = [{ module = \"p.wasm\" }, { module = \"registry:m@1\" }]\n".into(),
         )
         .unwrap();
         assert_eq!(file.server.listen, "127.0.0.1:8080".parse().unwrap());
@@ -329,13 +514,65 @@ on = true
             ["/etc/p/palisade.toml: missing section `[server]`"]
         );
         // Either/or choices are refused when the file is read, before anything opens.
-        let both = "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nupstream_auth = { bearer = \"a\", header = \"x-key\", header_secret = \"b\" }\n";
+        let both = "[server]\nlisten = \"127.0.0.1:0\"\n[secrets]\nmaster_key = \"m\"\n[[tenant]]\nname = \"t\"\n[[upstream]]\nname = \"u\"\nurl = \"http://127.0.0.1:1\"\n[[route]]\nname = \"r\"\ntenant = \"t\"\nupstream = \"u\"\nupstream_auth = { bearer = \"a\", header = \"x-key\", header_secret = \"b\" }\n";
         let found = problems(both);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("/etc/p/palisade.toml:7:17")
+            found[0].starts_with("/etc/p/palisade.toml:14:17")
                 && found[0].contains("set exactly one of"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn lowering_and_whole_file_problems_come_in_one_pass_each_at_its_key() {
+        let text = r#"[server]
+listen = "127.0.0.1:0"
+max_headers = 0
+
+[[tenant]]
+name = "acme"
+mandatory_pii = ["$.ok", "$[[["]
+
+[[tenant]]
+name = "broken"
+colour = "blue"
+
+[[upstream]]
+name = "up"
+url = "http://127.0.0.1:1"
+
+[[route]]
+name = "a"
+tenant = "nobody"
+upstream = "up"
+
+[[route]]
+name = "b"
+tenant = "broken"
+upstream = "up"
+path = "/b"
+
+[[route.redact]]
+path = "$.fine"
+
+[[route.redact]]
+path = "$[[["
+"#;
+        let found = problems(text);
+        let want = [
+            ("3:1", "[server]: must be positive"),
+            ("7:26", "tenant \"acme\": mandatory_pii `$[[[` is not a valid JSONPath"),
+            ("11:1", "unknown field `colour`"),
+            ("19:1", "route \"a\": tenant \"nobody\" is not defined"),
+            ("31:1", "route \"b\": redaction rule 2: invalid JSONPath"),
+        ];
+        assert_eq!(found.len(), want.len(), "{found:#?}");
+        for (got, (at, says)) in found.iter().zip(want) {
+            assert!(
+                got.starts_with(&format!("/etc/p/palisade.toml:{at}: ")) && got.contains(says),
+                "{got:?} (want {at} {says})"
+            );
+        }
     }
 }

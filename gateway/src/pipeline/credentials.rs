@@ -48,6 +48,15 @@ impl TryFrom<UpstreamAuth> for Credential {
 }
 
 impl Credential {
+    /// The id of the secret that holds the credential.
+    pub(crate) fn secret(&self) -> &str {
+        match self {
+            Credential::Bearer { secret }
+            | Credential::Basic { secret, .. }
+            | Credential::Header { secret, .. } => secret,
+        }
+    }
+
     /// The credential `[route.upstream_auth]` describes.
     ///
     /// # Errors

@@ -46,12 +46,12 @@ use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
 pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope, request_of};
-pub(crate) use self::routes::{Checked, Route, Routes};
+pub(crate) use self::routes::{Checked, Route, Routes, Sources};
 use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
 use crate::chain::Observer;
 pub(crate) use crate::chain::POLICY_INVALID_OUTPUT;
-use crate::config::{File, Invalid};
+use crate::config::{File, Invalid, Issue, Problem};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -111,13 +111,12 @@ impl Pipeline {
             .map(Arc::new);
         let kept = Kept::new(metrics.clone());
         let file = file.clone();
-        let routes = Routes::build(
-            checked,
-            &engine,
-            registry.as_deref(),
-            secrets.as_deref(),
-            &kept,
-        )?;
+        let sources = Sources {
+            registry: registry.as_deref(),
+            secrets: secrets.as_deref(),
+            offline: false,
+        };
+        let routes = Routes::build(checked, &engine, sources, &kept)?;
         Ok(Pipeline {
             shedder: Arc::new(Shedder::new(&file.server.overload, metrics.clone())),
             kept,
@@ -151,13 +150,12 @@ impl Pipeline {
                 tracing::warn!(error = %e, "registry not readable; using the last known versions");
             }
         }
-        let routes = match Routes::build(
-            checked,
-            &self.engine,
-            self.registry.as_deref(),
-            self.secrets.as_deref(),
-            &self.kept,
-        ) {
+        let sources = Sources {
+            registry: self.registry.as_deref(),
+            secrets: self.secrets.as_deref(),
+            offline: false,
+        };
+        let routes = match Routes::build(checked, &self.engine, sources, &self.kept) {
             Ok(r) => r,
             Err(e) => {
                 // The old trust stays with the old routes.
@@ -512,16 +510,58 @@ fn bind_tenant(
     })
 }
 
-/// Loads every module and compiles every rule of `file` without serving: what
-/// `palisade check-config` reports.
-///
-/// # Errors
-///
-/// [`Invalid`] with every problem in `file`.
-pub fn validate(file: &File, engine: &Engine) -> Result<(), Invalid> {
-    let checked = Checked::new(file)?;
-    let registry = Registry::from_file(file, engine).map_err(|issues| Invalid { issues })?;
-    let secrets = SecretStore::from_file(file).map_err(|issues| Invalid { issues })?;
+/// Builds everything `file` names without serving and without changing anything (no
+/// database or directory is created): its key files, CAs and modules and, unless
+/// `offline`, the registry modules and secrets it references, read from the database.
+/// What `palisade check-config` reports after [`crate::config::read`].
+pub fn validate(file: &File, engine: &Engine, offline: bool) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let checked = Checked::new(file).unwrap_or_else(|invalid| {
+        issues.extend(invalid.issues);
+        Checked::unauthenticated(file)
+    });
+    let mut registry = None;
+    let mut secrets = None;
+    if offline {
+        if let Err(problems) = crate::registry::trust(&file.tenants) {
+            issues.extend(file.issues(problems));
+        }
+    } else {
+        let db = &file.audit.store;
+        let mut unusable = Vec::new();
+        if let Some(config) = &file.registry {
+            match Registry::open_read_only(config, db, engine) {
+                Ok(r) => {
+                    if let Err(more) = r.set_trust(file) {
+                        issues.extend(more);
+                    }
+                    registry = Some(r);
+                }
+                Err(e) => unusable.push(Problem::key(
+                    "registry",
+                    format!("[registry] {e} (or check with --offline)"),
+                )),
+            }
+        }
+        if let Some(config) = &file.secrets {
+            match SecretStore::open_read_only(config, db) {
+                Ok(s) => secrets = Some(s),
+                Err(e) => unusable.push(Problem::key(
+                    "secrets",
+                    format!("[secrets] {e} (or check with --offline)"),
+                )),
+            }
+        }
+        issues.extend(file.issues(unusable));
+    }
     let kept = Kept::new(Arc::new(Metrics::new()));
-    Routes::build(checked, engine, registry.as_ref(), secrets.as_ref(), &kept).map(drop)
+    let sources = Sources {
+        registry: registry.as_ref(),
+        secrets: secrets.as_ref(),
+        offline: true,
+    };
+    if let Err(invalid) = Routes::build(checked, engine, sources, &kept) {
+        issues.extend(invalid.issues);
+    }
+    issues
 }

@@ -16,7 +16,7 @@ use super::io::UpstreamClient;
 use super::{BodyLimits, Credential, Methods, Policies};
 use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
-use crate::config::{self, File, Invalid, Issue};
+use crate::config::{self, File, Invalid};
 use crate::redaction::Redactor;
 use crate::registry::Registry;
 use crate::resilience::{Kept, RetryOn, RouteGuard, TenantGuard, UpstreamGuard};
@@ -110,7 +110,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// A file that passed [`config::check`], with the credentials it configures built: what
+/// A file ([`config::load`] checked it), with the credentials it configures built: what
 /// routes are built from. Each is done once per load or reload.
 pub(crate) struct Checked<'a> {
     file: &'a File,
@@ -123,22 +123,24 @@ impl<'a> Checked<'a> {
         self.file
     }
 
-    /// Checks `file` as a whole and builds its [`Authenticator`].
+    /// Builds the [`Authenticator`] of `file`.
     ///
     /// # Errors
     ///
-    /// [`Invalid`] with every problem of both.
+    /// [`Invalid`] with every key, key file or CA that cannot be used.
     pub(crate) fn new(file: &'a File) -> Result<Self, Invalid> {
-        let mut issues = config::check(file);
-        match Authenticator::build(file) {
-            Ok(auth) if issues.is_empty() => Ok(Checked { file, auth }),
-            Ok(_) => Err(Invalid { issues }),
-            Err(Invalid { issues: more }) => {
-                issues.extend(more);
-                issues.sort_by_key(|i| i.at);
-                Err(Invalid { issues })
-            }
-        }
+        let auth = Authenticator::build(&file.auth, &file.tenants).map_err(|problems| Invalid {
+            issues: file.issues(problems),
+        })?;
+        Ok(Checked { file, auth })
+    }
+
+    /// `file` with no credentials: what `check-config` builds the routes with when the
+    /// credentials themselves have problems (reported already), to find the routes'.
+    pub(crate) fn unauthenticated(file: &'a File) -> Self {
+        let auth = Authenticator::build(&crate::auth::Config::default(), &[])
+            .expect("an empty configuration has nothing to load");
+        Checked { file, auth }
     }
 }
 
@@ -168,40 +170,42 @@ impl Routes {
             .cloned()
     }
 
-    /// Loads every module and compiles every rule of a checked `file`; resilience state
-    /// comes from (and, on success, goes back to) `kept`.
+    /// Loads every module, key and secret reference and compiles every rule of a
+    /// checked `file`; resilience state comes from (and, on success, goes back to)
+    /// `kept`. What `sources` does not hold (offline) is not loaded.
     ///
     /// # Errors
     ///
-    /// [`Invalid`] with every module that cannot be loaded and every rule that cannot be
-    /// compiled (the file itself was checked by [`Checked::new`]).
+    /// [`Invalid`] with every module that cannot be loaded, key file that cannot be
+    /// read, secret that does not exist and rule that cannot be compiled.
     pub(crate) fn build(
         checked: Checked<'_>,
         engine: &Engine,
-        registry: Option<&Registry>,
-        secrets: Option<&SecretStore>,
+        sources: Sources<'_>,
         kept: &Kept,
     ) -> Result<Self, Invalid> {
         let Checked { file, auth } = checked;
-        let mut issues = Vec::new();
+        let Sources {
+            registry,
+            secrets,
+            offline,
+        } = sources;
+        let mut issues: Vec<config::Problem> = Vec::new();
         let mut generation = kept.begin();
         let mut upstreams = HashMap::new();
-        for u in &file.upstreams {
-            let u = u.get_ref();
-            let problem = |message: String| Issue {
-                path: file.path.clone(),
-                at: None,
-                context: format!("upstream {:?}", u.name),
-                message,
+        for su in &file.upstreams {
+            let u = su.get_ref();
+            let problem = |field: &str, message: String| {
+                config::Problem::at(su, field, format!("upstream {:?}", u.name), message)
             };
             let Ok(base) = u.url.parse::<http::Uri>() else {
-                issues.push(problem(format!("url `{}` is not a URL", u.url)));
+                issues.push(problem("url", format!("url `{}` is not a URL", u.url)));
                 continue;
             };
-            let tls = match upstream_tls(u, secrets) {
+            let tls = match upstream_tls(u, secrets, offline) {
                 Ok(t) => t,
-                Err(message) => {
-                    issues.push(problem(message));
+                Err((field, message)) => {
+                    issues.push(problem(field, message));
                     continue;
                 }
             };
@@ -215,31 +219,61 @@ impl Routes {
         // One pool per upstream and connect timeout: routes with the same share it.
         let mut clients: HashMap<(String, Duration), UpstreamClient> = HashMap::new();
         let body_timeout = file.server.body_timeout;
-        let tenants: HashMap<&str, &config::Tenant> = file
+        let tenants: HashMap<&str, &toml::Spanned<config::Tenant>> = file
             .tenants
             .iter()
-            .map(|t| (t.get_ref().name.as_str(), t.get_ref()))
+            .map(|t| (t.get_ref().name.as_str(), t))
             .collect();
+        // Each tenant's hash key, read once.
+        let mut hash_keys: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
+        for (name, t) in &tenants {
+            let key = match &t.get_ref().hash_key_file {
+                None => None,
+                Some(k) => match std::fs::read(k) {
+                    Ok(key) if key.len() >= 16 => Some(key),
+                    Ok(_) => {
+                        issues.push(config::Problem::at(
+                            t,
+                            "hash_key_file",
+                            format!("tenant {name:?}"),
+                            "hash_key_file must hold at least 16 bytes".into(),
+                        ));
+                        None
+                    }
+                    Err(e) => {
+                        issues.push(config::Problem::at(
+                            t,
+                            "hash_key_file",
+                            format!("tenant {name:?}"),
+                            format!("hash_key_file {}: {e}", k.display()),
+                        ));
+                        None
+                    }
+                },
+            };
+            hash_keys.insert(name, key);
+        }
 
         let mut loaded: HashMap<PathBuf, Policy> = HashMap::new();
         let mut routes = Vec::new();
         for sr in &file.routes {
             let r = sr.get_ref();
-            let at = Some(file.position(sr.span().start));
-            let mut issue = |message: String| {
-                issues.push(Issue {
-                    path: file.path.clone(),
-                    at,
-                    context: format!("route {:?}", r.name),
-                    message,
-                })
+            let context = format!("route {:?}", r.name);
+            let mut issue = |field: &str, message: String| {
+                issues.push(config::Problem::at(sr, field, context.clone(), message));
             };
-            let mut chain = |policies: &[config::Policy]| {
+            let mut chain = |phase: &str, policies: &[config::Policy]| {
                 let mut out = Chain::default();
-                for p in policies {
+                for (n, p) in policies.iter().enumerate() {
+                    let field = format!("{phase}.{n}.module");
                     if let Some(reference) = p.registry_name() {
                         let Some(registry) = registry else {
-                            issue(format!("module registry:{reference} needs a [registry]"));
+                            if !offline || file.registry.is_none() {
+                                issue(
+                                    &field,
+                                    format!("module registry:{reference} needs a [registry]"),
+                                );
+                            }
                             continue;
                         };
                         match registry.load(&r.tenant, reference) {
@@ -251,7 +285,7 @@ impl Routes {
                                 policy.reference.version = version;
                                 out.policies.push(policy);
                             }
-                            Err(e) => issue(format!("module registry:{reference}: {e}")),
+                            Err(e) => issue(&field, format!("module registry:{reference}: {e}")),
                         }
                         continue;
                     }
@@ -264,7 +298,10 @@ impl Routes {
                                 m
                             }
                             Err(e) => {
-                                issue(format!("module {}: {e} [{}]", path.display(), e.kind()));
+                                issue(
+                                    &field,
+                                    format!("module {}: {e} [{}]", path.display(), e.kind()),
+                                );
                                 continue;
                             }
                         },
@@ -277,29 +314,39 @@ impl Routes {
                 }
                 out
             };
-            let request = chain(&r.request);
-            let response = chain(&r.response);
-            let tenant = tenants.get(r.tenant.as_str());
+            let request = chain("request", &r.request);
+            let response = chain("response", &r.response);
+            let tenant = tenants.get(r.tenant.as_str()).map(|t| t.get_ref());
+            if let Some(store) = secrets {
+                for (field, id) in secret_references(r) {
+                    match store.sealed(&r.tenant, id) {
+                        Ok(_) => {}
+                        Err(crate::secrets::SecretError::NotFound) => issue(
+                            &field,
+                            format!(
+                                "secret {id:?} of tenant {:?} does not exist (`palisade secret put`)",
+                                r.tenant
+                            ),
+                        ),
+                        Err(e) => issue(&field, format!("secret {id:?}: {e}")),
+                    }
+                }
+            }
             // A route whose redaction cannot be built is not built: it would otherwise
             // serve without it.
-            let key = match tenant.and_then(|t| t.hash_key_file.as_ref()) {
+            let key = match hash_keys.get(r.tenant.as_str()) {
+                Some(None) if tenant.is_some_and(|t| t.hash_key_file.is_some()) => continue,
+                Some(key) => key.clone(),
                 None => None,
-                Some(k) => match std::fs::read(k) {
-                    Ok(key) => Some(key),
-                    Err(e) => {
-                        issue(format!("hash_key_file {}: {e}", k.display()));
-                        continue;
-                    }
-                },
             };
-            let redact = r.redaction(tenant.copied());
+            let redact = r.redaction(tenant);
             let redactor = if redact.is_empty() {
                 None
             } else {
                 match Redactor::new(&redact, key.as_deref()) {
                     Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
-                        issue(format!("redaction {e}"));
+                        issues.push(config::check::redaction_problem(file, sr, &e));
                         continue;
                     }
                 }
@@ -307,7 +354,7 @@ impl Routes {
             let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
             let upstream_auth = r.upstream_auth.clone();
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
-                issue(format!("upstream {:?} is not available", r.upstream));
+                issue("upstream", format!("upstream {:?} is not available", r.upstream));
                 continue;
             };
             let connect = r.connect_timeout.unwrap_or(u.connect_timeout);
@@ -358,6 +405,7 @@ impl Routes {
         }
         let trusted_proxies = file.server.trusted_proxies.iter().map(|p| p.0).collect();
         if !issues.is_empty() {
+            let mut issues = file.issues(issues);
             issues.sort_by_key(|i| i.at);
             return Err(Invalid { issues });
         }
@@ -388,39 +436,83 @@ fn client(tls: rustls::ClientConfig, connect: Duration, max_idle: usize) -> Upst
         .build(connector)
 }
 
+/// What a build may consult beyond the file: the registry and secret store it
+/// configures, or, `offline` (`check-config --offline`), neither.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Sources<'a> {
+    pub(crate) registry: Option<&'a Registry>,
+    pub(crate) secrets: Option<&'a SecretStore>,
+    pub(crate) offline: bool,
+}
+
+/// The secrets a route names (upstream credential, policy grants), each with its key.
+fn secret_references(r: &config::Route) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(c) = &r.upstream_auth {
+        out.push(("upstream_auth".to_string(), c.secret()));
+    }
+    let phases = [("request", &r.request), ("response", &r.response)];
+    for (phase, policies) in phases {
+        for (n, p) in policies.iter().enumerate() {
+            for (g, id) in p.secrets.iter().enumerate() {
+                out.push((format!("{phase}.{n}.secrets.{g}"), id.as_str()));
+            }
+        }
+    }
+    out
+}
+
 /// TLS for an upstream: the system's roots plus `ca`, and the client certificate
-/// (decrypted from the secret store) when one is configured.
+/// (decrypted from the secret store) when one is configured and the store is at hand.
 fn upstream_tls(
     u: &config::Upstream,
     secrets: Option<&SecretStore>,
-) -> Result<rustls::ClientConfig, String> {
+    offline: bool,
+) -> Result<rustls::ClientConfig, (&'static str, String)> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let roots = crate::auth::introspect::trust_roots(u.ca.as_deref())?;
+    let roots = crate::auth::introspect::trust_roots(u.ca.as_deref()).map_err(|e| ("ca", e))?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| ("", e.to_string()))?
     .with_root_certificates(roots);
     let Some(cc) = &u.client_cert else {
         return Ok(builder.with_no_client_auth());
     };
-    let store = secrets.ok_or("client_cert needs [secrets]")?;
+    let Some(store) = secrets else {
+        if offline {
+            return Ok(builder.with_no_client_auth());
+        }
+        return Err(("client_cert", "client_cert needs [secrets]".into()));
+    };
     let fetch = |id: &str| {
-        store
-            .get(&cc.tenant, id)
-            .map_err(|e| format!("client_cert secret {id:?} of tenant {:?}: {e}", cc.tenant))
+        store.get(&cc.tenant, id).map_err(|e| {
+            (
+                "client_cert",
+                format!("client_cert secret {id:?} of tenant {:?}: {e}", cc.tenant),
+            )
+        })
     };
     let (cert, key) = (fetch(&cc.cert)?, fetch(&cc.key)?);
     let chain = CertificateDer::pem_slice_iter(cert.expose())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("client_cert {:?}: not PEM certificates: {e}", cc.cert))?;
-    let key = PrivateKeyDer::from_pem_slice(key.expose())
-        .map_err(|_| format!("client_cert {:?}: not a PEM private key", cc.key))?;
+        .map_err(|e| {
+            (
+                "client_cert.cert",
+                format!("client_cert {:?}: not PEM certificates: {e}", cc.cert),
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key.expose()).map_err(|_| {
+        (
+            "client_cert.key",
+            format!("client_cert {:?}: not a PEM private key", cc.key),
+        )
+    })?;
     builder
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("client_cert: {e}"))
+        .map_err(|e| ("client_cert", format!("client_cert: {e}")))
 }
 
 fn limits(base: &Limits, p: &config::Policy) -> Limits {

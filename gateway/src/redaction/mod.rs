@@ -90,30 +90,30 @@ impl Rule {
     }
 }
 
-/// A rule that cannot be used; names the rule by index.
+/// A rule that cannot be used; names the rule by its place in the list (the first is 1).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The JSONPath does not parse.
-    #[error("rule {index}: invalid JSONPath: {message}")]
+    #[error("rule {}: invalid JSONPath: {message}", index + 1)]
     Path {
-        /// Index of the rule.
+        /// Index of the rule (from 0).
         index: usize,
         /// The parser's message.
         message: String,
     },
     /// The regex is too long, too large once compiled, or invalid.
-    #[error("rule {index}: invalid or oversized regex: {message}")]
+    #[error("rule {}: invalid or oversized regex: {message}", index + 1)]
     Regex {
-        /// Index of the rule.
+        /// Index of the rule (from 0).
         index: usize,
         /// Why.
         message: String,
     },
     /// A hash action without a key.
-    #[error("rule {index}: action `hash` needs a hash key")]
+    #[error("rule {}: action `hash` needs a hash key", index + 1)]
     NoHashKey {
-        /// Index of the rule.
+        /// Index of the rule (from 0).
         index: usize,
     },
     /// A mandatory path that is not a valid JSONPath.
@@ -122,6 +122,18 @@ pub enum ConfigError {
         /// The path.
         path: String,
     },
+}
+
+impl ConfigError {
+    /// The index (from 0) of the rule at fault, if it is about one.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            ConfigError::Path { index, .. }
+            | ConfigError::Regex { index, .. }
+            | ConfigError::NoHashKey { index } => Some(*index),
+            ConfigError::Mandatory { .. } => None,
+        }
+    }
 }
 
 /// Why a body could not be redacted. The gateway fails the request closed.

@@ -47,7 +47,8 @@ use self::signing::Trust;
 pub use self::signing::{sign, signed_message};
 pub use self::storage::Version;
 use self::storage::{INSERT, Row, SELECT, to_row};
-use crate::config::{File, Issue};
+use crate::config::{File, Issue, Problem, Tenant};
+use crate::db::Access;
 use crate::db::Db;
 
 /// A module ready for routes: loaded once per digest.
@@ -81,15 +82,42 @@ impl Registry {
     ///
     /// [`RegistryError::Storage`] when the directory or the database cannot be used.
     pub fn open(config: &Config, db: &Target, engine: &Engine) -> Result<Self, RegistryError> {
+        Self::open_with(config, db, engine, Access::Create)
+    }
+
+    /// Opens the registry to read only: its directory and tables must exist; nothing is
+    /// created (`check-config`).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::Storage`] when the directory or the database is missing or cannot
+    /// be read.
+    pub fn open_read_only(
+        config: &Config,
+        db: &Target,
+        engine: &Engine,
+    ) -> Result<Self, RegistryError> {
+        Self::open_with(config, db, engine, Access::ReadOnly)
+    }
+
+    fn open_with(
+        config: &Config,
+        db: &Target,
+        engine: &Engine,
+        access: Access,
+    ) -> Result<Self, RegistryError> {
         let modules = config.dir.join("modules");
-        std::fs::create_dir_all(&modules)
-            .map_err(|e| storage(format!("dir {}: {e}", config.dir.display())))?;
+        if access == Access::Create {
+            std::fs::create_dir_all(&modules)
+                .map_err(|e| storage(format!("dir {}: {e}", config.dir.display())))?;
+        }
         let dir = Dir::open_ambient_dir(&modules, ambient_authority())
             .map_err(|e| storage(format!("dir {}: {e}", config.dir.display())))?;
         let meta = Db::open(
             db,
             palisade_ledger::REGISTRY_SCHEMA,
             "SELECT 1 FROM palisade_registry_active LIMIT 1",
+            access,
         )
         .map_err(|e| storage(format!("metadata: {e}")))?;
         let registry = Registry {
@@ -116,8 +144,9 @@ impl Registry {
         let Some(config) = &file.registry else {
             return Ok(None);
         };
-        let registry = Self::open(config, &file.audit.store, engine)
-            .map_err(|e| vec![Issue::file(&file.path, format!("[registry] {e}"))])?;
+        let registry = Self::open(config, &file.audit.store, engine).map_err(|e| {
+            file.issues(vec![Problem::key("registry", format!("[registry] {e}"))])
+        })?;
         registry.set_trust(file)?;
         Ok(Some(registry))
     }
@@ -126,30 +155,9 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// A key file that cannot be read.
+    /// Every key file that cannot be read.
     pub fn set_trust(&self, file: &File) -> Result<(), Vec<Issue>> {
-        let mut trust = HashMap::new();
-        let mut issues = Vec::new();
-        for t in &file.tenants {
-            let t = t.get_ref();
-            let mut entry = Trust {
-                keys: Vec::new(),
-                required: t.require_signed_modules,
-            };
-            for k in &t.module_keys {
-                match palisade_ledger::checkpoint::load_verifying_key(k) {
-                    Ok(key) => entry.keys.push(key),
-                    Err(e) => issues.push(Issue::file(
-                        &file.path,
-                        format!("tenant {:?}: module_keys: {e}", t.name),
-                    )),
-                }
-            }
-            trust.insert(t.name.clone(), entry);
-        }
-        if !issues.is_empty() {
-            return Err(issues);
-        }
+        let trust = trust(&file.tenants).map_err(|p| file.issues(p))?;
         self.trust.store(Arc::new(trust));
         Ok(())
     }
@@ -525,5 +533,41 @@ impl Registry {
             .verify(tenant, &digest, signature)
             .map(drop)
             .map_err(|e| format!("module {}@{}: {e}", row.v.name, row.v.version))
+    }
+}
+
+/// The keys each tenant trusts for its modules (`module_keys`), read from their files.
+///
+/// # Errors
+///
+/// Every key file that cannot be read or is not a public key.
+pub(crate) fn trust(
+    tenants: &[toml::Spanned<Tenant>],
+) -> Result<HashMap<String, Trust>, Vec<Problem>> {
+    let mut trust = HashMap::new();
+    let mut problems = Vec::new();
+    for st in tenants {
+        let t = st.get_ref();
+        let mut entry = Trust {
+            keys: Vec::new(),
+            required: t.require_signed_modules,
+        };
+        for (n, k) in t.module_keys.iter().enumerate() {
+            match palisade_ledger::checkpoint::load_verifying_key(k) {
+                Ok(key) => entry.keys.push(key),
+                Err(e) => problems.push(Problem::at(
+                    st,
+                    &format!("module_keys.{n}"),
+                    format!("tenant {:?}", t.name),
+                    format!("module_keys {}: {e}", k.display()),
+                )),
+            }
+        }
+        trust.insert(t.name.clone(), entry);
+    }
+    if problems.is_empty() {
+        Ok(trust)
+    } else {
+        Err(problems)
     }
 }

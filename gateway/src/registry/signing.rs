@@ -26,7 +26,7 @@ pub fn sign(key: &SigningKey, module: &[u8]) -> String {
 
 /// The keys a tenant trusts, and whether it requires a signature.
 #[derive(Clone, Default)]
-pub(super) struct Trust {
+pub(crate) struct Trust {
     pub(super) keys: Vec<VerifyingKey>,
     pub(super) required: bool,
 }

@@ -35,10 +35,10 @@ pub use self::master::{FileMasterKey, MasterKey};
 pub use self::pkcs11::Pkcs11MasterKey;
 pub use self::storage::SecretInfo;
 use self::storage::{KeyRow, SealedRow, b64, key_uses, unb64};
-use crate::config::{File, Issue};
+use crate::config::{File, Issue, Problem};
 use palisade_ledger::Target;
 
-use crate::db::Db;
+use crate::db::{Access, Db};
 
 /// Whether `id` (a secret id or tenant name) is 1-64 of `[A-Za-z0-9_.-]`, not starting
 /// with `.`.
@@ -74,11 +74,7 @@ impl SecretStore {
     ///
     /// When the master key or the database cannot be used.
     pub fn open(config: &Config, db: &Target) -> Result<Self, SecretError> {
-        let master: Arc<dyn MasterKey> = match &config.master {
-            Master::File(path) => Arc::new(FileMasterKey::load(path)?),
-            Master::Pkcs11(token) => Arc::new(Pkcs11MasterKey::open(token)?),
-        };
-        Self::with_master(config, db, master)
+        Self::with_master(config, db, master(config)?)
     }
 
     /// Opens the store with another master key provider.
@@ -91,10 +87,30 @@ impl SecretStore {
         db: &Target,
         master: Arc<dyn MasterKey>,
     ) -> Result<Self, SecretError> {
+        Self::open_with(config, db, master, Access::Create)
+    }
+
+    /// Opens the store to read only (its master key and tables must exist; nothing is
+    /// created): what `check-config` looks secrets up in.
+    ///
+    /// # Errors
+    ///
+    /// When the master key or the database cannot be used.
+    pub fn open_read_only(config: &Config, db: &Target) -> Result<Self, SecretError> {
+        Self::open_with(config, db, master(config)?, Access::ReadOnly)
+    }
+
+    fn open_with(
+        config: &Config,
+        db: &Target,
+        master: Arc<dyn MasterKey>,
+        access: Access,
+    ) -> Result<Self, SecretError> {
         let db = Db::open(
             db,
             palisade_ledger::SECRETS_SCHEMA,
             "SELECT 1 FROM palisade_secret_keys LIMIT 1",
+            access,
         )?;
         Ok(SecretStore {
             db,
@@ -116,7 +132,7 @@ impl SecretStore {
         };
         Self::open(config, &file.audit.store)
             .map(Some)
-            .map_err(|e| vec![Issue::file(&file.path, format!("[secrets] {e}"))])
+            .map_err(|e| file.issues(vec![Problem::key("secrets", format!("[secrets] {e}"))]))
     }
 
     /// The master key's fingerprint.
@@ -381,4 +397,12 @@ impl SecretStore {
         }
         Ok(n)
     }
+}
+
+/// The master key `config` names.
+fn master(config: &Config) -> Result<Arc<dyn MasterKey>, SecretError> {
+    Ok(match &config.master {
+        Master::File(path) => Arc::new(FileMasterKey::load(path)?),
+        Master::Pkcs11(token) => Arc::new(Pkcs11MasterKey::open(token)?),
+    })
 }
