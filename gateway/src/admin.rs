@@ -318,7 +318,8 @@ impl Admin {
 }
 
 impl Admin {
-    /// `/v1/tenants/{tenant}/secrets[/{id}|/rotate]`: values go in, never out.
+    /// `/v1/tenants/{tenant}/secrets[/{id}|/rotate]`: values go in, never out; a secret
+    /// the routes in service name cannot be deleted (409 `secret_in_use`).
     async fn secrets<B>(
         &self,
         req: http::Request<B>,
@@ -395,6 +396,25 @@ impl Admin {
                 json(
                     StatusCode::CREATED,
                     &serde_json::json!({ "id": id, "version": version }),
+                )
+            }
+            (&Method::DELETE, [id]) => {
+                let users = self.pipeline.secret_users(tenant, id);
+                if !users.is_empty() {
+                    return Err(Error::Registry(RegistryError::InUseBy {
+                        cause: "secret_in_use",
+                        detail: format!("named by {}", users.join(", ")),
+                    }));
+                }
+                let id = id.to_string();
+                let i = id.clone();
+                let deleted = tokio::task::spawn_blocking(move || store.delete(&t, &i))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(failed)?;
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "id": id, "versions_deleted": deleted }),
                 )
             }
             _ => return Err(not_found()),

@@ -256,7 +256,11 @@ impl Error {
             "status": self.status().as_u16(),
             "correlation_id": correlation_id,
         });
-        if let Error::Registry(crate::registry::RegistryError::Rejected { detail, .. }) = self {
+        if let Error::Registry(
+            crate::registry::RegistryError::Rejected { detail, .. }
+            | crate::registry::RegistryError::InUseBy { detail, .. },
+        ) = self
+        {
             // The uploader's own module: what is wrong with it is theirs to see.
             body["detail"] = detail.as_str().into();
         }

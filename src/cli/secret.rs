@@ -1,4 +1,5 @@
-//! `palisade secret put|list|rotate|rotate-master`: the encrypted secret store.
+//! `palisade secret put|delete|list|verify|rotate|rotate-master`: the encrypted secret
+//! store.
 //!
 //! Values are read from stdin, never from argv (argv is visible to every user of the
 //! machine); they are never printed. Exit codes: 0 done; 1 no such secret or tenant;
@@ -30,6 +31,21 @@ pub(crate) enum SecretCommand {
         tenant: String,
         /// The secret's id.
         id: String,
+    },
+    /// Delete every version of a secret. Refused while a route or upstream of the config
+    /// names it (exit 1, naming them), unless `--force`.
+    Delete {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The secret's id.
+        id: String,
+        /// Delete even though the config names it: those routes answer 503 until the
+        /// config stops naming it (and a reload or restart refuses the config as it is).
+        #[arg(long)]
+        force: bool,
     },
     /// List a tenant's secrets (ids, versions, key versions; never values).
     List {
@@ -86,6 +102,12 @@ pub(crate) fn main(command: SecretCommand) -> ExitCode {
 }
 
 fn open(at: &StoreArgs) -> Result<(SecretStore, Vec<String>), String> {
+    open_file(at).map(|(store, tenants, _)| (store, tenants))
+}
+
+fn open_file(
+    at: &StoreArgs,
+) -> Result<(SecretStore, Vec<String>, palisade_gateway::config::File), String> {
     let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
     let tenants = file
         .tenants
@@ -98,7 +120,7 @@ fn open(at: &StoreArgs) -> Result<(SecretStore, Vec<String>), String> {
         .ok_or_else(|| format!("{}: no [secrets] section", at.config.display()))?;
     let store = SecretStore::open(config, &file.audit.store)
         .map_err(|e| format!("{}: [secrets] {e}", at.config.display()))?;
-    Ok((store, tenants))
+    Ok((store, tenants, file))
 }
 
 fn known(tenants: &[String], tenant: &str) -> Result<(), ExitCode> {
@@ -134,6 +156,38 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             let version = store.put(&tenant, &id, &value).map_err(|e| e.to_string())?;
             eprintln!("stored {tenant}/{id} version {version}");
             Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::Delete {
+            at,
+            tenant,
+            id,
+            force,
+        } => {
+            let (store, tenants, file) = open_file(&at)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            let users = palisade_gateway::pipeline::secret_users(&file, &tenant, &id);
+            if !users.is_empty() && !force {
+                eprintln!(
+                    "palisade: secret {id:?} of tenant {tenant:?} is named by {} in {}; \
+                     change the config first (or --force)",
+                    users.join(", "),
+                    at.config.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            match store.delete(&tenant, &id) {
+                Ok(n) => {
+                    eprintln!("deleted {tenant}/{id} ({n} version(s))");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(SecretError::NotFound) => {
+                    eprintln!("palisade: no secret {id:?} for tenant {tenant:?}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.to_string()),
+            }
         }
         SecretCommand::List { at, tenant } => {
             let (store, tenants) = open(&at)?;

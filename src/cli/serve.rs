@@ -127,11 +127,17 @@ pub(crate) fn check(args: CheckArgs) -> ExitCode {
     if let Some(file) = &file {
         let engine = palisade_runtime::Engine::new(&palisade_runtime::Config::new())
             .expect("the policy engine starts");
-        issues.extend(palisade_gateway::pipeline::validate(file, &engine, args.offline));
+        issues.extend(palisade_gateway::pipeline::validate(
+            file,
+            &engine,
+            args.offline,
+        ));
     }
     issues.sort_by(|a, b| (a.at, &a.context, &a.message).cmp(&(b.at, &b.context, &b.message)));
     issues.dedup();
-    let counts = file.as_ref().map(|f| (f.tenants.len(), f.upstreams.len(), f.routes.len()));
+    let counts = file
+        .as_ref()
+        .map(|f| (f.tenants.len(), f.upstreams.len(), f.routes.len()));
     match args.format {
         super::OutputFormat::Json => {
             let report = serde_json::json!({

@@ -21,6 +21,7 @@ mod layer;
 mod ledger;
 mod limits;
 mod lua;
+mod operator;
 mod policies;
 mod pool;
 mod postgres;

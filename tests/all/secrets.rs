@@ -236,12 +236,6 @@ path = "/b"
 strip_prefix = true
 upstream_auth = { basic_user = "svc", basic_password = "orders-password" }
 
-[[route]]
-name = "missing"
-tenant = "acme"
-upstream = "up"
-path = "/m"
-upstream_auth = { bearer = "nope" }
 "#;
         let text = config(up, "cache_ms = 0", routes);
         std::fs::write(dir.join("palisade.toml"), &text).unwrap();
@@ -278,9 +272,22 @@ upstream_auth = { bearer = "nope" }
         base64::engine::general_purpose::STANDARD.encode("svc:pw-s3cr3t-ghi")
     );
     assert_eq!(r.json()["authorization"], sha(&basic));
-    // A secret that is not there: 503, nothing sent upstream.
+    // A secret deleted while a route names it (`--force`): 503, nothing sent upstream.
+    let (code, _, err) = palisade(
+        h.dir.path(),
+        &[
+            "secret",
+            "delete",
+            "--tenant",
+            "acme",
+            "orders-key",
+            "--force",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
     let hits = h.upstream.hits();
-    let r = send(h.addr(), "GET", "/m", &[], Bytes::new()).await;
+    let r = send(h.addr(), "GET", "/h/auth-digest", &[], Bytes::new()).await;
     assert_eq!(r.status, 503);
     assert_eq!(h.block_for(&r)["cause"], "upstream_credentials_unavailable");
     assert_eq!(h.upstream.hits(), hits);

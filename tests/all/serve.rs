@@ -280,24 +280,30 @@ fail = "open"
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let p = path.display();
+    // Each problem at the line of the key it is about, once; the rules numbered from 1.
     for expected in [
-        format!("{p}:12:1: route \"no-upstream\": upstream \"missing\" is not defined"),
+        format!("{p}:15:1: route \"no-upstream\": upstream \"missing\" is not defined"),
         format!(
-            "{p}:19:1: route \"huge-regex\": redaction rule 1: invalid or oversized regex: 5000 bytes, limit 4096"
+            "{p}:26:1: route \"huge-regex\": redaction rule 2: invalid or oversized regex: 5000 bytes, limit 4096"
         ),
         format!(
-            "{p}:29:1: route \"uncovered\": redaction does not cover mandatory PII path `$.customer.ssn` of tenant \"acme\""
+            "{p}:34:9: route \"uncovered\": redaction does not cover mandatory PII path `$.customer.ssn` of tenant \"acme\""
         ),
-        format!("{p}:37:1: route \"bad-module\": tenant \"nobody\" is not defined"),
+        format!("{p}:39:1: route \"bad-module\": tenant \"nobody\" is not defined"),
         format!(
-            "route \"bad-module\": module {}/does-not-exist.wasm not found",
+            "{p}:43:1: route \"bad-module\": module {}/does-not-exist.wasm: reading",
             dir.path().display()
         ),
-        "response policy".to_string(),
+        format!("{p}:46:1: route \"bad-module\": response policy"),
     ] {
         assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
     }
-    assert!(err.contains("6 problem(s)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{p}: 6 problem(s) (1 tenants, 1 upstreams, 4 routes)"
+        )),
+        "{err}"
+    );
 
     // `serve` refuses the same file with the same report.
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
@@ -513,14 +519,20 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
         (&"acme".into(), &"v".into(), &200.into(), &"allowed".into())
     );
     assert_eq!(find("serving")["level"], "INFO");
-    let problem = find("config problem");
-    assert_eq!(problem["level"], "WARN");
+    // Every problem is a warning of its own; the bad `name` at its line among them.
+    let problems: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["message"] == "config problem")
+        .collect();
     assert!(
-        problem["issue"]
-            .as_str()
-            .unwrap()
-            .contains("palisade.toml:2"),
-        "{problem}"
+        problems.iter().all(|p| p["level"] == "WARN"),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["issue"].as_str().unwrap().contains("palisade.toml:2:")),
+        "{problems:?}"
     );
     assert_eq!(
         find("reload refused; the previous routes stay in service")["level"],

@@ -83,7 +83,10 @@ impl Issuers {
                 }
             }
             if keys.is_empty() {
-                fail("", "no usable key: give `key` entries or a `jwks` file".into());
+                fail(
+                    "",
+                    "no usable key: give `key` entries or a `jwks` file".into(),
+                );
                 continue;
             }
             let only_key = (keys.len() == 1).then_some(out.keys.len());

@@ -37,8 +37,8 @@ pub use self::config::{Config, Introspection, JwtIssuer, JwtKey, RouteAuth, Sche
 pub use self::mtls::ClientCertificate;
 pub use self::roles::{Action, Principal, Role};
 use crate::config::{Problem, Tenant};
-use toml::Spanned;
 use crate::error::Error;
+use toml::Spanned;
 
 /// A caller whose credential checked out.
 #[derive(Debug, Clone, PartialEq)]

@@ -66,7 +66,13 @@ impl Report<'_> {
         });
     }
 
-    fn add<T>(&mut self, at: &Spanned<T>, field: &str, context: String, message: impl Into<String>) {
+    fn add<T>(
+        &mut self,
+        at: &Spanned<T>,
+        field: &str,
+        context: String,
+        message: impl Into<String>,
+    ) {
         self.add_at(at.span(), field, context, message);
     }
 
@@ -108,9 +114,18 @@ pub fn check(file: &File) -> Vec<Issue> {
         ("server.max_headers", server.max_headers == 0),
         ("server.header_timeout_ms", server.header_timeout.is_zero()),
         ("server.body_timeout_ms", server.body_timeout.is_zero()),
-        ("server.overload.max_in_flight", server.overload.max_in_flight == 0),
-        ("server.overload.queue_target_ms", server.overload.queue_target.is_zero()),
-        ("server.overload.queue_interval_ms", server.overload.queue_interval.is_zero()),
+        (
+            "server.overload.max_in_flight",
+            server.overload.max_in_flight == 0,
+        ),
+        (
+            "server.overload.queue_target_ms",
+            server.overload.queue_target.is_zero(),
+        ),
+        (
+            "server.overload.queue_interval_ms",
+            server.overload.queue_interval.is_zero(),
+        ),
     ] {
         if zero {
             r.key(key, "must be positive");
@@ -125,7 +140,12 @@ pub fn check(file: &File) -> Vec<Issue> {
         let tenant = t.get_ref();
         let ctx = format!("tenant {:?}", tenant.name);
         if !valid_name(&tenant.name) {
-            r.add(t, "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+            r.add(
+                t,
+                "name",
+                ctx.clone(),
+                "name must be 1-64 of [A-Za-z0-9_.-]",
+            );
         }
         if tenants.insert(tenant.name.clone(), tenant).is_some() {
             r.add(t, "name", ctx.clone(), "defined twice");
@@ -144,7 +164,12 @@ pub fn check(file: &File) -> Vec<Issue> {
             r.add(t, "rate_limit", ctx.clone(), message);
         }
         if tenant.max_in_flight == Some(0) {
-            r.add(t, "max_in_flight", ctx.clone(), "max_in_flight must be positive");
+            r.add(
+                t,
+                "max_in_flight",
+                ctx.clone(),
+                "max_in_flight must be positive",
+            );
         }
         if tenant.fuel_per_s == Some(0) {
             r.add(t, "fuel_per_s", ctx.clone(), "fuel_per_s must be positive");
@@ -179,10 +204,20 @@ pub fn check(file: &File) -> Vec<Issue> {
             }
         };
         if up.max_in_flight == 0 {
-            r.add(u, "max_in_flight", ctx.clone(), "max_in_flight must be positive");
+            r.add(
+                u,
+                "max_in_flight",
+                ctx.clone(),
+                "max_in_flight must be positive",
+            );
         }
         if up.connect_timeout.is_zero() {
-            r.add(u, "connect_timeout_ms", ctx.clone(), "connect_timeout_ms must be positive");
+            r.add(
+                u,
+                "connect_timeout_ms",
+                ctx.clone(),
+                "connect_timeout_ms must be positive",
+            );
         }
         let b = &up.breaker;
         if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0)
@@ -200,7 +235,12 @@ pub fn check(file: &File) -> Vec<Issue> {
         }
         if let Some(c) = &up.client_cert {
             if !https {
-                r.add(u, "client_cert", ctx.clone(), "client_cert needs an https:// url");
+                r.add(
+                    u,
+                    "client_cert",
+                    ctx.clone(),
+                    "client_cert needs an https:// url",
+                );
             }
             if file.secrets.is_none() {
                 r.add(u, "client_cert", ctx.clone(), "client_cert needs [secrets]");
@@ -222,7 +262,12 @@ pub fn check(file: &File) -> Vec<Issue> {
         let route = sr.get_ref();
         let ctx = format!("route {:?}", route.name);
         if !valid_name(&route.name) {
-            r.add(sr, "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+            r.add(
+                sr,
+                "name",
+                ctx.clone(),
+                "name must be 1-64 of [A-Za-z0-9_.-]",
+            );
         }
         if !names.insert(route.name.clone()) {
             r.add(sr, "name", ctx.clone(), "defined twice");
@@ -236,7 +281,11 @@ pub fn check(file: &File) -> Vec<Issue> {
                 format!("tenant {:?} is not defined", route.tenant),
             );
         }
-        if !r.known("upstream", &route.upstream, upstreams.contains(&route.upstream)) {
+        if !r.known(
+            "upstream",
+            &route.upstream,
+            upstreams.contains(&route.upstream),
+        ) {
             r.add(
                 sr,
                 "upstream",
@@ -274,7 +323,10 @@ pub fn check(file: &File) -> Vec<Issue> {
             ("max_body_bytes", route.max_body_bytes == 0),
             ("concurrency", route.concurrency == 0),
             ("timeout_ms", route.first_byte_timeout.is_zero()),
-            ("connect_timeout_ms", route.connect_timeout.is_some_and(|t| t.is_zero())),
+            (
+                "connect_timeout_ms",
+                route.connect_timeout.is_some_and(|t| t.is_zero()),
+            ),
         ] {
             if zero {
                 r.add(sr, key, ctx.clone(), format!("{key} must be positive"));
@@ -337,11 +389,26 @@ pub fn check(file: &File) -> Vec<Issue> {
                 );
             }
         }
-        let policies = (route.request.iter().enumerate().map(|(n, p)| (format!("request.{n}"), p)))
-            .chain(route.response.iter().enumerate().map(|(n, p)| (format!("response.{n}"), p)));
+        let policies = (route
+            .request
+            .iter()
+            .enumerate()
+            .map(|(n, p)| (format!("request.{n}"), p)))
+        .chain(
+            route
+                .response
+                .iter()
+                .enumerate()
+                .map(|(n, p)| (format!("response.{n}"), p)),
+        );
         for (key, p) in policies {
             if !p.secrets.is_empty() && file.secrets.is_none() {
-                r.add(sr, &format!("{key}.secrets"), ctx.clone(), "policy `secrets` grants need [secrets]");
+                r.add(
+                    sr,
+                    &format!("{key}.secrets"),
+                    ctx.clone(),
+                    "policy `secrets` grants need [secrets]",
+                );
             }
             if let Some(name) = p.registry_name()
                 && file.registry.is_none()
@@ -374,7 +441,12 @@ pub fn check(file: &File) -> Vec<Issue> {
         check_redaction(&mut r, sr, route, tenant, &ctx);
         // Its form is checked where it is lowered (`pipeline::Credential`).
         if route.upstream_auth.is_some() && file.secrets.is_none() {
-            r.add(sr, "upstream_auth", ctx.clone(), "upstream_auth needs [secrets]");
+            r.add(
+                sr,
+                "upstream_auth",
+                ctx.clone(),
+                "upstream_auth needs [secrets]",
+            );
         }
         if let Some(auth) = &route.auth {
             check_route_auth(&mut r, sr, auth, tenant, &issuers, &ctx);
@@ -414,7 +486,12 @@ fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> 
     let mut each = |at: Span, name: &String, tenant: &Option<String>, platform: bool| {
         let ctx = format!("auth {name:?}");
         if !valid_name(name) {
-            r.add_at(at.clone(), "name", ctx.clone(), "name must be 1-64 of [A-Za-z0-9_.-]");
+            r.add_at(
+                at.clone(),
+                "name",
+                ctx.clone(),
+                "name must be 1-64 of [A-Za-z0-9_.-]",
+            );
         }
         if !names.insert(name.clone()) {
             r.add_at(at.clone(), "name", ctx.clone(), "name used twice in [auth]");
@@ -451,14 +528,20 @@ fn check_route_auth(
     let file = r.file;
     let mut say = |field: &str, m: String| r.add(sr, field, ctx.into(), m);
     if auth.schemes.is_empty() {
-        say("auth.schemes", "auth.schemes must name at least one scheme".into());
+        say(
+            "auth.schemes",
+            "auth.schemes must name at least one scheme".into(),
+        );
     }
     let has_ca = tenant.is_some_and(|t| t.client_ca.is_some());
     for (n, s) in auth.schemes.iter().enumerate() {
         let field = format!("auth.schemes.{n}");
         match s {
             Scheme::Jwt if file.auth.jwt.is_empty() => {
-                say(&field, "auth scheme `jwt` needs an [[auth.jwt]] issuer".into());
+                say(
+                    &field,
+                    "auth scheme `jwt` needs an [[auth.jwt]] issuer".into(),
+                );
             }
             Scheme::Oauth2 if file.auth.introspection.is_empty() => {
                 say(
@@ -488,7 +571,9 @@ fn check_route_auth(
         if !issuers.contains(i) {
             say(
                 &format!("auth.issuers.{n}"),
-                format!("auth.issuers: {i:?} is not an [[auth.jwt]] or [[auth.introspection]] name"),
+                format!(
+                    "auth.issuers: {i:?} is not an [[auth.jwt]] or [[auth.introspection]] name"
+                ),
             );
         }
     }
@@ -568,7 +653,10 @@ pub(crate) fn redaction_problem(
     e: &crate::redaction::ConfigError,
 ) -> Problem {
     let route = sr.get_ref();
-    let tenant = file.tenants.iter().find(|t| t.get_ref().name == route.tenant);
+    let tenant = file
+        .tenants
+        .iter()
+        .find(|t| t.get_ref().name == route.tenant);
     let inherited = tenant.map_or(0, |t| t.get_ref().redact.len());
     let message = format!("redaction {e}");
     match (e.index(), tenant) {

@@ -562,7 +562,10 @@ path = "$[[["
         let found = problems(text);
         let want = [
             ("3:1", "[server]: must be positive"),
-            ("7:26", "tenant \"acme\": mandatory_pii `$[[[` is not a valid JSONPath"),
+            (
+                "7:26",
+                "tenant \"acme\": mandatory_pii `$[[[` is not a valid JSONPath",
+            ),
             ("11:1", "unknown field `colour`"),
             ("19:1", "route \"a\": tenant \"nobody\" is not defined"),
             ("31:1", "route \"b\": redaction rule 2: invalid JSONPath"),

@@ -46,6 +46,7 @@ use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
 pub(crate) use self::policies::{Methods, Next, Outcome, Policies, Scope, request_of};
+pub use self::routes::secret_users;
 pub(crate) use self::routes::{Checked, Route, Routes, Sources};
 use crate::auth::{Authenticator, Caller, ClientCertificate, mtls::ReloadableVerifier};
 use crate::body::Body;
@@ -211,6 +212,12 @@ impl Pipeline {
     pub fn has_tenant(&self, tenant: &str) -> bool {
         let file = self.file.lock().expect("pipeline file lock");
         file.tenants.iter().any(|t| t.get_ref().name == tenant)
+    }
+
+    /// What the routes in service name `tenant`'s secret `id` with (`route "orders"`).
+    pub fn secret_users(&self, tenant: &str, id: &str) -> Vec<String> {
+        let file = self.file.lock().expect("pipeline file lock");
+        routes::secret_users(&file, tenant, id)
     }
 
     /// The TLS client-certificate verifier for listeners serving this pipeline: every

@@ -216,6 +216,11 @@ impl Routes {
             });
             upstreams.insert(u.name.clone(), (upstream, tls, u));
         }
+        let upstreams_named: std::collections::HashSet<&str> = file
+            .upstreams
+            .iter()
+            .map(|u| u.get_ref().name.as_str())
+            .collect();
         // One pool per upstream and connect timeout: routes with the same share it.
         let mut clients: HashMap<(String, Duration), UpstreamClient> = HashMap::new();
         let body_timeout = file.server.body_timeout;
@@ -354,7 +359,13 @@ impl Routes {
             let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
             let upstream_auth = r.upstream_auth.clone();
             let Some((upstream, tls, u)) = upstreams.get(&r.upstream) else {
-                issue("upstream", format!("upstream {:?} is not available", r.upstream));
+                // Not defined, or defined but not built (its problem is reported).
+                if !upstreams_named.contains(r.upstream.as_str()) {
+                    issue(
+                        "upstream",
+                        format!("upstream {:?} is not defined", r.upstream),
+                    );
+                }
                 continue;
             };
             let connect = r.connect_timeout.unwrap_or(u.connect_timeout);
@@ -443,6 +454,25 @@ pub(crate) struct Sources<'a> {
     pub(crate) registry: Option<&'a Registry>,
     pub(crate) secrets: Option<&'a SecretStore>,
     pub(crate) offline: bool,
+}
+
+/// What in `file` names `tenant`'s secret `id`: routes (`route "orders"`) and upstreams'
+/// client certificates (`upstream "payments"`).
+pub fn secret_users(file: &File, tenant: &str, id: &str) -> Vec<String> {
+    let routes = file
+        .routes
+        .iter()
+        .map(|r| r.get_ref())
+        .filter(|r| r.tenant == tenant && secret_references(r).iter().any(|(_, s)| *s == id));
+    let upstreams = file.upstreams.iter().map(|u| u.get_ref()).filter(|u| {
+        u.client_cert
+            .as_ref()
+            .is_some_and(|c| c.tenant == tenant && (c.cert == id || c.key == id))
+    });
+    routes
+        .map(|r| format!("route {:?}", r.name))
+        .chain(upstreams.map(|u| format!("upstream {:?}", u.name)))
+        .collect()
 }
 
 /// The secrets a route names (upstream credential, policy grants), each with its key.

@@ -33,6 +33,14 @@ pub enum RegistryError {
         /// Details for the uploader (never secrets).
         detail: String,
     },
+    /// Something else still uses it (`secret_in_use`); `detail` says what. 409.
+    #[error("{cause}: {detail}")]
+    InUseBy {
+        /// The reason.
+        cause: &'static str,
+        /// What uses it (route and upstream names, never values).
+        detail: String,
+    },
     /// The metadata database or the module store failed. 503.
     #[error("registry storage: {0}")]
     Storage(String),
@@ -43,7 +51,10 @@ impl RegistryError {
     pub fn status(&self) -> u16 {
         match self {
             RegistryError::NotFound => 404,
-            RegistryError::Exists | RegistryError::InUse | RegistryError::NoPrevious => 409,
+            RegistryError::Exists
+            | RegistryError::InUse
+            | RegistryError::InUseBy { .. }
+            | RegistryError::NoPrevious => 409,
             RegistryError::BadName(_) => 400,
             RegistryError::TooLarge => 413,
             RegistryError::Rejected { .. } => 422,
@@ -60,7 +71,7 @@ impl RegistryError {
             RegistryError::NoPrevious => "no_previous_version",
             RegistryError::BadName(what) => what,
             RegistryError::TooLarge => "module_too_large",
-            RegistryError::Rejected { cause, .. } => cause,
+            RegistryError::Rejected { cause, .. } | RegistryError::InUseBy { cause, .. } => cause,
             RegistryError::Storage(_) => "registry_unavailable",
         }
     }

@@ -144,9 +144,8 @@ impl Registry {
         let Some(config) = &file.registry else {
             return Ok(None);
         };
-        let registry = Self::open(config, &file.audit.store, engine).map_err(|e| {
-            file.issues(vec![Problem::key("registry", format!("[registry] {e}"))])
-        })?;
+        let registry = Self::open(config, &file.audit.store, engine)
+            .map_err(|e| file.issues(vec![Problem::key("registry", format!("[registry] {e}"))]))?;
         registry.set_trust(file)?;
         Ok(Some(registry))
     }

@@ -266,6 +266,34 @@ impl SecretStore {
         Ok(version)
     }
 
+    /// Deletes every version of secret `id`; returns how many there were. A route that
+    /// still names it is refused at the next reload (and answers 503
+    /// `upstream_credentials_unavailable` until then).
+    ///
+    /// # Errors
+    ///
+    /// [`SecretError::BadId`], [`SecretError::NotFound`], storage errors.
+    pub fn delete(&self, tenant: &str, id: &str) -> Result<u64, SecretError> {
+        if !valid_id(id) || !valid_id(tenant) {
+            return Err(SecretError::BadId);
+        }
+        let (t, i) = (tenant.to_string(), id.to_string());
+        let deleted = self.db.run(move |c| {
+            c.exec(
+                "DELETE FROM palisade_secrets WHERE tenant = $1 AND id = $2",
+                &[&t, &i],
+            )
+        })?;
+        self.cache
+            .lock()
+            .expect("secret cache lock")
+            .remove(&(tenant.to_string(), id.to_string()));
+        if deleted == 0 {
+            return Err(SecretError::NotFound);
+        }
+        Ok(deleted)
+    }
+
     /// The latest version of secret `id`, decrypted (cached for `cache_ms`).
     ///
     /// # Errors

@@ -102,7 +102,8 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         -- The secret store: wrapped data keys and sealed secrets.
         {secrets_schema}
         REVOKE ALL ON palisade_secret_keys, palisade_secrets FROM PUBLIC;
-        GRANT SELECT, INSERT, UPDATE ON palisade_secret_keys, palisade_secrets TO "{writer_role}";
+        GRANT SELECT, INSERT, UPDATE ON palisade_secret_keys TO "{writer_role}";
+        GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_secrets TO "{writer_role}";
         "#,
         registry_schema = crate::REGISTRY_SCHEMA,
         secrets_schema = crate::SECRETS_SCHEMA,
