@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS palisade_secret_keys (
 CREATE TABLE IF NOT EXISTS palisade_secrets (
   tenant TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, key_version BIGINT NOT NULL,
   sealed TEXT NOT NULL, created_ms BIGINT NOT NULL,
-  PRIMARY KEY (tenant, id, version));";
+  PRIMARY KEY (tenant, id, version));
+CREATE TABLE IF NOT EXISTS palisade_secret_retired_masters (
+  master_id TEXT NOT NULL PRIMARY KEY, retired_ms BIGINT NOT NULL);";
 
 /// The module registry's metadata tables, kept in the ledger's database (SQLite and
 /// PostgreSQL alike; `palisade ledger init` creates them on PostgreSQL).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use palisade_gateway::secrets::{FileMasterKey, SecretError, SecretStore};
+use palisade_gateway::secrets::{FileMasterKey, MasterKey, SecretError, SecretStore};
 
 /// The gateway config naming `[secrets]`.
 #[derive(Debug, Args)]
@@ -80,14 +80,16 @@ pub(crate) enum SecretCommand {
         #[command(flatten)]
         at: StoreArgs,
     },
-    /// Re-wrap every data key under a new master key file; then point `[secrets]
-    /// master_key` at it.
+    /// Re-wrap every data key under the config's `master_key` (unwrapping with the
+    /// `previous_master_keys`), then retire the previous keys: the zero-downtime step of
+    /// a rotation (docs/operations.md). With `--new-master FILE`, re-wrap under FILE
+    /// instead and retire the config's key (for stopped gateways).
     RotateMaster {
         #[command(flatten)]
         at: StoreArgs,
-        /// The new master key (`palisade keygen --master`).
+        /// Re-wrap under this key file instead (`palisade keygen --master`).
         #[arg(long, value_name = "FILE")]
-        new_master: PathBuf,
+        new_master: Option<PathBuf>,
     },
 }
 
@@ -246,18 +248,38 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
         }
         SecretCommand::RotateMaster { at, new_master } => {
             let (store, _) = open(&at)?;
-            let new = FileMasterKey::load(&new_master).map_err(|e| e.to_string())?;
-            match store.rotate_master(&new) {
+            let to: std::sync::Arc<dyn MasterKey> = match &new_master {
+                Some(path) => {
+                    std::sync::Arc::new(FileMasterKey::load(path).map_err(|e| e.to_string())?)
+                }
+                None => store.current_master(),
+            };
+            let held = store.master_ids();
+            match store.rotate_master(to.as_ref()) {
                 Ok(n) => {
+                    let retired: Vec<&String> = held.iter().filter(|id| **id != to.id()).collect();
                     eprintln!(
-                        "re-wrapped {n} data keys under {}; now set [secrets] master_key = {:?}",
-                        palisade_gateway::secrets::MasterKey::id(&new),
-                        new_master.display()
+                        "re-wrapped {n} data key(s) under master key {}; retired: {}",
+                        to.id(),
+                        if retired.is_empty() {
+                            "none".to_string()
+                        } else {
+                            retired.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        }
                     );
+                    match &new_master {
+                        Some(path) => eprintln!(
+                            "now set [secrets] master_key = {:?} and restart or reload every gateway",
+                            path.display()
+                        ),
+                        None => eprintln!(
+                            "now remove [secrets] previous_master_keys and reload every gateway"
+                        ),
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(SecretError::Decrypt) => Err(
-                    "a data key does not unwrap with the configured master key; nothing more was changed"
+                    "a data key does not unwrap with the key its row names; nothing more was changed"
                         .into(),
                 ),
                 Err(e) => Err(e.to_string()),

@@ -99,7 +99,16 @@ pub(crate) async fn run_until_signal(running: Running) {
     loop {
         tokio::select! {
             _ = hup.recv() => match running.reload() {
-                Ok(()) => tracing::info!("routes reloaded"),
+                Ok(reloaded) if reloaded.needs_restart.is_empty() => {
+                    tracing::info!("routes reloaded");
+                }
+                Ok(reloaded) => {
+                    tracing::info!("routes reloaded");
+                    tracing::warn!(
+                        keys = %reloaded.needs_restart.join(", "),
+                        "changed but read only at start: the running values stay until a restart"
+                    );
+                }
                 Err(invalid) => {
                     for issue in &invalid.issues {
                         tracing::warn!(%issue, "config problem");

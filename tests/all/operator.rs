@@ -147,6 +147,11 @@ fn store_with_one_secret(secret: &str) -> Result<tempfile::TempDir> {
 }
 
 fn secret_route(upstream: &str, secret: &str) -> String {
+    secret_route_with(upstream, secret, "master_key = \"master.key\"")
+}
+
+/// [`secret_route`] with `secrets` as the `[secrets]` section's body.
+fn secret_route_with(upstream: &str, secret: &str, secrets: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -156,7 +161,7 @@ admin = "127.0.0.1:0"
 sqlite = "audit.db"
 
 [secrets]
-master_key = "master.key"
+{secrets}
 
 [[tenant]]
 name = "acme"
@@ -302,5 +307,199 @@ async fn a_secret_a_route_names_is_not_deleted_an_unused_one_is() -> Result<()> 
         code == 0 && !out.contains("spare") && out.contains("present"),
         "{out}"
     );
+    Ok(())
+}
+
+/// `palisade keygen --master --out NAME` in `dir`: the key's fingerprint.
+fn master_key(dir: &std::path::Path, name: &str) -> Result<String> {
+    let (code, out, err) = palisade(dir, &["keygen", "--master", "--out", name], None);
+    ensure!(code == 0, "{err}");
+    Ok(out.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_fails_no_request() -> Result<()> {
+    let h = start_with(|up, dir| {
+        let made = store_with_one_secret("present").expect("a store");
+        for name in ["master.key", "audit.db"] {
+            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+        }
+        // No cache: every request unwraps its data key with the keys held right then.
+        secret_route_with(
+            &up.to_string(),
+            "present",
+            "master_key = \"master.key\"\ncache_ms = 0",
+        )
+    })
+    .await;
+    let (d, up, addr) = (
+        h.dir.path().to_path_buf(),
+        h.upstream.addr.to_string(),
+        h.addr(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = send(addr, "GET", "/auth-digest", &[], "").await;
+                sent += 1;
+                if r.status != 200 {
+                    failed.push(r.text());
+                }
+            }
+            (sent, failed)
+        }
+    });
+    let new = master_key(&d, "master-2.key")?;
+    // 1. Every gateway holds the new key as current and the old one as previous.
+    std::fs::write(
+        h.config_path(),
+        secret_route_with(
+            &up,
+            "present",
+            "master_key = \"master-2.key\"\nprevious_master_keys = [\"master.key\"]\ncache_ms = 0",
+        ),
+    )?;
+    let reloaded = h.running.reload()?;
+    ensure!(reloaded.needs_restart.is_empty(), "{reloaded:?}");
+    // 2. Every data key is re-wrapped under the new key; the old one is retired.
+    let (code, _, err) = palisade(&d, &["secret", "rotate-master"], None);
+    ensure!(code == 0, "{err}");
+    ensure!(err.contains(&format!("under master key {new}")), "{err}");
+    // 3. The old key leaves the config.
+    std::fs::write(
+        h.config_path(),
+        secret_route_with(
+            &up,
+            "present",
+            "master_key = \"master-2.key\"\ncache_ms = 0",
+        ),
+    )?;
+    h.running.reload()?;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = traffic.await?;
+    ensure!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    ensure!(sent >= 10, "only {sent} requests during the rotation");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_master_key_is_never_current_again() -> Result<()> {
+    let h = start_with(|up, dir| {
+        let made = store_with_one_secret("present").expect("a store");
+        for name in ["master.key", "audit.db"] {
+            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+        }
+        secret_route(&up.to_string(), "present")
+    })
+    .await;
+    let d = h.dir.path();
+    let up = h.upstream.addr.to_string();
+    master_key(d, "master-2.key")?;
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "rotate-master", "--new-master", "master-2.key"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    let retired = err
+        .split("retired: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .context("the retired key is named")?
+        .to_string();
+    ensure!(retired.starts_with("file:"), "{err}");
+    // The config still names the retired key: the CLI and a reload refuse it, by name.
+    let (code, _, err) = palisade(d, &["secret", "list", "--tenant", "acme"], None);
+    ensure!(
+        code == 2 && err.contains(&format!("master key {retired} was retired")),
+        "{err}"
+    );
+    let refused = h
+        .running
+        .reload()
+        .err()
+        .context("a reload onto a retired key")?;
+    ensure!(refused.to_string().contains("was retired"), "{refused}");
+    // Pointed at the new key, rotating back to the retired one is refused.
+    std::fs::write(
+        h.config_path(),
+        secret_route_with(&up, "present", "master_key = \"master-2.key\""),
+    )?;
+    h.running.reload()?;
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "rotate-master", "--new-master", "master.key"],
+        None,
+    );
+    ensure!(
+        code == 2 && err.contains(&format!("master key {retired} was retired")),
+        "{err}"
+    );
+    let r = send(h.addr(), "GET", "/auth-digest", &[], "").await;
+    ensure!(r.status == 200, "{}", r.text());
+    Ok(())
+}
+
+#[test]
+fn a_data_key_under_a_key_not_held_is_named_by_fingerprint() -> Result<()> {
+    let dir = store_with_one_secret("present")?;
+    let d = dir.path();
+    let old = palisade(
+        d,
+        &["secret", "verify", "--tenant", "acme", "present"],
+        None,
+    );
+    ensure!(old.0 == 0, "{}", old.2);
+    let new = master_key(d, "master-2.key")?;
+    // The config moved to the new key before `rotate-master`, without the old one.
+    let text =
+        std::fs::read_to_string(d.join("palisade.toml"))?.replace("master.key", "master-2.key");
+    std::fs::write(d.join("palisade.toml"), text)?;
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "verify", "--tenant", "acme", "present"],
+        None,
+    );
+    ensure!(code == 2, "{err}");
+    ensure!(
+        err.contains("is wrapped under master key file:")
+            && err.contains(&format!("which is not held here (held: {new})"))
+            && err.contains("previous_master_keys"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_the_changes_that_need_a_restart() -> Result<()> {
+    let h = crate::support::start(
+        "",
+        "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\n",
+    )
+    .await;
+    let text = std::fs::read_to_string(h.config_path())?;
+    let changed = text
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+        .replace("sqlite = \"audit.db\"", "sqlite = \"elsewhere.db\"")
+        + "\n[[route]]\nname = \"added\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/added\"\n";
+    ensure!(changed != text);
+    std::fs::write(h.config_path(), changed)?;
+    let reloaded = h.running.reload()?;
+    ensure!(
+        reloaded.needs_restart == ["server.listen", "audit.sqlite"],
+        "{reloaded:?}"
+    );
+    // What reloads did apply; the listener is the one it started with.
+    let r = send(h.addr(), "GET", "/added/x", &[], "").await;
+    ensure!(r.status == 200, "{}", r.text());
     Ok(())
 }

@@ -329,6 +329,47 @@ impl File {
     }
 }
 
+/// The keys that differ between `old` and `new` but are read only at start: `[server]`
+/// (but `trusted_proxies` and `[server.overload]`, which reloads apply), `[audit]`,
+/// `[runtime]`, `[registry]` and `[secrets]` (but its master keys), each named down to
+/// the key under its section (`server.listen`, `server.tls`).
+pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
+    const APPLIED: [&str; 5] = [
+        "server.trusted_proxies",
+        "server.overload",
+        "secrets.master_key",
+        "secrets.previous_master_keys",
+        "secrets.pkcs11",
+    ];
+    let table = |f: &File| f.source.parse::<toml::Table>().unwrap_or_default();
+    let (old, new) = (table(old), table(new));
+    let mut changed = Vec::new();
+    for section in ["server", "audit", "runtime", "registry", "secrets"] {
+        let empty = toml::Table::new();
+        let key = |t: &toml::Table| match t.get(section) {
+            Some(toml::Value::Table(s)) => Some(s.clone()),
+            _ => None,
+        };
+        match (key(&old), key(&new)) {
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => changed.push(section.to_string()),
+            (a, b) => {
+                let (a, b) = (a.unwrap_or_else(|| empty.clone()), b.unwrap_or(empty));
+                let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+                names.sort();
+                names.dedup();
+                for name in names {
+                    let full = format!("{section}.{name}");
+                    if a.get(name) != b.get(name) && !APPLIED.contains(&full.as_str()) {
+                        changed.push(full);
+                    }
+                }
+            }
+        }
+    }
+    changed
+}
+
 /// A problem of the file: where (a byte range), and what.
 type Located = (Option<Range<usize>>, String);
 

@@ -81,6 +81,14 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// What a reload did not apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys that changed but are read only at start (`server.listen`, `audit.sqlite`):
+    /// the running values stay until a restart.
+    pub needs_restart: Vec<String>,
+}
+
 impl Pipeline {
     /// Builds the pipeline from a checked config file.
     ///
@@ -133,19 +141,36 @@ impl Pipeline {
         })
     }
 
-    /// Replaces the routes with those of `file`. Requests in flight finish on the routes
-    /// they started with; new requests see the new ones. Nothing changes on error.
+    /// Replaces the routes (and the credentials, the master keys, overload settings and
+    /// trusted proxies) with those of `file`. Requests in flight finish on the routes
+    /// they started with; new requests see the new ones. Nothing changes on error; what
+    /// changed but is read only at start is named in [`Reloaded::needs_restart`].
     ///
     /// # Errors
     ///
     /// [`Invalid`] with every problem in `file`.
-    pub fn reload(&self, file: &File) -> Result<(), Invalid> {
+    pub fn reload(&self, file: &File) -> Result<Reloaded, Invalid> {
         let checked = Checked::new(file)?;
         let mut current = self.file.lock().expect("pipeline file lock");
+        // The master keys first: the routes' secrets are read with them.
+        let held_keys = match (&self.secrets, &file.secrets) {
+            (Some(store), Some(config)) => {
+                Some(store.reload_keys(config).map_err(|e| Invalid {
+                    issues: file.issues(vec![Problem::key("secrets", format!("[secrets] {e}"))]),
+                })?)
+            }
+            _ => None,
+        };
+        let restore_keys = || {
+            if let (Some(store), Some(keys)) = (&self.secrets, held_keys.clone()) {
+                store.restore_keys(keys);
+            }
+        };
         if let Some(registry) = &self.registry {
-            registry
-                .set_trust(file)
-                .map_err(|issues| Invalid { issues })?;
+            if let Err(issues) = registry.set_trust(file) {
+                restore_keys();
+                return Err(Invalid { issues });
+            }
             // Another gateway sharing the database may have activated versions.
             if let Err(e) = registry.refresh_active() {
                 tracing::warn!(error = %e, "registry not readable; using the last known versions");
@@ -163,14 +188,16 @@ impl Pipeline {
                 if let Some(registry) = &self.registry {
                     let _ = registry.set_trust(&current);
                 }
+                restore_keys();
                 return Err(e);
             }
         };
         self.client_verifier.set(routes.auth.client_verifier());
         self.shedder.set(&file.server.overload);
         self.routes.store(Arc::new(routes));
+        let needs_restart = crate::config::needs_restart(&current, file);
         *current = file.clone();
-        Ok(())
+        Ok(Reloaded { needs_restart })
     }
 
     /// Rebuilds the routes from the current file (after a registry activation): new
@@ -181,7 +208,7 @@ impl Pipeline {
     /// [`Invalid`] when a route can no longer be built; the old routes stay.
     pub fn rebuild(&self) -> Result<(), Invalid> {
         let file = self.file.lock().expect("pipeline file lock").clone();
-        self.reload(&file)
+        self.reload(&file).map(drop)
     }
 
     /// The secret store, when `[secrets]` is configured.

@@ -12,8 +12,12 @@ use crate::config::de::{millis, rebase};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "Raw")]
 pub struct Config {
-    /// The master key.
+    /// The master key: new data keys are wrapped under it.
     pub master: Master,
+    /// Master key files that still unwrap data keys they wrapped (`previous_master_keys`):
+    /// held during a rotation, until `palisade secret rotate-master` has re-wrapped
+    /// every data key under `master` (docs/operations.md#rotate-the-master-key).
+    pub previous: Vec<PathBuf>,
     /// How long a decrypted secret stays in memory (`cache_ms`).
     pub cache: Duration,
     /// Seals per data key before a new key version is made (at least 1).
@@ -50,6 +54,7 @@ impl Config {
     pub fn with_key_file(path: impl Into<PathBuf>) -> Self {
         Config {
             master: Master::File(path.into()),
+            previous: Vec::new(),
             cache: d::cache(),
             max_uses_per_key: d::max_uses_per_key(),
         }
@@ -57,6 +62,9 @@ impl Config {
 
     /// Makes the file paths relative to `base` (the config file's directory).
     pub fn rebase(&mut self, base: &Path) {
+        for p in &mut self.previous {
+            *p = rebase(base, p);
+        }
         match &mut self.master {
             Master::File(path) => *path = rebase(base, path),
             Master::Pkcs11(p) => {
@@ -73,6 +81,8 @@ impl Config {
 struct Raw {
     master_key: Option<PathBuf>,
     pkcs11: Option<Pkcs11>,
+    #[serde(default)]
+    previous_master_keys: Vec<PathBuf>,
     #[serde(default = "d::cache", deserialize_with = "millis")]
     cache_ms: Duration,
     #[serde(default = "d::max_uses_per_key")]
@@ -93,6 +103,7 @@ impl TryFrom<Raw> for Config {
         }
         Ok(Config {
             master,
+            previous: raw.previous_master_keys,
             cache: raw.cache_ms,
             max_uses_per_key: raw.max_uses_per_key,
         })

@@ -22,6 +22,26 @@ pub enum SecretError {
     /// A secret id that is not 1-64 of `[A-Za-z0-9_.-]` (not starting with `.`).
     #[error("bad secret id")]
     BadId,
+    /// A data key is wrapped under a master key this store does not hold (by
+    /// fingerprint): a rotation in progress without `previous_master_keys`.
+    #[error(
+        "data key {tenant}/v{version} is wrapped under master key {wrapped_by}, which is not held here (held: {held}); add its file to [secrets] previous_master_keys until `palisade secret rotate-master` has run"
+    )]
+    MasterNotHeld {
+        /// The tenant.
+        tenant: String,
+        /// The data key version.
+        version: u64,
+        /// The fingerprint of the master key that wrapped it.
+        wrapped_by: String,
+        /// The fingerprints held (current first).
+        held: String,
+    },
+    /// The master key was retired by a rotation: keys are never rotated back to.
+    #[error(
+        "master key {0} was retired by `palisade secret rotate-master`; it is never used again: generate a new one (`palisade keygen --master`)"
+    )]
+    Retired(String),
     /// The master key file could not be read or created.
     #[error("master key: {0}")]
     MasterKey(String),

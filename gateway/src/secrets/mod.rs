@@ -17,6 +17,7 @@
 mod config;
 mod crypto;
 mod error;
+mod keyring;
 mod master;
 mod pkcs11;
 mod storage;
@@ -25,12 +26,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
 use zeroize::Zeroizing;
 
 pub use self::config::{Config, Master, Pkcs11};
 pub use self::crypto::{SecretValue, aead};
 use self::crypto::{dek_aad, secret_aad};
 pub use self::error::SecretError;
+pub(crate) use self::keyring::Keyring;
 pub use self::master::{FileMasterKey, MasterKey};
 pub use self::pkcs11::Pkcs11MasterKey;
 pub use self::storage::SecretInfo;
@@ -53,7 +57,7 @@ fn valid_id(id: &str) -> bool {
 /// Encrypted secrets in the ledger's database.
 pub struct SecretStore {
     db: Db,
-    master: Arc<dyn MasterKey>,
+    keys: ArcSwap<Keyring>,
     max_uses: u64,
     cache_ttl: Duration,
     cache: Mutex<HashMap<(String, String), (Instant, SecretValue)>>,
@@ -62,7 +66,7 @@ pub struct SecretStore {
 impl std::fmt::Debug for SecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretStore")
-            .field("master", &self.master.id())
+            .field("master", &self.master_id())
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +78,7 @@ impl SecretStore {
     ///
     /// When the master key or the database cannot be used.
     pub fn open(config: &Config, db: &Target) -> Result<Self, SecretError> {
-        Self::with_master(config, db, master(config)?)
+        Self::open_with(config, db, Keyring::open(config)?, Access::Create)
     }
 
     /// Opens the store with another master key provider.
@@ -87,7 +91,7 @@ impl SecretStore {
         db: &Target,
         master: Arc<dyn MasterKey>,
     ) -> Result<Self, SecretError> {
-        Self::open_with(config, db, master, Access::Create)
+        Self::open_with(config, db, Keyring::only(master), Access::Create)
     }
 
     /// Opens the store to read only (its master key and tables must exist; nothing is
@@ -97,28 +101,63 @@ impl SecretStore {
     ///
     /// When the master key or the database cannot be used.
     pub fn open_read_only(config: &Config, db: &Target) -> Result<Self, SecretError> {
-        Self::open_with(config, db, master(config)?, Access::ReadOnly)
+        Self::open_with(config, db, Keyring::open(config)?, Access::ReadOnly)
     }
 
     fn open_with(
         config: &Config,
         db: &Target,
-        master: Arc<dyn MasterKey>,
+        keys: Keyring,
         access: Access,
     ) -> Result<Self, SecretError> {
         let db = Db::open(
             db,
             palisade_ledger::SECRETS_SCHEMA,
-            "SELECT 1 FROM palisade_secret_keys LIMIT 1",
+            "SELECT 1 FROM palisade_secret_keys, palisade_secret_retired_masters LIMIT 1",
             access,
         )?;
-        Ok(SecretStore {
+        let store = SecretStore {
             db,
-            master,
+            keys: ArcSwap::from_pointee(Keyring::only(keys.current().clone())),
             max_uses: config.max_uses_per_key,
             cache_ttl: config.cache,
             cache: Mutex::new(HashMap::new()),
-        })
+        };
+        store.use_keys(keys)?;
+        Ok(store)
+    }
+
+    /// Holds the master keys `config` names from now on (`SIGHUP`: a rotation's steps
+    /// take effect without a restart); returns the keys held until now, for
+    /// [`SecretStore::restore_keys`]. Decrypted values stay cached.
+    ///
+    /// # Errors
+    ///
+    /// A key that cannot be read, or a current key that a rotation retired; the keys held
+    /// until now stay.
+    pub(crate) fn reload_keys(&self, config: &Config) -> Result<Arc<Keyring>, SecretError> {
+        self.use_keys(Keyring::open(config)?)
+    }
+
+    /// Holds `keys` again (a reload that failed after [`SecretStore::reload_keys`]).
+    pub(crate) fn restore_keys(&self, keys: Arc<Keyring>) {
+        self.keys.store(keys);
+    }
+
+    fn use_keys(&self, keys: Keyring) -> Result<Arc<Keyring>, SecretError> {
+        let id = keys.current().id();
+        if self.retired()?.contains(&id) {
+            return Err(SecretError::Retired(id));
+        }
+        Ok(self.keys.swap(Arc::new(keys)))
+    }
+
+    /// The fingerprints of every master key a rotation retired.
+    fn retired(&self) -> Result<Vec<String>, SecretError> {
+        let rows = self
+            .db
+            .run(|c| c.rows("SELECT master_id FROM palisade_secret_retired_masters", &[]))?;
+        rows.iter().map(|r| storage::text(r, 0)).collect()
     }
 
     /// The store a gateway config file describes, if it has `[secrets]`.
@@ -135,9 +174,19 @@ impl SecretStore {
             .map_err(|e| file.issues(vec![Problem::key("secrets", format!("[secrets] {e}"))]))
     }
 
-    /// The master key's fingerprint.
+    /// The current master key's fingerprint.
     pub fn master_id(&self) -> String {
-        self.master.id()
+        self.keys.load().current().id()
+    }
+
+    /// The current master key.
+    pub fn current_master(&self) -> Arc<dyn MasterKey> {
+        self.keys.load().current().clone()
+    }
+
+    /// Every master key fingerprint held, the current one first.
+    pub fn master_ids(&self) -> Vec<String> {
+        self.keys.load().ids()
     }
 
     /// The tenant's data key `version`, unwrapped.
@@ -145,7 +194,7 @@ impl SecretStore {
         let (t, v) = (tenant.to_string(), version.to_string());
         let rows = self.db.run(move |c| {
             c.rows(
-                "SELECT wrapped FROM palisade_secret_keys WHERE tenant = $1 AND version = CAST(CAST($2 AS TEXT) AS BIGINT)",
+                "SELECT wrapped, master_id FROM palisade_secret_keys WHERE tenant = $1 AND version = CAST(CAST($2 AS TEXT) AS BIGINT)",
                 &[&t, &v],
             )
         })?;
@@ -154,7 +203,17 @@ impl SecretStore {
             .next()
             .ok_or(SecretError::UnknownKeyVersion(version))?;
         let wrapped = unb64(&storage::text(&row, 0)?)?;
-        let key = self.master.unwrap(&wrapped, &dek_aad(tenant, version))?;
+        let wrapped_by = storage::text(&row, 1)?;
+        let keys = self.keys.load();
+        let master = keys
+            .holding(&wrapped_by)
+            .ok_or_else(|| SecretError::MasterNotHeld {
+                tenant: tenant.to_string(),
+                version,
+                wrapped_by,
+                held: keys.ids().join(", "),
+            })?;
+        let key = master.unwrap(&wrapped, &dek_aad(tenant, version))?;
         let mut out = Zeroizing::new([0u8; 32]);
         if key.len() != 32 {
             return Err(SecretError::Decrypt);
@@ -196,11 +255,12 @@ impl SecretStore {
     fn new_data_key(&self, tenant: &str, version: u64) -> Result<u64, SecretError> {
         let mut key = Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut()).expect("the OS random source is available");
-        let wrapped = b64(&self.master.wrap(key.as_ref(), &dek_aad(tenant, version))?);
+        let master = self.keys.load().current().clone();
+        let wrapped = b64(&master.wrap(key.as_ref(), &dek_aad(tenant, version))?);
         let (t, v, m, now) = (
             tenant.to_string(),
             version.to_string(),
-            self.master.id(),
+            master.id(),
             palisade_ledger::Record::now_ms().to_string(),
         );
         self.db.run(move |c| {
@@ -391,19 +451,29 @@ impl SecretStore {
         self.new_data_key(tenant, next)
     }
 
-    /// Re-wraps every data key under `new` (the current master must unwrap them).
-    /// Returns how many were re-wrapped. Secrets are not touched.
+    /// Re-wraps every data key that is not under `to` under it, unwrapping each with
+    /// the held key that wrapped it; then retires every other key held and every key
+    /// that had wrapped one (a retired key is never current again). Returns how many
+    /// were re-wrapped. Secrets themselves are not touched.
     ///
     /// # Errors
     ///
-    /// Storage or key errors; nothing is changed past the first failure's row.
-    pub fn rotate_master(&self, new: &dyn MasterKey) -> Result<usize, SecretError> {
+    /// [`SecretError::Retired`] when `to` was retired; [`SecretError::MasterNotHeld`]
+    /// for a data key under a key not held; storage errors. Rows re-wrapped before a
+    /// failure stay re-wrapped (each is whole), and nothing is retired.
+    pub fn rotate_master(&self, to: &dyn MasterKey) -> Result<usize, SecretError> {
+        let target = to.id();
+        if self.retired()?.contains(&target) {
+            return Err(SecretError::Retired(target));
+        }
         let rows = self.db.run(|c| {
             c.rows(
-                "SELECT tenant, CAST(version AS TEXT), wrapped FROM palisade_secret_keys",
+                "SELECT tenant, CAST(version AS TEXT), wrapped, master_id FROM palisade_secret_keys",
                 &[],
             )
         })?;
+        let keys = self.keys.load();
+        let mut retire: Vec<String> = keys.ids();
         let mut n = 0;
         for r in rows {
             let KeyRow {
@@ -411,26 +481,44 @@ impl SecretStore {
                 version,
                 wrapped,
             } = KeyRow::from_row(&r)?;
+            let wrapped_by = storage::text(&r, 3)?;
+            if wrapped_by == target {
+                continue;
+            }
+            let master = keys
+                .holding(&wrapped_by)
+                .ok_or_else(|| SecretError::MasterNotHeld {
+                    tenant: tenant.clone(),
+                    version,
+                    wrapped_by: wrapped_by.clone(),
+                    held: keys.ids().join(", "),
+                })?;
             let aad = dek_aad(&tenant, version);
-            let key = self.master.unwrap(&wrapped, &aad)?;
-            let wrapped = b64(&new.wrap(&key, &aad)?);
-            let (v, id) = (version.to_string(), new.id());
+            let key = master.unwrap(&wrapped, &aad)?;
+            let wrapped = b64(&to.wrap(&key, &aad)?);
+            let (v, id) = (version.to_string(), target.clone());
             self.db.run(move |c| {
                 c.exec(
                     "UPDATE palisade_secret_keys SET wrapped = $3, master_id = $4 WHERE tenant = $1 AND version = CAST(CAST($2 AS TEXT) AS BIGINT)",
                     &[&tenant, &v, &wrapped, &id],
                 )
             })?;
+            retire.push(wrapped_by);
             n += 1;
+        }
+        retire.sort();
+        retire.dedup();
+        retire.retain(|id| *id != target);
+        let now = palisade_ledger::Record::now_ms().to_string();
+        for id in retire {
+            let now = now.clone();
+            self.db.run(move |c| {
+                c.exec(
+                    "INSERT INTO palisade_secret_retired_masters (master_id, retired_ms) VALUES ($1, CAST(CAST($2 AS TEXT) AS BIGINT)) ON CONFLICT DO NOTHING",
+                    &[&id, &now],
+                )
+            })?;
         }
         Ok(n)
     }
-}
-
-/// The master key `config` names.
-fn master(config: &Config) -> Result<Arc<dyn MasterKey>, SecretError> {
-    Ok(match &config.master {
-        Master::File(path) => Arc::new(FileMasterKey::load(path)?),
-        Master::Pkcs11(token) => Arc::new(Pkcs11MasterKey::open(token)?),
-    })
 }

@@ -359,13 +359,14 @@ impl Running {
         &self.pipeline
     }
 
-    /// Re-reads the config file and swaps in its routes (listener, audit and server
-    /// settings need a restart). In-flight requests are not disturbed.
+    /// Re-reads the config file and swaps in its routes ([`Pipeline::reload`]); what
+    /// changed but needs a restart (listeners, audit, runtime) is named in the result.
+    /// In-flight requests are not disturbed.
     ///
     /// # Errors
     ///
     /// [`Invalid`] with every problem; the old routes stay in service.
-    pub fn reload(&self) -> Result<(), Invalid> {
+    pub fn reload(&self) -> Result<crate::pipeline::Reloaded, Invalid> {
         let file = file_config::load(&self.file_path)?;
         self.pipeline.reload(&file)
     }

@@ -101,7 +101,8 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_registry_versions, palisade_registry_active TO "{writer_role}";
         -- The secret store: wrapped data keys and sealed secrets.
         {secrets_schema}
-        REVOKE ALL ON palisade_secret_keys, palisade_secrets FROM PUBLIC;
+        REVOKE ALL ON palisade_secret_keys, palisade_secrets, palisade_secret_retired_masters FROM PUBLIC;
+        GRANT SELECT, INSERT ON palisade_secret_retired_masters TO "{writer_role}";
         GRANT SELECT, INSERT, UPDATE ON palisade_secret_keys TO "{writer_role}";
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_secrets TO "{writer_role}";
         "#,
