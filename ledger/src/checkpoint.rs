@@ -179,6 +179,11 @@ impl Signer {
         }
     }
 
+    /// How often the head is signed.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Signs `(seq, hash)` if the interval has passed since the last checkpoint.
     ///
     /// # Errors

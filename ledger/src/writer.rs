@@ -38,7 +38,8 @@ pub struct Options {
     pub max_batch: usize,
     /// The queue's capacity; appends wait when it is full. By default 65,536.
     pub queue: usize,
-    /// Signs the chain head periodically and at shutdown. By default none.
+    /// Signs the chain head every interval while blocks are unsigned (on a timer: a quiet
+    /// ledger's tail is signed too) and at shutdown. By default none.
     pub checkpoints: Option<Signer>,
     /// Group commit under load (like PostgreSQL's `commit_delay` and
     /// `commit_siblings`): when a block arrives less than this long after a commit that
@@ -67,6 +68,8 @@ type Ack = oneshot::Sender<std::result::Result<u64, String>>;
 enum Job {
     Append { record: String, ack: Option<Ack> },
     Flush(oneshot::Sender<()>),
+    /// Time to sign the head if a checkpoint is due.
+    Tick,
 }
 
 /// A handle to the writer thread. Cheap to share behind an `Arc`.
@@ -86,6 +89,9 @@ impl Ledger {
     pub fn open(target: Target, options: Options) -> Result<Self> {
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let durability = options.durability;
+        if let Some(signer) = &options.checkpoints {
+            tick(tx.downgrade(), signer.interval());
+        }
         // The store is opened on the writer thread: the PostgreSQL client blocks, and
         // `open` may be called from inside an async runtime.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -226,7 +232,7 @@ fn write_loop(
             .iter_mut()
             .filter_map(|j| match j {
                 Job::Append { record, .. } => Some(std::mem::take(record)),
-                Job::Flush(_) => None,
+                Job::Flush(_) | Job::Tick => None,
             })
             .collect();
         let outcome = if records.is_empty() {
@@ -234,7 +240,9 @@ fn write_loop(
         } else {
             store.append(&records)
         };
-        last_commit = Some((Instant::now(), records.len()));
+        if !records.is_empty() {
+            last_commit = Some((Instant::now(), records.len()));
+        }
         match outcome {
             Ok(blocks) => {
                 let mut seqs = blocks.iter().map(|b| b.seq);
@@ -252,6 +260,7 @@ fn write_loop(
                         Job::Flush(ack) => {
                             let _ = ack.send(());
                         }
+                        Job::Tick => {}
                     }
                 }
                 if let (Some(signer), Some((seq, hash))) = (options.checkpoints.as_mut(), head)
@@ -268,7 +277,7 @@ fn write_loop(
                         Job::Append { ack: Some(ack), .. } => {
                             let _ = ack.send(Err(message.clone()));
                         }
-                        Job::Append { ack: None, .. } => {}
+                        Job::Append { ack: None, .. } | Job::Tick => {}
                         Job::Flush(ack) => {
                             let _ = ack.send(());
                         }
@@ -286,5 +295,27 @@ fn write_loop(
         && let Err(e) = signer.sign(seq, &hash)
     {
         tracing::error!(error = %e, "final ledger checkpoint not written");
+    }
+}
+
+/// Asks the writer every half `interval` to sign the head if a checkpoint is due, so
+/// that blocks never stay unsigned for much longer than `interval`. Holds the queue
+/// only while it sends: the writer stops when the [`Ledger`] closes, and so does this.
+fn tick(queue: mpsc::WeakSender<Job>, interval: Duration) {
+    let every = (interval / 2).max(Duration::from_millis(10));
+    let spawned = std::thread::Builder::new()
+        .name("palisade-ledger-tick".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(tx) = queue.upgrade() else { return };
+                // A full queue means blocks are arriving: their commit signs.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Job::Tick) {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "no checkpoint timer: the head is signed only as blocks arrive");
     }
 }

@@ -503,3 +503,36 @@ async fn a_reload_names_the_changes_that_need_a_restart() -> Result<()> {
     ensure!(r.status == 200, "{}", r.text());
     Ok(())
 }
+
+#[test]
+fn a_quiet_ledgers_tail_is_signed_within_the_interval() -> Result<()> {
+    use palisade_ledger::{Ledger, Options, Record, Target, checkpoint};
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("checkpoint.key");
+    checkpoint::generate_key(&key)?;
+    let signer = checkpoint::Signer::new(
+        checkpoint::load_signing_key(&key)?,
+        dir.path().join("checkpoints.jsonl"),
+        std::time::Duration::from_millis(300),
+    );
+    let ledger = Ledger::open(
+        Target::Sqlite(dir.path().join("audit.db")),
+        Options {
+            checkpoints: Some(signer),
+            ..Options::default()
+        },
+    )?;
+    // The first block is signed as it commits; the second comes within the interval.
+    ledger.append_blocking(Record::default())?;
+    let last = ledger.append_blocking(Record::default())?.context("a sequence number")?;
+    // Then nothing arrives: the timer signs the tail.
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let signed = checkpoint::read_checkpoints(&dir.path().join("checkpoints.jsonl"))?;
+    ensure!(
+        signed.last().map(|c| c.seq) == Some(last),
+        "head {last}, checkpoints {:?}",
+        signed.iter().map(|c| c.seq).collect::<Vec<_>>()
+    );
+    ledger.close();
+    Ok(())
+}
