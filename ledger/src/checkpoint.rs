@@ -12,7 +12,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,68 +65,7 @@ impl Checkpoint {
     }
 }
 
-/// Creates a new signing key at `path` (mode 0600, never overwritten) and its public key
-/// at `path` + `.pub`; returns the public key.
-///
-/// # Errors
-///
-/// When `path` exists or cannot be written.
-pub fn generate_key(path: &Path) -> Result<VerifyingKey> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    let key = SigningKey::from_bytes(&seed);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(file, "{}", hex::encode(seed)).map_err(|e| Error::io(path, e))?;
-    let public = key.verifying_key();
-    let pub_path = public_key_path(path);
-    std::fs::write(&pub_path, format!("{}\n", hex::encode(public.to_bytes())))
-        .map_err(|e| Error::io(pub_path, e))?;
-    Ok(public)
-}
-
-/// Where [`generate_key`] puts the public key of the key at `path`.
-pub fn public_key_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".pub");
-    p.into()
-}
-
-fn read_hex32(path: &Path) -> Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut out).map_err(|_| Error::Format {
-        path: path.into(),
-        message: "expected 64 hex digits".into(),
-    })?;
-    Ok(out)
-}
-
-/// Loads a signing key written by [`generate_key`].
-///
-/// # Errors
-///
-/// When the file cannot be read or is not 64 hex digits.
-pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    read_hex32(path).map(|seed| SigningKey::from_bytes(&seed))
-}
-
-/// Loads a public key written by [`generate_key`].
-///
-/// # Errors
-///
-/// When the file cannot be read or does not hold a valid Ed25519 public key.
-pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&read_hex32(path)?).map_err(|_| Error::Format {
-        path: path.into(),
-        message: "not an Ed25519 public key".into(),
-    })
-}
+pub use crate::keyfile::{generate_key, load_signing_key, load_verifying_key, public_key_path};
 
 /// Reads every checkpoint in a file. Lines that do not parse are errors: a checkpoint
 /// file is evidence, so a damaged one is reported, not skipped.

@@ -26,6 +26,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A key file of another kind than the one expected (a usage error).
+    #[error("{path}: this is {found}; expected {expected}")]
+    WrongKey {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
     /// The PostgreSQL role the gateway connects as owns the ledger or is a superuser, so
     /// the database could not keep the ledger append-only against it.
     #[error("postgres role `{0}` owns the ledger or is a superuser; connect as the writer role")]

@@ -28,6 +28,7 @@
 pub mod block;
 pub mod checkpoint;
 mod error;
+pub mod keyfile;
 mod record;
 mod store;
 pub mod verify;

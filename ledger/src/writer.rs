@@ -66,7 +66,10 @@ impl Default for Options {
 type Ack = oneshot::Sender<std::result::Result<u64, String>>;
 
 enum Job {
-    Append { record: String, ack: Option<Ack> },
+    Append {
+        record: String,
+        ack: Option<Ack>,
+    },
     Flush(oneshot::Sender<()>),
     /// Time to sign the head if a checkpoint is due.
     Tick,

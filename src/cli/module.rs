@@ -152,6 +152,36 @@ pub(crate) fn main(command: ModuleCommand) -> ExitCode {
     }
 }
 
+/// The first word of a `.sig` file `palisade module sign` writes.
+const SIG_HEADER: &str = "palisade-module-signature/1";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The signature in a `.sig` file's `text`, once its digest is `module`'s (a bare
+/// base64 signature of an earlier release is taken as it is).
+fn signature_for(text: &str, module: &[u8]) -> Result<String, String> {
+    let text = text.trim();
+    let Some(rest) = text.strip_prefix(SIG_HEADER) else {
+        return Ok(text.to_string());
+    };
+    let mut words = rest.split_whitespace();
+    let (Some(digest), Some(signature), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!(
+            "the .sig file is damaged: `{SIG_HEADER} sha256:HEX SIGNATURE` expected"
+        ));
+    };
+    let actual = format!("sha256:{}", sha256_hex(module));
+    if digest != actual {
+        return Err(format!(
+            "the .sig file signs other bytes ({digest}) than this module ({actual}): it is stale; run `palisade module sign` again"
+        ));
+    }
+    Ok(signature.to_string())
+}
+
 fn sig_path(module: &Path) -> PathBuf {
     let mut p = module.as_os_str().to_owned();
     p.push(".sig");
@@ -164,10 +194,15 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
         ModuleCommand::Sign { key, module } => {
             let key =
                 palisade_ledger::checkpoint::load_signing_key(&key).map_err(|e| e.to_string())?;
-            let signature = palisade_gateway::registry::sign(&key, &read(&module)?);
+            let bytes = read(&module)?;
+            let signature = palisade_gateway::registry::sign(&key, &bytes);
             let out = sig_path(&module);
-            std::fs::write(&out, format!("{signature}\n"))
-                .map_err(|e| format!("{}: {e}", out.display()))?;
+            // The digest it signs is written beside it: a stale `.sig` is caught at push.
+            std::fs::write(
+                &out,
+                format!("{SIG_HEADER} sha256:{} {signature}\n", sha256_hex(&bytes)),
+            )
+            .map_err(|e| format!("{}: {e}", out.display()))?;
             eprintln!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -183,7 +218,16 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
                 Some(p) => Some(read(&p)?),
                 None => std::fs::read(sig_path(&module)).ok(),
             };
-            let sig = sig.map(|s| String::from_utf8_lossy(&s).trim().to_string());
+            let sig = match sig {
+                None => None,
+                Some(s) => match signature_for(&String::from_utf8_lossy(&s), &bytes) {
+                    Ok(sig) => Some(sig),
+                    Err(message) => {
+                        eprintln!("palisade: {message}");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+            };
             let path = format!("modules/{name}/{version}");
             call(&to, "PUT", &path, Bytes::from(bytes), sig).await
         }

@@ -524,7 +524,9 @@ fn a_quiet_ledgers_tail_is_signed_within_the_interval() -> Result<()> {
     )?;
     // The first block is signed as it commits; the second comes within the interval.
     ledger.append_blocking(Record::default())?;
-    let last = ledger.append_blocking(Record::default())?.context("a sequence number")?;
+    let last = ledger
+        .append_blocking(Record::default())?
+        .context("a sequence number")?;
     // Then nothing arrives: the timer signs the tail.
     std::thread::sleep(std::time::Duration::from_millis(900));
     let signed = checkpoint::read_checkpoints(&dir.path().join("checkpoints.jsonl"))?;
@@ -534,5 +536,206 @@ fn a_quiet_ledgers_tail_is_signed_within_the_interval() -> Result<()> {
         signed.iter().map(|c| c.seq).collect::<Vec<_>>()
     );
     ledger.close();
+    Ok(())
+}
+
+/// `palisade keygen --out NAME` in `dir` (an Ed25519 pair: NAME and NAME.pub).
+fn signing_key(dir: &std::path::Path, name: &str) -> Result<()> {
+    let (code, _, err) = palisade(dir, &["keygen", "--out", name], None);
+    ensure!(code == 0, "{err}");
+    Ok(())
+}
+
+#[test]
+fn key_files_say_what_they_are() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    signing_key(d, "signer.key")?;
+    master_key(d, "master.key")?;
+    let label = |name: &str| -> Result<String> {
+        Ok(std::fs::read_to_string(d.join(name))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    };
+    ensure!(label("signer.key")? == "-----BEGIN PRIVATE KEY-----");
+    ensure!(label("signer.key.pub")? == "-----BEGIN PUBLIC KEY-----");
+    ensure!(label("master.key")? == "-----BEGIN PALISADE MASTER KEY-----");
+    Ok(())
+}
+
+#[test]
+fn signing_a_module_with_a_public_key_is_a_usage_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    signing_key(d, "signer.key")?;
+    std::fs::copy(palisade_test_artifacts::INJECT_HEADERS, d.join("m.wasm"))?;
+    let (code, _, err) = palisade(
+        d,
+        &["module", "sign", "--key", "signer.key.pub", "m.wasm"],
+        None,
+    );
+    ensure!(code == 2, "exit {code}: {err}");
+    ensure!(
+        err.contains("signer.key.pub: this is an Ed25519 public key (PEM PUBLIC KEY); expected an Ed25519 private key"),
+        "{err}"
+    );
+    ensure!(!d.join("m.wasm.sig").exists(), "a signature was written");
+    Ok(())
+}
+
+#[test]
+fn pushing_with_a_stale_signature_is_a_usage_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    signing_key(d, "signer.key")?;
+    std::fs::copy(palisade_test_artifacts::INJECT_HEADERS, d.join("m.wasm"))?;
+    let (code, _, err) = palisade(
+        d,
+        &["module", "sign", "--key", "signer.key", "m.wasm"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    // The module is rebuilt after signing: its `.sig` is for the old bytes.
+    std::fs::copy(palisade_test_artifacts::REDACT_PII, d.join("m.wasm"))?;
+    let (code, _, err) = palisade(
+        d,
+        &[
+            "module",
+            "push",
+            "--name",
+            "m",
+            "--version",
+            "1",
+            "m.wasm",
+            "--tenant",
+            "acme",
+            "--admin",
+            "http://127.0.0.1:1",
+        ],
+        None,
+    );
+    ensure!(code == 2, "exit {code}: {err}");
+    ensure!(
+        err.contains("it is stale; run `palisade module sign` again"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A ledger in `dir` with two blocks and a checkpoint signed by `checkpoint.key`.
+fn checkpointed_ledger(dir: &std::path::Path) -> Result<()> {
+    use palisade_ledger::{Ledger, Options, Record, Target, checkpoint};
+    let key = dir.join("checkpoint.key");
+    if !key.exists() {
+        checkpoint::generate_key(&key)?;
+    }
+    let ledger = Ledger::open(
+        Target::Sqlite(dir.join("audit.db")),
+        Options {
+            checkpoints: Some(checkpoint::Signer::new(
+                checkpoint::load_signing_key(&key)?,
+                dir.join("checkpoints.jsonl"),
+                std::time::Duration::from_secs(3600),
+            )),
+            ..Options::default()
+        },
+    )?;
+    ledger.append_blocking(Record::default())?;
+    ledger.close();
+    Ok(())
+}
+
+#[test]
+fn verifying_with_the_private_key_is_a_usage_error_not_a_tamper_alarm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    checkpointed_ledger(d)?;
+    let verify = |key: &str| {
+        palisade(
+            d,
+            &[
+                "verify",
+                "--db",
+                "audit.db",
+                "--checkpoint",
+                "checkpoints.jsonl",
+                "--checkpoint-key",
+                key,
+            ],
+            None,
+        )
+    };
+    let (code, out, err) = verify("checkpoint.key.pub");
+    ensure!(code == 0, "{out}{err}");
+    let (code, out, err) = verify("checkpoint.key");
+    ensure!(code == 2, "exit {code}: {out}{err}");
+    ensure!(
+        !out.contains("BROKEN") && !err.contains("BROKEN"),
+        "{out}{err}"
+    );
+    ensure!(
+        err.contains("checkpoint.key: this is an Ed25519 private key (PEM PRIVATE KEY); expected an Ed25519 public key"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_private_key_of_an_earlier_release_is_told_from_its_public_key() -> Result<()> {
+    // Earlier releases wrote both halves as 64 hex digits.
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let seed = [7u8; 32];
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    std::fs::write(d.join("checkpoint.key"), format!("{}\n", hex::encode(seed)))?;
+    std::fs::write(
+        d.join("checkpoint.key.pub"),
+        format!("{}\n", hex::encode(public.to_bytes())),
+    )?;
+    checkpointed_ledger(d)?;
+    let verify = |key: &str| {
+        palisade(
+            d,
+            &[
+                "verify",
+                "--db",
+                "audit.db",
+                "--checkpoint",
+                "checkpoints.jsonl",
+                "--checkpoint-key",
+                key,
+            ],
+            None,
+        )
+    };
+    let (code, out, err) = verify("checkpoint.key.pub");
+    ensure!(code == 0, "{out}{err}");
+    let (code, out, err) = verify("checkpoint.key");
+    ensure!(
+        code == 2 && err.contains("expected an Ed25519 public key"),
+        "exit {code}: {out}{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_signing_key_as_the_master_key_is_refused_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    signing_key(d, "signer.key")?;
+    std::fs::write(
+        d.join("palisade.toml"),
+        secret_route_with("127.0.0.1:1", "x", "master_key = \"signer.key\""),
+    )?;
+    let (code, _, err) = palisade(d, &["secret", "list", "--tenant", "acme"], None);
+    ensure!(code == 2, "exit {code}: {err}");
+    ensure!(
+        err.contains(
+            "this is an Ed25519 private key (PEM PRIVATE KEY); expected a secret-store master key"
+        ),
+        "{err}"
+    );
     Ok(())
 }

@@ -303,11 +303,29 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     let (code, out, err) = admin.push(&key, "acme", "m", "1", &good);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    let public = std::fs::read_to_string(&trusted).unwrap();
-    assert_eq!(v["signer"], public.trim());
-    // Tampered after signing: the signature no longer covers it.
+    let public = palisade_ledger::checkpoint::load_verifying_key(&trusted).unwrap();
+    assert_eq!(v["signer"], hex::encode(public.to_bytes()));
+    // Tampered after signing: the CLI sees the `.sig` is for other bytes; sent anyway
+    // (the bare signature), the registry finds it does not cover them.
+    let sig = std::fs::read_to_string(work.join("good.lua.sig")).unwrap();
     std::fs::write(&good, tagger("evil")).unwrap();
-    let (_, _, err) = admin.push(&key, "acme", "m", "2", &good);
+    let (code, _, err) = admin.push(&key, "acme", "m", "2", &good);
+    assert!(code == 2 && err.contains("stale"), "{err}");
+    let bare = write(work, "bare.sig", sig.split_whitespace().last().unwrap());
+    let (_, _, err) = admin.module(
+        &key,
+        "acme",
+        &[
+            "push",
+            "--name",
+            "m",
+            "--version",
+            "2",
+            "--signature",
+            bare.to_str().unwrap(),
+            good.to_str().unwrap(),
+        ],
+    );
     assert!(err.contains("signature_invalid"), "{err}");
 
     // Each remaining refusal, signed so that only the module itself is at fault.

@@ -47,37 +47,34 @@ impl FileMasterKey {
     ///
     /// When the file exists or cannot be written.
     pub fn generate(path: &Path) -> Result<Self, SecretError> {
-        use std::io::Write as _;
+        use palisade_ledger::keyfile;
         let mut key = Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut()).expect("the OS random source is available");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options
-            .open(path)
-            .map_err(|e| SecretError::MasterKey(format!("{}: {e}", path.display())))?;
-        let text = Zeroizing::new(format!("{}\n", hex::encode(key.as_ref())));
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| SecretError::MasterKey(format!("{}: {e}", path.display())))?;
+        let text = Zeroizing::new(
+            ed25519_dalek::pkcs8::spki::der::pem::encode_string(
+                keyfile::MASTER_LABEL,
+                ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF,
+                key.as_ref(),
+            )
+            .expect("32 bytes encode"),
+        );
+        keyfile::write_new(path, text.as_bytes(), 0o600)
+            .map_err(|e| SecretError::MasterKey(e.to_string()))?;
         Ok(Self::from_key(key))
     }
 
-    /// Reads a key file.
+    /// Reads a key file: a `PALISADE MASTER KEY` (or 64 hex digits of an earlier
+    /// release); any other kind of key is refused by name.
     ///
     /// # Errors
     ///
-    /// When it cannot be read or is not 64 hex digits.
+    /// When it cannot be read or is not a master key.
     pub fn load(path: &Path) -> Result<Self, SecretError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| SecretError::MasterKey(format!("{}: {e}", path.display())))?,
-        );
-        let mut key = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), key.as_mut()).map_err(|_| {
-            SecretError::MasterKey(format!("{}: expected 64 hex digits", path.display()))
-        })?;
+        let file = palisade_ledger::keyfile::KeyFile::read(path)
+            .map_err(|e| SecretError::MasterKey(e.to_string()))?;
+        let key = file
+            .master_bytes()
+            .map_err(|e| SecretError::MasterKey(e.to_string()))?;
         Ok(Self::from_key(key))
     }
 
