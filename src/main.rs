@@ -29,6 +29,9 @@ enum Command {
     /// Manage the audit ledger.
     #[command(subcommand)]
     Ledger(cli::verify::LedgerCommand),
+    /// Look requests up in the audit ledger.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
     /// Manage API keys (stored hashed; a new key is shown once).
     #[command(subcommand)]
     Apikey(cli::apikey::ApiKeyCommand),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => cli::quickstart::main(args),
         Command::Verify(args) => cli::verify::main(args),
         Command::Ledger(command) => cli::verify::ledger(command),
+        Command::Audit(command) => cli::audit::main(command),
         Command::Apikey(command) => cli::apikey::main(command),
         Command::Keygen(args) => cli::module::keygen(args),
         Command::Module(command) => cli::module::main(command),

@@ -126,7 +126,9 @@ impl Admin {
             Err(e) => {
                 record.decision = e.decision().as_str().into();
                 record.cause = Some(e.cause().into());
-                e.to_response(&cid, false)
+                // An authenticated caller is told why (`missing_role`, `version_in_use`);
+                // an unauthenticated one only that it is not.
+                e.to_response(&cid, !matches!(e, Error::Unauthenticated { .. }))
             }
         };
         record.status = response.status().as_u16();

@@ -37,7 +37,7 @@ mod writer;
 pub use crate::block::{Block, GENESIS_PREV};
 pub use crate::error::{Error, Result, postgres_message};
 pub use crate::record::{Kind, ModuleRef, Record};
-pub use crate::store::{RawBlock, Store, Target, open_store, postgres_init};
+pub use crate::store::{RawBlock, Store, Target, find_correlation, open_store, postgres_init};
 pub use crate::writer::{Durability, Ledger, Options};
 
 /// The secret store's tables: wrapped data keys and sealed secrets (no plaintext).

@@ -83,7 +83,25 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
             name,
             expires_in_days,
         } => {
-            let (path, tenants) = locate(&at)?;
+            let (path, known) = locate(&at)?;
+            if expires_in_days == Some(0) {
+                return Err("--expires-in-days must be at least 1".into());
+            }
+            for r in &roles {
+                let route_role = known.as_ref().is_some_and(|(_, rs)| rs.contains(r));
+                if Role::parse(r).is_none() && !route_role {
+                    return Err(format!(
+                        "role {r:?} is neither a built-in role (admin, tenant-admin, auditor, service) \
+                         nor one a route of the config requires{}",
+                        if known.is_none() {
+                            " (give --config to use a route's roles)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+            let tenants = known.map(|(t, _)| t);
             let platform = roles
                 .iter()
                 .any(|r| matches!(Role::parse(r), Some(Role::Admin | Role::Auditor)));
@@ -159,7 +177,11 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
 }
 
 /// The key file, and the config's tenants when a config names it.
-fn locate(at: &KeyFileArgs) -> Result<(PathBuf, Option<Vec<String>>), String> {
+/// The key file, and (when it comes from a config) the config's tenants and the roles
+/// its routes require.
+type Located = (PathBuf, Option<(Vec<String>, Vec<String>)>);
+
+fn locate(at: &KeyFileArgs) -> Result<Located, String> {
     if let Some(f) = &at.file {
         return Ok((f.clone(), None));
     }
@@ -175,7 +197,13 @@ fn locate(at: &KeyFileArgs) -> Result<(PathBuf, Option<Vec<String>>), String> {
         .iter()
         .map(|t| t.get_ref().name.clone())
         .collect();
-    Ok((path, Some(tenants)))
+    let roles = file
+        .routes
+        .iter()
+        .filter_map(|r| r.get_ref().auth.as_ref())
+        .flat_map(|a| a.roles.iter().cloned())
+        .collect();
+    Ok((path, Some((tenants, roles))))
 }
 
 fn now_ms() -> u64 {

@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub(crate) mod apikey;
+pub(crate) mod audit;
 pub(crate) mod envelope;
 pub(crate) mod log;
 pub(crate) mod module;

@@ -270,6 +270,28 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
 }
 
 /// One admin API call; prints the JSON answer.
+/// An admin API refusal in one line: status, error, cause, detail, correlation id.
+pub(crate) fn refusal(status: http::StatusCode, body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return format!("{status}: {}", String::from_utf8_lossy(body).trim());
+    };
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let mut line = status.to_string();
+    if let Some(error) = text("error") {
+        line += &format!(" {error}");
+    }
+    if let Some(cause) = text("cause").filter(|c| Some(c) != text("error").as_ref()) {
+        line += &format!(": {cause}");
+    }
+    if let Some(detail) = text("detail") {
+        line += &format!(" ({detail})");
+    }
+    if let Some(cid) = text("correlation_id") {
+        line += &format!("; correlation id {cid} (`palisade audit show {cid}`)");
+    }
+    line
+}
+
 async fn call(
     to: &AdminArgs,
     method: &str,
@@ -317,7 +339,7 @@ async fn call(
         println!("{text}");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("palisade: {method} {url}: {status}\n{text}");
+        eprintln!("palisade: {method} {url}: {}", refusal(status, &body));
         Ok(ExitCode::from(1))
     }
 }

@@ -739,3 +739,99 @@ fn a_signing_key_as_the_master_key_is_refused_by_name() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_refusal_says_why_and_the_ledger_finds_it_by_correlation_id() -> Result<()> {
+    let h = crate::support::start_with(|up, _| {
+        crate::support::config(up, "", "")
+            + "\n[auth]\napi_keys = \"apikeys.json\"\n\n[registry]\ndir = \"registry\"\n"
+    })
+    .await;
+    let d = h.dir.path();
+    let (code, key, err) = palisade(
+        d,
+        &["apikey", "create", "--tenant", "acme", "--roles", "service"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let admin = format!("http://{}", h.running.admin_addr().context("admin")?);
+    let (code, _, err) = crate::support::cli::palisade_env(
+        d,
+        &[("PALISADE_API_KEY", key.trim().as_ref())],
+        &["module", "list", "--admin", &admin, "--tenant", "acme"],
+        None,
+    );
+    ensure!(code == 1, "exit {code}: {err}");
+    ensure!(
+        err.contains("403 Forbidden forbidden: missing_role; correlation id "),
+        "{err}"
+    );
+    let cid = err
+        .split("correlation id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .context("the correlation id")?;
+    let (code, out, err) = palisade(d, &["audit", "show", cid], None);
+    ensure!(code == 0, "{err}");
+    let block: Value = serde_json::from_str(out.lines().next().context("a block")?)?;
+    ensure!(block["record"]["cause"] == "missing_role", "{block}");
+    ensure!(block["record"]["status"] == 403, "{block}");
+    let (code, _, _) = palisade(d, &["audit", "show", "no-such-id"], None);
+    ensure!(code == 1);
+    Ok(())
+}
+
+#[test]
+fn apikey_create_refuses_unknown_roles_and_expiries_that_are_not_positive() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let text = format!(
+        "{}\n[auth]\napi_keys = \"apikeys.json\"\n",
+        secret_route("127.0.0.1:1", "x")
+    )
+    .replace(
+        "upstream_auth = { bearer = \"x\" }",
+        "auth = { schemes = [\"api_key\"], roles = [\"billing\"] }",
+    )
+    .replace("[secrets]\nmaster_key = \"master.key\"\n", "");
+    std::fs::write(d.join("palisade.toml"), text)?;
+    let create = |extra: &[&str]| {
+        let mut args = vec!["apikey", "create", "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        palisade(d, &args, None)
+    };
+    let (code, _, err) = create(&["--roles", "tenant-admn"]);
+    ensure!(
+        code == 2 && err.contains("role \"tenant-admn\" is neither a built-in role"),
+        "{err}"
+    );
+    let (code, _, err) = create(&["--roles", "service", "--expires-in-days", "0"]);
+    ensure!(
+        code == 2 && err.contains("--expires-in-days must be at least 1"),
+        "{err}"
+    );
+    let (code, _, err) = create(&["--roles", "service", "--expires-in-days", "-3"]);
+    ensure!(code == 2, "{err}");
+    // A role a route requires is one.
+    let (code, _, err) = create(&["--roles", "billing"]);
+    ensure!(code == 0, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_when_the_api_key_file_is_missing() -> Result<()> {
+    let _h = crate::support::start_with(|up, _| {
+        crate::support::config(up, "", "") + "\n[auth]\napi_keys = \"not-yet-created.json\"\n"
+    })
+    .await;
+    let log = crate::support::log_text();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("[auth] api_keys does not exist")
+                && l.contains("not-yet-created.json")
+                && l.contains("WARN")),
+        "no warning in the log"
+    );
+    Ok(())
+}

@@ -132,6 +132,13 @@ impl Authenticator {
         let api_keys = match &config.api_keys {
             None => None,
             Some(p) => match apikey::KeyStore::open(p) {
+                Ok(k) if !p.exists() => {
+                    tracing::warn!(
+                        file = %p.display(),
+                        "[auth] api_keys does not exist: no API key is accepted until `palisade apikey create` writes it"
+                    );
+                    Some(k)
+                }
                 Ok(k) => Some(k),
                 Err(e) => {
                     problems.push(Problem::key("auth.api_keys", format!("api_keys: {e}")));

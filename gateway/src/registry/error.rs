@@ -12,9 +12,6 @@ pub enum RegistryError {
     /// That version exists already: versions are immutable. 409.
     #[error("version exists")]
     Exists,
-    /// The version is active (or pinned by a route) and cannot be deleted. 409.
-    #[error("version in use")]
-    InUse,
     /// Nothing to roll back to. 409.
     #[error("no previous version")]
     NoPrevious,
@@ -33,7 +30,8 @@ pub enum RegistryError {
         /// Details for the uploader (never secrets).
         detail: String,
     },
-    /// Something else still uses it (`secret_in_use`); `detail` says what. 409.
+    /// Something still uses it (`version_in_use`: active or pinned by a route;
+    /// `secret_in_use`); `detail` says what. 409.
     #[error("{cause}: {detail}")]
     InUseBy {
         /// The reason.
@@ -51,10 +49,9 @@ impl RegistryError {
     pub fn status(&self) -> u16 {
         match self {
             RegistryError::NotFound => 404,
-            RegistryError::Exists
-            | RegistryError::InUse
-            | RegistryError::InUseBy { .. }
-            | RegistryError::NoPrevious => 409,
+            RegistryError::Exists | RegistryError::InUseBy { .. } | RegistryError::NoPrevious => {
+                409
+            }
             RegistryError::BadName(_) => 400,
             RegistryError::TooLarge => 413,
             RegistryError::Rejected { .. } => 422,
@@ -67,7 +64,6 @@ impl RegistryError {
         match self {
             RegistryError::NotFound => "not_found",
             RegistryError::Exists => "version_exists",
-            RegistryError::InUse => "version_in_use",
             RegistryError::NoPrevious => "no_previous_version",
             RegistryError::BadName(what) => what,
             RegistryError::TooLarge => "module_too_large",

@@ -419,7 +419,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// [`RegistryError::InUse`], [`RegistryError::NotFound`], storage errors.
+    /// [`RegistryError::InUseBy`] `version_in_use` (saying whether it is active or
+    /// pinned), [`RegistryError::NotFound`], storage errors.
     pub fn delete(
         &self,
         tenant: &str,
@@ -429,7 +430,14 @@ impl Registry {
     ) -> Result<Version, RegistryError> {
         let row = self.row(tenant, name, version)?;
         if row.v.active || pinned {
-            return Err(RegistryError::InUse);
+            return Err(RegistryError::InUseBy {
+                cause: "version_in_use",
+                detail: if row.v.active {
+                    format!("{name}@{version} is the active version: activate another first")
+                } else {
+                    format!("{name}@{version} is pinned by a route of the config")
+                },
+            });
         }
         let (t, n, v, d) = (
             tenant.to_string(),

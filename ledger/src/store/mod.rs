@@ -105,3 +105,29 @@ pub(crate) fn open_reader(target: &Target) -> Result<Box<dyn Store>> {
         Target::Postgres(url) => Box::new(postgres::PgStore::connect_reader(url)?),
     })
 }
+
+/// The blocks whose record has `correlation_id`, in sequence order: what one request (or
+/// admin call) left in the ledger. Reads the whole ledger.
+///
+/// # Errors
+///
+/// When the database cannot be read.
+pub fn find_correlation(
+    target: &Target,
+    correlation_id: &str,
+) -> Result<Vec<(u64, serde_json::Value)>> {
+    let mut store = open_reader(target)?;
+    let mut found = Vec::new();
+    // The canonical record holds the id as a JSON string: only those records are parsed.
+    let needle = serde_json::to_string(correlation_id).expect("a string serializes");
+    store.scan(1, u64::MAX, &mut |b| {
+        if b.record.contains(&needle)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&b.record)
+            && v["correlation_id"] == correlation_id
+        {
+            found.push((b.seq as u64, v));
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(found)
+}
