@@ -194,7 +194,7 @@ impl Admin {
     }
 
     /// `/v1/tenants/{tenant}/modules[/{name}[/{version}[/activate]]]`,
-    /// `/v1/tenants/{tenant}/modules/{name}/rollback`.
+    /// `/v1/tenants/{tenant}/modules/{name}/rollback`; `GET .../modules/{name}` is its history.
     async fn modules<B>(
         &self,
         req: http::Request<B>,
@@ -286,11 +286,11 @@ impl Admin {
             }
             (&Method::POST, [name, version, "activate"]) => {
                 let (n, v) = (name.to_string(), version.to_string());
-                let pipeline = self.pipeline.clone();
+                let (pipeline, who) = (self.pipeline.clone(), who.subject.clone());
                 let active = blocking(Box::new(move || {
                     let before = registry.active_version(&t, &n);
-                    let active = registry.activate(&t, &n, &v)?;
-                    swap_in(&pipeline, &registry, &t, &n, before)?;
+                    let active = registry.activate(&t, &n, &v, &who)?;
+                    swap_in(&pipeline, &registry, &active, before, &who)?;
                     Ok(active)
                 }))
                 .await?;
@@ -298,15 +298,27 @@ impl Admin {
             }
             (&Method::POST, [name, "rollback"]) => {
                 let n = name.to_string();
-                let pipeline = self.pipeline.clone();
+                let (pipeline, who) = (self.pipeline.clone(), who.subject.clone());
                 let active = blocking(Box::new(move || {
                     let before = registry.active_version(&t, &n);
-                    let active = registry.rollback(&t, &n)?;
-                    swap_in(&pipeline, &registry, &t, &n, before)?;
+                    let active = registry.rollback(&t, &n, &who)?;
+                    swap_in(&pipeline, &registry, &active, before, &who)?;
                     Ok(active)
                 }))
                 .await?;
                 Ok(done(StatusCode::OK, Some(&active), inspect(&active)))
+            }
+            (&Method::GET, [name]) => {
+                let n = name.to_string();
+                let entries = tokio::task::spawn_blocking(move || registry.history(&t, &n))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(Error::Registry)?;
+                Ok(done(
+                    StatusCode::OK,
+                    None,
+                    serde_json::json!({ "history": entries }),
+                ))
             }
             (&Method::DELETE, [name, version]) => {
                 let pinned = self.pipeline.pins(tenant, name, version);
@@ -430,21 +442,31 @@ impl Admin {
     }
 }
 
-/// Rebuilds the routes after an activation; if they cannot be built with the new
-/// version, puts the old one back and says why.
+/// Rebuilds the routes after an activation or rollback and logs it; if they cannot be
+/// built with the new version, reverts it (a `revert` in the module's history) and says
+/// why.
 fn swap_in(
     pipeline: &Pipeline,
     registry: &Registry,
-    tenant: &str,
-    name: &str,
+    active: &Version,
     before: Option<String>,
+    actor: &str,
 ) -> Result<(), RegistryError> {
+    let (tenant, name) = (&active.tenant, &active.name);
     match pipeline.rebuild() {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let change = crate::registry::Change {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                from: before,
+                to: Some(active.version.clone()),
+            };
+            change.log_applied();
+            Ok(())
+        }
         Err(invalid) => {
-            match before {
-                Some(v) => drop(registry.activate(tenant, name, &v)),
-                None => drop(registry.deactivate(tenant, name)),
+            if let Err(e) = registry.revert(tenant, name, actor) {
+                tracing::error!(%tenant, module = %name, error = %e, "activation not reverted");
             }
             Err(RegistryError::Rejected {
                 cause: "routes_rejected",

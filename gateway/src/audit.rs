@@ -23,6 +23,9 @@ pub struct Config {
     pub commit_delay: Duration,
     /// Signed checkpoints, when configured.
     pub checkpoints: Option<Checkpoints>,
+    /// This gateway's name in every block it writes (`instance`; by default the host
+    /// name): which of the gateways sharing a ledger served a request.
+    pub instance: String,
 }
 
 /// Signed checkpoints of the chain head.
@@ -70,6 +73,7 @@ struct Raw {
     checkpoint_key: Option<PathBuf>,
     #[serde(default = "d::checkpoint_interval", deserialize_with = "millis")]
     checkpoint_interval_ms: Duration,
+    instance: Option<String>,
 }
 
 impl Default for Raw {
@@ -82,6 +86,7 @@ impl Default for Raw {
             checkpoint: None,
             checkpoint_key: None,
             checkpoint_interval_ms: d::checkpoint_interval(),
+            instance: None,
         }
     }
 }
@@ -116,7 +121,17 @@ impl TryFrom<Raw> for Config {
             (None, Some(_)) => return Err("`checkpoint_key` needs `checkpoint`".into()),
             (None, None) => None,
         };
+        let instance = match raw.instance {
+            Some(name)
+                if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) =>
+            {
+                return Err("instance must be 1-128 characters, none a control character".into());
+            }
+            Some(name) => name,
+            None => d::instance(),
+        };
         Ok(Config {
+            instance,
             store,
             durability: match raw.durability {
                 Written::Sync => Durability::Sync,
@@ -136,6 +151,14 @@ mod d {
     }
     pub(super) fn checkpoint_interval() -> Duration {
         Duration::from_secs(10)
+    }
+    /// The host name (Linux), else `palisade`.
+    pub(super) fn instance() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "palisade".into())
     }
 }
 
@@ -174,6 +197,7 @@ pub(crate) fn open(config: &Config) -> Result<(Ledger, LedgerInfo), palisade_led
             durability: config.durability,
             checkpoints: signer,
             commit_delay: config.commit_delay,
+            instance: Some(config.instance.clone()),
             ..Options::default()
         },
     )?;

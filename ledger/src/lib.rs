@@ -63,4 +63,8 @@ CREATE TABLE IF NOT EXISTS palisade_registry_versions (
   PRIMARY KEY (tenant, name, version));
 CREATE TABLE IF NOT EXISTS palisade_registry_active (
   tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
-  PRIMARY KEY (tenant, name));";
+  PRIMARY KEY (tenant, name));
+CREATE TABLE IF NOT EXISTS palisade_registry_history (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, seq BIGINT NOT NULL, action TEXT NOT NULL,
+  version TEXT NOT NULL, stack TEXT NOT NULL, actor TEXT NOT NULL, time_ms BIGINT NOT NULL,
+  PRIMARY KEY (tenant, name, seq));";

@@ -41,6 +41,9 @@ pub struct Record {
     pub decision: String,
     /// Kind-specific details (a registry change's action and digest, say).
     pub detail: Option<serde_json::Value>,
+    /// The gateway instance that wrote the block ([`crate::Options::instance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
     /// The caller: a token subject or API key id, never the credential.
     pub identity: Option<String>,
     /// What the block records.

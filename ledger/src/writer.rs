@@ -49,6 +49,9 @@ pub struct Options {
     /// concurrent load: a lone client's blocks, or an idle writer's, commit at once.
     /// Zero: never wait. By default 200 µs.
     pub commit_delay: Duration,
+    /// The writer's name, set as [`Record::gateway`] of every block appended without
+    /// one. By default none.
+    pub instance: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             queue: 65_536,
             checkpoints: None,
             commit_delay: Duration::from_micros(200),
+            instance: None,
         }
     }
 }
@@ -80,6 +84,7 @@ enum Job {
 pub struct Ledger {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     durability: Durability,
+    instance: Option<String>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -92,6 +97,7 @@ impl Ledger {
     pub fn open(target: Target, options: Options) -> Result<Self> {
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let durability = options.durability;
+        let instance = options.instance.clone();
         if let Some(signer) = &options.checkpoints {
             tick(tx.downgrade(), signer.interval());
         }
@@ -118,6 +124,7 @@ impl Ledger {
         Ok(Ledger {
             tx: Mutex::new(Some(tx)),
             durability,
+            instance,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -136,8 +143,11 @@ impl Ledger {
     /// # Errors
     ///
     /// [`Error::Unavailable`] when the writer has stopped or the commit failed.
-    pub async fn append(&self, record: Record) -> Result<Option<u64>> {
+    pub async fn append(&self, mut record: Record) -> Result<Option<u64>> {
         let tx = self.sender()?;
+        if record.gateway.is_none() {
+            record.gateway.clone_from(&self.instance);
+        }
         let record = record.to_canonical();
         let closed = |_| Error::Unavailable("ledger writer stopped".into());
         match self.durability {

@@ -35,7 +35,7 @@ pub(crate) struct AdminArgs {
     #[arg(long, value_name = "FILE")]
     api_key_file: Option<PathBuf>,
     /// The tenant.
-    #[arg(long)]
+    #[arg(long, value_parser = module_name)]
     tenant: String,
 }
 
@@ -54,10 +54,10 @@ pub(crate) enum ModuleCommand {
         #[command(flatten)]
         to: AdminArgs,
         /// Module name.
-        #[arg(long)]
+        #[arg(long, value_parser = module_name)]
         name: String,
         /// Version label.
-        #[arg(long)]
+        #[arg(long, value_parser = module_version)]
         version: String,
         /// The signature file. By default `MODULE.sig` if present.
         #[arg(long, value_name = "FILE")]
@@ -75,8 +75,10 @@ pub(crate) enum ModuleCommand {
         #[command(flatten)]
         to: AdminArgs,
         /// Module name.
+        #[arg(value_parser = module_name)]
         name: String,
         /// Version.
+        #[arg(value_parser = module_version)]
         version: String,
     },
     /// Make a version the active one (routes naming `registry:NAME` switch to it).
@@ -84,15 +86,26 @@ pub(crate) enum ModuleCommand {
         #[command(flatten)]
         to: AdminArgs,
         /// Module name.
+        #[arg(value_parser = module_name)]
         name: String,
         /// Version.
+        #[arg(value_parser = module_version)]
         version: String,
     },
-    /// Go back to the version active before the last activation.
+    /// A module's history: every activation, rollback and revert, newest first.
+    History {
+        #[command(flatten)]
+        to: AdminArgs,
+        /// Module name.
+        #[arg(value_parser = module_name)]
+        name: String,
+    },
+    /// Go back one step in the module's history (again: further back).
     Rollback {
         #[command(flatten)]
         to: AdminArgs,
         /// Module name.
+        #[arg(value_parser = module_name)]
         name: String,
     },
     /// Delete a version that is not in use.
@@ -100,8 +113,10 @@ pub(crate) enum ModuleCommand {
         #[command(flatten)]
         to: AdminArgs,
         /// Module name.
+        #[arg(value_parser = module_name)]
         name: String,
         /// Version.
+        #[arg(value_parser = module_version)]
         version: String,
     },
 }
@@ -149,6 +164,25 @@ pub(crate) fn main(command: ModuleCommand) -> ExitCode {
             eprintln!("palisade: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// A tenant or module name, refused before any request (`bad_module_name`, exit 2): it
+/// goes into the URL as it is, so it must be one the registry accepts.
+fn module_name(s: &str) -> Result<String, String> {
+    if palisade_gateway::registry::valid_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("bad_module_name: 1-64 of A-Z a-z 0-9 _ . -, not starting with `.`".into())
+    }
+}
+
+/// A version, refused before any request (`bad_version`, exit 2).
+fn module_version(s: &str) -> Result<String, String> {
+    if palisade_gateway::registry::valid_version(s) {
+        Ok(s.to_string())
+    } else {
+        Err("bad_version: 1-64 of A-Z a-z 0-9 _ . - +, not starting with `.`".into())
     }
 }
 
@@ -245,6 +279,9 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
         ModuleCommand::Activate { to, name, version } => {
             let path = format!("modules/{name}/{version}/activate");
             call(&to, "POST", &path, Bytes::new(), None).await
+        }
+        ModuleCommand::History { to, name } => {
+            call(&to, "GET", &format!("modules/{name}"), Bytes::new(), None).await
         }
         ModuleCommand::Rollback { to, name } => {
             call(

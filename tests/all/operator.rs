@@ -835,3 +835,195 @@ async fn serve_warns_when_the_api_key_file_is_missing() -> Result<()> {
     );
     Ok(())
 }
+
+/// A gateway with a registry (in `registry_dir`, metadata in `db`), api keys, and a route
+/// `/tagged` running the active version of acme's module `tag`.
+fn registry_config(
+    up: std::net::SocketAddr,
+    db: &str,
+    registry_dir: &str,
+    instance: &str,
+) -> String {
+    crate::support::config(
+        up,
+        "",
+        "[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n",
+    )
+    .replace("sqlite = \"audit.db\"", &format!("sqlite = \"{db}\"\ninstance = \"{instance}\""))
+        + &format!("\n[auth]\napi_keys = \"apikeys.json\"\n\n[registry]\ndir = \"{registry_dir}\"\n")
+}
+
+/// A Lua policy that tags requests with `tag`.
+fn tagger(tag: &str) -> String {
+    format!(
+        "function on_request(req, ctx)\n  req.headers[\"x-module\"] = \"{tag}\"\n  return req\nend\n"
+    )
+}
+
+/// Admin calls with a tenant-admin key of acme.
+struct Admin {
+    addr: std::net::SocketAddr,
+    key: String,
+}
+
+impl Admin {
+    async fn new(h: &crate::support::Harness) -> Result<Self> {
+        let (code, key, err) = palisade(
+            h.dir.path(),
+            &[
+                "apikey",
+                "create",
+                "--tenant",
+                "acme",
+                "--roles",
+                "tenant-admin",
+            ],
+            None,
+        );
+        ensure!(code == 0, "{err}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        Ok(Admin {
+            addr: h.running.admin_addr().context("admin")?,
+            key: key.trim().to_string(),
+        })
+    }
+
+    async fn call(&self, method: &str, path: &str, body: String) -> crate::support::Reply {
+        let path = format!("/v1/tenants/acme/modules/{path}");
+        send(
+            self.addr,
+            method,
+            &path,
+            &[("x-api-key", self.key.as_str())],
+            body,
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rollback_goes_one_step_further_back_in_the_recorded_history() -> Result<()> {
+    let h = start_with(|up, _| {
+        // The route needs an active `tag` to be built: it comes with the first activation.
+        registry_config(up, "audit.db", "registry", "gw-a")
+            .replace("request = [{ module = \"registry:tag\" }]\n", "")
+    })
+    .await;
+    let admin = Admin::new(&h).await?;
+    for v in ["1", "2", "3"] {
+        let r = admin.call("PUT", &format!("tag/{v}"), tagger(v)).await;
+        ensure!(r.status == 201, "{}", r.text());
+    }
+    for v in ["1", "2", "3"] {
+        let r = admin
+            .call("POST", &format!("tag/{v}/activate"), String::new())
+            .await;
+        ensure!(r.status == 200, "{}", r.text());
+    }
+    for want in ["2", "1"] {
+        let r = admin.call("POST", "tag/rollback", String::new()).await;
+        ensure!(
+            r.status == 200 && r.json()["version"] == want,
+            "{}",
+            r.text()
+        );
+    }
+    let r = admin.call("POST", "tag/rollback", String::new()).await;
+    ensure!(
+        r.status == 409 && r.json()["error"] == "no_previous_version",
+        "{}",
+        r.text()
+    );
+    let r = admin.call("GET", "tag", String::new()).await;
+    ensure!(r.status == 200, "{}", r.text());
+    let steps: Vec<(String, String)> = r.json()["history"]
+        .as_array()
+        .context("history")?
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").into(),
+                e["version"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("rollback", "1"),
+        ("rollback", "2"),
+        ("activate", "3"),
+        ("activate", "2"),
+        ("activate", "1"),
+    ]
+    .iter()
+    .map(|(a, v)| (a.to_string(), v.to_string()))
+    .collect();
+    ensure!(steps == want, "{steps:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_is_logged_by_every_gateway_and_blocks_name_their_gateway() -> Result<()> {
+    let a = start_with(|up, _| {
+        registry_config(up, "audit.db", "registry", "gw-a")
+            .replace("request = [{ module = \"registry:tag\" }]\n", "")
+    })
+    .await;
+    let shared = a.dir.path().to_path_buf();
+    let admin = Admin::new(&a).await?;
+    let r = admin.call("PUT", "tag/7", tagger("7")).await;
+    ensure!(r.status == 201, "{}", r.text());
+    let r = admin.call("POST", "tag/7/activate", String::new()).await;
+    ensure!(r.status == 200, "{}", r.text());
+    // A second gateway on the same database and registry, routes naming the module.
+    let b = start_with(|up, _| {
+        registry_config(
+            up,
+            &shared.join("audit.db").display().to_string(),
+            &shared.join("registry").display().to_string(),
+            "gw-b",
+        )
+    })
+    .await;
+    let r = admin.call("PUT", "tag/8", tagger("8")).await;
+    ensure!(r.status == 201, "{}", r.text());
+    let r = admin.call("POST", "tag/8/activate", String::new()).await;
+    ensure!(r.status == 200, "{}", r.text());
+    // B follows within its poll (2 s): it serves version 8 and says so.
+    let mut served = String::new();
+    for _ in 0..50 {
+        let r = send(b.addr(), "GET", "/tagged", &[], "").await;
+        served = r.json()["headers"]["x-module"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if served == "8" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(served == "8", "gateway B serves {served:?}");
+    let applied = crate::support::log_text()
+        .lines()
+        .filter(|l| {
+            l.contains("module version in service")
+                && l.contains("\"version\":\"8\"")
+                && l.contains("\"previous\":\"7\"")
+        })
+        .count();
+    ensure!(
+        applied == 2,
+        "{applied} gateways logged the activation of 8"
+    );
+    // Each block names the gateway that wrote it.
+    let blocks = crate::support::blocks(&shared.join("audit.db"));
+    let by = |g: &str| blocks.iter().filter(|b| b["gateway"] == g).count();
+    ensure!(by("gw-a") > 0 && by("gw-b") > 0, "{blocks:?}");
+    ensure!(
+        blocks
+            .iter()
+            .filter(|b| b["kind"] != "genesis")
+            .all(|b| b["gateway"].is_string()),
+        "a block without its gateway"
+    );
+    Ok(())
+}

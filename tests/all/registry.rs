@@ -450,9 +450,25 @@ async fn tenants_cannot_see_use_or_overwrite_each_others_modules() {
             .status,
         404
     );
-    // Names that could be paths are refused before anything is stored.
+    // Names that could be paths are refused before anything is stored: by the CLI
+    // before it sends anything, and by the registry.
     let (code, _, err) = admin.push(&acme, "acme", "..", "1", &v1);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad_module_name"), "{err}");
+    let r = send(
+        h.running.admin_addr().unwrap(),
+        "PUT",
+        "/v1/tenants/acme/modules/.hidden/1",
+        &[("x-api-key", acme.as_str())],
+        std::fs::read(&v1).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "bad_module_name".into()),
+        "{}",
+        r.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

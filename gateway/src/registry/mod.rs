@@ -25,6 +25,7 @@
 mod admission;
 mod config;
 mod error;
+pub mod history;
 mod signing;
 mod storage;
 
@@ -162,33 +163,45 @@ impl Registry {
     }
 
     /// Re-reads which versions are active (another gateway sharing the database may
-    /// have changed them); true when something changed.
+    /// have changed them); returns what changed.
     ///
     /// # Errors
     ///
     /// [`RegistryError::Storage`].
-    pub fn poll_active(&self) -> Result<bool, RegistryError> {
-        let before = self.active.load_full();
-        self.refresh_active()?;
-        Ok(*before != **self.active.load())
+    pub fn poll_active(&self) -> Result<Vec<Change>, RegistryError> {
+        self.refresh_active()
     }
 
-    pub(crate) fn refresh_active(&self) -> Result<(), RegistryError> {
+    pub(crate) fn refresh_active(&self) -> Result<Vec<Change>, RegistryError> {
         let rows = self.meta.run(|m| {
             m.rows(
                 "SELECT tenant, name, version FROM palisade_registry_active",
                 &[],
             )
         })?;
-        let map = rows
+        let map: HashMap<(String, String), String> = rows
             .into_iter()
             .map(|r| {
                 let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
                 ((s(0), s(1)), s(2))
             })
             .collect();
-        self.active.store(Arc::new(map));
-        Ok(())
+        let before = self.active.swap(Arc::new(map));
+        let now = self.active.load();
+        let mut changes: Vec<Change> = now
+            .iter()
+            .chain(before.iter())
+            .filter(|(k, _)| before.get(*k) != now.get(*k))
+            .map(|((tenant, name), _)| Change {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                from: before.get(&(tenant.clone(), name.clone())).cloned(),
+                to: now.get(&(tenant.clone(), name.clone())).cloned(),
+            })
+            .collect();
+        changes.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
+        changes.dedup();
+        Ok(changes)
     }
 
     fn row(&self, tenant: &str, name: &str, version: &str) -> Result<Row, RegistryError> {
@@ -239,22 +252,6 @@ impl Registry {
             .load()
             .get(&(tenant.to_string(), name.to_string()))
             .cloned()
-    }
-
-    /// Makes no version of `name` active (undoes a first activation).
-    ///
-    /// # Errors
-    ///
-    /// [`RegistryError::Storage`].
-    pub fn deactivate(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
-        let (t, n) = (tenant.to_string(), name.to_string());
-        self.meta.run(move |m| {
-            m.exec(
-                "DELETE FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
-                &[&t, &n],
-            )
-        })?;
-        self.refresh_active()
     }
 
     /// Validates and stores a new version (see the module docs for the order of checks).
@@ -350,68 +347,88 @@ impl Registry {
         Ok(v)
     }
 
-    /// Makes `version` the tenant's active version of `name`; returns the digest.
+    /// Makes `version` the active one (`actor` did it), on top of the module's history.
     ///
     /// # Errors
     ///
-    /// [`RegistryError::NotFound`], [`RegistryError::Storage`].
+    /// [`RegistryError::NotFound`], storage errors.
     pub fn activate(
         &self,
         tenant: &str,
         name: &str,
         version: &str,
+        actor: &str,
     ) -> Result<Version, RegistryError> {
         let row = self.row(tenant, name, version)?;
-        let (t, n, v) = (tenant.to_string(), name.to_string(), version.to_string());
-        self.meta.run(move |m| {
-            let current = m
-                .rows(
-                    "SELECT version FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
-                    &[&t, &n],
-                )?
-                .into_iter()
-                .next()
-                .and_then(|r| r.into_iter().next().flatten());
-            match current {
-                Some(cur) if cur == v => Ok(0),
-                Some(cur) => m.exec(
-                    "UPDATE palisade_registry_active SET version = $3, previous = $4 WHERE tenant = $1 AND name = $2",
-                    &[&t, &n, &v, &cur],
-                ),
-                None => m.exec(
-                    "INSERT INTO palisade_registry_active (tenant, name, version) VALUES ($1, $2, $3)",
-                    &[&t, &n, &v],
-                ),
-            }
-        })?;
-        self.refresh_active()?;
+        self.step(tenant, name, history::Step::Activate(version.into()), actor)?;
         Ok(Version {
             active: true,
             ..row.v
         })
     }
 
-    /// Goes back to the version active before the last activation.
+    /// Goes back one step in the module's history: to the version active before the
+    /// current one was activated (a second rollback goes further back). Versions deleted
+    /// since are skipped.
     ///
     /// # Errors
     ///
     /// [`RegistryError::NoPrevious`], [`RegistryError::NotFound`], storage errors.
-    pub fn rollback(&self, tenant: &str, name: &str) -> Result<Version, RegistryError> {
+    pub fn rollback(
+        &self,
+        tenant: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<Version, RegistryError> {
+        let version = self
+            .step(tenant, name, history::Step::Rollback, actor)?
+            .ok_or(RegistryError::NoPrevious)?;
+        let row = self.row(tenant, name, &version)?;
+        Ok(Version {
+            active: true,
+            ..row.v
+        })
+    }
+
+    /// Undoes the last activation or rollback (the routes could not be built with it).
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub fn revert(&self, tenant: &str, name: &str, actor: &str) -> Result<(), RegistryError> {
+        self.step(tenant, name, history::Step::Revert, actor)
+            .map(drop)
+    }
+
+    /// The module's history, newest first.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub fn history(&self, tenant: &str, name: &str) -> Result<Vec<history::Entry>, RegistryError> {
         let (t, n) = (tenant.to_string(), name.to_string());
-        let state = self.meta.run(move |m| {
-            m.rows(
-                "SELECT version, previous FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
-                &[&t, &n],
-            )
-        })?;
-        let Some(state) = state.into_iter().next() else {
-            return Err(RegistryError::NotFound);
-        };
-        let previous = state.get(1).cloned().flatten().filter(|p| !p.is_empty());
-        let Some(previous) = previous else {
-            return Err(RegistryError::NoPrevious);
-        };
-        self.activate(tenant, name, &previous)
+        Ok(self.meta.run(move |m| history::read(m, &t, &n))?)
+    }
+
+    fn step(
+        &self,
+        tenant: &str,
+        name: &str,
+        step: history::Step,
+        actor: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let (t, n, a) = (tenant.to_string(), name.to_string(), actor.to_string());
+        let now = palisade_ledger::Record::now_ms();
+        let done = self
+            .meta
+            .run(move |m| history::apply(m, &t, &n, &step, &a, now))?;
+        // Not applied yet: the caller rebuilds the routes, then the change is logged (by
+        // `follow_registry` on every gateway, this one included).
+        self.refresh_active()?;
+        match done {
+            history::Done::Active(v) => Ok(v),
+            history::Done::NoPrevious => Err(RegistryError::NoPrevious),
+        }
     }
 
     /// Deletes a version that is not active. The bytes stay while another version (of
@@ -541,6 +558,43 @@ impl Registry {
             .map(drop)
             .map_err(|e| format!("module {}@{}: {e}", row.v.name, row.v.version))
     }
+}
+
+/// A module whose active version changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The tenant.
+    pub tenant: String,
+    /// The module.
+    pub name: String,
+    /// The version active before (none: none was).
+    pub from: Option<String>,
+    /// The version active now (none: none is).
+    pub to: Option<String>,
+}
+
+impl Change {
+    /// Logs that this gateway serves the change now.
+    pub fn log_applied(&self) {
+        tracing::info!(
+            tenant = %self.tenant,
+            module = %self.name,
+            version = self.to.as_deref().unwrap_or("none"),
+            previous = self.from.as_deref().unwrap_or("none"),
+            "module version in service"
+        );
+    }
+}
+
+/// Whether `name` can name a module (and a tenant): 1-64 of `[A-Za-z0-9_.-]`, not
+/// starting with `.`.
+pub fn valid_name(name: &str) -> bool {
+    admission::valid(name, false)
+}
+
+/// Whether `version` can name a version: as [`valid_name`], `+` allowed too.
+pub fn valid_version(version: &str) -> bool {
+    admission::valid(version, true)
 }
 
 /// The keys each tenant trusts for its modules (`module_keys`), read from their files.

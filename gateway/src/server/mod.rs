@@ -310,12 +310,11 @@ async fn follow_registry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool
         let _ = tokio::task::spawn_blocking(move || {
             let Some(registry) = p.registry() else { return };
             match registry.poll_active() {
-                Ok(true) => {
-                    if let Err(e) = p.rebuild() {
-                        tracing::warn!(error = %e, "registry change not applied");
-                    }
-                }
-                Ok(false) => {}
+                Ok(changes) if changes.is_empty() => {}
+                Ok(changes) => match p.rebuild() {
+                    Ok(()) => changes.iter().for_each(|c| c.log_applied()),
+                    Err(e) => tracing::warn!(error = %e, "registry change not applied"),
+                },
                 Err(e) => tracing::warn!(error = %e, "registry not readable"),
             }
         })

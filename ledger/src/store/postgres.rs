@@ -97,7 +97,8 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         GRANT SELECT, INSERT ON palisade_ledger TO "{writer_role}";
         -- The module registry's metadata (palisade-gateway's registry) lives beside it.
         {registry_schema}
-        REVOKE ALL ON palisade_registry_versions, palisade_registry_active FROM PUBLIC;
+        REVOKE ALL ON palisade_registry_versions, palisade_registry_active, palisade_registry_history FROM PUBLIC;
+        GRANT SELECT, INSERT ON palisade_registry_history TO "{writer_role}";
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_registry_versions, palisade_registry_active TO "{writer_role}";
         -- The secret store: wrapped data keys and sealed secrets.
         {secrets_schema}
