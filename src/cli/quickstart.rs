@@ -61,13 +61,20 @@ async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     for name in ["inject-headers", "redact-pii", "block-patterns"] {
         if !wasm(name).is_file() {
             anyhow::bail!(
-                "{} is missing: build the policies first with `cargo guests`",
+                "{} is missing: in the Palisade repository run `cargo guests` first; \
+                 elsewhere pass --policies DIR, a directory holding inject-headers.wasm, \
+                 redact-pii.wasm and block-patterns.wasm (built by `cargo guests`)",
                 wasm(name).display()
             );
         }
     }
     let lua = cwd.join(&args.lua).join("reshape-json.lua");
-    anyhow::ensure!(lua.is_file(), "{} is missing", lua.display());
+    anyhow::ensure!(
+        lua.is_file(),
+        "{} is missing: outside the Palisade repository pass --lua DIR, the repository's \
+         policies/lua directory (it holds reshape-json.lua)",
+        lua.display()
+    );
     std::fs::create_dir_all(&args.dir)?;
     let dir = args.dir.canonicalize()?;
     let key = dir.join("hash.key");
@@ -148,11 +155,7 @@ async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("# 7. Every request above is a block in the audit ledger; prove the chain intact:");
-    println!(
-        "cargo run -q -- verify --db {} --checkpoint {}\n",
-        rel(&dir.join("audit.db")),
-        rel(&dir.join("checkpoints.jsonl"))
-    );
+    println!("{} verify --config {}\n", invocation(&cwd), rel(&config));
     println!("Ctrl-C stops the gateway.");
     super::serve::run_until_signal(running).await;
     Ok(ExitCode::SUCCESS)
@@ -304,5 +307,20 @@ async fn demo_upstream(listener: TcpListener) {
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+/// How to run this binary again from `cwd`: through cargo when it is this workspace's
+/// build, else by its name (an installed `palisade`).
+fn invocation(cwd: &Path) -> &'static str {
+    let built_here = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .zip(cwd.join("target").canonicalize().ok())
+        .is_some_and(|(exe, target)| exe.starts_with(target));
+    if built_here {
+        "cargo run -q --"
+    } else {
+        "palisade"
     }
 }

@@ -12,9 +12,13 @@ use palisade_ledger::{Target, checkpoint};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
+    /// The gateway config whose `[audit]` ledger (and checkpoints) are verified, unless
+    /// `--db` or `--postgres` names the ledger.
+    #[arg(long, short, default_value = "palisade.toml")]
+    config: PathBuf,
     /// The SQLite ledger.
-    #[arg(long, conflicts_with = "postgres", default_value = "palisade-audit.db")]
-    db: PathBuf,
+    #[arg(long, conflicts_with = "postgres")]
+    db: Option<PathBuf>,
     /// A PostgreSQL ledger (any role that may SELECT it).
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
@@ -27,6 +31,9 @@ pub(crate) struct VerifyArgs {
     /// The checkpoints' public key. By default `checkpoint.key.pub` beside the checkpoint file.
     #[arg(long, value_name = "FILE", requires = "checkpoint")]
     checkpoint_key: Option<PathBuf>,
+    /// `text`: one line; `json`: one JSON document.
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,10 +60,26 @@ fn parse_range(text: &str) -> Option<(u64, u64)> {
     (a >= 1 && a <= b).then_some((a, b))
 }
 
-pub(crate) fn main(args: VerifyArgs) -> ExitCode {
-    let target = match args.postgres {
-        Some(url) => Target::Postgres(url),
-        None => Target::Sqlite(args.db),
+pub(crate) fn main(mut args: VerifyArgs) -> ExitCode {
+    let target = match (args.postgres.take(), args.db.take()) {
+        (Some(url), _) => Target::Postgres(url),
+        (None, Some(db)) => Target::Sqlite(db),
+        (None, None) => match palisade_gateway::config::load(&args.config) {
+            Ok(file) => {
+                // The config's checkpoints, unless others are named.
+                if args.checkpoint.is_none()
+                    && let Some(c) = &file.audit.checkpoints
+                {
+                    args.checkpoint = Some(c.file.clone());
+                    args.checkpoint_key = Some(checkpoint::public_key_path(&c.key));
+                }
+                file.audit.store
+            }
+            Err(e) => {
+                eprintln!("{e}\npalisade: name the ledger with --config, --db or --postgres");
+                return ExitCode::from(2);
+            }
+        },
     };
     let range = match args.range.as_deref().map(parse_range) {
         Some(None) => {
@@ -85,7 +108,23 @@ pub(crate) fn main(args: VerifyArgs) -> ExitCode {
     };
     match verify(&target, range, checkpoints.as_ref()) {
         Ok(report) => {
-            println!("{report}");
+            match args.format {
+                super::OutputFormat::Text => println!("{report}"),
+                super::OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "blocks": report.blocks,
+                        "intact": report.is_intact(),
+                        "anomalies": report.anomalies,
+                        "first": report.first.as_ref().map(|a| serde_json::json!({
+                            "kind": a.kind(),
+                            "what": a.to_string(),
+                        })),
+                        "checkpoints": report.checkpoints,
+                        "ms": report.elapsed.as_millis() as u64,
+                    })
+                ),
+            }
             if report.is_intact() {
                 ExitCode::SUCCESS
             } else {
@@ -106,6 +145,10 @@ pub(crate) fn ledger(command: LedgerCommand) -> ExitCode {
                 Ok(()) => {
                     println!("palisade: ledger ready; gateways connect as role {writer}");
                     ExitCode::SUCCESS
+                }
+                Err(e @ palisade_ledger::Error::PrivilegedRole(_)) => {
+                    eprintln!("palisade: {e}");
+                    ExitCode::from(2)
                 }
                 Err(e) => {
                     eprintln!("palisade: {e}");

@@ -1027,3 +1027,95 @@ async fn an_activation_is_logged_by_every_gateway_and_blocks_name_their_gateway(
     );
     Ok(())
 }
+
+#[test]
+fn the_quickstart_outside_the_repository_says_what_to_pass() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (code, _, err) = palisade(
+        dir.path(),
+        &[
+            "quickstart",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--dir",
+            "q",
+        ],
+        None,
+    );
+    ensure!(code == 1, "exit {code}: {err}");
+    ensure!(err.contains("elsewhere pass --policies DIR"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn the_quickstart_outside_the_repository_prints_a_verify_line_that_runs() -> Result<()> {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir()?;
+    let workspace = std::path::Path::new(palisade_test_artifacts::WORKSPACE);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .current_dir(dir.path())
+        .args([
+            "quickstart",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--dir",
+            "q",
+            "--policies",
+        ])
+        .arg(workspace.join("target/policies"))
+        .arg("--lua")
+        .arg(workspace.join("policies/lua"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut verify_line = None;
+    for line in std::io::BufReader::new(child.stdout.take().context("stdout")?).lines() {
+        let line = line?;
+        if line.starts_with("palisade verify") {
+            verify_line = Some(line.clone());
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait()?;
+    let line = verify_line.context("no `palisade verify` line")?;
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    ensure!(args[..2] == ["verify", "--config"], "{line}");
+    let (code, out, err) = palisade(dir.path(), &args, None);
+    ensure!(code == 0 && out.contains("chain intact"), "{out}{err}");
+    Ok(())
+}
+
+#[test]
+fn verify_reads_the_ledger_and_checkpoints_the_config_names_and_speaks_json() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    checkpointed_ledger(d)?;
+    std::fs::write(
+        d.join("palisade.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[audit]\nsqlite = \"audit.db\"\ncheckpoint = \"checkpoints.jsonl\"\n",
+    )?;
+    let (code, out, err) = palisade(d, &["verify", "--format", "json"], None);
+    ensure!(code == 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out)?;
+    ensure!(
+        report["intact"] == true && report["blocks"] == 2 && report["checkpoints"] == 1,
+        "{report}"
+    );
+    // Without a config, a ledger must be named.
+    std::fs::remove_file(d.join("palisade.toml"))?;
+    let (code, _, err) = palisade(d, &["verify"], None);
+    ensure!(
+        code == 2 && err.contains("name the ledger with --config, --db or --postgres"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -73,6 +73,26 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         });
     }
     let mut client = Client::connect(owner_url, NoTls)?;
+    // A superuser writer bypasses every guard (`serve` refuses one too): refused here,
+    // before anything is created or granted.
+    let writer = client.query_opt(
+        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1",
+        &[&writer_role],
+    )?;
+    match writer {
+        None => {
+            return Err(Error::Format {
+                path: "postgres".into(),
+                message: format!(
+                    "writer role {writer_role:?} does not exist: create it first (CREATE ROLE {writer_role} LOGIN PASSWORD '...')"
+                ),
+            });
+        }
+        Some(row) if row.get::<_, bool>(0) => {
+            return Err(Error::PrivilegedRole(writer_role.to_string()));
+        }
+        Some(_) => {}
+    }
     client.batch_execute(&format!(
         r#"
         CREATE TABLE IF NOT EXISTS palisade_ledger (
