@@ -40,6 +40,12 @@ enum Command {
     /// Sign modules, and manage a tenant's modules in the registry (admin API).
     #[command(subcommand)]
     Module(cli::module::ModuleCommand),
+    /// List the tenants the admin API credential may read.
+    #[command(subcommand)]
+    Tenant(cli::admin::TenantCommand),
+    /// List a tenant's routes as they run (admin API).
+    #[command(subcommand)]
+    Route(cli::admin::RouteCommand),
     /// Manage encrypted secrets (values from stdin, never shown).
     #[command(subcommand)]
     Secret(cli::secret::SecretCommand),
@@ -59,5 +65,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cli::module::keygen(args),
         Command::Module(command) => cli::module::main(command),
         Command::Secret(command) => cli::secret::main(command),
+        Command::Tenant(command) => cli::admin::tenant(command),
+        Command::Route(command) => cli::admin::route(command),
     }
 }

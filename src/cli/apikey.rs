@@ -53,6 +53,9 @@ pub(crate) enum ApiKeyCommand {
     List {
         #[command(flatten)]
         at: KeyFileArgs,
+        /// `text` or `json` (one document; never a secret or hash).
+        #[arg(long, value_enum, default_value = "text")]
+        format: super::OutputFormat,
     },
     /// Revoke a key by id.
     Revoke {
@@ -135,17 +138,39 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
             println!("{}", new.key);
             Ok(ExitCode::SUCCESS)
         }
-        ApiKeyCommand::List { at } => {
+        ApiKeyCommand::List { at, format } => {
             let (path, _) = locate(&at)?;
             let now = now_ms();
-            for k in apikey::read(&path)?.keys {
-                let state = if k.revoked {
+            let keys = apikey::read(&path)?.keys;
+            let state = |k: &apikey::KeyEntry| {
+                if k.revoked {
                     "revoked"
                 } else if k.expires_ms.is_some_and(|t| t <= now) {
                     "expired"
                 } else {
                     "active"
-                };
+                }
+            };
+            if format == super::OutputFormat::Json {
+                let list: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id,
+                            "state": state(k),
+                            "tenant": k.tenant,
+                            "scopes": k.scopes,
+                            "roles": k.roles,
+                            "name": k.name,
+                            "expires_ms": k.expires_ms,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "keys": list }));
+                return Ok(ExitCode::SUCCESS);
+            }
+            for k in keys {
+                let state = state(&k);
                 println!(
                     "{}  {:<8} tenant={} scopes={} roles={} name={}",
                     k.id,

@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub(crate) mod admin;
 pub(crate) mod apikey;
 pub(crate) mod audit;
 pub(crate) mod envelope;

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
+
+use super::admin::{Endpoint, lines, plain, pretty};
 
 #[derive(Debug, Args)]
 pub(crate) struct KeygenArgs {
@@ -25,15 +25,11 @@ pub(crate) struct KeygenArgs {
     master: bool,
 }
 
-/// The admin API to talk to.
+/// The admin API to talk to, and the tenant.
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
-    /// The admin listener, `http://host:port`.
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
-    admin: String,
-    /// A file holding the API key (else `PALISADE_API_KEY`).
-    #[arg(long, value_name = "FILE")]
-    api_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    endpoint: Endpoint,
     /// The tenant.
     #[arg(long, value_parser = module_name)]
     tenant: String,
@@ -85,6 +81,9 @@ pub(crate) enum ModuleCommand {
     Activate {
         #[command(flatten)]
         to: AdminArgs,
+        /// Check that it exists and loads, and say what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Module name.
         #[arg(value_parser = module_name)]
         name: String,
@@ -104,6 +103,9 @@ pub(crate) enum ModuleCommand {
     Rollback {
         #[command(flatten)]
         to: AdminArgs,
+        /// Say which version it would make active; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Module name.
         #[arg(value_parser = module_name)]
         name: String,
@@ -169,7 +171,7 @@ pub(crate) fn main(command: ModuleCommand) -> ExitCode {
 
 /// A tenant or module name, refused before any request (`bad_module_name`, exit 2): it
 /// goes into the URL as it is, so it must be one the registry accepts.
-fn module_name(s: &str) -> Result<String, String> {
+pub(crate) fn module_name(s: &str) -> Result<String, String> {
     if palisade_gateway::registry::valid_name(s) {
         Ok(s.to_string())
     } else {
@@ -263,9 +265,24 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
                 },
             };
             let path = format!("modules/{name}/{version}");
-            call(&to, "PUT", &path, Bytes::from(bytes), sig).await
+            call(&to, "PUT", &path, Bytes::from(bytes), sig, pretty).await
         }
-        ModuleCommand::List { to } => call(&to, "GET", "modules", Bytes::new(), None).await,
+        ModuleCommand::List { to } => {
+            call(&to, "GET", "modules", Bytes::new(), None, |v| {
+                lines(v, "modules", |m| {
+                    format!(
+                        "{}@{}  {}  {} bytes  sha256:{}  signer={}",
+                        plain(&m["name"]),
+                        plain(&m["version"]),
+                        if m["active"] == true { "active" } else { "-" },
+                        m["size"],
+                        plain(&m["digest"]).chars().take(12).collect::<String>(),
+                        plain(&m["signer"]),
+                    )
+                })
+            })
+            .await
+        }
         ModuleCommand::Inspect { to, name, version } => {
             call(
                 &to,
@@ -273,25 +290,44 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
                 &format!("modules/{name}/{version}"),
                 Bytes::new(),
                 None,
+                pretty,
             )
             .await
         }
-        ModuleCommand::Activate { to, name, version } => {
-            let path = format!("modules/{name}/{version}/activate");
-            call(&to, "POST", &path, Bytes::new(), None).await
+        ModuleCommand::Activate {
+            to,
+            name,
+            version,
+            dry_run,
+        } => {
+            let path = format!("modules/{name}/{version}/activate{}", dry(dry_run));
+            call(&to, "POST", &path, Bytes::new(), None, pretty).await
         }
         ModuleCommand::History { to, name } => {
-            call(&to, "GET", &format!("modules/{name}"), Bytes::new(), None).await
-        }
-        ModuleCommand::Rollback { to, name } => {
             call(
                 &to,
-                "POST",
-                &format!("modules/{name}/rollback"),
+                "GET",
+                &format!("modules/{name}"),
                 Bytes::new(),
                 None,
+                |v| {
+                    lines(v, "history", |e| {
+                        format!(
+                            "{}  {}  {}  by {}  at {}",
+                            e["seq"],
+                            plain(&e["action"]),
+                            plain(&e["version"]),
+                            plain(&e["actor"]),
+                            e["time_ms"],
+                        )
+                    })
+                },
             )
             .await
+        }
+        ModuleCommand::Rollback { to, name, dry_run } => {
+            let path = format!("modules/{name}/rollback{}", dry(dry_run));
+            call(&to, "POST", &path, Bytes::new(), None, pretty).await
         }
         ModuleCommand::Delete { to, name, version } => {
             call(
@@ -300,83 +336,31 @@ async fn run(command: ModuleCommand) -> Result<ExitCode, String> {
                 &format!("modules/{name}/{version}"),
                 Bytes::new(),
                 None,
+                pretty,
             )
             .await
         }
     }
 }
 
-/// One admin API call; prints the JSON answer.
-/// An admin API refusal in one line: status, error, cause, detail, correlation id.
-pub(crate) fn refusal(status: http::StatusCode, body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return format!("{status}: {}", String::from_utf8_lossy(body).trim());
-    };
-    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    let mut line = status.to_string();
-    if let Some(error) = text("error") {
-        line += &format!(" {error}");
-    }
-    if let Some(cause) = text("cause").filter(|c| Some(c) != text("error").as_ref()) {
-        line += &format!(": {cause}");
-    }
-    if let Some(detail) = text("detail") {
-        line += &format!(" ({detail})");
-    }
-    if let Some(cid) = text("correlation_id") {
-        line += &format!("; correlation id {cid} (`palisade audit show {cid}`)");
-    }
-    line
+/// `?dry_run=true` when asked.
+fn dry(dry_run: bool) -> &'static str {
+    if dry_run { "?dry_run=true" } else { "" }
 }
 
+/// One call under `/v1/tenants/{tenant}/`.
 async fn call(
     to: &AdminArgs,
     method: &str,
     path: &str,
     body: Bytes,
     signature: Option<String>,
+    text: fn(&serde_json::Value) -> String,
 ) -> Result<ExitCode, String> {
-    let key = match &to.api_key_file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
-        None => std::env::var("PALISADE_API_KEY")
-            .map_err(|_| "set PALISADE_API_KEY or --api-key-file".to_string())?,
-    };
-    let url = format!(
-        "{}/v1/tenants/{}/{path}",
-        to.admin.trim_end_matches('/'),
-        to.tenant
-    );
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("x-api-key", key.trim());
-    if let Some(s) = signature {
-        req = req.header("x-palisade-signature", s);
-    }
-    let req = req
-        .body(Full::new(body))
-        .map_err(|e| format!("{url}: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let res = client
-        .request(req)
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = res.status();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?
-        .to_bytes();
-    let text = serde_json::from_slice::<serde_json::Value>(&body)
-        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-    if status.is_success() {
-        println!("{text}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("palisade: {method} {url}: {}", refusal(status, &body));
-        Ok(ExitCode::from(1))
-    }
+    let headers: Vec<(&str, String)> = signature
+        .map(|s| ("x-palisade-signature", s))
+        .into_iter()
+        .collect();
+    let path = format!("tenants/{}/{path}", to.tenant);
+    super::admin::call(&to.endpoint, method, &path, body, &headers, text).await
 }

@@ -54,6 +54,9 @@ pub(crate) enum SecretCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
+        /// `text` or `json` (one document; never a value).
+        #[arg(long, value_enum, default_value = "text")]
+        format: super::OutputFormat,
     },
     /// Check that a secret decrypts (authenticated decryption through the master key);
     /// prints its version and length, never the value.
@@ -73,6 +76,9 @@ pub(crate) enum SecretCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
+        /// Say which data key version would start; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Create the AES-256 master key on the PKCS#11 token `[secrets.pkcs11]` names
     /// (sensitive, not extractable).
@@ -90,6 +96,10 @@ pub(crate) enum SecretCommand {
         /// Re-wrap under this key file instead (`palisade keygen --master`).
         #[arg(long, value_name = "FILE")]
         new_master: Option<PathBuf>,
+        /// Unwrap every data key that would be re-wrapped and say what would be retired;
+        /// change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -191,12 +201,17 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
                 Err(e) => Err(e.to_string()),
             }
         }
-        SecretCommand::List { at, tenant } => {
+        SecretCommand::List { at, tenant, format } => {
             let (store, tenants) = open(&at)?;
             if let Err(code) = known(&tenants, &tenant) {
                 return Ok(code);
             }
-            for s in store.list(&tenant).map_err(|e| e.to_string())? {
+            let list = store.list(&tenant).map_err(|e| e.to_string())?;
+            if format == super::OutputFormat::Json {
+                println!("{}", serde_json::json!({ "secrets": list }));
+                return Ok(ExitCode::SUCCESS);
+            }
+            for s in list {
                 println!(
                     "{}  version={} key_version={}",
                     s.id, s.version, s.key_version
@@ -226,10 +241,19 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
                 Err(e) => Err(e.to_string()),
             }
         }
-        SecretCommand::Rotate { at, tenant } => {
+        SecretCommand::Rotate {
+            at,
+            tenant,
+            dry_run,
+        } => {
             let (store, tenants) = open(&at)?;
             if let Err(code) = known(&tenants, &tenant) {
                 return Ok(code);
+            }
+            if dry_run {
+                let next = store.next_key_version(&tenant).map_err(|e| e.to_string())?;
+                eprintln!("dry run: tenant {tenant} would start data key version {next}");
+                return Ok(ExitCode::SUCCESS);
             }
             let v = store.rotate(&tenant).map_err(|e| e.to_string())?;
             eprintln!("tenant {tenant}: data key version {v}");
@@ -246,7 +270,11 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             println!("{}", palisade_gateway::secrets::MasterKey::id(&key));
             Ok(ExitCode::SUCCESS)
         }
-        SecretCommand::RotateMaster { at, new_master } => {
+        SecretCommand::RotateMaster {
+            at,
+            new_master,
+            dry_run,
+        } => {
             let (store, _) = open(&at)?;
             let to: std::sync::Arc<dyn MasterKey> = match &new_master {
                 Some(path) => {
@@ -255,6 +283,22 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
                 None => store.current_master(),
             };
             let held = store.master_ids();
+            if dry_run {
+                let plan = store
+                    .plan_master_rotation(to.as_ref())
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "dry run: {} data key(s) would be re-wrapped under master key {} (each unwraps); would retire: {}",
+                    plan.rewrap,
+                    to.id(),
+                    if plan.retire.is_empty() {
+                        "none".to_string()
+                    } else {
+                        plan.retire.join(", ")
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             match store.rotate_master(to.as_ref()) {
                 Ok(n) => {
                     let retired: Vec<&String> = held.iter().filter(|id| **id != to.id()).collect();

@@ -157,7 +157,7 @@ pub struct Introspection {
 }
 
 /// An authentication scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
     /// `Authorization: Bearer <JWT>`, verified against `[[auth.jwt]]`.

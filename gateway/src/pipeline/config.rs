@@ -184,7 +184,7 @@ pub struct UpstreamClientCert {
 }
 
 /// `fail`: what a policy error does to the request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
     /// The request fails (500 before the upstream, 502 after); the default.

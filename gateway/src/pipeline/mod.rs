@@ -235,6 +235,11 @@ impl Pipeline {
         })
     }
 
+    /// The configuration in service.
+    pub fn file(&self) -> File {
+        self.file.lock().expect("pipeline file lock").clone()
+    }
+
     /// Whether `tenant` is configured.
     pub fn has_tenant(&self, tenant: &str) -> bool {
         let file = self.file.lock().expect("pipeline file lock");

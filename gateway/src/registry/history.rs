@@ -38,7 +38,8 @@ pub(super) enum Done {
     NoPrevious,
 }
 
-/// Applies `step` to `tenant`'s module `name` on `m`: the active version and a history row.
+/// Applies `step` to `tenant`'s module `name` on `m`: the active version and a history
+/// row. A `dry_run` says what it would do and writes nothing.
 pub(super) fn apply(
     m: &mut Conn,
     tenant: &str,
@@ -46,6 +47,7 @@ pub(super) fn apply(
     step: &Step,
     actor: &str,
     now_ms: u64,
+    dry_run: bool,
 ) -> Result<Done, String> {
     let last = m.rows(
         "SELECT CAST(seq AS TEXT), stack FROM palisade_registry_history WHERE tenant = $1 AND name = $2 ORDER BY seq DESC LIMIT 2",
@@ -109,6 +111,9 @@ pub(super) fn apply(
             "revert"
         }
     };
+    if dry_run {
+        return Ok(Done::Active(stack.last().cloned()));
+    }
     match stack.last() {
         Some(top) => {
             let below = stack

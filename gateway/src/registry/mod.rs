@@ -390,6 +390,22 @@ impl Registry {
         })
     }
 
+    /// The version a rollback would make active, without making it so.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::NoPrevious`], storage errors.
+    pub fn rollback_target(&self, tenant: &str, name: &str) -> Result<String, RegistryError> {
+        let (t, n) = (tenant.to_string(), name.to_string());
+        let done = self
+            .meta
+            .run(move |m| history::apply(m, &t, &n, &history::Step::Rollback, "", 0, true))?;
+        match done {
+            history::Done::Active(Some(v)) => Ok(v),
+            _ => Err(RegistryError::NoPrevious),
+        }
+    }
+
     /// Undoes the last activation or rollback (the routes could not be built with it).
     ///
     /// # Errors
@@ -421,7 +437,7 @@ impl Registry {
         let now = palisade_ledger::Record::now_ms();
         let done = self
             .meta
-            .run(move |m| history::apply(m, &t, &n, &step, &a, now))?;
+            .run(move |m| history::apply(m, &t, &n, &step, &a, now, false))?;
         // Not applied yet: the caller rebuilds the routes, then the change is logged (by
         // `follow_registry` on every gateway, this one included).
         self.refresh_active()?;

@@ -462,6 +462,32 @@ impl SecretStore {
     /// for a data key under a key not held; storage errors. Rows re-wrapped before a
     /// failure stay re-wrapped (each is whole), and nothing is retired.
     pub fn rotate_master(&self, to: &dyn MasterKey) -> Result<usize, SecretError> {
+        self.master_rotation(to, false).map(|plan| plan.rewrap)
+    }
+
+    /// What [`SecretStore::rotate_master`] would do, each data key unwrapped to be sure
+    /// it can be; nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecretStore::rotate_master`].
+    pub fn plan_master_rotation(&self, to: &dyn MasterKey) -> Result<Rotation, SecretError> {
+        self.master_rotation(to, true)
+    }
+
+    /// The tenant's next data key version ([`SecretStore::rotate`] would start it).
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub fn next_key_version(&self, tenant: &str) -> Result<u64, SecretError> {
+        self.next_version(
+            "SELECT CAST(MAX(version) AS TEXT) FROM palisade_secret_keys WHERE tenant = $1",
+            &[tenant],
+        )
+    }
+
+    fn master_rotation(&self, to: &dyn MasterKey, dry_run: bool) -> Result<Rotation, SecretError> {
         let target = to.id();
         if self.retired()?.contains(&target) {
             return Err(SecretError::Retired(target));
@@ -495,6 +521,11 @@ impl SecretStore {
                 })?;
             let aad = dek_aad(&tenant, version);
             let key = master.unwrap(&wrapped, &aad)?;
+            retire.push(wrapped_by);
+            n += 1;
+            if dry_run {
+                continue;
+            }
             let wrapped = b64(&to.wrap(&key, &aad)?);
             let (v, id) = (version.to_string(), target.clone());
             self.db.run(move |c| {
@@ -503,14 +534,15 @@ impl SecretStore {
                     &[&tenant, &v, &wrapped, &id],
                 )
             })?;
-            retire.push(wrapped_by);
-            n += 1;
         }
         retire.sort();
         retire.dedup();
         retire.retain(|id| *id != target);
+        if dry_run {
+            return Ok(Rotation { rewrap: n, retire });
+        }
         let now = palisade_ledger::Record::now_ms().to_string();
-        for id in retire {
+        for id in retire.clone() {
             let now = now.clone();
             self.db.run(move |c| {
                 c.exec(
@@ -519,6 +551,15 @@ impl SecretStore {
                 )
             })?;
         }
-        Ok(n)
+        Ok(Rotation { rewrap: n, retire })
     }
+}
+
+/// What a master-key rotation does: data keys re-wrapped, master keys retired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Data keys re-wrapped (or, planned, to re-wrap).
+    pub rewrap: usize,
+    /// Fingerprints retired (or to retire).
+    pub retire: Vec<String>,
 }

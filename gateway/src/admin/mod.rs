@@ -5,6 +5,9 @@
 //! | --- | --- |
 //! | `GET /v1/whoami` | any credential the admin API accepts |
 //! | `GET /v1/audit/verify` | `auditor` or `admin` |
+//! | `GET /v1/tenants` | any: lists the tenants the caller may read |
+//! | `GET /v1/tenants/{t}/routes` | a role that reads `t`'s modules |
+//! | `/v1/tenants/{t}/modules/...`, `/v1/tenants/{t}/secrets/...` | see `docs/registry.md`, `docs/secrets.md` |
 //!
 //! Credentials are those of [`crate::auth`] (`server.admin_auth` lists the schemes; API
 //! keys and JWTs by default), and roles come with them (an API key's `roles`, a JWT's
@@ -12,6 +15,8 @@
 //! the role. Every `/v1/` call is an audit block of kind `admin`: who, what, the outcome.
 //!
 //! [`Role`]: crate::auth::Role
+
+mod inventory;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,10 +159,27 @@ impl Admin {
             challenge: None,
         };
         let method = req.method().clone();
+        if method == Method::GET && path == "/v1/tenants" {
+            let file = self.pipeline.file();
+            let body = inventory::tenants(&file, |t| who.may(Action::ReadModules(t)));
+            return Ok(Done::admin(json(StatusCode::OK, &body)));
+        }
         if let Some(rest) = path.strip_prefix("/v1/tenants/") {
             let segments: Vec<&str> = rest.split('/').collect();
             if let [tenant, "secrets", rest @ ..] = segments.as_slice() {
                 return self.secrets(req, &method, tenant, rest, who).await;
+            }
+            if let (&Method::GET, [tenant, "routes"]) = (&method, segments.as_slice()) {
+                if !who.may(Action::ReadModules(tenant)) {
+                    return Err(forbidden());
+                }
+                if !self.pipeline.has_tenant(tenant) {
+                    return Err(Error::Registry(RegistryError::NotFound));
+                }
+                let file = self.pipeline.file();
+                let registry = self.pipeline.registry().map(|r| r.as_ref());
+                let body = inventory::routes(&file, registry, tenant);
+                return Ok(Done::admin(json(StatusCode::OK, &body)));
             }
             return self.modules(req, &method, &segments, who).await;
         }
@@ -244,6 +266,10 @@ impl Admin {
                 .map_err(Error::Registry)
         };
         let t = tenant.to_string();
+        let dry_run = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "dry_run=true"));
         match (method, rest) {
             (&Method::GET, []) => {
                 let list = tokio::task::spawn_blocking(move || registry.list(&t))
@@ -283,6 +309,48 @@ impl Admin {
                 }))
                 .await?;
                 Ok(done(StatusCode::CREATED, Some(&stored), inspect(&stored)))
+            }
+            (&Method::POST, [name, version, "activate"]) if dry_run => {
+                // Would it load? Nothing changes.
+                let (n, v) = (name.to_string(), version.to_string());
+                let active = registry.active_version(tenant, name);
+                let found = blocking(Box::new(move || {
+                    let found = registry.inspect(&t, &n, &v)?;
+                    registry.load(&t, &format!("{n}@{v}")).map_err(|detail| {
+                        RegistryError::Rejected {
+                            cause: "module_not_loadable",
+                            detail,
+                        }
+                    })?;
+                    Ok(found)
+                }))
+                .await?;
+                Ok(done(
+                    StatusCode::OK,
+                    None,
+                    serde_json::json!({
+                        "dry_run": true,
+                        "active": active,
+                        "would_activate": found.version,
+                    }),
+                ))
+            }
+            (&Method::POST, [name, "rollback"]) if dry_run => {
+                let n = name.to_string();
+                let active = registry.active_version(tenant, name);
+                let target = tokio::task::spawn_blocking(move || registry.rollback_target(&t, &n))
+                    .await
+                    .map_err(|_| not_found())?
+                    .map_err(Error::Registry)?;
+                Ok(done(
+                    StatusCode::OK,
+                    None,
+                    serde_json::json!({
+                        "dry_run": true,
+                        "active": active,
+                        "would_activate": target,
+                    }),
+                ))
             }
             (&Method::POST, [name, version, "activate"]) => {
                 let (n, v) = (name.to_string(), version.to_string());
