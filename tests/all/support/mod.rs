@@ -205,12 +205,6 @@ pub(crate) fn expand(text: &str) -> String {
     out
 }
 
-/// The config a test's routes are appended to: loopback listeners, tenants `acme` and
-/// `globex`, upstream `up`.
-pub(crate) fn config(upstream: SocketAddr, server_extra: &str, routes: &str) -> String {
-    expand(&Config::new(upstream).server(server_extra).text(routes).to_string())
-}
-
 /// Starts a gateway with the base config, `server_extra` under `[server]` and `routes`
 /// (TOML text), in front of a fresh upstream.
 pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
@@ -357,27 +351,4 @@ pub(crate) async fn read_until_close(tcp: &mut TcpStream, wait: Duration) -> (St
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
-}
-
-/// Starts `palisade serve --config PATH` and waits for its listening address.
-pub(crate) fn serve_process(
-    config_path: &std::path::Path,
-) -> (std::process::Child, std::net::SocketAddr) {
-    let (child, proxy, _) = serve_process_admin(config_path);
-    (child, proxy)
-}
-
-/// Like [`serve_process`], also returning the admin listener's address (if any).
-pub(crate) fn serve_process_admin(
-    config_path: &std::path::Path,
-) -> (std::process::Child, SocketAddr, Option<SocketAddr>) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
-        .arg(config_path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (addr, admin) = palisade_test_artifacts::serve_addresses(&mut child);
-    (child, addr, admin)
 }
