@@ -5,10 +5,10 @@
 //!
 //! ```ignore
 //! Config::new(up)
-//!     .server("max_body_bytes = 1024")
+//!     .server(r#"trusted_proxies = ["127.0.0.0/8"]"#)
 //!     .section("auth", r#"api_keys = "apikeys.json""#)
-//!     .tenant("acme", "max_rps = 5")
-//!     .route(Route::new("orders").path("/orders").request("@REDACT"))
+//!     .tenant("acme", "rate_limit = { per_s = 1, burst = 3 }")
+//!     .route(Route::new("orders").path("/orders").response("@REDACT_PII"))
 //! ```
 
 use std::fmt;
