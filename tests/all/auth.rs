@@ -19,7 +19,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::support::{Harness, Reply, send, start_with};
+use crate::support::cli::{apikey, run};
+use crate::support::{Config, Harness, Reply, Route, send, start_with};
 
 /// A Lua request policy that shows what identity policies see; if it ran on a refused
 /// request, the block would name it.
@@ -120,38 +121,12 @@ algorithm = "EdDSA"
 pem = "keys/ed.pub.pem"
 "#;
 
-/// The common head of every config here: listeners, audit, tenants `acme` and `globex`.
-fn head(upstream: SocketAddr, tenant_extra: &str, server_extra: &str, auth: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-{server_extra}
-
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-
-[auth]
-leeway_s = 30
-api_keys = "apikeys.json"
-{auth}
-
-[[tenant]]
-name = "acme"
-{tenant_extra}
-
-[[tenant]]
-name = "globex"
-
-[[upstream]]
-name = "up"
-url = "http://{upstream}"
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
+/// The base config with `[auth]`: a 30 s leeway, API keys in `apikeys.json`, then `auth`
+/// (issuers, introspection endpoints).
+fn with_auth(upstream: SocketAddr, auth: &str) -> Config {
+    Config::new(upstream).section(
+        "auth",
+        &format!("leeway_s = 30\napi_keys = \"apikeys.json\"\n{auth}"),
     )
 }
 
@@ -183,25 +158,18 @@ async fn items23_to_27_pyjwt_tokens_are_accepted_or_refused_exactly_as_expected(
     let h = start_with(|up, dir| {
         tokens = pyjwt_tokens(dir, &format!("http://{jku_addr}/jwks.json"));
         std::fs::write(dir.join("show.lua"), SHOW_IDENTITY).unwrap();
-        format!(
-            r#"{}
-[[route]]
-name = "orders"
-tenant = "acme"
-upstream = "up"
-path = "/orders"
-request = [{{ module = "show.lua" }}]
-auth = {{ schemes = ["jwt"], scopes = ["orders:read"] }}
-
-[[route]]
-name = "orders-forwarded"
-tenant = "acme"
-upstream = "up"
-path = "/forwarded"
-auth = {{ schemes = ["jwt"], forward_bearer = true }}
-"#,
-            head(up, "", "", JWT_ISSUER)
-        )
+        with_auth(up, JWT_ISSUER)
+            .route(
+                Route::new("orders")
+                    .path("/orders")
+                    .request("show.lua")
+                    .auth(r#"schemes = ["jwt"], scopes = ["orders:read"]"#),
+            )
+            .route(
+                Route::new("orders-forwarded")
+                    .path("/forwarded")
+                    .auth(r#"schemes = ["jwt"], forward_bearer = true"#),
+            )
     })
     .await;
 
@@ -370,24 +338,17 @@ async fn scopes_are_required_per_route_with_an_rfc6750_challenge() {
     let mut tokens = HashMap::new();
     let h = start_with(|up, dir| {
         tokens = pyjwt_tokens(dir, "http://127.0.0.1:9/");
-        format!(
-            r#"{}
-[[route]]
-name = "write"
-tenant = "acme"
-upstream = "up"
-path = "/write"
-auth = {{ schemes = ["jwt"], scopes = ["orders:read", "orders:write"] }}
-
-[[route]]
-name = "admins"
-tenant = "acme"
-upstream = "up"
-path = "/admins"
-auth = {{ schemes = ["jwt"], roles = ["ops"] }}
-"#,
-            head(up, "", "", JWT_ISSUER)
-        )
+        with_auth(up, JWT_ISSUER)
+            .route(
+                Route::new("write")
+                    .path("/write")
+                    .auth(r#"schemes = ["jwt"], scopes = ["orders:read", "orders:write"]"#),
+            )
+            .route(
+                Route::new("admins")
+                    .path("/admins")
+                    .auth(r#"schemes = ["jwt"], roles = ["ops"]"#),
+            )
     })
     .await;
     let r = call(
@@ -435,21 +396,11 @@ async fn rfc7515_example_tokens_verify_and_are_held_to_their_claims() {
             .decode(A1_KEY)
             .unwrap();
         std::fs::write(dir.join("a1.key"), key).unwrap();
-        format!(
-            r#"{}
-[[route]]
-name = "joe"
-tenant = "acme"
-upstream = "up"
-auth = {{ schemes = ["jwt"] }}
-"#,
-            head(
-                up,
-                "",
-                "",
-                "[[auth.jwt]]\nname = \"rfc\"\nissuer = \"joe\"\ntenant = \"acme\"\n[[auth.jwt.key]]\nalgorithm = \"HS256\"\nsecret_file = \"a1.key\"\n"
-            )
+        with_auth(
+            up,
+            "[[auth.jwt]]\nname = \"rfc\"\nissuer = \"joe\"\ntenant = \"acme\"\n[[auth.jwt.key]]\nalgorithm = \"HS256\"\nsecret_file = \"a1.key\"\n",
         )
+        .route(Route::new("joe").auth(r#"schemes = ["jwt"]"#))
     })
     .await;
     // The signature checks out (no kid: the issuer's only key), then `exp` refuses it.
@@ -469,81 +420,83 @@ auth = {{ schemes = ["jwt"] }}
     assert_eq!(h.upstream.hits(), 0);
 }
 
-/// `palisade apikey ARGS...` against `config`; (status, stdout, stderr).
-pub(crate) fn apikey(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("apikey")
-        .arg(args[0])
-        .arg("--config")
-        .arg(config)
-        .args(&args[1..])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn items28_29_api_keys_from_the_cli_tenant_binding_and_revocation() {
+/// A gateway with routes `/acme` (API keys with scope `read`) and `/globex` (globex's,
+/// with a policy that would answer 418 if it ran), and two acme keys made by the CLI:
+/// (with scope `read`, without a scope). The gateway has seen both.
+async fn keyed() -> anyhow::Result<(Harness, String, String)> {
     let h = start_with(|up, dir| {
         std::fs::write(dir.join("deny.lua"), "function on_request(req, ctx) return palisade.deny(418, 'ran') end").unwrap();
-        format!(
-            r#"{}
-[[route]]
-name = "acme-api"
-tenant = "acme"
-upstream = "up"
-path = "/acme"
-auth = {{ schemes = ["api_key"], scopes = ["read"] }}
-
-[[route]]
-name = "globex-api"
-tenant = "globex"
-upstream = "up"
-path = "/globex"
-request = [{{ module = "deny.lua" }}]
-auth = {{ schemes = ["api_key", "jwt"] }}
-"#,
-            head(up, "", "", "[[auth.jwt]]\nname = \"unused\"\n[[auth.jwt.key]]\nalgorithm = \"HS256\"\nsecret_file = \"palisade.toml\"\n")
+        with_auth(
+            up,
+            "[[auth.jwt]]\nname = \"unused\"\n[[auth.jwt.key]]\nalgorithm = \"HS256\"\nsecret_file = \"palisade.toml\"\n",
+        )
+        .route(
+            Route::new("acme-api")
+                .path("/acme")
+                .auth(r#"schemes = ["api_key"], scopes = ["read"]"#),
+        )
+        .route(
+            Route::new("globex-api")
+                .tenant("globex")
+                .path("/globex")
+                .request("deny.lua")
+                .auth(r#"schemes = ["api_key", "jwt"]"#),
         )
     })
     .await;
     let config = h.config_path();
     let (code, acme_key, err) =
-        apikey(&config, &["create", "--tenant", "acme", "--scopes", "read"]);
+        apikey(&config, "create", &["--tenant", "acme", "--scopes", "read"]);
     assert_eq!(code, 0, "{err}");
     assert!(acme_key.starts_with("pal_"), "{acme_key}");
-    let (code, no_scope_key, _) = apikey(&config, &["create", "--tenant", "acme"]);
+    let (code, no_scope_key, _) = apikey(&config, "create", &["--tenant", "acme"]);
     assert_eq!(code, 0);
-    let (code, _, err) = apikey(&config, &["create", "--tenant", "initech"]);
-    assert_eq!(code, 2, "an unknown tenant is refused: {err}");
-    let (code, _, _) = apikey(&config, &["create"]);
-    assert_eq!(code, 2, "a tenant key needs its tenant");
+    // The gateway notices the new file within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    Ok((h, acme_key, no_scope_key))
+}
 
-    // The key file has hashes, never the key.
-    let stored = std::fs::read_to_string(h.dir.path().join("apikeys.json")).unwrap();
+/// The key's id: what identifies it in the identity header and the CLI's listing.
+fn key_id(key: &str) -> &str {
+    &key[4..20]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apikey_cli_refuses_an_unknown_tenant_and_a_tenant_key_without_one()
+-> anyhow::Result<()> {
+    let (h, _, _) = keyed().await?;
+    let config = h.config_path();
+    let (code, _, err) = apikey(&config, "create", &["--tenant", "initech"]);
+    assert_eq!(code, 2, "an unknown tenant is refused: {err}");
+    let (code, _, _) = apikey(&config, "create", &[]);
+    assert_eq!(code, 2, "a tenant key needs its tenant");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_file_holds_hashes_never_the_key_and_is_private() -> anyhow::Result<()> {
+    let (h, acme_key, _) = keyed().await?;
+    let stored = std::fs::read_to_string(h.dir.path().join("apikeys.json"))?;
     assert!(!stored.contains(&acme_key) && !stored.contains(&acme_key[21..]));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(h.dir.path().join("apikeys.json"))
-            .unwrap()
+        let mode = std::fs::metadata(h.dir.path().join("apikeys.json"))?
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "the key file is private");
     }
+    Ok(())
+}
 
-    // The gateway notices the new file within a second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_is_accepted_in_either_header_and_held_to_its_scopes() -> anyhow::Result<()> {
+    let (h, acme_key, no_scope_key) = keyed().await?;
     let r = call(&h, "/acme/x", &[("x-api-key", &acme_key)]).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let id = &acme_key[4..20];
     assert_eq!(
         r.json()["headers"]["x-palisade-identity"],
-        format!("apikey:{id}")
+        format!("apikey:{}", key_id(&acme_key))
     );
     let r = call(
         &h,
@@ -555,8 +508,15 @@ auth = {{ schemes = ["api_key", "jwt"] }}
     let r = call(&h, "/acme/x", &[("x-api-key", &no_scope_key)]).await;
     assert_eq!(r.status, 403);
     assert_eq!(h.block_for(&r)["cause"], "insufficient_scope");
+    let ledger = ledger_bytes(&h);
+    assert!(!contains(&ledger, &acme_key[21..]), "no key in the ledger");
+    Ok(())
+}
 
-    // Item 28: tenant A's key on tenant B's route; spoofed tenant headers change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item28_a_key_binds_its_tenant_whatever_tenant_headers_say() -> anyhow::Result<()> {
+    let (h, acme_key, _) = keyed().await?;
+    // Tenant A's key on tenant B's route; spoofed tenant headers change nothing.
     let r = call(
         &h,
         "/globex/x",
@@ -582,10 +542,16 @@ auth = {{ schemes = ["api_key", "jwt"] }}
     )
     .await;
     assert_eq!(r.json()["headers"]["x-palisade-tenant"], "acme");
+    let ledger = ledger_bytes(&h);
+    assert!(!contains(&ledger, &acme_key[21..]), "no key in the ledger");
+    Ok(())
+}
 
-    // Item 29: unknown, malformed and altered keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item29_unknown_malformed_and_altered_keys_are_refused() -> anyhow::Result<()> {
+    let (h, acme_key, _) = keyed().await?;
     let mut altered = acme_key.clone();
-    let last = altered.pop().unwrap();
+    let last = altered.pop().unwrap_or_default();
     altered.push(if last == 'A' { 'B' } else { 'A' });
     for (key, cause) in [
         (altered.as_str(), "api_key_unknown"),
@@ -603,21 +569,29 @@ auth = {{ schemes = ["api_key", "jwt"] }}
         );
         assert_eq!(h.block_for(&r)["cause"], cause);
     }
+    Ok(())
+}
 
-    // Revocation through the CLI takes effect without a reload.
-    let (code, _, err) = apikey(&config, &["revoke", id]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_with_the_cli_is_refused_without_a_reload() -> anyhow::Result<()> {
+    let (h, acme_key, _) = keyed().await?;
+    let config = h.config_path();
+    let id = key_id(&acme_key);
+    let r = call(&h, "/acme/x", &[("x-api-key", &acme_key)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (code, _, err) = apikey(&config, "revoke", &[id]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, _) = apikey(&config, &["revoke", "ffffffffffffffff"]);
+    let (code, _, _) = apikey(&config, "revoke", &["ffffffffffffffff"]);
     assert_eq!(code, 1);
-    let (_, listing, _) = apikey(&config, &["list"]);
+    let (_, listing, _) = apikey(&config, "list", &[]);
     assert!(listing.contains(&format!("{id}  revoked")), "{listing}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = call(&h, "/acme/x", &[("x-api-key", &acme_key)]).await;
     assert_eq!(r.status, 401);
     assert_eq!(h.block_for(&r)["cause"], "api_key_revoked");
-
     let ledger = ledger_bytes(&h);
     assert!(!contains(&ledger, &acme_key[21..]), "no key in the ledger");
+    Ok(())
 }
 
 /// An RFC 7662 endpoint: `Basic gw:s3cret` required; `opaque-acme` is active for acme.
@@ -690,28 +664,10 @@ async fn oauth2_opaque_tokens_are_introspected_and_cached() {
         .unwrap();
     let h = start_with(|up, dir| {
         std::fs::write(dir.join("client.secret"), "s3cret\n").unwrap();
-        format!(
-            r#"{}
-[[route]]
-name = "opaque"
-tenant = "acme"
-upstream = "up"
-path = "/opaque"
-auth = {{ schemes = ["oauth2"], scopes = ["read"], issuers = ["idp"] }}
-
-[[route]]
-name = "down"
-tenant = "acme"
-upstream = "up"
-path = "/down"
-auth = {{ schemes = ["oauth2"], issuers = ["down"] }}
-"#,
-            head(
-                up,
-                "",
-                "",
-                &format!(
-                    r#"
+        with_auth(
+            up,
+            &format!(
+                r#"
 [[auth.introspection]]
 name = "idp"
 url = "http://{idp}/introspect"
@@ -723,8 +679,17 @@ name = "down"
 url = "http://{dead}/introspect"
 timeout_ms = 500
 "#
-                )
-            )
+            ),
+        )
+        .route(
+            Route::new("opaque")
+                .path("/opaque")
+                .auth(r#"schemes = ["oauth2"], scopes = ["read"], issuers = ["idp"]"#),
+        )
+        .route(
+            Route::new("down")
+                .path("/down")
+                .auth(r#"schemes = ["oauth2"], issuers = ["down"]"#),
         )
     })
     .await;
@@ -852,41 +817,21 @@ async fn item30_mtls_per_tenant_cas_identities_and_binding_to_the_token() {
         std::fs::write(dir.join("key.pem"), server.signing_key.serialize_pem()).unwrap();
         std::fs::write(dir.join("acme-ca.pem"), &acme.ca_pem).unwrap();
         std::fs::write(dir.join("globex-ca.pem"), &globex.ca_pem).unwrap();
-        let text = format!(
-            r#"{}
-[[route]]
-name = "mtls"
-tenant = "acme"
-upstream = "up"
-path = "/mtls"
-auth = {{ schemes = ["mtls"] }}
-
-[[route]]
-name = "bound"
-tenant = "acme"
-upstream = "up"
-path = "/bound"
-auth = {{ schemes = ["jwt"], bind_certificate = true }}
-
-[[route]]
-name = "open"
-tenant = "acme"
-upstream = "up"
-path = "/open"
-"#,
-            head(
-                up,
-                "client_ca = \"acme-ca.pem\"",
-                "tls = { cert = \"cert.pem\", key = \"key.pem\" }",
-                JWT_ISSUER
+        with_auth(up, JWT_ISSUER)
+            .server(r#"tls = { cert = "cert.pem", key = "key.pem" }"#)
+            .tenant("acme", r#"client_ca = "acme-ca.pem""#)
+            .tenant("globex", r#"client_ca = "globex-ca.pem""#)
+            .route(
+                Route::new("mtls")
+                    .path("/mtls")
+                    .auth(r#"schemes = ["mtls"]"#),
             )
-        );
-        // globex's CA goes on the second tenant.
-        text.replacen(
-            "name = \"globex\"\n",
-            "name = \"globex\"\nclient_ca = \"globex-ca.pem\"\n",
-            1,
-        )
+            .route(
+                Route::new("bound")
+                    .path("/bound")
+                    .auth(r#"schemes = ["jwt"], bind_certificate = true"#),
+            )
+            .route(Route::new("open").path("/open"))
     })
     .await;
     let mut roots = rustls::RootCertStore::empty();
@@ -965,12 +910,10 @@ path = "/open"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_roles_and_audit() {
-    let h = start_with(|up, _| head(up, "", "", "")).await;
+    let h = start_with(|up, _| with_auth(up, "")).await;
     let config = h.config_path();
     let key = |args: &[&str]| {
-        let mut all = vec!["create"];
-        all.extend_from_slice(args);
-        let (code, key, err) = apikey(&config, &all);
+        let (code, key, err) = apikey(&config, "create", args);
         assert_eq!(code, 0, "{err}");
         key
     };
@@ -1032,10 +975,7 @@ async fn keys_rotate_on_reload() {
     let mut old = HashMap::new();
     let h = start_with(|up, dir| {
         old = pyjwt_tokens(dir, "http://127.0.0.1:9/");
-        format!(
-            "{}\n[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\nauth = {{ schemes = [\"jwt\"] }}\n",
-            head(up, "", "", JWT_ISSUER)
-        )
+        with_auth(up, JWT_ISSUER).route(Route::new("r").auth(r#"schemes = ["jwt"]"#))
     })
     .await;
     for case in ["ok_rs256", "ok_ps256_jwks"] {
@@ -1093,11 +1033,12 @@ auth = { schemes = ["api_key", "mtls", "oauth2"], issuers = ["nope"] }
 "#,
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("check-config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run(
+        None,
+        &[],
+        &["check-config", &config.display().to_string()],
+        None,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for expected in [

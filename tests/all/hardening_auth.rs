@@ -12,72 +12,31 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::support::cli::palisade;
-use crate::support::{Harness, send, start_with};
+use crate::support::{Config, Harness, Route, send, start_with};
 
 const LUA_MODULE: &str = "function on_request(req, ctx)\n  return req\nend\n";
 
-fn config(up: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-
-[registry]
-dir = "registry"
-
-[secrets]
-master_key = "master.key"
-
-[auth]
-api_keys = "apikeys.json"
-
-[[auth.jwt]]
-name = "acme-idp"
-tenant = "acme"
-[[auth.jwt.key]]
-kid = "acme"
-algorithm = "HS256"
-secret_file = "acme.key"
-
-[[auth.jwt]]
-name = "platform-idp"
-platform = true
-[[auth.jwt.key]]
-kid = "platform"
-algorithm = "HS256"
-secret_file = "platform.key"
-
-[[auth.jwt]]
-name = "shared-idp"
-[[auth.jwt.key]]
-kid = "shared"
-algorithm = "HS256"
-secret_file = "shared.key"
-
-[[tenant]]
-name = "acme"
-
-[[tenant]]
-name = "globex"
-
-[[upstream]]
-name = "up"
-url = "http://{up}"
-
-[[route]]
-name = "r"
-tenant = "acme"
-upstream = "up"
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
-    )
+/// The base config with a registry, secrets, API keys and three HS256 issuers: one of
+/// tenant `acme`, one of the platform, one shared; one route.
+fn config(up: std::net::SocketAddr) -> Config {
+    let issuer = |name: &str, whose: &str, kid: &str| {
+        format!(
+            "\n[[auth.jwt]]\nname = \"{name}\"\n{whose}[[auth.jwt.key]]\nkid = \"{kid}\"\nalgorithm = \"HS256\"\nsecret_file = \"{kid}.key\"\n"
+        )
+    };
+    Config::new(up)
+        .section("registry", "dir = \"registry\"")
+        .section("secrets", "master_key = \"master.key\"")
+        .section(
+            "auth",
+            &format!(
+                "api_keys = \"apikeys.json\"\n{}{}{}",
+                issuer("acme-idp", "tenant = \"acme\"\n", "acme"),
+                issuer("platform-idp", "platform = true\n", "platform"),
+                issuer("shared-idp", "", "shared"),
+            ),
+        )
+        .route(Route::new("r"))
 }
 
 /// HS256 tokens signed by PyJWT: `(kid, claims)` each, with the key file `<kid>.key`.

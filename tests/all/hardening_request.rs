@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::support::{Harness, Reply, read_until_close, send, start_with};
+use crate::support::{Config, Harness, Reply, Route, read_until_close, send, start_with};
 
 /// A request policy that does what the caller's `x-do-*` headers say: the path, method,
 /// query, headers and status the attacker wants a policy to produce.
@@ -46,40 +46,17 @@ async fn gateway() -> Harness {
             "function on_request(req, ctx) return palisade.deny(418, 'closed route') end",
         )
         .unwrap();
-        crate::support::config(
-            up,
-            "",
-            r#"
-[[route]]
-name = "steered"
-tenant = "acme"
-upstream = "up"
-path = "/steer"
-methods = ["GET", "POST"]
-request = [{ module = "steer.lua" }]
-response = [{ module = "steer.lua" }]
-
-[[route]]
-name = "open"
-tenant = "acme"
-upstream = "up"
-path = "/pub"
-
-[[route]]
-name = "closed"
-tenant = "acme"
-upstream = "up"
-path = "/priv"
-request = [{ module = "deny.lua" }]
-
-[[route]]
-name = "slow"
-tenant = "acme"
-upstream = "up"
-path = "/s"
-strip_prefix = true
-"#,
-        )
+        Config::new(up)
+            .route(
+                Route::new("steered")
+                    .path("/steer")
+                    .methods(&["GET", "POST"])
+                    .request("steer.lua")
+                    .response("steer.lua"),
+            )
+            .route(Route::new("open").path("/pub"))
+            .route(Route::new("closed").path("/priv").request("deny.lua"))
+            .route(Route::new("slow").path("/s").keys("strip_prefix = true"))
     })
     .await
 }
@@ -368,30 +345,17 @@ async fn item59_paths_are_normalized_before_routing_or_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item60_gateway_credentials_stay_with_the_gateway() {
     let h = start_with(|up, _| {
-        crate::support::config(
-            up,
-            "",
-            r#"
-[auth]
-api_keys = "apikeys.json"
-
-[[route]]
-name = "keyed"
-tenant = "acme"
-upstream = "up"
-path = "/keyed"
-auth = { schemes = ["api_key"] }
-
-[[route]]
-name = "open"
-tenant = "acme"
-upstream = "up"
-path = "/open"
-"#,
-        )
+        Config::new(up)
+            .section("auth", r#"api_keys = "apikeys.json""#)
+            .route(
+                Route::new("keyed")
+                    .path("/keyed")
+                    .auth(r#"schemes = ["api_key"]"#),
+            )
+            .route(Route::new("open").path("/open"))
     })
     .await;
-    let key = crate::auth::apikey(&h.config_path(), &["create", "--tenant", "acme"]).1;
+    let key = crate::support::cli::apikey(&h.config_path(), "create", &["--tenant", "acme"]).1;
     assert!(key.starts_with("pal_"), "{key}");
     // The gateway notices the new key file within a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -480,11 +444,9 @@ async fn item61_forwarding_headers_are_believed_only_from_trusted_proxies() {
         ),
     ] {
         let h = start_with(|up, _| {
-            crate::support::config(
-                up,
-                trusted,
-                "[[route]]\nname = \"open\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/pub\"\n",
-            )
+            Config::new(up)
+                .server(trusted)
+                .route(Route::new("open").path("/pub"))
         })
         .await;
         let r = send(
@@ -520,26 +482,13 @@ async fn item61_forwarding_headers_are_believed_only_from_trusted_proxies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item62_ranges_never_reach_an_upstream_whose_answer_is_redacted() {
     let h = start_with(|up, _| {
-        crate::support::config(
-            up,
-            "",
-            r#"
-[[route]]
-name = "redacted"
-tenant = "acme"
-upstream = "up"
-path = "/r"
-strip_prefix = true
-redact = [{ path = "$..ssn" }]
-
-[[route]]
-name = "plain"
-tenant = "acme"
-upstream = "up"
-path = "/p"
-strip_prefix = true
-"#,
-        )
+        Config::new(up)
+            .route(
+                Route::new("redacted")
+                    .path("/r")
+                    .keys("strip_prefix = true\nredact = [{ path = \"$..ssn\" }]"),
+            )
+            .route(Route::new("plain").path("/p").keys("strip_prefix = true"))
     })
     .await;
     let ranged = [("range", "bytes=16-32"), ("if-range", "\"x\"")];
@@ -666,38 +615,24 @@ async fn pii_upstream() -> SocketAddr {
 async fn items63_64_65_redaction_reads_bodies_as_clients_do_and_covers_keys_and_headers() {
     let pii = pii_upstream().await;
     let h = start_with(|up, _| {
-        crate::support::config(
-            up,
-            "",
-            &format!(
-                r#"
-[[upstream]]
-name = "pii"
-url = "http://{pii}"
-
-[[route]]
-name = "redacted"
-tenant = "acme"
-upstream = "pii"
-path = "/"
-redact = [
-  {{ regex = "[0-9]{{3}}-[0-9]{{2}}-[0-9]{{4}}" }},
-  {{ regex = "[a-z]+@example\\.com" }},
-  {{ header = "set-cookie", action = "remove" }},
-  {{ header = "Location" }},
-  {{ header = "x-user-email" }},
-]
-
-[[route]]
-name = "wasm"
-tenant = "acme"
-upstream = "pii"
-path = "/w"
-strip_prefix = true
-response = [{{ module = "@REDACT_PII" }}]
-"#
-            ),
-        )
+        Config::new(up)
+            .upstream("pii", &format!("http://{pii}"), "")
+            .route(Route::new("redacted").upstream("pii").path("/").keys(
+                r#"redact = [
+  { regex = "[0-9]{3}-[0-9]{2}-[0-9]{4}" },
+  { regex = "[a-z]+@example\\.com" },
+  { header = "set-cookie", action = "remove" },
+  { header = "Location" },
+  { header = "x-user-email" },
+]"#,
+            ))
+            .route(
+                Route::new("wasm")
+                    .upstream("pii")
+                    .path("/w")
+                    .keys("strip_prefix = true")
+                    .response("@REDACT_PII"),
+            )
     })
     .await;
     let leaks = |r: &Reply| -> Vec<String> {
@@ -789,27 +724,19 @@ response = [{{ module = "@REDACT_PII" }}]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item65_a_tenant_can_require_header_redaction() {
-    let dir = tempfile::tempdir().unwrap();
+async fn item65_a_tenant_can_require_header_redaction() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    let config = crate::support::config(
-        "127.0.0.1:9".parse().unwrap(),
-        "",
-        "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/\"\n",
-    )
-    .replace(
-        "name = \"acme\"",
-        "name = \"acme\"\nmandatory_headers = [\"set-cookie\"]",
-    );
-    std::fs::write(&path, &config).unwrap();
+    let route = Route::new("r").path("/");
+    let config =
+        Config::new("127.0.0.1:9".parse()?).tenant("acme", "mandatory_headers = [\"set-cookie\"]");
+    std::fs::write(&path, config.clone().route(route.clone()).to_string())?;
     let err = palisade_gateway::Gateway::from_file(&path)
         .unwrap_err()
         .to_string();
     assert!(err.contains("mandatory header `set-cookie`"), "{err}");
-    let fixed = config.replace(
-        "path = \"/\"\n",
-        "path = \"/\"\nredact = [{ header = \"Set-Cookie\", action = \"remove\" }]\n",
-    );
-    std::fs::write(&path, fixed).unwrap();
-    palisade_gateway::Gateway::from_file(&path).unwrap();
+    let fixed = route.keys(r#"redact = [{ header = "Set-Cookie", action = "remove" }]"#);
+    std::fs::write(&path, config.route(fixed).to_string())?;
+    palisade_gateway::Gateway::from_file(&path)?;
+    Ok(())
 }

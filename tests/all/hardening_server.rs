@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::support::cli::serve_with;
 use crate::support::{Harness, get, send, start};
 
 const ROUTES: &str = r#"
@@ -300,35 +301,41 @@ fn nofile(pid: u32) -> (String, String) {
     (f.next().unwrap().into(), f.next().unwrap().into())
 }
 
-#[test]
-fn item56_palisade_serve_raises_its_descriptor_limit_and_warns_when_it_is_low() {
-    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// `palisade serve` started after the shell's `limits` (`ulimit ...`): its soft and hard
+/// descriptor limits once it listens, and what it wrote to stderr.
+fn serve_under(limits: &str) -> anyhow::Result<(String, String, String)> {
+    let up = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    std::fs::write(
+    crate::support::Config::new(up.local_addr()?)
+        .text(ROUTES)
+        .write(&path)?;
+    let log = dir.path().join("stderr.log");
+    let serving = serve_with(
         &path,
-        crate::support::config(up.local_addr().unwrap(), "", ROUTES),
-    )
-    .unwrap();
-    for (limits, low) in [("ulimit -Sn 256", false), ("ulimit -n 512", true)] {
-        let log = dir.path().join("stderr.log");
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{limits} && exec \"$0\" serve --config \"$1\"",))
-            .arg(env!("CARGO_BIN_EXE_palisade"))
-            .arg(&path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        palisade_test_artifacts::serve_addresses(&mut child);
-        let (soft, hard) = nofile(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(soft, hard, "the soft limit is raised to the hard one");
-        let stderr = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(stderr.contains("RLIMIT_NOFILE"), low, "{stderr}");
-    }
+        &[],
+        Some(limits),
+        std::fs::File::create(&log)?.into(),
+    );
+    let (soft, hard) = nofile(serving.child.id());
+    drop(serving);
+    Ok((soft, hard, std::fs::read_to_string(&log)?))
+}
+
+#[test]
+fn item56_palisade_serve_raises_its_soft_descriptor_limit_to_the_hard_one() -> anyhow::Result<()> {
+    let (soft, hard, stderr) = serve_under("ulimit -Sn 256")?;
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    assert!(!stderr.contains("RLIMIT_NOFILE"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn item56_palisade_serve_warns_when_its_hard_descriptor_limit_is_low() -> anyhow::Result<()> {
+    let (soft, hard, stderr) = serve_under("ulimit -n 512")?;
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    assert!(stderr.contains("RLIMIT_NOFILE"), "{stderr}");
+    Ok(())
 }
 
 /// Shared by the submodules: a gateway with one route, `extra` under `[server]`.

@@ -9,6 +9,9 @@ use std::time::Duration;
 use palisade_ledger::verify::{Anomaly, Checkpoints, verify};
 use palisade_ledger::{Ledger, Options, Record, Target, block, checkpoint, open_store};
 
+use crate::support::cli::{palisade_here, serve};
+use crate::support::{Config, Route};
+
 fn record(i: u64) -> Record {
     Record {
         correlation_id: format!("req-{i}"),
@@ -65,18 +68,13 @@ fn attacker(dir: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// `palisade verify --db DIR/audit.db EXTRA...`: (exit code, stdout and stderr).
 fn verify_cli(dir: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("verify")
-        .arg("--db")
-        .arg(dir.join("audit.db"))
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let db = dir.join("audit.db").display().to_string();
+    let mut args = vec!["verify", "--db", &db];
+    args.extend_from_slice(extra);
+    let (code, out, err) = palisade_here(&args);
+    (code, out + &err)
 }
 
 #[test]
@@ -461,20 +459,16 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_answered_request() {
+async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_answered_request()
+-> anyhow::Result<()> {
     let up = crate::support::upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    std::fs::write(
-        &path,
-        crate::support::config(
-            up.addr,
-            "",
-            "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/\"\n",
-        ),
-    )
-    .unwrap();
-    let (mut child, addr) = crate::support::serve_process(&path);
+    Config::new(up.addr)
+        .route(Route::new("r").path("/"))
+        .write(&path)?;
+    let mut serving = serve(&path);
+    let addr = serving.addr;
 
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..6)
@@ -502,8 +496,8 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap(); // SIGKILL, mid-append
-    child.wait().unwrap();
+    serving.child.kill()?; // SIGKILL, mid-append
+    serving.child.wait()?;
     for w in workers {
         let _ = w.await;
     }
@@ -514,7 +508,7 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         answered.len()
     );
     let target = Target::Sqlite(dir.path().join("audit.db"));
-    let report = verify(&target, None, None).unwrap();
+    let report = verify(&target, None, None)?;
     assert!(report.is_intact(), "{report}");
     let recorded: std::collections::HashSet<String> =
         crate::support::blocks(&dir.path().join("audit.db"))
@@ -528,4 +522,5 @@ async fn item43_a_gateway_killed_under_load_leaves_an_intact_chain_with_every_an
         missing.len(),
         &missing[..missing.len().min(5)]
     );
+    Ok(())
 }

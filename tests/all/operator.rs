@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 
 use crate::support::cli::palisade;
+use crate::support::config::{Config, Route};
 use crate::support::{send, start_with};
 
 /// A config naming a registry and a secret store in `audit.db` (neither exists yet).
@@ -743,8 +744,9 @@ fn a_signing_key_as_the_master_key_is_refused_by_name() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_refusal_says_why_and_the_ledger_finds_it_by_correlation_id() -> Result<()> {
     let h = crate::support::start_with(|up, _| {
-        crate::support::config(up, "", "")
-            + "\n[auth]\napi_keys = \"apikeys.json\"\n\n[registry]\ndir = \"registry\"\n"
+        Config::new(up)
+            .section("auth", "api_keys = \"apikeys.json\"")
+            .section("registry", "dir = \"registry\"")
     })
     .await;
     let d = h.dir.path();
@@ -822,7 +824,7 @@ fn apikey_create_refuses_unknown_roles_and_expiries_that_are_not_positive() -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_warns_when_the_api_key_file_is_missing() -> Result<()> {
     let _h = crate::support::start_with(|up, _| {
-        crate::support::config(up, "", "") + "\n[auth]\napi_keys = \"not-yet-created.json\"\n"
+        Config::new(up).section("auth", "api_keys = \"not-yet-created.json\"")
     })
     .await;
     let log = crate::support::log_text();
@@ -843,14 +845,19 @@ fn registry_config(
     db: &str,
     registry_dir: &str,
     instance: &str,
-) -> String {
-    crate::support::config(
-        up,
-        "",
-        "[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n",
-    )
-    .replace("sqlite = \"audit.db\"", &format!("sqlite = \"{db}\"\ninstance = \"{instance}\""))
-        + &format!("\n[auth]\napi_keys = \"apikeys.json\"\n\n[registry]\ndir = \"{registry_dir}\"\n")
+    tagged_route: bool,
+) -> Config {
+    let config = Config::new(up)
+        .section(
+            "audit",
+            &format!("sqlite = \"{db}\"\ninstance = \"{instance}\""),
+        )
+        .section("auth", "api_keys = \"apikeys.json\"")
+        .section("registry", &format!("dir = \"{registry_dir}\""));
+    if !tagged_route {
+        return config;
+    }
+    config.route(Route::new("tagged").path("/tagged").request("registry:tag"))
 }
 
 /// A Lua policy that tags requests with `tag`.
@@ -904,9 +911,8 @@ impl Admin {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rollback_goes_one_step_further_back_in_the_recorded_history() -> Result<()> {
     let h = start_with(|up, _| {
-        // The route needs an active `tag` to be built: it comes with the first activation.
-        registry_config(up, "audit.db", "registry", "gw-a")
-            .replace("request = [{ module = \"registry:tag\" }]\n", "")
+        // A route naming `tag` needs an active version to be built: none yet.
+        registry_config(up, "audit.db", "registry", "gw-a", false)
     })
     .await;
     let admin = Admin::new(&h).await?;
@@ -963,11 +969,7 @@ async fn each_rollback_goes_one_step_further_back_in_the_recorded_history() -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_activation_is_logged_by_every_gateway_and_blocks_name_their_gateway() -> Result<()> {
-    let a = start_with(|up, _| {
-        registry_config(up, "audit.db", "registry", "gw-a")
-            .replace("request = [{ module = \"registry:tag\" }]\n", "")
-    })
-    .await;
+    let a = start_with(|up, _| registry_config(up, "audit.db", "registry", "gw-a", false)).await;
     let shared = a.dir.path().to_path_buf();
     let admin = Admin::new(&a).await?;
     let r = admin.call("PUT", "tag/7", tagger("7")).await;
@@ -981,6 +983,7 @@ async fn an_activation_is_logged_by_every_gateway_and_blocks_name_their_gateway(
             &shared.join("audit.db").display().to_string(),
             &shared.join("registry").display().to_string(),
             "gw-b",
+            true,
         )
     })
     .await;

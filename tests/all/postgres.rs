@@ -15,6 +15,9 @@ use std::time::Duration;
 use palisade_ledger::verify::verify;
 use palisade_ledger::{Error, Ledger, Options, Record, Target, open_store, postgres_init};
 
+use crate::support::cli::palisade_here;
+use crate::support::{Config, Route};
+
 struct Server {
     port: u16,
 }
@@ -226,23 +229,16 @@ fn item43_concurrent_gateways_make_one_chain_without_fork_or_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_audits_to_postgres_and_verify_reads_it() {
-    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
+async fn the_gateway_audits_to_postgres_and_verify_reads_it() -> anyhow::Result<()> {
+    let (_, writer) = tokio::task::spawn_blocking(database).await?;
     let up = crate::support::upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    let text = crate::support::config(
-        up.addr,
-        "",
-        "[[route]]\nname = \"r\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/\"\n",
-    )
-    .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""));
-    std::fs::write(&path, text).unwrap();
-    let running = palisade_gateway::Gateway::from_file(&path)
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    Config::new(up.addr)
+        .section("audit", &format!("postgres = \"{writer}\""))
+        .route(Route::new("r").path("/"))
+        .write(&path)?;
+    let running = palisade_gateway::Gateway::from_file(&path)?.start().await?;
     for _ in 0..5 {
         assert_eq!(
             crate::support::get(running.proxy_addr(), "/q?token=abc")
@@ -252,48 +248,37 @@ async fn the_gateway_audits_to_postgres_and_verify_reads_it() {
         );
     }
     running.shutdown().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["verify", "--postgres", &writer])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = palisade_here(&["verify", "--postgres", &writer]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.starts_with("6 blocks · chain intact"), "{stdout}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gateways_share_the_registry_in_postgres() {
-    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
+async fn two_gateways_share_the_registry_in_postgres() -> anyhow::Result<()> {
+    let (_, writer) = tokio::task::spawn_blocking(database).await?;
     let up = crate::support::upstream().await;
-    let shared = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir()?;
     let registry_dir = shared.path().join("registry");
     let keys = shared.path().join("apikeys.json");
-    let tagged = "[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n";
-    let text = |routes: &str| {
-        crate::support::config(up.addr, "", routes)
-            .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""))
-            + &format!(
-                "\n[registry]\ndir = {:?}\n\n[auth]\napi_keys = {:?}\n",
-                registry_dir.display().to_string(),
-                keys.display().to_string()
-            )
-    };
+    let tagged = Route::new("tagged").path("/tagged").request("registry:tag");
+    let config = Config::new(up.addr)
+        .section("audit", &format!("postgres = \"{writer}\""))
+        .section(
+            "registry",
+            &format!("dir = {:?}", registry_dir.display().to_string()),
+        )
+        .section(
+            "auth",
+            &format!("api_keys = {:?}", keys.display().to_string()),
+        );
     let mut gateways = Vec::new();
     let mut dirs = Vec::new();
     for _ in 0..2 {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("palisade.toml");
-        std::fs::write(&path, text("")).unwrap();
-        let running = palisade_gateway::Gateway::from_file(&path)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .start()
-            .await
-            .unwrap();
+        config.write(&path)?;
+        let running = palisade_gateway::Gateway::from_file(&path)?.start().await?;
         gateways.push(running);
         dirs.push((dir, path));
     }
@@ -340,7 +325,7 @@ async fn two_gateways_share_the_registry_in_postgres() {
     };
     put("1", "v1").await;
     for (g, (_, path)) in gateways.iter().zip(&dirs) {
-        std::fs::write(path, text(tagged)).unwrap();
+        config.clone().route(tagged.clone()).write(path)?;
         g.reload().unwrap_or_else(|e| panic!("{e}"));
     }
     let tag_of = |addr| async move {
@@ -378,25 +363,25 @@ async fn two_gateways_share_the_registry_in_postgres() {
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
     })
-    .await
-    .unwrap();
+    .await?;
     assert_eq!(rows, ["1", "2"]);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_live_in_postgres_when_the_ledger_does() {
-    let (_, writer) = tokio::task::spawn_blocking(database).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+async fn secrets_live_in_postgres_when_the_ledger_does() -> anyhow::Result<()> {
+    let (_, writer) = tokio::task::spawn_blocking(database).await?;
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
     let master = dir.path().join("master.key");
-    palisade_gateway::secrets::FileMasterKey::generate(&master).unwrap();
-    let text = crate::support::config("127.0.0.1:1".parse().unwrap(), "", "")
-        .replace("sqlite = \"audit.db\"", &format!("postgres = \"{writer}\""))
-        + &format!(
-            "\n[secrets]\nmaster_key = {:?}\n",
-            master.display().to_string()
-        );
-    std::fs::write(&path, text).unwrap();
+    palisade_gateway::secrets::FileMasterKey::generate(&master)?;
+    Config::new("127.0.0.1:1".parse()?)
+        .section("audit", &format!("postgres = \"{writer}\""))
+        .section(
+            "secrets",
+            &format!("master_key = {:?}", master.display().to_string()),
+        )
+        .write(&path)?;
     let w = writer.clone();
     tokio::task::spawn_blocking(move || {
         let file = palisade_gateway::config::load(&path).unwrap();
@@ -420,6 +405,6 @@ async fn secrets_live_in_postgres_when_the_ledger_does() {
         assert_eq!(sealed.len(), 2);
         assert!(sealed.iter().all(|s| !s.contains("pg-s3cr3t")));
     })
-    .await
-    .unwrap();
+    .await?;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::support::cli::{palisade, palisade_env};
-use crate::support::{Harness, send, start_with};
+use crate::support::{Config, Harness, Route, send, start_with};
 
 /// A Lua policy that tags the request with `tag`.
 fn tagger(tag: &str) -> String {
@@ -20,46 +20,21 @@ fn tagger(tag: &str) -> String {
     )
 }
 
-fn config(up: std::net::SocketAddr, acme_extra: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
+/// The base config with a registry (modules up to 400 000 bytes), API keys and one
+/// plain route.
+fn config(up: std::net::SocketAddr) -> Config {
+    Config::new(up)
+        .section("registry", "dir = \"registry\"\nmax_module_bytes = 400000")
+        .section("auth", "api_keys = \"apikeys.json\"")
+        .route(Route::new("plain").path("/plain"))
+}
 
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-
-[registry]
-dir = "registry"
-max_module_bytes = 400000
-
-[auth]
-api_keys = "apikeys.json"
-
-[[tenant]]
-name = "acme"
-{acme_extra}
-
-[[tenant]]
-name = "globex"
-
-[[upstream]]
-name = "up"
-url = "http://{up}"
-
-[[route]]
-name = "plain"
-tenant = "acme"
-upstream = "up"
-path = "/plain"
-{routes}
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
-    )
+/// A route of `tenant` to the active version of registry module `tag`.
+fn tagged(name: &str, tenant: &str) -> Route {
+    Route::new(name)
+        .tenant(tenant)
+        .path(&format!("/{name}"))
+        .request("registry:tag")
 }
 
 fn new_key(h: &Harness, args: &[&str]) -> String {
@@ -141,8 +116,8 @@ fn registry_blocks(h: &Harness) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_activate_rollback_and_delete_end_to_end() {
-    let h = start_with(|up, _| config(up, "", "")).await;
+async fn upload_activate_rollback_and_delete_end_to_end() -> anyhow::Result<()> {
+    let h = start_with(|up, _| config(up)).await;
     let admin = Admin::new(&h);
     let key = new_key(&h, &["--tenant", "acme", "--roles", "tenant-admin"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -178,7 +153,7 @@ async fn upload_activate_rollback_and_delete_end_to_end() {
     let inspected: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(inspected["uploaded_by"], format!("apikey:{}", &key[4..20]));
     assert!(inspected["limits"]["fuel"].as_u64().unwrap() > 0);
-    let (_, out, _) = admin.module(&key, "acme", &["list"]);
+    let (_, out, _) = admin.module(&key, "acme", &["list", "--format", "json"]);
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list["modules"].as_array().unwrap().len(), 3);
 
@@ -187,10 +162,10 @@ async fn upload_activate_rollback_and_delete_end_to_end() {
         admin.module(&key, "acme", &["activate", "tag", "1.0.0"]).0,
         0
     );
-    let text = std::fs::read_to_string(h.config_path()).unwrap()
-        + "\n[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n";
-    std::fs::write(h.config_path(), text).unwrap();
-    h.running.reload().unwrap();
+    config(h.upstream.addr)
+        .route(tagged("tagged", "acme"))
+        .write(&h.config_path())?;
+    h.running.reload()?;
     assert_eq!(seen_module(&h, "/tagged").await, (200, "v1".into()));
     let r = send(h.addr(), "GET", "/tagged", &[], Bytes::new()).await;
     let modules = &h.block_for(&r)["modules"];
@@ -246,6 +221,7 @@ async fn upload_activate_rollback_and_delete_end_to_end() {
         "{stored:?}"
     );
     assert_eq!(stored.len(), 2, "v2's bytes went with it: {stored:?}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,13 +234,12 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
     }
     let trusted = dir.path().join("acme.key.pub");
     let h = start_with(|up, _| {
-        config(
-            up,
+        config(up).tenant(
+            "acme",
             &format!(
                 "module_keys = [{:?}]\nrequire_signed_modules = true",
                 trusted.display().to_string()
             ),
-            "",
         )
     })
     .await;
@@ -379,7 +354,7 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
         .map(|b| b["cause"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(refused.len(), 9, "{refused:?}");
-    let (_, out, _) = admin.module(&key, "acme", &["list"]);
+    let (_, out, _) = admin.module(&key, "acme", &["list", "--format", "json"]);
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         list["modules"].as_array().unwrap().len(),
@@ -389,8 +364,8 @@ async fn bad_modules_are_refused_with_their_exact_cause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_cannot_see_use_or_overwrite_each_others_modules() {
-    let h = start_with(|up, _| config(up, "", "")).await;
+async fn tenants_cannot_see_use_or_overwrite_each_others_modules() -> anyhow::Result<()> {
+    let h = start_with(|up, _| config(up)).await;
     let admin = Admin::new(&h);
     let acme = new_key(&h, &["--tenant", "acme", "--roles", "tenant-admin"]);
     let globex = new_key(&h, &["--tenant", "globex", "--roles", "tenant-admin"]);
@@ -436,9 +411,9 @@ async fn tenants_cannot_see_use_or_overwrite_each_others_modules() {
     assert_eq!(g["active"], false);
 
     // A globex route cannot use acme's active module: it resolves in globex's namespace.
-    let text = std::fs::read_to_string(h.config_path()).unwrap()
-        + "\n[[route]]\nname = \"steal\"\ntenant = \"globex\"\nupstream = \"up\"\npath = \"/steal\"\nrequest = [{ module = \"registry:tag\" }]\n";
-    std::fs::write(h.config_path(), text).unwrap();
+    config(h.upstream.addr)
+        .route(tagged("steal", "globex"))
+        .write(&h.config_path())?;
     let err = h.running.reload().unwrap_err().to_string();
     assert!(
         err.contains("tenant \"globex\" has no active version of module \"tag\""),
@@ -469,11 +444,12 @@ async fn tenants_cannot_see_use_or_overwrite_each_others_modules() {
         "{}",
         r.text()
     );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_swap_under_load_fails_no_request() {
-    let h = start_with(|up, _| config(up, "", "")).await;
+async fn hot_swap_under_load_fails_no_request() -> anyhow::Result<()> {
+    let h = start_with(|up, _| config(up)).await;
     let admin = Admin::new(&h);
     let key = new_key(&h, &["--tenant", "acme", "--roles", "tenant-admin"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -482,10 +458,10 @@ async fn hot_swap_under_load_fails_no_request() {
         assert_eq!(admin.push(&key, "acme", "tag", v, &f).0, 0);
     }
     assert_eq!(admin.module(&key, "acme", &["activate", "tag", "1"]).0, 0);
-    let text = std::fs::read_to_string(h.config_path()).unwrap()
-        + "\n[[route]]\nname = \"tagged\"\ntenant = \"acme\"\nupstream = \"up\"\npath = \"/tagged\"\nrequest = [{ module = \"registry:tag\" }]\n";
-    std::fs::write(h.config_path(), text).unwrap();
-    h.running.reload().unwrap();
+    config(h.upstream.addr)
+        .route(tagged("tagged", "acme"))
+        .write(&h.config_path())?;
+    h.running.reload()?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, v2_seen) = (
@@ -544,4 +520,5 @@ async fn hot_swap_under_load_fails_no_request() {
         ok.load(Ordering::Relaxed)
     );
     assert!(v2_seen.load(Ordering::Relaxed) > 0);
+    Ok(())
 }

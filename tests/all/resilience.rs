@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{self, Harness, Reply, get, send};
+use crate::support::{self, Config, Harness, Reply, Route, get, send};
 
 /// An HTTP/1.1 upstream written on raw TCP so it can misbehave at will. The path picks
 /// the fault:
@@ -179,57 +179,16 @@ async fn serve(
     }
 }
 
-/// A gateway config: tenants `globex` and `tenants`, upstream `up` (the plain test
-/// upstream) and `faulty`, then `rest` (keys of `faulty`, more upstreams, routes).
-fn config(up: SocketAddr, faulty: SocketAddr, server: &str, tenants: &str, rest: &str) -> String {
-    config_runtime(up, faulty, server, "", tenants, rest)
+/// The base config with upstream `faulty` (its `keys` after its URL).
+fn config(up: SocketAddr, faulty: SocketAddr, keys: &str) -> Config {
+    Config::new(up).upstream("faulty", &format!("http://{faulty}"), keys)
 }
 
-/// [`config`] with extra `[runtime]` settings.
-fn config_runtime(
-    up: SocketAddr,
-    faulty: SocketAddr,
-    server: &str,
-    runtime: &str,
-    tenants: &str,
-    rest: &str,
-) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-{server}
-
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-{runtime}
-
-[[tenant]]
-name = "globex"
-
-{tenants}
-
-[[upstream]]
-name = "up"
-url = "http://{up}"
-
-[[upstream]]
-name = "faulty"
-url = "http://{faulty}"
-
-{rest}
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
-    )
-}
-
-async fn start(faulty: &Faulty, server: &str, tenants: &str, rest: &str) -> Harness {
+/// A gateway in front of `faulty` (with `keys`) and the plain upstream `up`, with what
+/// `more` adds to the base config.
+async fn start(faulty: &Faulty, keys: &str, more: impl FnOnce(Config) -> Config) -> Harness {
     let f = faulty.addr;
-    support::start_with(|up, _| config(up, f, server, tenants, rest)).await
+    support::start_with(|up, _| more(config(up, f, keys))).await
 }
 
 fn error_name(r: &Reply) -> String {
@@ -261,25 +220,10 @@ fn blocks_with(h: &Harness, cause: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_fails_fast_and_recovers() {
     let faulty = Faulty::start().await;
-    let h = start(
-        &faulty,
-        "",
-        r#"[[tenant]]
-name = "acme""#,
-        r#"
-[upstream.breaker]
-min_requests = 5
-failure_rate = 0.5
-open_ms = 1500
-half_open_requests = 2
-
-[[route]]
-name = "flap"
-tenant = "acme"
-upstream = "faulty"
-path = "/flap"
-"#,
-    )
+    let breaker = "[upstream.breaker]\nmin_requests = 5\nfailure_rate = 0.5\nopen_ms = 1500\nhalf_open_requests = 2";
+    let h = start(&faulty, breaker, |c| {
+        c.route(Route::new("flap").upstream("faulty").path("/flap"))
+    })
     .await;
     faulty.healthy.store(false, Ordering::SeqCst);
     for _ in 0..5 {
@@ -360,26 +304,18 @@ async fn a_hung_upstream_does_not_take_another_upstreams_capacity() {
     let faulty = Faulty::start().await;
     let h = start(
         &faulty,
-        "[server.overload]\nmax_in_flight = 32",
-        r#"[[tenant]]
-name = "acme""#,
-        r#"
-max_in_flight = 4
-breaker = { enabled = false }
-
-[[route]]
-name = "fine"
-tenant = "acme"
-upstream = "up"
-path = "/fine"
-
-[[route]]
-name = "stuck"
-tenant = "globex"
-upstream = "faulty"
-path = "/hang"
-timeout_ms = 1500
-"#,
+        "max_in_flight = 4\nbreaker = { enabled = false }",
+        |c| {
+            c.server("[server.overload]\nmax_in_flight = 32")
+                .route(Route::new("fine").path("/fine"))
+                .route(
+                    Route::new("stuck")
+                        .tenant("globex")
+                        .upstream("faulty")
+                        .path("/hang")
+                        .keys("timeout_ms = 1500"),
+                )
+        },
     )
     .await;
     // 40 callers keep hammering the hung upstream.
@@ -450,30 +386,17 @@ timeout_ms = 1500
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_idempotent_requests_within_the_budget() {
     let faulty = Faulty::start().await;
-    let h = start(
-        &faulty,
-        "",
-        r#"[[tenant]]
-name = "acme""#,
-        r#"
-[upstream.breaker]
-enabled = false
-
-[[route]]
-name = "flaky"
-tenant = "acme"
-upstream = "faulty"
-path = "/flaky"
-retry = { attempts = 3, on = ["reset"], backoff_ms = 1 }
-
-[[route]]
-name = "reset"
-tenant = "acme"
-upstream = "faulty"
-path = "/reset"
-retry = { attempts = 5, on = ["reset"], backoff_ms = 1, budget_ratio = 0.1, min_per_s = 0 }
-"#,
-    )
+    let h = start(&faulty, "[upstream.breaker]\nenabled = false", |c| {
+        c.route(
+            Route::new("flaky")
+                .upstream("faulty")
+                .path("/flaky")
+                .keys(r#"retry = { attempts = 3, on = ["reset"], backoff_ms = 1 }"#),
+        )
+        .route(Route::new("reset").upstream("faulty").path("/reset").keys(
+            r#"retry = { attempts = 5, on = ["reset"], backoff_ms = 1, budget_ratio = 0.1, min_per_s = 0 }"#,
+        ))
+    })
     .await;
     // Every other connection to /flaky is reset: GET succeeds on its second attempt.
     for _ in 0..10 {
@@ -512,21 +435,14 @@ retry = { attempts = 5, on = ["reset"], backoff_ms = 1, budget_ratio = 0.1, min_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_returns_the_fast_answer_and_cancels_the_slow_one() {
     let faulty = Faulty::start().await;
-    let h = start(
-        &faulty,
-        "",
-        r#"[[tenant]]
-name = "acme""#,
-        r#"
-[[route]]
-name = "hedged"
-tenant = "acme"
-upstream = "faulty"
-path = "/alternate"
-timeout_ms = 10000
-hedge = { delay_ms = 100 }
-"#,
-    )
+    let h = start(&faulty, "", |c| {
+        c.route(
+            Route::new("hedged")
+                .upstream("faulty")
+                .path("/alternate")
+                .keys("timeout_ms = 10000\nhedge = { delay_ms = 100 }"),
+        )
+    })
     .await;
     // The first attempt would take 5 s; the hedge sent after 100 ms answers at once.
     let t = Instant::now();
@@ -569,51 +485,36 @@ async fn connect_first_byte_and_total_timeouts() {
             fillers.push(s);
         }
     }
-    let h = start(
-        &faulty,
-        "",
-        r#"[[tenant]]
-name = "acme""#,
-        &format!(
-            r#"
-[[upstream]]
-name = "blackhole"
-url = "http://{blackhole}"
-
-[[route]]
-name = "connect"
-tenant = "acme"
-upstream = "blackhole"
-path = "/connect"
-connect_timeout_ms = 200
-
-[[route]]
-name = "first-byte"
-tenant = "acme"
-upstream = "faulty"
-path = "/hang"
-timeout_ms = 300
-
-[[route]]
-name = "total-buffered"
-tenant = "acme"
-upstream = "faulty"
-path = "/drip"
-host = "buffered.test"
-timeout_ms = 500
-total_timeout_ms = 600
-redact = [{{ regex = "\\d{{3}}-\\d{{2}}-\\d{{4}}", action = "mask" }}]
-
-[[route]]
-name = "total-streamed"
-tenant = "acme"
-upstream = "faulty"
-path = "/drip"
-timeout_ms = 500
-total_timeout_ms = 600
-"#
-        ),
-    )
+    let h = start(&faulty, "", |c| {
+        let total = "timeout_ms = 500\ntotal_timeout_ms = 600";
+        c.upstream("blackhole", &format!("http://{blackhole}"), "")
+            .route(
+                Route::new("connect")
+                    .upstream("blackhole")
+                    .path("/connect")
+                    .keys("connect_timeout_ms = 200"),
+            )
+            .route(
+                Route::new("first-byte")
+                    .upstream("faulty")
+                    .path("/hang")
+                    .keys("timeout_ms = 300"),
+            )
+            .route(
+                Route::new("total-buffered")
+                    .upstream("faulty")
+                    .path("/drip")
+                    .host("buffered.test")
+                    .keys(total)
+                    .keys(r#"redact = [{ regex = "\\d{3}-\\d{2}-\\d{4}", action = "mask" }]"#),
+            )
+            .route(
+                Route::new("total-streamed")
+                    .upstream("faulty")
+                    .path("/drip")
+                    .keys(total),
+            )
+    })
     .await;
     let t = Instant::now();
     let r = get(h.addr(), "/connect").await;
@@ -686,29 +587,20 @@ async fn shedding_bounds_memory_and_the_admin_listener_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
     let up = support::upstream().await;
-    std::fs::write(
-        &path,
-        config(
-            up.addr,
-            faulty.addr,
-            "[server.overload]\nmax_in_flight = 16",
-            "",
-            r#"
-max_in_flight = 1000
-
-[[route]]
-name = "slow"
-tenant = "globex"
-upstream = "faulty"
-path = "/slow"
-max_body_bytes = 1048576
-concurrency = 1000
-"#,
-        ),
-    )
-    .unwrap();
-    let (mut child, addr, admin) = support::serve_process_admin(&path);
-    let admin = admin.expect("an admin listener");
+    config(up.addr, faulty.addr, "max_in_flight = 1000")
+        .server("[server.overload]\nmax_in_flight = 16")
+        .route(
+            Route::new("slow")
+                .tenant("globex")
+                .upstream("faulty")
+                .path("/slow")
+                .keys("max_body_bytes = 1048576\nconcurrency = 1000"),
+        )
+        .write(&path)
+        .unwrap();
+    let serving = support::cli::serve(&path);
+    let (child, addr) = (&serving.child, serving.addr);
+    let admin = serving.admin.expect("an admin listener");
     // Warm up, then take the baseline.
     for _ in 0..4 {
         let r = send(
@@ -754,8 +646,7 @@ concurrency = 1000
         *answered.entry(key).or_default() += 1;
     }
     let peak = peak_rss_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serving);
     // 300 bodies of 256 KiB held at once would be 75 MiB; 16 at once are 4 MiB.
     let grew = peak.saturating_sub(baseline);
     eprintln!("peak RSS grew by {grew} KiB during the burst: {answered:?}");
@@ -814,28 +705,16 @@ async fn a_standing_policy_queue_sheds_policy_work_and_recovers() {
     // One invocation at a time: each burns 40 ms, so 24 callers queue up.
     let f = faulty.addr;
     let h = support::start_with(|up, _| {
-        config_runtime(
-            up,
-            f,
-            "[server.overload]\nqueue_target_ms = 20\nqueue_interval_ms = 100",
-            "concurrency = 1",
-            r#"[[tenant]]
-name = "acme""#,
-            r#"
-[[route]]
-name = "burn"
-tenant = "acme"
-upstream = "faulty"
-path = "/loop"
-request = [{ module = "@MISBEHAVE", timeout_ms = 40, fail = "open" }]
-
-[[route]]
-name = "plain"
-tenant = "acme"
-upstream = "up"
-path = "/plain"
-"#,
-        )
+        config(up, f, "")
+            .server("[server.overload]\nqueue_target_ms = 20\nqueue_interval_ms = 100")
+            .append("runtime", "concurrency = 1")
+            .route(
+                Route::new("burn")
+                    .upstream("faulty")
+                    .path("/loop")
+                    .request_with("@MISBEHAVE", r#"timeout_ms = 40, fail = "open""#),
+            )
+            .route(Route::new("plain").path("/plain"))
     })
     .await;
 
@@ -893,64 +772,41 @@ path = "/plain"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_and_route_limits_hold_back_only_their_own() {
     let faulty = Faulty::start().await;
-    let h = start(
-        &faulty,
-        "",
-        r#"
-[[tenant]]
-name = "acme"
-rate_limit = { per_s = 1, burst = 3 }
-
-[[tenant]]
-name = "noisy"
-max_in_flight = 2
-
-[[tenant]]
-name = "burner"
-fuel_per_s = 50000
-"#,
-        r#"
-[[route]]
-name = "acme"
-tenant = "acme"
-upstream = "up"
-path = "/acme"
-
-[[route]]
-name = "globex"
-tenant = "globex"
-upstream = "up"
-path = "/globex"
-rate_limit = { per_s = 1, burst = 2 }
-
-[[route]]
-name = "globex-other"
-tenant = "globex"
-upstream = "up"
-path = "/other"
-
-[[route]]
-name = "noisy"
-tenant = "noisy"
-upstream = "faulty"
-path = "/slow"
-
-[[route]]
-name = "burner"
-tenant = "burner"
-upstream = "faulty"
-path = "/loop"
-request = [{ module = "@MISBEHAVE", fuel = 100000, fail = "open" }]
-
-[[route]]
-name = "calm"
-tenant = "globex"
-upstream = "faulty"
-path = "/loop"
-host = "calm.test"
-request = [{ module = "@MISBEHAVE", fuel = 100000, fail = "open" }]
-"#,
-    )
+    let burn = r#"fuel = 100000, fail = "open""#;
+    let h = start(&faulty, "", |c| {
+        c.tenant("acme", "rate_limit = { per_s = 1, burst = 3 }")
+            .tenant("noisy", "max_in_flight = 2")
+            .tenant("burner", "fuel_per_s = 50000")
+            .route(Route::new("acme").path("/acme"))
+            .route(
+                Route::new("globex")
+                    .tenant("globex")
+                    .path("/globex")
+                    .keys("rate_limit = { per_s = 1, burst = 2 }"),
+            )
+            .route(Route::new("globex-other").tenant("globex").path("/other"))
+            .route(
+                Route::new("noisy")
+                    .tenant("noisy")
+                    .upstream("faulty")
+                    .path("/slow"),
+            )
+            .route(
+                Route::new("burner")
+                    .tenant("burner")
+                    .upstream("faulty")
+                    .path("/loop")
+                    .request_with("@MISBEHAVE", burn),
+            )
+            .route(
+                Route::new("calm")
+                    .tenant("globex")
+                    .upstream("faulty")
+                    .path("/loop")
+                    .host("calm.test")
+                    .request_with("@MISBEHAVE", burn),
+            )
+    })
     .await;
     // Tenant rate: a burst of 3, then 429 with Retry-After (plus one refill per second
     // the six requests took, should a loaded machine make them that slow).
@@ -1063,31 +919,20 @@ fn check_config_names_each_bad_resilience_setting() {
         config(
             addr,
             addr,
-            "[server.overload]\nmax_in_flight = 0",
-            r#"[[tenant]]
-name = "acme"
-rate_limit = { per_s = 0 }
-fuel_per_s = 0"#,
-            r#"
-max_in_flight = 0
-breaker = { failure_rate = 1.5 }
-
-[[route]]
-name = "r"
-tenant = "acme"
-upstream = "faulty"
-timeout_ms = 5000
-total_timeout_ms = 1000
-retry = { attempts = 0, on = ["teapot", "404"] }
-hedge = { delay_ms = 0 }
-"#,
-        ),
+            "max_in_flight = 0\nbreaker = { failure_rate = 1.5 }",
+        )
+        .server("[server.overload]\nmax_in_flight = 0")
+        .tenant("acme", "rate_limit = { per_s = 0 }\nfuel_per_s = 0")
+        .route(Route::new("r").upstream("faulty").keys(
+            "timeout_ms = 5000\ntotal_timeout_ms = 1000\nretry = { attempts = 0, on = [\"teapot\", \"404\"] }\nhedge = { delay_ms = 0 }",
+        ))
+        .to_string(),
     )
     .unwrap();
     let invalid = palisade_gateway::config::load(&path).unwrap_err();
     let issues: Vec<String> = invalid.issues.iter().map(ToString::to_string).collect();
     for expected in [
-        ":6:1: [server.overload]: must be positive",
+        ":5:1: [server.overload]: must be positive",
         "tenant \"acme\": rate_limit: per_s and burst must be positive",
         "tenant \"acme\": fuel_per_s must be positive",
         "upstream \"faulty\": max_in_flight must be positive",

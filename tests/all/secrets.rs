@@ -10,38 +10,11 @@ use palisade_gateway::secrets::{SecretError, SecretStore};
 use sha2::Digest as _;
 
 use crate::support::cli::{palisade, palisade_env};
-use crate::support::{send, start_with};
+use crate::support::{Config, Route, send, start_with};
 
-fn config(up: std::net::SocketAddr, extra_secrets: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-
-[secrets]
-master_key = "master.key"
-{extra_secrets}
-
-[[tenant]]
-name = "acme"
-
-[[tenant]]
-name = "globex"
-
-[[upstream]]
-name = "up"
-url = "http://{up}"
-{routes}
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
-    )
+/// The base config with a secret store sealed by `master.key`.
+fn config(up: std::net::SocketAddr) -> Config {
+    Config::new(up).section("secrets", "master_key = \"master.key\"")
 }
 
 fn store(dir: &Path) -> SecretStore {
@@ -68,7 +41,9 @@ fn setup(extra: &str) -> tempfile::TempDir {
     }
     std::fs::write(
         dir.path().join("palisade.toml"),
-        config("127.0.0.1:1".parse().unwrap(), extra, ""),
+        config("127.0.0.1:1".parse().unwrap())
+            .append("secrets", extra)
+            .to_string(),
     )
     .unwrap();
     dir
@@ -212,33 +187,20 @@ async fn upstream_credentials_reach_the_upstream_only() {
             palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
             0
         );
-        let routes = r#"
-[[route]]
-name = "bearer"
-tenant = "acme"
-upstream = "up"
-path = "/auth-digest"
-upstream_auth = { bearer = "orders-token" }
-
-[[route]]
-name = "header"
-tenant = "acme"
-upstream = "up"
-path = "/h"
-strip_prefix = true
-upstream_auth = { header = "x-api-key", header_secret = "orders-key" }
-
-[[route]]
-name = "basic"
-tenant = "acme"
-upstream = "up"
-path = "/b"
-strip_prefix = true
-upstream_auth = { basic_user = "svc", basic_password = "orders-password" }
-
-"#;
-        let text = config(up, "cache_ms = 0", routes);
-        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        let text = config(up)
+            .append("secrets", "cache_ms = 0")
+            .route(
+                Route::new("bearer")
+                    .path("/auth-digest")
+                    .keys(r#"upstream_auth = { bearer = "orders-token" }"#),
+            )
+            .route(Route::new("header").path("/h").keys(
+                "strip_prefix = true\nupstream_auth = { header = \"x-api-key\", header_secret = \"orders-key\" }",
+            ))
+            .route(Route::new("basic").path("/b").keys(
+                "strip_prefix = true\nupstream_auth = { basic_user = \"svc\", basic_password = \"orders-password\" }",
+            ));
+        text.write(&dir.join("palisade.toml")).unwrap();
         for (id, value) in [
             ("orders-token", "tok-s3cr3t-abc"),
             ("orders-key", "key-s3cr3t-def"),
@@ -380,16 +342,13 @@ fn the_master_key_can_live_in_an_hsm_through_pkcs11() {
     let d = dir.path();
     let conf = softhsm(d);
     let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let text = config(
-        up.local_addr().unwrap(),
-        "",
-        "",
-    )
-    .replace(
-        "master_key = \"master.key\"",
-        "pkcs11 = { module = \"/usr/lib/softhsm/libsofthsm2.so\", token = \"palisade\", pin_file = \"pin\" }",
-    );
-    std::fs::write(d.join("palisade.toml"), text).unwrap();
+    Config::new(up.local_addr().unwrap())
+        .section(
+            "secrets",
+            r#"pkcs11 = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "palisade", pin_file = "pin" }"#,
+        )
+        .write(&d.join("palisade.toml"))
+        .unwrap();
     let run = |args: &[&str], stdin: Option<&str>| {
         palisade_env(d, &[("SOFTHSM2_CONF", conf.as_os_str())], args, stdin)
     };
@@ -438,7 +397,7 @@ async fn the_secrets_admin_api_takes_values_in_and_never_out() {
             palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
             0
         );
-        config(up, "", "") + "\n[auth]\napi_keys = \"apikeys.json\"\n"
+        config(up).section("auth", "api_keys = \"apikeys.json\"")
     })
     .await;
     let key = |args: &[&str]| {
@@ -529,18 +488,15 @@ end
 "#,
         )
         .unwrap();
-        let routes = r#"
-[[route]]
-name = "signed"
-tenant = "acme"
-upstream = "up"
-request = [
-  { module = "peek.lua", config = { name = "x-granted" }, secrets = ["signing-key"] },
-  { module = "peek.lua", config = { name = "x-plain" } },
-]
-"#;
-        let text = config(up, "", routes);
-        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        let text = config(up).route(
+            Route::new("signed")
+                .request_with(
+                    "peek.lua",
+                    r#"config = { name = "x-granted" }, secrets = ["signing-key"]"#,
+                )
+                .request_with("peek.lua", r#"config = { name = "x-plain" }"#),
+        );
+        text.write(&dir.join("palisade.toml")).unwrap();
         for (id, value) in [
             ("signing-key", "k-0123456789"),
             ("db-password", "pw-never-granted"),
@@ -666,35 +622,24 @@ async fn upstream_mtls_presents_a_client_certificate_from_the_secret_store() {
             0
         );
         std::fs::write(dir.join("upstream-ca.pem"), server.cert.pem()).unwrap();
-        let routes = format!(
-            r#"
-[[upstream]]
-name = "secure"
-url = "https://localhost:{port}"
-ca = "upstream-ca.pem"
-client_cert = {{ tenant = "acme", cert = "gw-cert", key = "gw-key" }}
-
-[[upstream]]
-name = "secure-no-cert"
-url = "https://localhost:{port}"
-ca = "upstream-ca.pem"
-
-[[route]]
-name = "secure"
-tenant = "acme"
-upstream = "secure"
-path = "/secure"
-
-[[route]]
-name = "anonymous"
-tenant = "acme"
-upstream = "secure-no-cert"
-path = "/anonymous"
-"#,
-            port = upstream.port()
-        );
-        let text = config(up, "", &routes);
-        std::fs::write(dir.join("palisade.toml"), &text).unwrap();
+        let url = format!("https://localhost:{}", upstream.port());
+        let ca = "ca = \"upstream-ca.pem\"";
+        let text = config(up)
+            .upstream(
+                "secure",
+                &url,
+                &format!(
+                    "{ca}\nclient_cert = {{ tenant = \"acme\", cert = \"gw-cert\", key = \"gw-key\" }}"
+                ),
+            )
+            .upstream("secure-no-cert", &url, ca)
+            .route(Route::new("secure").upstream("secure").path("/secure"))
+            .route(
+                Route::new("anonymous")
+                    .upstream("secure-no-cert")
+                    .path("/anonymous"),
+            );
+        text.write(&dir.join("palisade.toml")).unwrap();
         assert_eq!(
             palisade(
                 dir,

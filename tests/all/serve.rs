@@ -2,6 +2,8 @@
 //! HTTP/1.1, `palisade serve` with SIGHUP, `palisade check-config` (catalogue 37, 39).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,21 +13,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::support::{config, expand, get, start, upstream};
+use crate::support::cli::{run, serve, serve_with, spawn};
+use crate::support::{Config, Route, expand, get, start_with, upstream};
 
-fn versioned(v: &str) -> String {
-    format!(
-        r#"
-[[route]]
-name = "v"
-tenant = "acme"
-upstream = "up"
-path = "/"
-[[route.request]]
-module = "@INJECT_HEADERS"
-config = {{ "request.set.x-version" = "{v}" }}
-"#
-    )
+/// The base config with one route whose policy sets `x-version: V` on the request.
+fn versioned(up: SocketAddr, v: &str) -> Config {
+    Config::new(up).route(Route::new("v").path("/").request_with(
+        "@INJECT_HEADERS",
+        &format!(r#"config = {{ "request.set.x-version" = "{v}" }}"#),
+    ))
 }
 
 /// Sends `sig` (`-HUP`, `-TERM`) to a `palisade serve` process.
@@ -40,8 +36,8 @@ fn signal(child: &std::process::Child, sig: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_under_load_fails_no_request_and_switches_routes() {
-    let h = start("", &versioned("v1")).await;
+async fn reload_under_load_fails_no_request_and_switches_routes() -> anyhow::Result<()> {
+    let h = start_with(|up, _| versioned(up, "v1")).await;
     let addr = h.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -63,13 +59,13 @@ async fn reload_under_load_fails_no_request_and_switches_routes() {
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let v = format!("v{}", round + 2);
-        std::fs::write(h.config_path(), config(h.upstream.addr, "", &versioned(&v))).unwrap();
-        h.running.reload().unwrap();
+        versioned(h.upstream.addr, &v).write(&h.config_path())?;
+        h.running.reload()?;
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {
-        w.await.unwrap();
+        w.await?;
     }
     assert_eq!(
         bad.load(Ordering::SeqCst),
@@ -78,16 +74,25 @@ async fn reload_under_load_fails_no_request_and_switches_routes() {
     );
     assert!(ok.load(Ordering::SeqCst) > 20);
     assert_eq!(get(addr, "/").await.json()["headers"]["x-version"], "v7");
+    Ok(())
+}
 
-    // An invalid config is refused and the routes in service stay.
-    std::fs::write(h.config_path(), "[server]\nlisten = 'nonsense'\n").unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_is_refused_on_reload_and_the_routes_in_service_stay()
+-> anyhow::Result<()> {
+    let h = start_with(|up, _| versioned(up, "v7")).await;
+    std::fs::write(h.config_path(), "[server]\nlisten = 'nonsense'\n")?;
     assert!(h.running.reload().is_err());
-    assert_eq!(get(addr, "/").await.json()["headers"]["x-version"], "v7");
+    assert_eq!(
+        get(h.addr(), "/").await.json()["headers"]["x-version"],
+        "v7"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish_and_audits_them() {
-    let h = start("", &versioned("v1")).await;
+    let h = start_with(|up, _| versioned(up, "v1")).await;
     let addr = h.addr();
     let slow = tokio::spawn(async move { get(addr, "/slow/800").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -123,7 +128,7 @@ async fn tls13_serves_http2_and_http11_by_alpn() {
         "tls = {{ cert = \"{0}/cert.pem\", key = \"{0}/key.pem\" }}",
         dir.path().display()
     );
-    let h = start(&tls, &versioned("tls")).await;
+    let h = start_with(|up, _| versioned(up, "tls").server(&tls)).await;
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
@@ -183,18 +188,19 @@ async fn tls13_serves_http2_and_http11_by_alpn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
+async fn palisade_serve_reloads_on_sighup() -> anyhow::Result<()> {
     let up = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    std::fs::write(&path, config(up.addr, "", &versioned("before"))).unwrap();
-    let (mut child, addr) = crate::support::serve_process(&path);
+    versioned(up.addr, "before").write(&path)?;
+    let serving = serve(&path);
+    let addr = serving.addr;
     assert_eq!(
         get(addr, "/").await.json()["headers"]["x-version"],
         "before"
     );
-    std::fs::write(&path, config(up.addr, "", &versioned("after"))).unwrap();
-    signal(&child, "-HUP");
+    versioned(up.addr, "after").write(&path)?;
+    signal(&serving.child, "-HUP");
     let mut seen = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -207,11 +213,22 @@ async fn palisade_serve_reloads_on_sighup_and_drains_on_sigterm() {
         }
     }
     assert_eq!(seen, "after");
-    signal(&child, "-TERM");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palisade_serve_drains_on_sigterm() -> anyhow::Result<()> {
+    let up = upstream().await;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("palisade.toml");
+    versioned(up.addr, "before").write(&path)?;
+    let mut serving = serve(&path);
+    signal(&serving.child, "-TERM");
     assert!(
-        child.wait().unwrap().success(),
+        serving.child.wait()?.success(),
         "SIGTERM is a clean shutdown"
     );
+    Ok(())
 }
 
 #[test]
@@ -272,11 +289,12 @@ fail = "open"
         )),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(
+        None,
+        &[],
+        &["check-config", &path.display().to_string()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let p = path.display();
@@ -306,21 +324,23 @@ fail = "open"
     );
 
     // `serve` refuses the same file with the same report.
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(
+        None,
+        &[],
+        &["serve", "--config", &path.display().to_string()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not serving"));
 
     // A syntax error names its line.
     std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\nbogus = [\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(
+        None,
+        &[],
+        &["check-config", &path.display().to_string()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).starts_with(&format!("{p}:3:")),
@@ -352,11 +372,12 @@ regex = '(\w{100}){100}'
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(
+        None,
+        &[],
+        &["check-config", &path.display().to_string()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -369,14 +390,22 @@ regex = '(\w{100}){100}'
 #[test]
 fn the_quickstart_serves_what_it_prints() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .current_dir(palisade_test_artifacts::WORKSPACE)
-        .args(["quickstart", "--port", "0", "--admin-port", "0", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let workspace = Path::new(palisade_test_artifacts::WORKSPACE);
+    let dir_arg = dir.path().display().to_string();
+    let mut child = spawn(
+        Some(workspace),
+        None,
+        &[
+            "quickstart",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--dir",
+            &dir_arg,
+        ],
+        Stdio::piped(),
+    );
     let mut lines = Vec::new();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     loop {
@@ -425,11 +454,7 @@ fn the_quickstart_serves_what_it_prints() {
         .find(|l| l.starts_with("cargo run -q -- verify"))
         .unwrap();
     let args: Vec<&str> = verify_line.split_whitespace().skip(4).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .current_dir(palisade_test_artifacts::WORKSPACE)
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = crate::support::cli::run(Some(workspace), &[], &args, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -443,27 +468,24 @@ fn the_quickstart_serves_what_it_prints() {
 /// `palisade serve --log-format json`: one JSON object per line on stderr, a line per
 /// request at `debug`, reload problems as warnings; no header, path or query value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn palisade_serve_logs_json_lines_without_request_values() {
+async fn palisade_serve_logs_json_lines_without_request_values() -> anyhow::Result<()> {
     let up = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");
-    std::fs::write(&path, config(up.addr, "", &versioned("before"))).unwrap();
+    versioned(up.addr, "before").write(&path)?;
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "serve",
+    let mut serving = serve_with(
+        &path,
+        &[
             "--log-format",
             "json",
             "--log",
             "info,palisade_gateway=debug",
-        ])
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let (addr, _) = palisade_test_artifacts::serve_addresses(&mut child);
+        ],
+        None,
+        std::fs::File::create(&log)?.into(),
+    );
+    let addr = serving.addr;
 
     let secret = "Bearer s3cr3t-t0ken-value";
     let reply = crate::support::send(
@@ -478,8 +500,8 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
     let cid = reply.header("x-correlation-id").unwrap();
 
     // A broken config on SIGHUP: refused, said as warnings, the old routes stay.
-    std::fs::write(&path, "[[route]]\nname = 1\n").unwrap();
-    signal(&child, "-HUP");
+    std::fs::write(&path, "[[route]]\nname = 1\n")?;
+    signal(&serving.child, "-HUP");
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if std::fs::read_to_string(&log)
@@ -490,8 +512,8 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
         }
     }
     assert_eq!(get(addr, "/").await.status, 200);
-    signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    signal(&serving.child, "-TERM");
+    assert!(serving.child.wait()?.success());
 
     let text = std::fs::read_to_string(&log).unwrap();
     let events: Vec<serde_json::Value> = text
@@ -548,20 +570,23 @@ async fn palisade_serve_logs_json_lines_without_request_values() {
     ] {
         assert!(!text.contains(value), "{value} reached the log: {text}");
     }
+    Ok(())
 }
 
 #[test]
 fn a_bad_log_filter_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
+    let out = run(
+        None,
+        &[],
+        &[
             "serve",
             "--log",
             "palisade_gateway=loud",
             "--config",
             "none.toml",
-        ])
-        .output()
-        .unwrap();
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a log filter"), "{stderr}");

@@ -71,10 +71,14 @@ impl Route {
     fn matches(&self, host: &str, path: &str, method: &http::Method) -> bool {
         let host_ok = match &self.host {
             None => true,
+            // Host names are case-insensitive (RFC 4343), wildcards too.
             Some(h) => match h.strip_prefix("*.") {
-                Some(suffix) => host
-                    .strip_suffix(suffix)
-                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1
+                        && host.is_char_boundary(host.len() - suffix.len())
+                        && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                }
                 None => h.eq_ignore_ascii_case(host),
             },
         };
@@ -579,7 +583,119 @@ fn config_pairs(config: &std::collections::BTreeMap<String, toml::Value>) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::OnceLock;
+
     use super::*;
+    use crate::metrics::Metrics;
+
+    fn engine() -> &'static Engine {
+        static ENGINE: OnceLock<Engine> = OnceLock::new();
+        ENGINE.get_or_init(|| Engine::new(&palisade_runtime::Config::new()).expect("an engine"))
+    }
+
+    /// Routes `exact` (host `api.example.com`), `wildcard` (`*.example.com`) and `any`
+    /// (no host), all at `/`, built from a file as the gateway builds them.
+    fn routes() -> Routes {
+        let text = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[tenant]]
+name = "acme"
+
+[[upstream]]
+name = "up"
+url = "http://127.0.0.1:9"
+
+[[route]]
+name = "any"
+tenant = "acme"
+upstream = "up"
+
+[[route]]
+name = "wildcard"
+tenant = "acme"
+upstream = "up"
+host = "*.example.com"
+
+[[route]]
+name = "exact"
+tenant = "acme"
+upstream = "up"
+host = "api.example.com"
+"#;
+        let file = config::parse(Path::new("routes.toml"), text.into()).expect("parses");
+        let checked = Checked::new(&file).expect("checks");
+        let kept = Kept::new(Arc::new(Metrics::new()));
+        Routes::build(checked, engine(), Sources::default(), &kept).expect("builds")
+    }
+
+    /// The name of the route `find` picks for `host`, if any.
+    fn route_for(routes: &Routes, host: &str) -> Option<String> {
+        routes
+            .find(host, "/", &http::Method::GET)
+            .map(|r| r.name.clone())
+    }
+
+    #[test]
+    fn an_exact_host_wins_over_a_wildcard_and_a_wildcard_over_any_host() {
+        let routes = routes();
+        assert_eq!(
+            route_for(&routes, "api.example.com").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            route_for(&routes, "www.example.com").as_deref(),
+            Some("wildcard")
+        );
+        assert_eq!(route_for(&routes, "other.test").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn a_wildcard_matches_subdomains_only() {
+        let routes = routes();
+        for (host, route) in [
+            ("a.b.example.com", "wildcard"),
+            ("example.com", "any"),
+            ("badexample.com", "any"),
+            (".example.com", "any"),
+        ] {
+            assert_eq!(route_for(&routes, host).as_deref(), Some(route), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_port_is_not_part_of_the_host() {
+        let routes = routes();
+        for (host, route) in [
+            ("api.example.com:8080", "exact"),
+            ("www.example.com:443", "wildcard"),
+            ("example.com:80", "any"),
+        ] {
+            assert_eq!(route_for(&routes, host).as_deref(), Some(route), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_wildcard_matches_in_any_case() {
+        let routes = routes();
+        for host in ["WWW.EXAMPLE.COM", "www.Example.com:443"] {
+            assert_eq!(
+                route_for(&routes, host).as_deref(),
+                Some("wildcard"),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_exact_host_matches_in_any_case() {
+        let routes = routes();
+        for host in ["API.EXAMPLE.COM", "Api.Example.Com:8080"] {
+            assert_eq!(route_for(&routes, host).as_deref(), Some("exact"), "{host}");
+        }
+    }
 
     #[test]
     fn a_prefix_matches_on_segment_boundaries_only() {

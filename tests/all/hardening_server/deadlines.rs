@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::support::{Harness, get, start_with};
+use crate::support::{Config, Harness, Route, get, start_with};
 
 /// An upstream whose `/stream` never ends (64 KiB chunks as fast as they are taken)
 /// and whose `/big` is a 8 MiB JSON document (more than loopback socket buffers
@@ -91,40 +91,24 @@ const TOTAL_MS: u64 = 1500;
 async fn gateway(up: &Streaming) -> Harness {
     let up = up.addr;
     start_with(move |_, _| {
-        crate::support::config(
-            up,
-            "",
-            &format!(
-                r#"
-[[upstream]]
-name = "streaming"
-url = "http://{up}"
-max_in_flight = 1
-
-[[upstream]]
-name = "buffered"
-url = "http://{up}"
-
-[[route]]
-name = "streamed"
-tenant = "acme"
-upstream = "streaming"
-timeout_ms = 1000
-total_timeout_ms = {TOTAL_MS}
-
-[[route]]
-name = "redacted"
-tenant = "acme"
-upstream = "buffered"
-path = "/redacted"
-strip_prefix = true
-timeout_ms = 1000
-total_timeout_ms = {TOTAL_MS}
-max_response_bytes = 16777216
-redact = [{{ path = "$.ssn" }}]
-"#
-            ),
-        )
+        let url = format!("http://{up}");
+        let deadlines = format!("timeout_ms = 1000\ntotal_timeout_ms = {TOTAL_MS}");
+        Config::new(up)
+            .upstream("streaming", &url, "max_in_flight = 1")
+            .upstream("buffered", &url, "")
+            .route(
+                Route::new("streamed")
+                    .upstream("streaming")
+                    .keys(&deadlines),
+            )
+            .route(
+                Route::new("redacted")
+                    .upstream("buffered")
+                    .path("/redacted")
+                    .keys("strip_prefix = true")
+                    .keys(&deadlines)
+                    .keys("max_response_bytes = 16777216\nredact = [{ path = \"$.ssn\" }]"),
+            )
     })
     .await
 }

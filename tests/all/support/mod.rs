@@ -1,7 +1,11 @@
-//! Real parts for gateway tests: an upstream on loopback, a gateway started from a TOML
-//! file in a temp dir, an HTTP client, a raw TCP client, and the ledger's blocks.
+//! Real parts for gateway tests: an upstream on loopback, a gateway started from a config
+//! file (built by [`Config`]) in a temp dir, an HTTP client, a raw TCP client, the
+//! ledger's blocks, and the `palisade` binary ([`cli`]).
 
 pub(crate) mod cli;
+pub(crate) mod config;
+
+pub(crate) use config::{Config, Route};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -201,41 +205,10 @@ pub(crate) fn expand(text: &str) -> String {
     out
 }
 
-/// The config a test's routes are appended to: loopback listeners, tenants `acme` and
-/// `globex`, upstream `up`.
-pub(crate) fn config(upstream: SocketAddr, server_extra: &str, routes: &str) -> String {
-    expand(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-{server_extra}
-
-[audit]
-sqlite = "audit.db"
-
-[runtime]
-cache_dir = "{cache}"
-
-[[tenant]]
-name = "acme"
-
-[[tenant]]
-name = "globex"
-
-[[upstream]]
-name = "up"
-url = "http://{upstream}"
-
-{routes}
-"#,
-        cache = std::env::temp_dir().join("palisade-test-cache").display()
-    ))
-}
-
-/// Starts a gateway with `routes` in front of a fresh upstream.
+/// Starts a gateway with the base config, `server_extra` under `[server]` and `routes`
+/// (TOML text), in front of a fresh upstream.
 pub(crate) async fn start(server_extra: &str, routes: &str) -> Harness {
-    start_with(|up, _| config(up, server_extra, routes)).await
+    start_with(|up, _| Config::new(up).server(server_extra).text(routes)).await
 }
 
 /// Every `tracing` event of every gateway this test process has run (JSON lines; debug
@@ -280,13 +253,16 @@ impl std::io::Write for LogSink {
 }
 
 /// Starts a gateway from a whole config file: `make` gets the fresh upstream's address
-/// and the temp dir (for key files) and returns the file's text.
-pub(crate) async fn start_with(make: impl FnOnce(SocketAddr, &Path) -> String) -> Harness {
+/// and the temp dir (for key files) and returns the file: a [`Config`] or, for a test
+/// about unusual files, literal text.
+pub(crate) async fn start_with<C: std::fmt::Display>(
+    make: impl FnOnce(SocketAddr, &Path) -> C,
+) -> Harness {
     log_buffer();
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
-    std::fs::write(&path, expand(&make(upstream.addr, dir.path()))).unwrap();
+    std::fs::write(&path, expand(&make(upstream.addr, dir.path()).to_string())).unwrap();
     let gateway = Gateway::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     let running = gateway.start().await.unwrap();
     Harness {
@@ -375,27 +351,4 @@ pub(crate) async fn read_until_close(tcp: &mut TcpStream, wait: Duration) -> (St
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
-}
-
-/// Starts `palisade serve --config PATH` and waits for its listening address.
-pub(crate) fn serve_process(
-    config_path: &std::path::Path,
-) -> (std::process::Child, std::net::SocketAddr) {
-    let (child, proxy, _) = serve_process_admin(config_path);
-    (child, proxy)
-}
-
-/// Like [`serve_process`], also returning the admin listener's address (if any).
-pub(crate) fn serve_process_admin(
-    config_path: &std::path::Path,
-) -> (std::process::Child, SocketAddr, Option<SocketAddr>) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--config"])
-        .arg(config_path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (addr, admin) = palisade_test_artifacts::serve_addresses(&mut child);
-    (child, addr, admin)
 }
