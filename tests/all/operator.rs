@@ -1122,3 +1122,184 @@ fn verify_reads_the_ledger_and_checkpoints_the_config_names_and_speaks_json() ->
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_routes_are_listed_with_the_module_versions_that_run() -> Result<()> {
+    let h = start_with(|up, _| {
+        registry_config(up, "audit.db", "registry", "gw-a", false).route(
+            Route::new("plain")
+                .path("/plain")
+                .request("@INJECT_HEADERS"),
+        )
+    })
+    .await;
+    let admin = Admin::new(&h).await?;
+    for v in ["1", "2"] {
+        let r = admin.call("PUT", &format!("tag/{v}"), tagger(v)).await;
+        ensure!(r.status == 201, "{}", r.text());
+    }
+    let r = admin.call("POST", "tag/1/activate", String::new()).await;
+    ensure!(r.status == 200, "{}", r.text());
+    let config = registry_config(h.upstream.addr, "audit.db", "registry", "gw-a", true).route(
+        Route::new("plain")
+            .path("/plain")
+            .request("@INJECT_HEADERS"),
+    );
+    config.write(&h.config_path())?;
+    h.running.reload()?;
+    let url = format!("http://{}", h.running.admin_addr().context("admin")?);
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--admin", &url]);
+        crate::support::cli::palisade_env(
+            h.dir.path(),
+            &[("PALISADE_API_KEY", admin.key.as_ref())],
+            &all,
+            None,
+        )
+    };
+    let (code, out, err) = cli(&["route", "list", "--tenant", "acme"]);
+    ensure!(code == 0, "{err}");
+    ensure!(
+        out.contains("tagged  /tagged -> up  request=[tag@1]"),
+        "{out}"
+    );
+    ensure!(
+        out.contains("plain  /plain -> up  request=[inject-headers.wasm]"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["route", "list", "--tenant", "acme", "--format", "json"]);
+    ensure!(code == 0, "{err}");
+    let routes: Value = serde_json::from_str(&out)?;
+    ensure!(
+        routes["routes"][0]["request"][0]["version"] == "1",
+        "{routes}"
+    );
+    // A tenant's key sees its own tenant only; another tenant's routes are refused.
+    let (code, out, err) = cli(&["tenant", "list"]);
+    ensure!(code == 0 && out == "acme  routes=2\n", "{out}{err}");
+    let (code, _, err) = cli(&["route", "list", "--tenant", "globex"]);
+    ensure!(code == 1 && err.contains("403"), "{err}");
+    // A dry run says what would change and changes nothing.
+    let (code, out, err) = cli(&[
+        "module",
+        "activate",
+        "tag",
+        "2",
+        "--tenant",
+        "acme",
+        "--dry-run",
+    ]);
+    ensure!(code == 0, "{err}");
+    let plan: Value = serde_json::from_str(&out)?;
+    ensure!(
+        plan["active"] == "1" && plan["would_activate"] == "2",
+        "{plan}"
+    );
+    let (code, out, err) = cli(&["module", "rollback", "tag", "--tenant", "acme", "--dry-run"]);
+    ensure!(
+        code == 1 && err.contains("no_previous_version"),
+        "{out}{err}"
+    );
+    let r = send(h.addr(), "GET", "/tagged", &[], "").await;
+    ensure!(r.json()["headers"]["x-module"] == "1", "{}", r.text());
+    let (code, out, _) = cli(&[
+        "module", "history", "tag", "--tenant", "acme", "--format", "json",
+    ]);
+    ensure!(code == 0, "{out}");
+    let history: Value = serde_json::from_str(&out)?;
+    ensure!(
+        history["history"].as_array().map(Vec::len) == Some(1),
+        "{history}"
+    );
+    Ok(())
+}
+
+#[test]
+fn listings_speak_json_without_secrets() -> Result<()> {
+    let dir = store_with_one_secret("present")?;
+    let d = dir.path();
+    let (code, out, err) = palisade(
+        d,
+        &["secret", "list", "--tenant", "acme", "--format", "json"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    let list: Value = serde_json::from_str(&out)?;
+    ensure!(
+        list["secrets"][0]["id"] == "present" && !out.contains("value-1"),
+        "{out}"
+    );
+    let (code, _, err) = palisade(
+        d,
+        &[
+            "apikey",
+            "create",
+            "--file",
+            "keys.json",
+            "--tenant",
+            "acme",
+            "--roles",
+            "service",
+        ],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    let (code, out, err) = palisade(
+        d,
+        &["apikey", "list", "--file", "keys.json", "--format", "json"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    let keys: Value = serde_json::from_str(&out)?;
+    let key = &keys["keys"][0];
+    ensure!(key["state"] == "active" && key["tenant"] == "acme", "{out}");
+    let fields: Vec<&String> = key.as_object().context("an object")?.keys().collect();
+    ensure!(
+        fields
+            == [
+                "expires_ms",
+                "id",
+                "name",
+                "roles",
+                "scopes",
+                "state",
+                "tenant"
+            ],
+        "{fields:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_master_rotation_dry_run_changes_nothing() -> Result<()> {
+    let dir = store_with_one_secret("present")?;
+    let d = dir.path();
+    let new = master_key(d, "master-2.key")?;
+    let (code, _, err) = palisade(
+        d,
+        &[
+            "secret",
+            "rotate-master",
+            "--new-master",
+            "master-2.key",
+            "--dry-run",
+        ],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    ensure!(
+        err.contains(&format!(
+            "1 data key(s) would be re-wrapped under master key {new}"
+        )),
+        "{err}"
+    );
+    // The old key is not retired and still opens the store.
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "verify", "--tenant", "acme", "present"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    Ok(())
+}
