@@ -37,9 +37,7 @@ impl Db {
             Target::Postgres(url) => {
                 let url = url.clone();
                 std::thread::spawn(move || {
-                    let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
-                        format!("postgres: {}", palisade_ledger::postgres_message(&e))
-                    })?;
+                    let mut c = palisade_ledger::pg::connect(&url).map_err(|e| e.to_string())?;
                     c.query(probe, &[]).map_err(|e| {
                         format!(
                             "postgres: {} (run `palisade ledger init`)",

@@ -61,6 +61,9 @@ impl Error {
 /// not the server's DETAIL and HINT, which can quote a row's values ("Failing row
 /// contains ...").
 pub fn postgres_message(e: &postgres::Error) -> String {
+    if let Some(tls) = crate::pg::tls_failure(e) {
+        return tls;
+    }
     match e.as_db_error() {
         Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
         None => e.to_string(),

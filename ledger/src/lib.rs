@@ -29,6 +29,7 @@ pub mod block;
 pub mod checkpoint;
 mod error;
 pub mod keyfile;
+pub mod pg;
 mod record;
 mod store;
 pub mod verify;

@@ -17,7 +17,7 @@ use palisade_gateway::auth::{Role, apikey};
 #[derive(Debug, Args)]
 pub(crate) struct KeyFileArgs {
     /// The gateway config naming the key file (`[auth] api_keys`).
-    #[arg(long, default_value = "palisade.toml", conflicts_with = "file")]
+    #[arg(long, short, default_value = "palisade.toml", conflicts_with = "file")]
     config: PathBuf,
     /// The key file itself.
     #[arg(long, value_name = "FILE")]

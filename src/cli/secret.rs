@@ -16,7 +16,7 @@ use palisade_gateway::secrets::{FileMasterKey, MasterKey, SecretError, SecretSto
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// The gateway config.
-    #[arg(long, default_value = "palisade.toml")]
+    #[arg(long, short, default_value = "palisade.toml")]
     config: PathBuf,
 }
 

@@ -146,7 +146,11 @@ pub(crate) fn ledger(command: LedgerCommand) -> ExitCode {
                     println!("palisade: ledger ready; gateways connect as role {writer}");
                     ExitCode::SUCCESS
                 }
-                Err(e @ palisade_ledger::Error::PrivilegedRole(_)) => {
+                // The writer given cannot be one (a superuser, no such role, a bad name).
+                Err(
+                    e @ (palisade_ledger::Error::PrivilegedRole(_)
+                    | palisade_ledger::Error::Format { .. }),
+                ) => {
                     eprintln!("palisade: {e}");
                     ExitCode::from(2)
                 }

@@ -408,3 +408,186 @@ async fn secrets_live_in_postgres_when_the_ledger_does() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// Turns TLS on on the shared server with a certificate for `db.test` issued by a fresh
+/// CA; returns the CA's PEM file. Clients that do not ask for TLS are not affected.
+fn tls_on(dir: &std::path::Path) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    static CA: OnceLock<PathBuf> = OnceLock::new();
+    CA.get_or_init(|| {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "ledger test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["db.test".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        let keep = dir.to_path_buf();
+        let (cert, key, ca_pem) = (
+            keep.join("server.crt"),
+            keep.join("server.key"),
+            keep.join("ca.pem"),
+        );
+        std::fs::write(&cert, leaf.pem()).unwrap();
+        std::fs::write(&key, server_key.serialize_pem()).unwrap();
+        std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+        // The server runs as `postgres` when the tests run as root: it must read them.
+        let _ = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&keep)
+            .status();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keep, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut admin =
+            postgres::Client::connect(&admin_url("postgres", server().port), postgres::NoTls)
+                .unwrap();
+        // ALTER SYSTEM runs outside a transaction: one statement at a time.
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            "ALTER SYSTEM SET ssl = on".to_string(),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            admin.batch_execute(&sql).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        ca_pem
+    })
+    .clone()
+}
+
+#[test]
+fn tls_to_postgresql_is_verified_and_a_failure_says_what_failed() {
+    let dir = tempfile::Builder::new()
+        .prefix("palisade-pg-tls")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let ca = tls_on(&dir);
+    let s = server();
+    let name = format!("ledger_tls_{}", std::process::id());
+    let mut admin =
+        postgres::Client::connect(&admin_url("postgres", s.port), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {name}_gw LOGIN"))
+        .unwrap();
+    let init = |url: &str, ca: Option<&std::path::Path>| {
+        let envs: Vec<(&str, &std::ffi::OsStr)> = ca
+            .map(|c| ("PGSSLROOTCERT", c.as_os_str()))
+            .into_iter()
+            .collect();
+        crate::support::cli::palisade_env(
+            &dir,
+            &envs,
+            &[
+                "ledger",
+                "init",
+                "--postgres",
+                url,
+                "--writer",
+                &format!("{name}_gw"),
+            ],
+            None,
+        )
+    };
+    let by_name = format!(
+        "host=db.test hostaddr=127.0.0.1 port={} user=palisade_admin dbname={name} sslmode=require",
+        s.port
+    );
+    let by_address = format!(
+        "host=127.0.0.1 port={} user=palisade_admin dbname={name} sslmode=require",
+        s.port
+    );
+    // Not a CA this machine trusts.
+    let (code, _, err) = init(&by_name, None);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("TLS certificate: not signed by a trusted CA"),
+        "{err}"
+    );
+    // The CA, but the address is not the name on the certificate.
+    let (code, _, err) = init(&by_address, Some(&ca));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("TLS certificate: it does not name the host"),
+        "{err}"
+    );
+    // The CA and the name: the ledger is set up over TLS, and a writer appends over it.
+    let (code, out, err) = init(&by_name, Some(&ca));
+    assert_eq!(code, 0, "{out}{err}");
+    // sslmode=require never falls back to the clear: the writer reads it over TLS too.
+    let writer = by_name.replace("palisade_admin", &format!("{name}_gw"));
+    let (code, out, err) = crate::support::cli::palisade_env(
+        &dir,
+        &[("PGSSLROOTCERT", ca.as_os_str())],
+        &["verify", "--postgres", &writer],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("chain intact"), "{out}");
+    // Without the CA, the same refusal as before: nothing is read in the clear.
+    let (code, _, err) =
+        crate::support::cli::palisade_env(&dir, &[], &["verify", "--postgres", &writer], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("TLS certificate: not signed by a trusted CA"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ledger_init_refuses_a_writer_that_could_undo_the_guards() {
+    let s = server();
+    let name = format!("ledger_su_{}", std::process::id());
+    let mut admin =
+        postgres::Client::connect(&admin_url("postgres", s.port), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {name}_su LOGIN SUPERUSER"))
+        .unwrap();
+    let owner = admin_url(&name, s.port);
+    let (code, _, err) = palisade_here(&[
+        "ledger",
+        "init",
+        "--postgres",
+        &owner,
+        "--writer",
+        &format!("{name}_su"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("`{name}_su`")) && err.contains("superuser"),
+        "{err}"
+    );
+    let (code, _, err) = palisade_here(&[
+        "ledger",
+        "init",
+        "--postgres",
+        &owner,
+        "--writer",
+        "nobody_here",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    // Nothing was created.
+    let mut db = postgres::Client::connect(&owner, postgres::NoTls).unwrap();
+    let tables: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'palisade_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+}

@@ -338,10 +338,19 @@ impl Admin {
             (&Method::POST, [name, "rollback"]) if dry_run => {
                 let n = name.to_string();
                 let active = registry.active_version(tenant, name);
-                let target = tokio::task::spawn_blocking(move || registry.rollback_target(&t, &n))
-                    .await
-                    .map_err(|_| not_found())?
-                    .map_err(Error::Registry)?;
+                let target = tokio::task::spawn_blocking(move || {
+                    let target = registry.rollback_target(&t, &n)?;
+                    registry
+                        .load(&t, &format!("{n}@{target}"))
+                        .map_err(|detail| RegistryError::Rejected {
+                            cause: "module_not_loadable",
+                            detail,
+                        })?;
+                    Ok(target)
+                })
+                .await
+                .map_err(|_| not_found())?
+                .map_err(Error::Registry)?;
                 Ok(done(
                     StatusCode::OK,
                     None,

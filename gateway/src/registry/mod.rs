@@ -416,14 +416,18 @@ impl Registry {
             .map(drop)
     }
 
-    /// The module's history, newest first.
+    /// The module's history, newest first (empty while no version was activated).
     ///
     /// # Errors
     ///
-    /// Storage errors.
+    /// [`RegistryError::NotFound`] for a module with no version; storage errors.
     pub fn history(&self, tenant: &str, name: &str) -> Result<Vec<history::Entry>, RegistryError> {
         let (t, n) = (tenant.to_string(), name.to_string());
-        Ok(self.meta.run(move |m| history::read(m, &t, &n))?)
+        let entries = self.meta.run(move |m| history::read(m, &t, &n))?;
+        if entries.is_empty() && !self.list(tenant)?.iter().any(|v| v.name == name) {
+            return Err(RegistryError::NotFound);
+        }
+        Ok(entries)
     }
 
     fn step(

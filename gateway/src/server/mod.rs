@@ -359,7 +359,8 @@ impl Running {
     }
 
     /// Re-reads the config file and swaps in its routes ([`Pipeline::reload`]); what
-    /// changed but needs a restart (listeners, audit, runtime) is named in the result.
+    /// changed but is read only at start is named in the result
+    /// ([`crate::config::needs_restart`]).
     /// In-flight requests are not disturbed.
     ///
     /// # Errors

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 
-use postgres::{Client, GenericClient, NoTls};
+use postgres::{Client, GenericClient};
 
 use super::{RawBlock, Store};
 use crate::block::{self, Block};
@@ -24,7 +24,7 @@ pub(super) struct PgStore {
 
 impl PgStore {
     pub(super) fn connect(url: &str) -> Result<Self> {
-        let mut client = Client::connect(url, NoTls)?;
+        let mut client = crate::pg::connect(url)?;
         let row = client.query_one(
             "SELECT r.rolsuper OR COALESCE(pg_get_userbyid(c.relowner) = current_user, false), current_user::text
              FROM pg_roles r LEFT JOIN pg_class c ON c.relname = 'palisade_ledger' AND c.relkind = 'r'
@@ -39,7 +39,7 @@ impl PgStore {
 
     pub(super) fn connect_reader(url: &str) -> Result<Self> {
         Ok(PgStore {
-            client: Client::connect(url, NoTls)?,
+            client: crate::pg::connect(url)?,
         })
     }
 }
@@ -72,7 +72,7 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
             message: format!("writer role must match [a-z_][a-z0-9_]*, got {writer_role:?}"),
         });
     }
-    let mut client = Client::connect(owner_url, NoTls)?;
+    let mut client = crate::pg::connect(owner_url)?;
     // A superuser writer bypasses every guard (`serve` refuses one too): refused here,
     // before anything is created or granted.
     let writer = client.query_opt(
