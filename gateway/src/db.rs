@@ -197,6 +197,44 @@ impl Conn {
             }
         }
     }
+
+    /// Runs `f` in one transaction that holds `lock` (a name) until it ends: on
+    /// PostgreSQL a transaction-scoped advisory lock, so gateways sharing the database
+    /// take turns; on SQLite the write lock (`BEGIN IMMEDIATE`). Rolled back when `f`
+    /// fails.
+    pub(crate) fn locked<T>(
+        &mut self,
+        lock: &str,
+        f: impl FnOnce(&mut Conn) -> Result<T, String>,
+    ) -> Result<T, String> {
+        match self {
+            Conn::Sqlite(c) => c
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| e.to_string())?,
+            Conn::Postgres(c) => {
+                c.batch_execute("BEGIN")
+                    .map_err(|e| palisade_ledger::postgres_message(&e))?;
+                let taken = c
+                    .execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
+                    .map_err(|e| palisade_ledger::postgres_message(&e));
+                if let Err(e) = taken {
+                    let _ = c.batch_execute("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        let done = f(self);
+        let end = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = match self {
+            Conn::Sqlite(c) => c.execute_batch(end).map_err(|e| e.to_string()),
+            Conn::Postgres(c) => c
+                .batch_execute(end)
+                .map_err(|e| palisade_ledger::postgres_message(&e)),
+        };
+        let value = done?;
+        ended?;
+        Ok(value)
+    }
 }
 
 /// The statements are written with PostgreSQL's `$N`; SQLite numbers by `?N` (its `$N`

@@ -18,6 +18,17 @@ use crate::error::{Error, Result};
 /// [`Error::Postgres`] when the server cannot be reached, refuses, or TLS fails;
 /// [`Error::Format`] when `PGSSLROOTCERT` cannot be read.
 pub fn connect(url: &str) -> Result<Client> {
+    // `prefer` is TLS without verification or the clear, whichever the server offers:
+    // neither is what it seems. Refused when written out; unwritten, the clear.
+    if url
+        .split(|c: char| c.is_whitespace() || c == '&' || c == '?')
+        .any(|p| p == "sslmode=prefer")
+    {
+        return Err(Error::Format {
+            path: "postgres".into(),
+            message: "sslmode=prefer is not supported: use sslmode=require (TLS, certificate and host name verified) or sslmode=disable".into(),
+        });
+    }
     let config: Config = url.parse()?;
     if config.get_ssl_mode() != SslMode::Require {
         return Ok(config.connect(NoTls)?);

@@ -114,11 +114,14 @@ pub(crate) fn main(command: SecretCommand) -> ExitCode {
 }
 
 fn open(at: &StoreArgs) -> Result<(SecretStore, Vec<String>), String> {
-    open_file(at).map(|(store, tenants, _)| (store, tenants))
+    open_file(at, false).map(|(store, tenants, _)| (store, tenants))
 }
 
+/// The store the config names, its tenants and the config; `read_only` for what only
+/// reads (dry runs): nothing is created.
 fn open_file(
     at: &StoreArgs,
+    read_only: bool,
 ) -> Result<(SecretStore, Vec<String>, palisade_gateway::config::File), String> {
     let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
     let tenants = file
@@ -130,8 +133,12 @@ fn open_file(
         .secrets
         .as_ref()
         .ok_or_else(|| format!("{}: no [secrets] section", at.config.display()))?;
-    let store = SecretStore::open(config, &file.audit.store)
-        .map_err(|e| format!("{}: [secrets] {e}", at.config.display()))?;
+    let store = if read_only {
+        SecretStore::open_read_only(config, &file.audit.store)
+    } else {
+        SecretStore::open(config, &file.audit.store)
+    }
+    .map_err(|e| format!("{}: [secrets] {e}", at.config.display()))?;
     Ok((store, tenants, file))
 }
 
@@ -175,7 +182,7 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             id,
             force,
         } => {
-            let (store, tenants, file) = open_file(&at)?;
+            let (store, tenants, file) = open_file(&at, false)?;
             if let Err(code) = known(&tenants, &tenant) {
                 return Ok(code);
             }
@@ -246,7 +253,7 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             tenant,
             dry_run,
         } => {
-            let (store, tenants) = open(&at)?;
+            let (store, tenants, _) = open_file(&at, dry_run)?;
             if let Err(code) = known(&tenants, &tenant) {
                 return Ok(code);
             }
@@ -275,7 +282,7 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             new_master,
             dry_run,
         } => {
-            let (store, _) = open(&at)?;
+            let (store, _, _) = open_file(&at, dry_run)?;
             let to: std::sync::Arc<dyn MasterKey> = match &new_master {
                 Some(path) => {
                     std::sync::Arc::new(FileMasterKey::load(path).map_err(|e| e.to_string())?)

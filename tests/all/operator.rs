@@ -896,7 +896,10 @@ impl Admin {
     }
 
     async fn call(&self, method: &str, path: &str, body: String) -> crate::support::Reply {
-        let path = format!("/v1/tenants/acme/modules/{path}");
+        let path = match path {
+            "" => "/v1/tenants/acme/modules".to_string(),
+            p => format!("/v1/tenants/acme/modules/{p}"),
+        };
         send(
             self.addr,
             method,
@@ -1301,5 +1304,148 @@ fn a_master_rotation_dry_run_changes_nothing() -> Result<()> {
         None,
     );
     ensure!(code == 0, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_no_op_activation_leaves_the_active_version_alone() -> Result<()> {
+    let h = start_with(|up, _| registry_config(up, "audit.db", "registry", "gw-a", false)).await;
+    let admin = Admin::new(&h).await?;
+    for v in ["1", "2"] {
+        let r = admin.call("PUT", &format!("tag/{v}"), tagger(v)).await;
+        ensure!(r.status == 201, "{}", r.text());
+        let r = admin
+            .call("POST", &format!("tag/{v}/activate"), String::new())
+            .await;
+        ensure!(r.status == 200, "{}", r.text());
+    }
+    // The routes can no longer be built (the API key file is damaged; the keys already
+    // read stay in service), so any change is refused and reverted.
+    std::fs::write(h.dir.path().join("apikeys.json"), "not a key file")?;
+    let r = admin.call("POST", "tag/2/activate", String::new()).await;
+    ensure!(
+        r.status == 422 && r.json()["error"] == "routes_rejected",
+        "{}",
+        r.text()
+    );
+    // Re-activating the active version changed nothing, so nothing was reverted.
+    let r = admin.call("GET", "", String::new()).await;
+    let modules = r.json();
+    let active: Vec<&str> = modules["modules"]
+        .as_array()
+        .context("modules")?
+        .iter()
+        .filter(|m| m["active"] == true)
+        .filter_map(|m| m["version"].as_str())
+        .collect();
+    ensure!(active == ["2"], "{active:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_the_api_does_not_understand_is_refused_not_done() -> Result<()> {
+    let h = start_with(|up, _| registry_config(up, "audit.db", "registry", "gw-a", false)).await;
+    let admin = Admin::new(&h).await?;
+    let r = admin.call("PUT", "tag/1", tagger("1")).await;
+    ensure!(r.status == 201, "{}", r.text());
+    for query in ["?dry_run", "?dry_run=yes", "?dry_run=True"] {
+        let r = admin
+            .call("POST", &format!("tag/1/activate{query}"), String::new())
+            .await;
+        ensure!(
+            r.status == 400 && r.json()["error"] == "bad_dry_run",
+            "{query}: {}",
+            r.text()
+        );
+    }
+    let r = admin
+        .call("POST", "tag/1/activate?dry_run=1", String::new())
+        .await;
+    ensure!(
+        r.status == 200 && r.json()["dry_run"] == true,
+        "{}",
+        r.text()
+    );
+    let r = admin.call("GET", "tag", String::new()).await;
+    ensure!(
+        r.json()["history"].as_array().map(Vec::len) == Some(0),
+        "{}",
+        r.text()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_missing_secret_does_not_hold_back_an_activation() -> Result<()> {
+    let h = start_with(|up, dir| {
+        let made = store_with_one_secret("present").expect("a store");
+        for name in ["master.key", "audit.db"] {
+            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+        }
+        let config = registry_config(up, "audit.db", "registry", "gw-a", false)
+            .append("secrets", "master_key = \"master.key\"")
+            .route(
+                Route::new("globex-out")
+                    .tenant("globex")
+                    .path("/g")
+                    .keys(r#"upstream_auth = { bearer = "gx" }"#),
+            );
+        // globex's secret is there when the gateway starts.
+        config.write(&dir.join("palisade.toml")).expect("written");
+        let (code, _, err) = palisade(
+            dir,
+            &["secret", "put", "--tenant", "globex", "gx"],
+            Some("v"),
+        );
+        assert_eq!(code, 0, "{err}");
+        config
+    })
+    .await;
+    let d = h.dir.path();
+    // globex's secret goes while its route names it.
+    let (code, _, err) = palisade(
+        d,
+        &["secret", "delete", "--tenant", "globex", "gx", "--force"],
+        None,
+    );
+    ensure!(code == 0, "{err}");
+    let admin = Admin::new(&h).await?;
+    let r = admin.call("PUT", "tag/1", tagger("1")).await;
+    ensure!(r.status == 201, "{}", r.text());
+    let r = admin.call("POST", "tag/1/activate", String::new()).await;
+    ensure!(r.status == 200, "{}", r.text());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_would_drop_a_key_still_wrapping_data_keys_is_refused() -> Result<()> {
+    let h = start_with(|up, dir| {
+        let made = store_with_one_secret("present").expect("a store");
+        for name in ["master.key", "audit.db"] {
+            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+        }
+        secret_route(&up.to_string(), "present")
+    })
+    .await;
+    let up = h.upstream.addr.to_string();
+    let old = palisade(h.dir.path(), &["secret", "list", "--tenant", "acme"], None);
+    ensure!(old.0 == 0);
+    master_key(h.dir.path(), "master-2.key")?;
+    // The new key current and the old one dropped before `rotate-master`.
+    std::fs::write(
+        h.config_path(),
+        secret_route_with(&up, "present", "master_key = \"master-2.key\""),
+    )?;
+    let refused = h
+        .running
+        .reload()
+        .err()
+        .context("the reload must be refused")?;
+    ensure!(
+        refused.to_string().contains("which is not held here"),
+        "{refused}"
+    );
+    let r = send(h.addr(), "GET", "/auth-digest", &[], "").await;
+    ensure!(r.status == 200, "{}", r.text());
     Ok(())
 }

@@ -266,10 +266,10 @@ impl Admin {
                 .map_err(Error::Registry)
         };
         let t = tenant.to_string();
-        let dry_run = req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p == "dry_run=true"));
+        let dry_run = match dry_run(req.uri().query()) {
+            Ok(d) => d,
+            Err(()) => return Err(Error::Registry(RegistryError::BadName("bad_dry_run"))),
+        };
         match (method, rest) {
             (&Method::GET, []) => {
                 let list = tokio::task::spawn_blocking(move || registry.list(&t))
@@ -366,8 +366,8 @@ impl Admin {
                 let (pipeline, who) = (self.pipeline.clone(), who.subject.clone());
                 let active = blocking(Box::new(move || {
                     let before = registry.active_version(&t, &n);
-                    let active = registry.activate(&t, &n, &v, &who)?;
-                    swap_in(&pipeline, &registry, &active, before, &who)?;
+                    let (active, undo) = registry.activate(&t, &n, &v, &who)?;
+                    swap_in(&pipeline, &registry, &active, before, undo, &who)?;
                     Ok(active)
                 }))
                 .await?;
@@ -378,8 +378,8 @@ impl Admin {
                 let (pipeline, who) = (self.pipeline.clone(), who.subject.clone());
                 let active = blocking(Box::new(move || {
                     let before = registry.active_version(&t, &n);
-                    let active = registry.rollback(&t, &n, &who)?;
-                    swap_in(&pipeline, &registry, &active, before, &who)?;
+                    let (active, undo) = registry.rollback(&t, &n, &who)?;
+                    swap_in(&pipeline, &registry, &active, before, undo, &who)?;
                     Ok(active)
                 }))
                 .await?;
@@ -527,6 +527,7 @@ fn swap_in(
     registry: &Registry,
     active: &Version,
     before: Option<String>,
+    undo: crate::registry::history::Undo,
     actor: &str,
 ) -> Result<(), RegistryError> {
     let (tenant, name) = (&active.tenant, &active.name);
@@ -542,15 +543,60 @@ fn swap_in(
             Ok(())
         }
         Err(invalid) => {
-            if let Err(e) = registry.revert(tenant, name, actor) {
+            if let Err(e) = registry.revert(tenant, name, undo, actor) {
                 tracing::error!(%tenant, module = %name, error = %e, "activation not reverted");
+            }
+            for issue in &invalid.issues {
+                tracing::warn!(%issue, "routes not rebuilt");
+            }
+            // The caller sees its own routes' problems; other tenants' are only counted.
+            let own: Vec<String> = pipeline
+                .file()
+                .routes
+                .iter()
+                .map(|r| r.get_ref())
+                .filter(|r| r.tenant == *tenant)
+                .map(|r| format!("route {:?}", r.name))
+                .collect();
+            let (mine, others): (Vec<_>, Vec<_>) = invalid
+                .issues
+                .iter()
+                .partition(|i| own.contains(&i.context));
+            let mut detail: Vec<String> = mine.iter().map(|i| i.to_string()).collect();
+            if !others.is_empty() {
+                detail.push(format!(
+                    "{} problem(s) outside tenant {tenant:?} (in the gateway's log)",
+                    others.len()
+                ));
             }
             Err(RegistryError::Rejected {
                 cause: "routes_rejected",
-                detail: invalid.to_string(),
+                detail: detail.join("\n"),
             })
         }
     }
+}
+
+/// `?dry_run=true|1` or `false|0`; anything else about `dry_run` is refused (400), never
+/// taken as a real change.
+fn dry_run(query: Option<&str>) -> Result<bool, ()> {
+    let mut dry = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "dry_run" {
+            continue;
+        }
+        dry = match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(()),
+        };
+    }
+    Ok(dry)
 }
 
 fn inspect(v: &Version) -> serde_json::Value {

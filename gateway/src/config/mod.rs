@@ -334,9 +334,10 @@ impl File {
 /// `[runtime]`, `[registry]` and `[secrets]` (but its master keys), each named down to
 /// the key under its section (`server.listen`, `server.tls`).
 pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
-    const APPLIED: [&str; 5] = [
+    const APPLIED: [&str; 6] = [
         "server.trusted_proxies",
         "server.overload",
+        "server.body_timeout_ms",
         "secrets.master_key",
         "secrets.previous_master_keys",
         "secrets.pkcs11",

@@ -124,6 +124,7 @@ impl Pipeline {
             registry: registry.as_deref(),
             secrets: secrets.as_deref(),
             offline: false,
+            check_secrets: true,
         };
         let routes = Routes::build(checked, &engine, sources, &kept)?;
         Ok(Pipeline {
@@ -150,10 +151,19 @@ impl Pipeline {
     ///
     /// [`Invalid`] with every problem in `file`.
     pub fn reload(&self, file: &File) -> Result<Reloaded, Invalid> {
+        self.swap(file, true)
+    }
+
+    /// Builds `file`'s routes and swaps them in. A config reload (`from_config`) also
+    /// takes its master keys and checks the secrets its routes name; a registry
+    /// rebuild does neither (the config did not change, and one tenant's missing
+    /// secret must not hold back another tenant's activation).
+    fn swap(&self, file: &File, from_config: bool) -> Result<Reloaded, Invalid> {
         let checked = Checked::new(file)?;
         let mut current = self.file.lock().expect("pipeline file lock");
         // The master keys first: the routes' secrets are read with them.
         let held_keys = match (&self.secrets, &file.secrets) {
+            _ if !from_config => None,
             (Some(store), Some(config)) => {
                 Some(store.reload_keys(config).map_err(|e| Invalid {
                     issues: file.issues(vec![Problem::key("secrets", format!("[secrets] {e}"))]),
@@ -180,6 +190,7 @@ impl Pipeline {
             registry: self.registry.as_deref(),
             secrets: self.secrets.as_deref(),
             offline: false,
+            check_secrets: from_config,
         };
         let routes = match Routes::build(checked, &self.engine, sources, &self.kept) {
             Ok(r) => r,
@@ -208,7 +219,7 @@ impl Pipeline {
     /// [`Invalid`] when a route can no longer be built; the old routes stay.
     pub fn rebuild(&self) -> Result<(), Invalid> {
         let file = self.file.lock().expect("pipeline file lock").clone();
-        self.reload(&file).map(drop)
+        self.swap(&file, false).map(drop)
     }
 
     /// The secret store, when `[secrets]` is configured.
@@ -598,6 +609,7 @@ pub fn validate(file: &File, engine: &Engine, offline: bool) -> Vec<Issue> {
         registry: registry.as_ref(),
         secrets: secrets.as_ref(),
         offline: true,
+        check_secrets: true,
     };
     if let Err(invalid) = Routes::build(checked, engine, sources, &kept) {
         issues.extend(invalid.issues);

@@ -193,6 +193,7 @@ impl Routes {
             registry,
             secrets,
             offline,
+            check_secrets,
         } = sources;
         let mut issues: Vec<config::Problem> = Vec::new();
         let mut generation = kept.begin();
@@ -326,7 +327,7 @@ impl Routes {
             let request = chain("request", &r.request);
             let response = chain("response", &r.response);
             let tenant = tenants.get(r.tenant.as_str()).map(|t| t.get_ref());
-            if let Some(store) = secrets {
+            if let Some(store) = secrets.filter(|_| check_secrets) {
                 for (field, id) in secret_references(r) {
                     match store.sealed(&r.tenant, id) {
                         Ok(_) => {}
@@ -458,6 +459,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) registry: Option<&'a Registry>,
     pub(crate) secrets: Option<&'a SecretStore>,
     pub(crate) offline: bool,
+    /// Whether the secrets routes name are looked up (the config changed).
+    pub(crate) check_secrets: bool,
 }
 
 /// What in `file` names `tenant`'s secret `id`: routes (`route "orders"`) and upstreams'

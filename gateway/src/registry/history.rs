@@ -27,19 +27,29 @@ pub struct Entry {
 pub(super) enum Step {
     Activate(String),
     Rollback,
-    Revert,
+    /// Undo the change that returned this (when nothing was changed since).
+    Undo(Undo),
+}
+
+/// How to undo one change: the row it wrote (none: it changed nothing) and the stack
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undo {
+    seq: Option<u64>,
+    before: Vec<String>,
 }
 
 /// What a step did.
 pub(super) enum Done {
-    /// The version now active (none: the module has no active version).
-    Active(Option<String>),
+    /// The version now active (none: the module has no active version), and its undo.
+    Active(Option<String>, Undo),
     /// A rollback with nothing (left) to go back to.
     NoPrevious,
 }
 
-/// Applies `step` to `tenant`'s module `name` on `m`: the active version and a history
-/// row. A `dry_run` says what it would do and writes nothing.
+/// Applies `step` to `tenant`'s module `name`: the active version and a history row, in
+/// one transaction that gateways sharing the database take in turn. A `dry_run` says
+/// what it would do and writes nothing.
 pub(super) fn apply(
     m: &mut Conn,
     tenant: &str,
@@ -49,41 +59,75 @@ pub(super) fn apply(
     now_ms: u64,
     dry_run: bool,
 ) -> Result<Done, String> {
-    let last = m.rows(
-        "SELECT CAST(seq AS TEXT), stack FROM palisade_registry_history WHERE tenant = $1 AND name = $2 ORDER BY seq DESC LIMIT 2",
-        &[tenant, name],
-    )?;
-    let stack_of = |row: &Vec<Option<String>>| -> Vec<String> {
-        row.get(1)
-            .cloned()
-            .flatten()
+    let lock = format!("palisade-registry/{tenant}/{name}");
+    m.locked(&lock, |m| {
+        locked(m, tenant, name, step, actor, now_ms, dry_run)
+    })
+}
+
+fn locked(
+    m: &mut Conn,
+    tenant: &str,
+    name: &str,
+    step: &Step,
+    actor: &str,
+    now_ms: u64,
+    dry_run: bool,
+) -> Result<Done, String> {
+    let active_row = m
+        .rows(
+            "SELECT version, previous FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
+            &[tenant, name],
+        )?
+        .into_iter()
+        .next();
+    let text = |row: &Option<Vec<Option<String>>>, i: usize| {
+        row.as_ref()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .filter(|v| !v.is_empty())
+    };
+    let active = text(&active_row, 0);
+    let last = m
+        .rows(
+            "SELECT CAST(seq AS TEXT), stack FROM palisade_registry_history WHERE tenant = $1 AND name = $2 ORDER BY seq DESC LIMIT 1",
+            &[tenant, name],
+        )?
+        .into_iter()
+        .next();
+    let seq: u64 = text(&last, 0).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut stack: Vec<String> = match &last {
+        Some(_) => text(&last, 1)
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_string)
-            .collect()
-    };
-    let seq: u64 = last
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut stack = match last.first() {
-        Some(row) => stack_of(row),
+            .collect(),
         // Before the history: the active version and the one before it.
-        None => m
-            .rows(
-                "SELECT previous, version FROM palisade_registry_active WHERE tenant = $1 AND name = $2",
-                &[tenant, name],
-            )?
+        None => [text(&active_row, 1), active.clone()]
             .into_iter()
-            .next()
-            .map(|r| r.into_iter().flatten().filter(|v| !v.is_empty()).collect())
-            .unwrap_or_default(),
+            .flatten()
+            .collect(),
+    };
+    // The active table is what runs: the stack follows it.
+    if stack.last() != active.as_ref() {
+        match &active {
+            Some(a) => stack.push(a.clone()),
+            None => stack.clear(),
+        }
+    }
+    let before = stack.clone();
+    let unchanged = |stack: Vec<String>| {
+        Ok(Done::Active(
+            stack.last().cloned(),
+            Undo {
+                seq: None,
+                before: stack,
+            },
+        ))
     };
     let action = match step {
         Step::Activate(v) => {
-            if stack.last() == Some(v) {
-                return Ok(Done::Active(Some(v.clone())));
+            if active.as_ref() == Some(v) {
+                return unchanged(stack);
             }
             stack.push(v.clone());
             "activate"
@@ -106,13 +150,21 @@ pub(super) fn apply(
             }
             "rollback"
         }
-        Step::Revert => {
-            stack = last.get(1).map(stack_of).unwrap_or_default();
+        Step::Undo(undo) => {
+            let Some(ours) = undo.seq else {
+                return unchanged(stack);
+            };
+            if ours != seq {
+                return Err(format!(
+                    "module {name} changed since (history row {seq}, not {ours}); not reverted"
+                ));
+            }
+            stack = undo.before.clone();
             "revert"
         }
     };
     if dry_run {
-        return Ok(Done::Active(stack.last().cloned()));
+        return unchanged(stack);
     }
     match stack.last() {
         Some(top) => {
@@ -153,7 +205,13 @@ pub(super) fn apply(
             &now_ms.to_string(),
         ],
     )?;
-    Ok(Done::Active(top))
+    Ok(Done::Active(
+        top,
+        Undo {
+            seq: Some(seq + 1),
+            before,
+        },
+    ))
 }
 
 /// `tenant`'s module `name`'s history, newest first.

@@ -347,7 +347,8 @@ impl Registry {
         Ok(v)
     }
 
-    /// Makes `version` the active one (`actor` did it), on top of the module's history.
+    /// Makes `version` the active one (`actor` did it), on top of the module's history;
+    /// returns it and how to undo the change ([`Registry::revert`]).
     ///
     /// # Errors
     ///
@@ -358,18 +359,21 @@ impl Registry {
         name: &str,
         version: &str,
         actor: &str,
-    ) -> Result<Version, RegistryError> {
+    ) -> Result<(Version, history::Undo), RegistryError> {
         let row = self.row(tenant, name, version)?;
-        self.step(tenant, name, history::Step::Activate(version.into()), actor)?;
-        Ok(Version {
-            active: true,
-            ..row.v
-        })
+        let (_, undo) = self.step(tenant, name, history::Step::Activate(version.into()), actor)?;
+        Ok((
+            Version {
+                active: true,
+                ..row.v
+            },
+            undo,
+        ))
     }
 
     /// Goes back one step in the module's history: to the version active before the
     /// current one was activated (a second rollback goes further back). Versions deleted
-    /// since are skipped.
+    /// since are skipped. Returns it and how to undo the change.
     ///
     /// # Errors
     ///
@@ -379,15 +383,17 @@ impl Registry {
         tenant: &str,
         name: &str,
         actor: &str,
-    ) -> Result<Version, RegistryError> {
-        let version = self
-            .step(tenant, name, history::Step::Rollback, actor)?
-            .ok_or(RegistryError::NoPrevious)?;
+    ) -> Result<(Version, history::Undo), RegistryError> {
+        let (version, undo) = self.step(tenant, name, history::Step::Rollback, actor)?;
+        let version = version.ok_or(RegistryError::NoPrevious)?;
         let row = self.row(tenant, name, &version)?;
-        Ok(Version {
-            active: true,
-            ..row.v
-        })
+        Ok((
+            Version {
+                active: true,
+                ..row.v
+            },
+            undo,
+        ))
     }
 
     /// The version a rollback would make active, without making it so.
@@ -401,18 +407,25 @@ impl Registry {
             .meta
             .run(move |m| history::apply(m, &t, &n, &history::Step::Rollback, "", 0, true))?;
         match done {
-            history::Done::Active(Some(v)) => Ok(v),
+            history::Done::Active(Some(v), _) => Ok(v),
             _ => Err(RegistryError::NoPrevious),
         }
     }
 
-    /// Undoes the last activation or rollback (the routes could not be built with it).
+    /// Undoes the change that returned `undo` (the routes could not be built with it),
+    /// unless the module changed since: a `revert` in its history.
     ///
     /// # Errors
     ///
-    /// Storage errors.
-    pub fn revert(&self, tenant: &str, name: &str, actor: &str) -> Result<(), RegistryError> {
-        self.step(tenant, name, history::Step::Revert, actor)
+    /// Storage errors, or a change since.
+    pub fn revert(
+        &self,
+        tenant: &str,
+        name: &str,
+        undo: history::Undo,
+        actor: &str,
+    ) -> Result<(), RegistryError> {
+        self.step(tenant, name, history::Step::Undo(undo), actor)
             .map(drop)
     }
 
@@ -436,7 +449,7 @@ impl Registry {
         name: &str,
         step: history::Step,
         actor: &str,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<(Option<String>, history::Undo), RegistryError> {
         let (t, n, a) = (tenant.to_string(), name.to_string(), actor.to_string());
         let now = palisade_ledger::Record::now_ms();
         let done = self
@@ -446,7 +459,7 @@ impl Registry {
         // `follow_registry` on every gateway, this one included).
         self.refresh_active()?;
         match done {
-            history::Done::Active(v) => Ok(v),
+            history::Done::Active(v, undo) => Ok((v, undo)),
             history::Done::NoPrevious => Err(RegistryError::NoPrevious),
         }
     }

@@ -136,7 +136,33 @@ impl SecretStore {
     /// A key that cannot be read, or a current key that a rotation retired; the keys held
     /// until now stay.
     pub(crate) fn reload_keys(&self, config: &Config) -> Result<Arc<Keyring>, SecretError> {
-        self.use_keys(Keyring::open(config)?)
+        let keys = Keyring::open(config)?;
+        let current = keys.current().id();
+        if self.retired()?.contains(&current) {
+            return Err(SecretError::Retired(current));
+        }
+        // Every data key must stay readable: a key dropped before `rotate-master` has
+        // re-wrapped what it wrapped is refused.
+        let held = keys.ids();
+        for wrapped_by in self.wrapping_keys()? {
+            if !held.contains(&wrapped_by) {
+                return Err(SecretError::MasterNotHeld {
+                    tenant: "*".into(),
+                    version: 0,
+                    wrapped_by,
+                    held: held.join(", "),
+                });
+            }
+        }
+        self.use_keys(keys)
+    }
+
+    /// The fingerprints of the master keys that wrap data keys now.
+    fn wrapping_keys(&self) -> Result<Vec<String>, SecretError> {
+        let rows = self
+            .db
+            .run(|c| c.rows("SELECT DISTINCT master_id FROM palisade_secret_keys", &[]))?;
+        rows.iter().map(|r| storage::text(r, 0)).collect()
     }
 
     /// Holds `keys` again (a reload that failed after [`SecretStore::reload_keys`]).
@@ -256,6 +282,10 @@ impl SecretStore {
         let mut key = Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut()).expect("the OS random source is available");
         let master = self.keys.load().current().clone();
+        // A gateway that missed a rotation's reload must not wrap under a retired key.
+        if self.retired()?.contains(&master.id()) {
+            return Err(SecretError::Retired(master.id()));
+        }
         let wrapped = b64(&master.wrap(key.as_ref(), &dek_aad(tenant, version))?);
         let (t, v, m, now) = (
             tenant.to_string(),
@@ -550,6 +580,14 @@ impl SecretStore {
                     &[&id, &now],
                 )
             })?;
+        }
+        // A gateway still on an old key may have made a data key while this ran: it is
+        // re-wrapped by running the rotation again (nothing is lost: the old key stays
+        // in `previous_master_keys` until then).
+        if let Some(left) = self.wrapping_keys()?.into_iter().find(|id| *id != target) {
+            return Err(SecretError::MasterKey(format!(
+                "data keys were made under {left} while the rotation ran (a gateway not reloaded yet?): reload every gateway, then run `palisade secret rotate-master` again"
+            )));
         }
         Ok(Rotation { rewrap: n, retire })
     }
