@@ -1449,3 +1449,121 @@ async fn a_reload_that_would_drop_a_key_still_wrapping_data_keys_is_refused() ->
     ensure!(r.status == 200, "{}", r.text());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_rotate_the_master_key_without_a_failed_request() -> Result<()> {
+    // One data key per secret version: a version stored mid-rotation makes a new one.
+    let secrets = |keys: &str, dir: &std::path::Path| {
+        format!(
+            "{keys}\ncache_ms = 0\nmax_uses_per_key = 1",
+            keys = keys.replace("@", &format!("{}/", dir.display()))
+        )
+    };
+    let a = start_with(|up, dir| {
+        let made = store_with_one_secret("present").expect("a store");
+        for name in ["master.key", "audit.db"] {
+            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+        }
+        secret_route_with(
+            &up.to_string(),
+            "present",
+            &secrets("master_key = \"@master.key\"", dir),
+        )
+    })
+    .await;
+    let shared = a.dir.path().to_path_buf();
+    let b = start_with(|up, _| {
+        secret_route_with(
+            &up.to_string(),
+            "present",
+            &secrets("master_key = \"@master.key\"", &shared),
+        )
+        .replace(
+            "sqlite = \"audit.db\"",
+            &format!("sqlite = \"{}\"", shared.join("audit.db").display()),
+        )
+    })
+    .await;
+    let config = |h: &crate::support::Harness, keys: &str| -> Result<()> {
+        let text = secret_route_with(
+            &h.upstream.addr.to_string(),
+            "present",
+            &secrets(keys, &shared),
+        );
+        let text = if h.dir.path() == shared {
+            text
+        } else {
+            text.replace(
+                "sqlite = \"audit.db\"",
+                &format!("sqlite = \"{}\"", shared.join("audit.db").display()),
+            )
+        };
+        std::fs::write(h.config_path(), text)?;
+        h.running.reload()?;
+        Ok(())
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = |addr: std::net::SocketAddr| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = send(addr, "GET", "/auth-digest", &[], "").await;
+                sent += 1;
+                if r.status != 200 {
+                    failed.push(r.text());
+                }
+            }
+            (sent, failed)
+        })
+    };
+    let (ta, tb) = (traffic(a.addr()), traffic(b.addr()));
+    master_key(&shared, "master-2.key")?;
+    let put = |value: &str| {
+        palisade(
+            &shared,
+            &["secret", "put", "--tenant", "acme", "present"],
+            Some(value),
+        )
+    };
+    // 2. Everyone holds the new key, as a previous one.
+    for h in [&a, &b] {
+        config(
+            h,
+            "master_key = \"@master.key\"\nprevious_master_keys = [\"@master-2.key\"]",
+        )?;
+    }
+    // 3. A makes it current; a secret stored now gets a data key under it, which B,
+    //    still on the old current key, reads already.
+    config(
+        &a,
+        "master_key = \"@master-2.key\"\nprevious_master_keys = [\"@master.key\"]",
+    )?;
+    let (code, _, err) = put("value-2");
+    ensure!(code == 0, "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    config(
+        &b,
+        "master_key = \"@master-2.key\"\nprevious_master_keys = [\"@master.key\"]",
+    )?;
+    // 4. Re-wrap and retire, once.
+    let (code, _, err) = palisade(&shared, &["secret", "rotate-master"], None);
+    ensure!(code == 0, "{err}");
+    // 5. The old key leaves every config.
+    for h in [&a, &b] {
+        config(h, "master_key = \"@master-2.key\"")?;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (name, t) in [("A", ta), ("B", tb)] {
+        let (sent, failed) = t.await?;
+        ensure!(
+            failed.is_empty(),
+            "{name}: {} of {sent} failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        ensure!(sent >= 10, "{name}: only {sent} requests");
+    }
+    Ok(())
+}
