@@ -625,6 +625,23 @@ fn pushing_with_a_stale_signature_is_a_usage_error() -> Result<()> {
     Ok(())
 }
 
+/// `palisade verify` of the ledger in `dir` against its checkpoints, with `key`.
+fn verify_checkpoints(dir: &std::path::Path, key: &str) -> (i32, String, String) {
+    palisade(
+        dir,
+        &[
+            "verify",
+            "--db",
+            "audit.db",
+            "--checkpoint",
+            "checkpoints.jsonl",
+            "--checkpoint-key",
+            key,
+        ],
+        None,
+    )
+}
+
 /// A ledger in `dir` with two blocks and a checkpoint signed by `checkpoint.key`.
 fn checkpointed_ledger(dir: &std::path::Path) -> Result<()> {
     use palisade_ledger::{Ledger, Options, Record, Target, checkpoint};
@@ -653,21 +670,7 @@ fn verifying_with_the_private_key_is_a_usage_error_not_a_tamper_alarm() -> Resul
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     checkpointed_ledger(d)?;
-    let verify = |key: &str| {
-        palisade(
-            d,
-            &[
-                "verify",
-                "--db",
-                "audit.db",
-                "--checkpoint",
-                "checkpoints.jsonl",
-                "--checkpoint-key",
-                key,
-            ],
-            None,
-        )
-    };
+    let verify = |key: &str| verify_checkpoints(d, key);
     let (code, out, err) = verify("checkpoint.key.pub");
     ensure!(code == 0, "{out}{err}");
     let (code, out, err) = verify("checkpoint.key");
@@ -696,21 +699,7 @@ fn a_private_key_of_an_earlier_release_is_told_from_its_public_key() -> Result<(
         format!("{}\n", hex::encode(public.to_bytes())),
     )?;
     checkpointed_ledger(d)?;
-    let verify = |key: &str| {
-        palisade(
-            d,
-            &[
-                "verify",
-                "--db",
-                "audit.db",
-                "--checkpoint",
-                "checkpoints.jsonl",
-                "--checkpoint-key",
-                key,
-            ],
-            None,
-        )
-    };
+    let verify = |key: &str| verify_checkpoints(d, key);
     let (code, out, err) = verify("checkpoint.key.pub");
     ensure!(code == 0, "{out}{err}");
     let (code, out, err) = verify("checkpoint.key");

@@ -153,11 +153,7 @@ impl Admin {
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
     {
-        let forbidden = || Error::Forbidden {
-            cause: "missing_role",
-            subject: who.subject.clone(),
-            challenge: None,
-        };
+        let forbidden = || missing_role(who);
         let method = req.method().clone();
         if method == Method::GET && path == "/v1/tenants" {
             let file = self.pipeline.file();
@@ -239,11 +235,7 @@ impl Admin {
             who.may(Action::ReadModules(tenant))
         };
         if !allowed {
-            return Err(Error::Forbidden {
-                cause: "missing_role",
-                subject: who.subject.clone(),
-                challenge: None,
-            });
+            return Err(missing_role(who));
         }
         let registry = self.pipeline.registry().cloned().ok_or_else(not_found)?;
         if !self.pipeline.has_tenant(tenant) {
@@ -430,11 +422,7 @@ impl Admin {
             who.may(Action::ReadSecrets(tenant))
         };
         if !allowed {
-            return Err(Error::Forbidden {
-                cause: "missing_role",
-                subject: who.subject.clone(),
-                challenge: None,
-            });
+            return Err(missing_role(who));
         }
         let store = self.pipeline.secrets().cloned().ok_or_else(not_found)?;
         if !self.pipeline.has_tenant(tenant) {
@@ -574,6 +562,15 @@ fn swap_in(
                 detail: detail.join("\n"),
             })
         }
+    }
+}
+
+/// 403 for `who`, whose roles do not allow it.
+fn missing_role(who: &Principal) -> Error {
+    Error::Forbidden {
+        cause: "missing_role",
+        subject: who.subject.clone(),
+        challenge: None,
     }
 }
 
