@@ -147,6 +147,14 @@ fn store_with_one_secret(secret: &str) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// Puts a master key and a store holding acme's `present` into a gateway's `dir`.
+fn seed_store(dir: &std::path::Path) {
+    let made = store_with_one_secret("present").expect("a store");
+    for name in ["master.key", "audit.db"] {
+        std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
+    }
+}
+
 fn secret_route(upstream: &str, secret: &str) -> String {
     secret_route_with(upstream, secret, "master_key = \"master.key\"")
 }
@@ -218,10 +226,7 @@ fn a_gateway_does_not_start_with_a_secret_that_does_not_exist() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_naming_a_secret_that_does_not_exist_is_refused() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         secret_route(&up.to_string(), "present")
     })
     .await;
@@ -248,10 +253,7 @@ async fn a_reload_naming_a_secret_that_does_not_exist_is_refused() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_a_route_names_is_not_deleted_an_unused_one_is() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         secret_route(&up.to_string(), "present") + "\n[auth]\napi_keys = \"apikeys.json\"\n"
     })
     .await;
@@ -321,10 +323,7 @@ fn master_key(dir: &std::path::Path, name: &str) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_key_rotation_fails_no_request() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         // No cache: every request unwraps its data key with the keys held right then.
         secret_route_with(
             &up.to_string(),
@@ -395,10 +394,7 @@ async fn a_master_key_rotation_fails_no_request() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_master_key_is_never_current_again() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         secret_route(&up.to_string(), "present")
     })
     .await;
@@ -1367,10 +1363,7 @@ async fn a_dry_run_the_api_does_not_understand_is_refused_not_done() -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenants_missing_secret_does_not_hold_back_an_activation() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         let config = registry_config(up, "audit.db", "registry", "gw-a", false)
             .append("secrets", "master_key = \"master.key\"")
             .route(
@@ -1409,10 +1402,7 @@ async fn another_tenants_missing_secret_does_not_hold_back_an_activation() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_would_drop_a_key_still_wrapping_data_keys_is_refused() -> Result<()> {
     let h = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         secret_route(&up.to_string(), "present")
     })
     .await;
@@ -1449,10 +1439,7 @@ async fn two_gateways_rotate_the_master_key_without_a_failed_request() -> Result
         )
     };
     let a = start_with(|up, dir| {
-        let made = store_with_one_secret("present").expect("a store");
-        for name in ["master.key", "audit.db"] {
-            std::fs::copy(made.path().join(name), dir.join(name)).expect("copied");
-        }
+        seed_store(dir);
         secret_route_with(
             &up.to_string(),
             "present",
