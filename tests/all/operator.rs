@@ -313,6 +313,25 @@ async fn a_secret_a_route_names_is_not_deleted_an_unused_one_is() -> Result<()> 
     Ok(())
 }
 
+/// Requests to `/auth-digest` on `addr` until `stop`: how many were sent, and the answers
+/// of those that failed.
+fn traffic(
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, Vec<String>)> {
+    tokio::spawn(async move {
+        let (mut sent, mut failed) = (0u32, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = send(addr, "GET", "/auth-digest", &[], "").await;
+            sent += 1;
+            if r.status != 200 {
+                failed.push(r.text());
+            }
+        }
+        (sent, failed)
+    })
+}
+
 /// `palisade keygen --master --out NAME` in `dir`: the key's fingerprint.
 fn master_key(dir: &std::path::Path, name: &str) -> Result<String> {
     let (code, out, err) = palisade(dir, &["keygen", "--master", "--out", name], None);
@@ -338,20 +357,7 @@ async fn a_master_key_rotation_fails_no_request() -> Result<()> {
         h.addr(),
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let (mut sent, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = send(addr, "GET", "/auth-digest", &[], "").await;
-                sent += 1;
-                if r.status != 200 {
-                    failed.push(r.text());
-                }
-            }
-            (sent, failed)
-        }
-    });
+    let traffic = traffic(addr, stop.clone());
     let new = master_key(&d, "master-2.key")?;
     // 1. Every gateway holds the new key as current and the old one as previous.
     std::fs::write(
@@ -1479,21 +1485,10 @@ async fn two_gateways_rotate_the_master_key_without_a_failed_request() -> Result
         Ok(())
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = |addr: std::net::SocketAddr| {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut sent, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = send(addr, "GET", "/auth-digest", &[], "").await;
-                sent += 1;
-                if r.status != 200 {
-                    failed.push(r.text());
-                }
-            }
-            (sent, failed)
-        })
-    };
-    let (ta, tb) = (traffic(a.addr()), traffic(b.addr()));
+    let (ta, tb) = (
+        traffic(a.addr(), stop.clone()),
+        traffic(b.addr(), stop.clone()),
+    );
     master_key(&shared, "master-2.key")?;
     let put = |value: &str| {
         palisade(
