@@ -9,11 +9,34 @@
 //! `PALISADE_BASELINE_BIN=/path/to/palisade` (another build, e.g. the previous commit's),
 //! its Palisade rows are measured in the same run, each beside this build's.
 //!
-//! Each proxy runs as its own process pinned to CPU 1 (`taskset`); this process (the load
-//! generator and the upstream) pins itself to CPU 0. For each proxy: a closed loop with 32
-//! connections for the highest rate it sustains, then open loops at fixed rates, whose
+//! Each proxy runs as its own process pinned to CPU 1 (`taskset`; see
+//! `PALISADE_BENCH_PROXY_CPUS` below); this process (the load generator and the upstream)
+//! pins itself to CPU 0. For each proxy: a closed loop with 32 connections for the highest
+//! rate it sustains, then open loops at rising fixed rates (1k to 30k requests/s), whose
 //! latencies are measured from each request's scheduled send time (so a stall counts
-//! against every request it delays, not just one).
+//! against every request it delays, not just one). A proxy's sweep stops at the first rate
+//! it falls over at: under 0.9x the offered rate achieved, or a p99 over 100 ms (that
+//! point is still reported).
+//!
+//! Output: one markdown table (each row's CPU per request against hyper's at the same load,
+//! throughput against nginx's maximum, p99 against nginx's at the same rate), then
+//! `target/criterion/gateway_load/latency.svg` (p50 and p99 against offered load, one
+//! colour per row) and the points behind it, `points.csv` beside it.
+//!
+//! Environment:
+//! - `PALISADE_BENCH_SECS`: each point's length in seconds (default 5; `0.5` for a quick
+//!   look, whose figures are noisier);
+//! - `PALISADE_BENCH_ROWS`: comma-separated parts of row labels, e.g. `hyper,nginx,Lua`;
+//!   only the rows whose label contains one of them (ignoring case) run;
+//! - `PALISADE_BENCH_PROXY_CPUS`: the proxies' CPU list for `taskset -c` (default `1`);
+//!   `0,1` measures how they scale to two cores, sharing CPU 0 with the load generator.
+//!
+//! A quick look at two rows: `PALISADE_BENCH_SECS=1 PALISADE_BENCH_ROWS=hyper,wasm cargo
+//! bench --bench gateway_load`.
+
+mod charts;
+#[path = "gateway_load/report.rs"]
+mod report;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,10 +51,66 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
-const RUN: Duration = Duration::from_secs(5);
 const CLOSED_LOOP_CONNECTIONS: usize = 32;
 const OPEN_LOOP_CONNECTIONS: usize = 128;
-const FIXED_RATES: [u64; 2] = [1_000, 3_000];
+/// The open-loop sweep's offered rates (requests/s), lowest first.
+const FIXED_RATES: [u64; 8] = [1_000, 2_000, 3_000, 5_000, 8_000, 12_000, 20_000, 30_000];
+/// A proxy that achieves less than this share of the offered rate has fallen over.
+const MIN_ACHIEVED_SHARE: f64 = 0.9;
+/// A proxy whose p99 is over this at a fixed rate has fallen over.
+const MAX_P99: Duration = Duration::from_millis(100);
+/// The rows the others are compared with (by label).
+const HYPER: &str = "hyper reverse proxy";
+const NGINX: &str = "nginx";
+
+/// The bench's settings, read once from the environment (the header comment lists them).
+struct Options {
+    /// Each load point's length: `PALISADE_BENCH_SECS`, 5 s by default.
+    run: Duration,
+    /// `PALISADE_BENCH_ROWS`, lower-cased: a row runs if its label contains one of
+    /// them. All rows run when it is unset.
+    rows: Option<Vec<String>>,
+    /// The proxies' `taskset -c` CPU list: `PALISADE_BENCH_PROXY_CPUS`, `1` by default.
+    proxy_cpus: String,
+}
+
+impl Options {
+    /// Reads the environment. Panics on a `PALISADE_BENCH_SECS` that is not a positive
+    /// number of seconds.
+    fn from_env() -> Self {
+        let run = match std::env::var("PALISADE_BENCH_SECS") {
+            Ok(secs) => secs
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or_else(|| panic!("PALISADE_BENCH_SECS={secs:?}: not a positive number")),
+            Err(_) => Duration::from_secs(5),
+        };
+        let rows = std::env::var("PALISADE_BENCH_ROWS").ok().map(|list| {
+            list.split(',')
+                .map(|part| part.trim().to_lowercase())
+                .filter(|part| !part.is_empty())
+                .collect()
+        });
+        let proxy_cpus =
+            std::env::var("PALISADE_BENCH_PROXY_CPUS").unwrap_or_else(|_| "1".to_string());
+        Options {
+            run,
+            rows,
+            proxy_cpus,
+        }
+    }
+
+    /// Whether the row labelled `label` is to run.
+    fn runs(&self, label: &str) -> bool {
+        let label = label.to_lowercase();
+        self.rows
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|part| label.contains(part.as_str())))
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -39,6 +118,7 @@ fn main() {
         hyper_proxy(args[2].parse().unwrap(), args[3].parse().unwrap());
         return;
     }
+    let opts = Options::from_env();
     // Off the proxies' core.
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
@@ -49,7 +129,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(run());
+        .block_on(run(&opts));
 }
 
 /// The upstream's answer: JSON with PII for the redaction rows to mask.
@@ -169,15 +249,16 @@ async fn wait_listening(addr: SocketAddr) {
     panic!("nothing listening on {addr}");
 }
 
-fn pinned(program: impl AsRef<std::ffi::OsStr>) -> Command {
+/// `program` run by `taskset` on the proxies' CPUs.
+fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: &str) -> Command {
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1"]).arg(program);
+    cmd.args(["-c", cpus]).arg(program);
     cmd
 }
 
-async fn start_hyper(upstream: SocketAddr) -> Proxy {
+async fn start_hyper(cpus: &str, upstream: SocketAddr) -> Proxy {
     let addr = free_port();
-    let child = pinned(std::env::current_exe().unwrap())
+    let child = pinned(std::env::current_exe().unwrap(), cpus)
         .args(["--hyper-proxy", &addr.to_string(), &upstream.to_string()])
         .spawn()
         .unwrap();
@@ -185,7 +266,7 @@ async fn start_hyper(upstream: SocketAddr) -> Proxy {
     Proxy { child, addr }
 }
 
-async fn start_nginx(dir: &Path, upstream: SocketAddr) -> Option<Proxy> {
+async fn start_nginx(cpus: &str, dir: &Path, upstream: SocketAddr) -> Option<Proxy> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).is_file())?;
@@ -216,7 +297,7 @@ http {{
         ),
     )
     .unwrap();
-    let child = pinned(nginx)
+    let child = pinned(nginx, cpus)
         .args(["-e", &dir.join("nginx-error.log").display().to_string()])
         .arg("-p")
         .arg(dir)
@@ -232,7 +313,13 @@ const JWT_SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
 /// Palisade with the bench's routes; `durability` is the audit ledger's (`sync`, the
 /// default, or `async`).
-async fn start_palisade(bin: &str, dir: &Path, upstream: SocketAddr, durability: &str) -> Proxy {
+async fn start_palisade(
+    cpus: &str,
+    bin: &str,
+    dir: &Path,
+    upstream: SocketAddr,
+    durability: &str,
+) -> Proxy {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("jwt.secret"), JWT_SECRET).unwrap();
     let policies = Path::new(palisade_test_artifacts::WORKSPACE).join("policies/lua");
@@ -292,7 +379,7 @@ redact = [{{ path = "$..email" }}, {{ path = "$..ssn" }}]
     );
     let path = dir.join("palisade.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = pinned(bin)
+    let mut child = pinned(bin, cpus)
         .args(["serve", "--log", "warn", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
@@ -334,6 +421,26 @@ fn cpu_ticks(pid: u32) -> u64 {
     own(&pid.to_string()) + children.split_whitespace().map(own).sum::<u64>()
 }
 
+/// One row's figures at one load.
+struct Point {
+    /// The row's label.
+    row: &'static str,
+    /// The offered rate (requests/s), or `None` for the closed loop.
+    rate: Option<u64>,
+    /// What was measured.
+    run: Run,
+}
+
+impl Point {
+    /// Whether the proxy fell over at this point's fixed rate: it achieved under
+    /// [`MIN_ACHIEVED_SHARE`] of it, or its p99 went over [`MAX_P99`]. Its sweep stops here.
+    fn fell_over(&self) -> bool {
+        self.rate.is_some_and(|rate| {
+            self.run.rps < MIN_ACHIEVED_SHARE * rate as f64 || self.run.p99 > MAX_P99
+        })
+    }
+}
+
 /// What one load run measured.
 struct Run {
     rps: f64,
@@ -343,9 +450,15 @@ struct Run {
     cpu_us_per_request: f64,
 }
 
-/// Sends requests to `addr` for [`RUN`]: at `rate` per second (open loop) or as fast as
+/// Sends requests to `proxy` for `run`: at `rate` per second (open loop) or as fast as
 /// `CLOSED_LOOP_CONNECTIONS` connections go (closed loop, `rate` = `None`).
-async fn load(proxy: &Proxy, path: &str, auth: Option<&str>, rate: Option<u64>) -> Run {
+async fn load(
+    proxy: &Proxy,
+    path: &str,
+    auth: Option<&str>,
+    rate: Option<u64>,
+    run: Duration,
+) -> Run {
     let connections = if rate.is_some() {
         OPEN_LOOP_CONNECTIONS
     } else {
@@ -353,11 +466,11 @@ async fn load(proxy: &Proxy, path: &str, auth: Option<&str>, rate: Option<u64>) 
     };
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let total = rate.map_or(u64::MAX, |r| r * RUN.as_secs());
+    let total = rate.map_or(u64::MAX, |r| (r as f64 * run.as_secs_f64()).ceil() as u64);
     let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r as f64));
     let cpu_before = cpu_ticks(proxy.child.id());
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let deadline = start + RUN;
+    let deadline = start + run;
     let mut workers = Vec::new();
     for _ in 0..connections {
         let (next, errors) = (next.clone(), errors.clone());
@@ -422,7 +535,7 @@ async fn load(proxy: &Proxy, path: &str, auth: Option<&str>, rate: Option<u64>) 
     for w in workers {
         latencies.extend(w.await.unwrap());
     }
-    let elapsed = start.elapsed().min(RUN + Duration::from_secs(30));
+    let elapsed = start.elapsed().min(run + Duration::from_secs(30));
     let ticks = cpu_ticks(proxy.child.id()) - cpu_before;
     latencies.sort();
     let pct = |p: usize| {
@@ -442,36 +555,38 @@ async fn load(proxy: &Proxy, path: &str, auth: Option<&str>, rate: Option<u64>) 
     }
 }
 
-async fn run() {
+async fn run(opts: &Options) {
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let token = token();
-    println!("| proxy | load | requests/s | p50 | p99 | errors | CPU µs/request | rps vs nginx |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut nginx_max = None;
-    let hyper = start_hyper(upstream).await;
-    let nginx = start_nginx(dir.path(), upstream).await;
+    let cpus = opts.proxy_cpus.as_str();
+    let hyper = start_hyper(cpus, upstream).await;
+    let nginx = start_nginx(cpus, dir.path(), upstream).await;
     if nginx.is_none() {
         eprintln!("nginx not found: its row is skipped (apt-get install nginx)");
     }
     let bin = env!("CARGO_BIN_EXE_palisade");
-    let palisade = start_palisade(bin, dir.path(), upstream, "sync").await;
+    let palisade = start_palisade(cpus, bin, dir.path(), upstream, "sync").await;
     // The same gateway with the ledger off the request path: the difference is the
     // ledger's share of a request.
-    let palisade_async = start_palisade(bin, &dir.path().join("async"), upstream, "async").await;
+    let palisade_async =
+        start_palisade(cpus, bin, &dir.path().join("async"), upstream, "async").await;
     // Another build of `palisade` (an earlier commit) measured in the same run, row by row
     // beside this one: `PALISADE_BASELINE_BIN=/path/to/palisade`.
     let baseline = match std::env::var("PALISADE_BASELINE_BIN") {
-        Ok(bin) => Some(start_palisade(&bin, &dir.path().join("baseline"), upstream, "sync").await),
+        Ok(bin) => {
+            Some(start_palisade(cpus, &bin, &dir.path().join("baseline"), upstream, "sync").await)
+        }
         Err(_) => None,
     };
     let baseline_rows = |label: &'static str, path: &'static str, auth: Option<&'static str>| {
         baseline.as_ref().map(|b| (label, b, path, auth))
     };
     let token: &'static str = Box::leak(token.into_boxed_str());
-    let rows: Vec<(&str, &Proxy, &str, Option<&str>)> = [
-        Some(("hyper reverse proxy", &hyper, "/plain", None)),
-        nginx.as_ref().map(|n| ("nginx", n, "/plain", None)),
+    // hyper and nginx first: the other rows are compared with their figures.
+    let rows: Vec<(&'static str, &Proxy, &str, Option<&str>)> = [
+        Some((HYPER, &hyper, "/plain", None)),
+        nginx.as_ref().map(|n| (NGINX, n, "/plain", None)),
         Some(("Palisade, no policy (audit on)", &palisade, "/plain", None)),
         baseline_rows("baseline build: no policy (audit on)", "/plain", None),
         Some((
@@ -505,33 +620,24 @@ async fn run() {
     ]
     .into_iter()
     .flatten()
+    .filter(|(label, ..)| opts.runs(label))
     .collect();
-    for (name, proxy, path, auth) in rows {
+    println!("{}", report::TABLE_HEAD);
+    let mut points: Vec<Point> = Vec::new();
+    for (row, proxy, path, auth) in rows {
         // Warm up (connections, compiled code, the ledger file).
         load_quiet(proxy, path, auth).await;
         for rate in std::iter::once(None).chain(FIXED_RATES.map(Some)) {
-            let r = load(proxy, path, auth, rate).await;
-            if rate.is_none() && name == "nginx" {
-                nginx_max = Some(r.rps);
+            let run = load(proxy, path, auth, rate, opts.run).await;
+            points.push(Point { row, rate, run });
+            let point = points.last().unwrap();
+            println!("{}", report::table_row(point, &points));
+            if point.fell_over() {
+                break;
             }
-            let ratio = match (rate, nginx_max) {
-                (None, Some(n)) => format!("{:.2}x", r.rps / n),
-                _ => String::new(),
-            };
-            println!(
-                "| {name} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0} | {ratio} |",
-                rate.map_or_else(
-                    || format!("max ({CLOSED_LOOP_CONNECTIONS} conns)"),
-                    |r| format!("{r}/s")
-                ),
-                r.rps,
-                r.p50.as_secs_f64() * 1e3,
-                r.p99.as_secs_f64() * 1e3,
-                r.errors,
-                r.cpu_us_per_request,
-            );
         }
     }
+    report::write_files(&points);
 }
 
 /// A GET of `uri`, with the bearer token `auth` if any.

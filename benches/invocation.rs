@@ -8,14 +8,24 @@
 //! - `unread_body`: a headers-only policy with a 1 KiB vs a 1 MiB body;
 //! - `lua`: the same small transform in Luau, pooled VM vs a new VM per call, beside Wasm;
 //! - `throughput/{1KiB,64KiB,1MiB}`: redaction of JSON documents in MB/s: the
-//!   `redact-pii` Wasm guest, its Luau port, the gateway's built-in (native) redaction,
-//!   and serde_json parse + serialize, the floor any JSON-aware redactor pays.
+//!   `redact-pii` Wasm guest, the same crate called natively (`native`), its Luau port,
+//!   the gateway's built-in (native) redaction, and serde_json parse + serialize, the
+//!   floor any JSON-aware redactor pays.
+//!
+//! After criterion's own report, a summary of this run's medians: `lifecycle`'s fresh /
+//! reused ratio, and per body size the `throughput` times with the Wasm guest / native
+//! crate and Lua / Wasm guest ratios; then `target/criterion/throughput/cost.svg`, time
+//! per invocation against body size, one line per runtime. Benches a filter left out are
+//! left out of the summary too.
+
+mod charts;
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use charts::{Axis, Chart, Series, Stroke};
+use criterion::{Criterion, Throughput, criterion_group};
 use palisade_gateway::redaction::{Action, Redactor, Rule};
 use palisade_runtime::{Config, Context, Decision, Engine, Limits, LuaPolicy, Request, WasmPolicy};
 
@@ -165,6 +175,9 @@ fn records(size: usize) -> Bytes {
     Bytes::from(serde_json::json!({ "rows": rows }).to_string())
 }
 
+/// `throughput`'s body sizes: its groups' names and the documents' sizes in bytes.
+const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
+
 fn throughput(c: &mut Criterion) {
     // Unlimited fuel and roomy limits: a 1 MiB document is more work than the
     // per-invocation defaults allow (they bound one request, not a benchmark).
@@ -186,11 +199,8 @@ fn throughput(c: &mut Criterion) {
     )
     .unwrap();
     let ctx = Context::default();
-    for (name, size) in [
-        ("1KiB", 1usize << 10),
-        ("64KiB", 64 << 10),
-        ("1MiB", 1 << 20),
-    ] {
+    let sdk_ctx = palisade_sdk::Context::default();
+    for (name, size) in SIZES {
         let body = records(size);
         let req = Request {
             method: "POST".into(),
@@ -210,6 +220,12 @@ fn throughput(c: &mut Criterion) {
             }
         }
         assert!(builtin.redact(&body).unwrap().body.is_some());
+        let (native, _) = redact_pii::Settings::from_context(&sdk_ctx)
+            .unwrap()
+            .redact_body(&body)
+            .unwrap()
+            .expect("redacted");
+        assert!(!native.windows(11).any(|w| w == b"123-45-6789"));
         let mut g = c.benchmark_group(format!("throughput/{name}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
         if size >= 64 << 10 {
@@ -217,6 +233,13 @@ fn throughput(c: &mut Criterion) {
         }
         g.bench_function("wasm_guest", |b| {
             b.iter(|| black_box(wasm.on_request(&ctx, req.clone())))
+        });
+        // The guest's code without the sandbox: config read per call, as the guest does.
+        g.bench_function("native", |b| {
+            b.iter(|| {
+                let settings = redact_pii::Settings::from_context(&sdk_ctx).unwrap();
+                black_box(settings.redact_body(&body).unwrap())
+            })
         });
         g.bench_function("lua", |b| {
             b.iter(|| black_box(lua.on_request(&ctx, req.clone())))
@@ -246,4 +269,140 @@ criterion_group! {
     config = config();
     targets = lifecycle, limits, unread_body, lua, throughput
 }
-criterion_main!(benches);
+
+/// `criterion_main!`'s body, then the summary of this run.
+fn main() {
+    let started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary(started);
+}
+
+/// `throughput`'s runtimes in the summary and the chart: (bench name, label).
+const RUNTIMES: [(&str, &str); 4] = [
+    ("wasm_guest", "Wasm guest"),
+    ("lua", "Lua"),
+    ("native", "native crate"),
+    ("builtin_native", "built-in redaction"),
+];
+
+/// The median time per iteration, in ns, criterion estimated for `group`/`bench` in this
+/// run (started at `since`): `None` if it did not run (an estimate from before `since` is
+/// an earlier run's).
+fn median_ns(group: &str, bench: &str, since: SystemTime) -> Option<f64> {
+    // Criterion's directory names: its group and bench ids with `/` made `_`.
+    let path = charts::criterion_dir()
+        .join(group.replace('/', "_"))
+        .join(bench)
+        .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+/// Prints this run's ratios (from criterion's estimates) and writes the cost chart.
+fn summary(since: SystemTime) {
+    let us = |ns: Option<f64>| match ns.map(|ns| ns / 1e3) {
+        Some(us) if us < 10.0 => format!("{us:.2} µs"),
+        Some(us) if us < 100.0 => format!("{us:.1} µs"),
+        Some(us) => format!("{us:.0} µs"),
+        None => String::new(),
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => String::new(),
+    };
+    let fresh = median_ns("lifecycle", "palisade_fresh_instance", since);
+    let reused = median_ns("lifecycle", "reused_instance", since);
+    if fresh.is_some() && reused.is_some() {
+        println!(
+            "\nlifecycle: fresh / reused = {} ({} / {})",
+            ratio(fresh, reused),
+            us(fresh),
+            us(reused)
+        );
+    }
+    let times: Vec<[Option<f64>; 4]> = SIZES
+        .iter()
+        .map(|(size, _)| {
+            RUNTIMES.map(|(bench, _)| median_ns(&format!("throughput/{size}"), bench, since))
+        })
+        .collect();
+    if times.iter().flatten().all(Option::is_none) {
+        return;
+    }
+    let labels = RUNTIMES.map(|(_, label)| label).join(" | ");
+    println!("\n| body | {labels} | Wasm guest / native | Lua / Wasm guest |");
+    println!("| --- |{} --- | --- |", " --- |".repeat(RUNTIMES.len()));
+    // In `RUNTIMES`' order.
+    for ((size, _), [wasm, lua, native, builtin]) in SIZES.iter().zip(&times) {
+        println!(
+            "| {size} | {} | {} | {} | {} | {} | {} |",
+            us(*wasm),
+            us(*lua),
+            us(*native),
+            us(*builtin),
+            ratio(*wasm, *native),
+            ratio(*lua, *wasm),
+        );
+    }
+    let serde = SIZES.map(|(size, _)| {
+        median_ns(
+            &format!("throughput/{size}"),
+            "serde_parse_serialize",
+            since,
+        )
+    });
+    let path = charts::criterion_dir().join("throughput/cost.svg");
+    match cost_chart(&times, &serde).write_svg(&path) {
+        Ok(()) => println!("\nchart: {}", path.display()),
+        Err(e) => eprintln!("{}: {e}", path.display()),
+    }
+}
+
+/// Time per invocation against body size (both logarithmic): one solid line per runtime
+/// of [`RUNTIMES`], and serde_json's parse + serialize dashed, the floor under them all.
+/// `times[i][j]` is runtime `j`'s median at `SIZES[i]`, `serde[i]` serde's, in ns.
+fn cost_chart(times: &[[Option<f64>; 4]], serde: &[Option<f64>; 3]) -> Chart {
+    /// A line through the sizes that have a median (`ns`, one per size, in `SIZES` order).
+    fn line(label: &str, colour: usize, stroke: Stroke, ns: &[Option<f64>]) -> Series {
+        Series {
+            label: Some(label.to_string()),
+            colour,
+            stroke,
+            points: SIZES
+                .iter()
+                .zip(ns)
+                .filter_map(|(&(_, bytes), ns)| Some((bytes as f64, (*ns)? / 1e3)))
+                .collect(),
+        }
+    }
+    let mut series: Vec<Series> = RUNTIMES
+        .iter()
+        .enumerate()
+        .map(|(j, (_, label))| {
+            let ns: Vec<Option<f64>> = times.iter().map(|t| t[j]).collect();
+            line(label, j, Stroke::Solid, &ns)
+        })
+        .collect();
+    series.push(line(
+        "serde_json parse + serialize (floor)",
+        RUNTIMES.len(),
+        Stroke::Dashed,
+        serde,
+    ));
+    Chart {
+        caption: "redact-pii: time per invocation against body size".to_string(),
+        x: Axis {
+            title: "JSON body (bytes)",
+            ticks: charts::short_number,
+        },
+        y: Axis {
+            title: "µs per invocation (median)",
+            ticks: charts::short_number,
+        },
+        series,
+    }
+}

@@ -67,11 +67,16 @@ impl Engine {
             .max_memories_per_component(8)
             .max_tables_per_component(64)
             .table_elements(POOL_TABLE_ELEMENTS)
-            // A freed slot's first pages are zeroed with memset and stay mapped, instead of
-            // being returned with madvise: the next instance (of any module) starts from
-            // zeroed memory either way, without the page faults of fresh mappings.
+            // A freed slot's pages (up to KEEP_RESIDENT) are reset in place and stay
+            // mapped, instead of being returned with madvise: the next instance (of any
+            // module) starts from its pristine image either way, without the page
+            // faults of fresh mappings. Where the kernel has PAGEMAP_SCAN (Linux 6.7+),
+            // only the pages the guest wrote are reset, so teardown costs what the
+            // guest touched, not the slot's size; elsewhere the first KEEP_RESIDENT
+            // bytes are reset with memset.
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         if config.pooling {
             wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

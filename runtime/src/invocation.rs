@@ -495,7 +495,7 @@ mod phase_timing {
         let engine = crate::Engine::new(&crate::Config::new().pool(64, 4 << 30)).unwrap();
         let path = std::env::var("GUEST").unwrap();
         let policy = WasmPolicy::from_file(&engine, path).unwrap();
-        let n = 3000u32;
+        let n: u32 = std::env::var("N").map_or(3000, |v| v.parse().unwrap());
         let (mut t_store, mut t_inst, mut t_call, mut t_drop) = (0u128, 0u128, 0u128, 0u128);
         let linked = policy.linked();
         let export = linked.request.unwrap();
