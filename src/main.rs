@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Palisade runs tenant-supplied transform and redaction code safely inside an API gateway.
 #[derive(Parser)]
 #[command(name = "palisade", version, about)]

@@ -103,14 +103,10 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Runs `f` on the pool, reporting its queue wait.
-    async fn run<F, T>(&self, pool: &InvocationPool, f: F) -> Invocation<T>
-    where
-        F: FnOnce() -> Invocation<T> + Send + 'static,
-        T: Send + 'static,
-    {
+    /// Awaits an invocation on the pool, reporting its queue wait.
+    async fn run<T>(&self, invocation: impl Future<Output = Invocation<T>>) -> Invocation<T> {
         let queued = std::time::Instant::now();
-        let inv = pool.run(f).await;
+        let inv = invocation.await;
         if let Some(shedder) = &self.queue {
             shedder.observe_queue(queued.elapsed().saturating_sub(inv.stats.duration));
         }
@@ -194,10 +190,9 @@ impl Chain {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
             let ctx = policy.context(base, observer);
-            let module = policy.module.clone();
             let keep = (policy.fail == FailMode::Open).then(|| req.clone());
             let inv = observer
-                .run(pool, move || module.on_request(&ctx, req))
+                .run(pool.on_request(&policy.module, ctx, req))
                 .await;
             observer.record(policy, &inv);
             let result = inv
@@ -250,10 +245,8 @@ impl Chain {
         for policy in &self.policies {
             trace.modules.push(policy.reference.clone());
             let ctx = policy.context(base, observer);
-            let module = policy.module.clone();
-            let req = req.clone();
             let inv = observer
-                .run(pool, move || module.on_response(&ctx, &req, res))
+                .run(pool.on_response(&policy.module, ctx, req.clone(), res))
                 .await;
             observer.record(policy, &inv);
             let decision = inv.result.map_err(|e| Error::ResponsePolicy {

@@ -53,6 +53,9 @@ impl Engine {
         wt.consume_fuel(config.consume_fuel)
             .epoch_interruption(config.epoch_interruption)
             .max_wasm_stack(config.max_wasm_stack)
+            // Guests called from async code run on a fiber stack: the guest's own stack
+            // plus room for the host functions it calls.
+            .async_stack_size(config.max_wasm_stack.saturating_add(1 << 20))
             .wasm_component_model(true)
             // Memories start as copy-on-write mappings of the module's initial image.
             .memory_init_cow(true);

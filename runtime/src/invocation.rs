@@ -8,8 +8,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use wasmtime::component::{ComponentExportIndex, Instance, InstancePre};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::palisade::policy::types as wit;
 use crate::engine::Engine;
@@ -23,6 +24,11 @@ use crate::message::{
 
 type RequestFn = (Result<wit::RequestAction, String>,);
 type ResponseFn = (Result<wit::ResponseAction, String>,);
+type ResponseArgs<'a> = (
+    &'a wit::Context,
+    &'a wit::RequestHead,
+    &'a wit::ResponseHead,
+);
 
 /// Guest error messages are cut to this many bytes.
 const MAX_GUEST_MESSAGE: usize = 1_024;
@@ -66,39 +72,41 @@ impl Linked {
         let Some(export) = self.request else {
             return skipped(req);
         };
-        let wctx = wit_context(ctx);
-        let head = wit_request_head(&req);
+        let args = (wit_context(ctx), wit_request_head(&req));
         let (result, inv) = self.run(limits, ctx, req.body.clone(), |store, instance| {
             let func = instance.get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
                 &mut *store,
                 &export,
             )?;
-            Ok(func.call(&mut *store, (&wctx, &head))?.0)
+            Ok(func.call(&mut *store, (&args.0, &args.1))?.0)
         });
-        inv.finish(result.and_then(|answer| match answer {
-            Err(msg) => Err(guest_error(msg)),
-            Ok(wit::RequestAction::Respond(reply)) => {
-                reply_to_response(reply, limits).map(Decision::Respond)
-            }
-            Ok(wit::RequestAction::Continue(change)) => {
-                let start = (change.head.method.len()
-                    + change.head.path.len()
-                    + change.head.query.len()) as u64;
-                check_head(start, &change.head.headers, limits)?;
-                let size = start
-                    + message::headers_size(&change.head.headers)
-                    + change.body.as_ref().map_or(0, |b| b.len() as u64);
-                check_output(size, limits.output_limit())?;
-                check_headers(&change.head.headers)?;
-                Ok(Decision::Continue(Request {
-                    method: change.head.method,
-                    path: change.head.path,
-                    query: change.head.query,
-                    headers: change.head.headers,
-                    body: change.body.map(Bytes::from).unwrap_or(req.body),
-                }))
-            }
-        }))
+        inv.finish(result.and_then(|answer| request_decision(answer, req, limits)))
+    }
+
+    /// [`Linked::on_request`] on the calling task: the guest runs on a fiber and yields to
+    /// the executor at every epoch tick, so no thread hop and no other request stalls
+    /// for longer than a tick while it runs.
+    pub(crate) async fn on_request_async(
+        &self,
+        limits: &Limits,
+        ctx: &Context,
+        req: Request,
+    ) -> Invocation<Request> {
+        let Some(export) = self.request else {
+            return skipped(req);
+        };
+        let args = (wit_context(ctx), wit_request_head(&req));
+        let (result, inv) = self
+            .run_async(limits, ctx, req.body.clone(), async |store, instance| {
+                let func = instance
+                    .get_typed_func::<(&wit::Context, &wit::RequestHead), RequestFn>(
+                        &mut *store,
+                        &export,
+                    )?;
+                Ok(func.call_async(&mut *store, (&args.0, &args.1)).await?.0)
+            })
+            .await;
+        inv.finish(result.and_then(|answer| request_decision(answer, req, limits)))
     }
 
     /// Runs the response phase on `res`; `req` is the request as it was sent upstream
@@ -116,36 +124,38 @@ impl Linked {
         let Some(export) = self.response else {
             return skipped(res);
         };
-        let wctx = wit_context(ctx);
-        let req_head = wit_request_head(req);
-        let head = wit::ResponseHead {
-            status: res.status,
-            headers: res.headers.clone(),
-        };
+        let args = response_args(ctx, req, &res);
         let (result, inv) = self.run(limits, ctx, res.body.clone(), |store, instance| {
-            let func = instance
-                .get_typed_func::<(&wit::Context, &wit::RequestHead, &wit::ResponseHead), ResponseFn>(&mut *store, &export)?;
-            Ok(func.call(&mut *store, (&wctx, &req_head, &head))?.0)
+            let func =
+                instance.get_typed_func::<ResponseArgs<'_>, ResponseFn>(&mut *store, &export)?;
+            Ok(func.call(&mut *store, (&args.0, &args.1, &args.2))?.0)
         });
-        inv.finish(result.and_then(|answer| match answer {
-            Err(msg) => Err(guest_error(msg)),
-            Ok(wit::ResponseAction::Respond(reply)) => {
-                reply_to_response(reply, limits).map(Decision::Respond)
-            }
-            Ok(wit::ResponseAction::Continue(change)) => {
-                check_head(0, &change.head.headers, limits)?;
-                let size = message::headers_size(&change.head.headers)
-                    + change.body.as_ref().map_or(0, |b| b.len() as u64);
-                check_output(size, limits.output_limit())?;
-                check_status(change.head.status)?;
-                check_headers(&change.head.headers)?;
-                Ok(Decision::Continue(Response {
-                    status: change.head.status,
-                    headers: change.head.headers,
-                    body: change.body.map(Bytes::from).unwrap_or(res.body),
-                }))
-            }
-        }))
+        inv.finish(result.and_then(|answer| response_decision(answer, res, limits)))
+    }
+
+    /// [`Linked::on_response`] on the calling task (see [`Linked::on_request_async`]).
+    pub(crate) async fn on_response_async(
+        &self,
+        limits: &Limits,
+        ctx: &Context,
+        req: &Request,
+        res: Response,
+    ) -> Invocation<Response> {
+        let Some(export) = self.response else {
+            return skipped(res);
+        };
+        let args = response_args(ctx, req, &res);
+        let (result, inv) = self
+            .run_async(limits, ctx, res.body.clone(), async |store, instance| {
+                let func = instance
+                    .get_typed_func::<ResponseArgs<'_>, ResponseFn>(&mut *store, &export)?;
+                Ok(func
+                    .call_async(&mut *store, (&args.0, &args.1, &args.2))
+                    .await?
+                    .0)
+            })
+            .await;
+        inv.finish(result.and_then(|answer| response_decision(answer, res, limits)))
     }
 
     /// Creates a store with this policy's limits, instantiates, calls, and classifies
@@ -167,6 +177,54 @@ impl Linked {
                 .map_err(|e| (Stage::Instantiate, e))?;
             call(&mut store, &instance).map_err(|e| (Stage::Call, e))
         }));
+        self.report(store, limits, outcome, start)
+    }
+
+    /// [`Linked::run`] on a fiber: the deadline is checked at every epoch tick, where the
+    /// guest yields to the executor until its time is up.
+    async fn run_async<R>(
+        &self,
+        limits: &Limits,
+        ctx: &Context,
+        body: Bytes,
+        call: impl AsyncFnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
+    ) -> (Result<R>, Pending) {
+        let start = Instant::now();
+        let mut store = new_store(self, limits, body, ctx.config.clone());
+        if self.engine.inner.config.epoch_interruption {
+            let deadline = start + limits.deadline();
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                Ok(if Instant::now() >= deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                })
+            });
+        }
+        let outcome = AssertUnwindSafe(async {
+            let instance = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Stage::Instantiate, e))?;
+            call(&mut store, &instance)
+                .await
+                .map_err(|e| (Stage::Call, e))
+        })
+        .catch_unwind()
+        .await;
+        self.report(store, limits, outcome, start)
+    }
+
+    /// The outcome of a run, classified, and what the store observed.
+    fn report<R>(
+        &self,
+        mut store: Store<StoreState>,
+        limits: &Limits,
+        outcome: std::thread::Result<std::result::Result<R, (Stage, wasmtime::Error)>>,
+        start: Instant,
+    ) -> (Result<R>, Pending) {
         let fuel_left = store.get_fuel().unwrap_or(u64::MAX);
         let state = store.data_mut();
         state.drain_wasi_output();
@@ -196,6 +254,81 @@ impl Linked {
         };
         (result, pending)
     }
+}
+
+/// The checks and the decision of a request phase's answer.
+fn request_decision(
+    answer: std::result::Result<wit::RequestAction, String>,
+    req: Request,
+    limits: &Limits,
+) -> Result<Decision<Request>> {
+    match answer {
+        Err(msg) => Err(guest_error(msg)),
+        Ok(wit::RequestAction::Respond(reply)) => {
+            reply_to_response(reply, limits).map(Decision::Respond)
+        }
+        Ok(wit::RequestAction::Continue(change)) => {
+            let start = (change.head.method.len()
+                + change.head.path.len()
+                + change.head.query.len()) as u64;
+            check_head(start, &change.head.headers, limits)?;
+            let size = start
+                + message::headers_size(&change.head.headers)
+                + change.body.as_ref().map_or(0, |b| b.len() as u64);
+            check_output(size, limits.output_limit())?;
+            check_headers(&change.head.headers)?;
+            Ok(Decision::Continue(Request {
+                method: change.head.method,
+                path: change.head.path,
+                query: change.head.query,
+                headers: change.head.headers,
+                body: change.body.map(Bytes::from).unwrap_or(req.body),
+            }))
+        }
+    }
+}
+
+/// The checks and the decision of a response phase's answer.
+fn response_decision(
+    answer: std::result::Result<wit::ResponseAction, String>,
+    res: Response,
+    limits: &Limits,
+) -> Result<Decision<Response>> {
+    match answer {
+        Err(msg) => Err(guest_error(msg)),
+        Ok(wit::ResponseAction::Respond(reply)) => {
+            reply_to_response(reply, limits).map(Decision::Respond)
+        }
+        Ok(wit::ResponseAction::Continue(change)) => {
+            check_head(0, &change.head.headers, limits)?;
+            let size = message::headers_size(&change.head.headers)
+                + change.body.as_ref().map_or(0, |b| b.len() as u64);
+            check_output(size, limits.output_limit())?;
+            check_status(change.head.status)?;
+            check_headers(&change.head.headers)?;
+            Ok(Decision::Continue(Response {
+                status: change.head.status,
+                headers: change.head.headers,
+                body: change.body.map(Bytes::from).unwrap_or(res.body),
+            }))
+        }
+    }
+}
+
+/// The response phase's arguments: the context, the request's head, the response's head.
+fn response_args(
+    ctx: &Context,
+    req: &Request,
+    res: &Response,
+) -> (wit::Context, wit::RequestHead, wit::ResponseHead) {
+    (
+        wit_context(ctx),
+        wit_request_head(req),
+        wit::ResponseHead {
+            status: res.status,
+            headers: res.headers.clone(),
+        },
+    )
 }
 
 /// A fresh store for one invocation, with every limit armed.

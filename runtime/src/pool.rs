@@ -4,12 +4,18 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-/// A bounded pool that runs invocations on tokio's blocking threads.
+use crate::message::{Context, Invocation, Request, Response};
+use crate::policy::Policy;
+
+/// Runs invocations from async code, at most so many at once (the rest wait their
+/// turn, in order), without stalling the executor.
 ///
-/// Invocations are synchronous: a guest that runs to its deadline occupies a thread
-/// for that long. Calling them through this pool keeps them off the async worker
-/// threads, so other requests on the same runtime keep being served, and the
-/// semaphore bounds how many run at once (the rest wait their turn, in order).
+/// [`InvocationPool::on_request`] and [`InvocationPool::on_response`] run a Wasm
+/// component on the calling task: its guest runs on a fiber that yields to the executor
+/// at every epoch tick, so other requests keep being served while it runs to its
+/// deadline, without a thread hop per invocation. Lua scripts, and components built for
+/// WASI (whose host functions may block), run on tokio's blocking threads instead, as
+/// does any closure given to [`InvocationPool::run`].
 #[derive(Debug, Clone)]
 pub struct InvocationPool {
     permits: Arc<Semaphore>,
@@ -31,6 +37,46 @@ impl InvocationPool {
     pub fn new(concurrency: usize) -> Self {
         InvocationPool {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Runs `policy`'s request phase once a slot is free.
+    pub async fn on_request(
+        &self,
+        policy: &Policy,
+        ctx: Context,
+        req: Request,
+    ) -> Invocation<Request> {
+        match policy {
+            Policy::Wasm(p) if !p.uses_wasi() => {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                p.on_request_async(&ctx, req).await
+            }
+            policy => {
+                let policy = policy.clone();
+                self.run(move || policy.on_request(&ctx, req)).await
+            }
+        }
+    }
+
+    /// Runs `policy`'s response phase once a slot is free; `req` is the request as it
+    /// was sent upstream.
+    pub async fn on_response(
+        &self,
+        policy: &Policy,
+        ctx: Context,
+        req: Arc<Request>,
+        res: Response,
+    ) -> Invocation<Response> {
+        match policy {
+            Policy::Wasm(p) if !p.uses_wasi() => {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                p.on_response_async(&ctx, &req, res).await
+            }
+            policy => {
+                let policy = policy.clone();
+                self.run(move || policy.on_response(&ctx, &req, res)).await
+            }
         }
     }
 

@@ -169,6 +169,30 @@ impl WasmPolicy {
         self.inner.linked.on_response(&self.limits, ctx, req, res)
     }
 
+    /// [`WasmPolicy::on_request`] on the calling async task: the guest runs on a fiber and
+    /// yields to the executor at every epoch tick, so it needs no thread of its own and
+    /// stalls nothing for longer than a tick. Same limits, same isolation, same outcome.
+    pub async fn on_request_async(&self, ctx: &Context, req: Request) -> Invocation<Request> {
+        self.inner
+            .linked
+            .on_request_async(&self.limits, ctx, req)
+            .await
+    }
+
+    /// [`WasmPolicy::on_response`] on the calling async task (see
+    /// [`WasmPolicy::on_request_async`]).
+    pub async fn on_response_async(
+        &self,
+        ctx: &Context,
+        req: &Request,
+        res: Response,
+    ) -> Invocation<Response> {
+        self.inner
+            .linked
+            .on_response_async(&self.limits, ctx, req, res)
+            .await
+    }
+
     /// The linked component (tests time its stages).
     #[cfg(test)]
     pub(crate) fn linked(&self) -> &Linked {

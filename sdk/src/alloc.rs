@@ -33,7 +33,9 @@ static mut ARENA: [MaybeUninit<u8>; ARENA_BYTES] = [MaybeUninit::uninit(); ARENA
 
 #[global_allocator]
 static ALLOCATOR: TalcSyncCell<ArenaThenPages, WasmBinning> =
-    TalcSyncCell::new_wasm(ArenaThenPages { arena_claimed: false });
+    TalcSyncCell::new_wasm(ArenaThenPages {
+        arena_claimed: false,
+    });
 
 /// Where the heap comes from: [`ARENA`] once, then pages from `memory.grow`.
 #[derive(Debug)]

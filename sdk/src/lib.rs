@@ -29,7 +29,11 @@
 //! Build with `cargo guests` (see `docs/sdk.md`), run with
 //! `palisade run target/policies/<name>.wasm --input request.json`.
 
-#[cfg(all(feature = "allocator", target_family = "wasm", not(target_feature = "atomics")))]
+#[cfg(all(
+    feature = "allocator",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
 #[allow(unsafe_code)] // a global allocator cannot be written without it; see the module
 mod alloc;
 mod backend;

@@ -1,22 +1,117 @@
-//! An invocation running to its deadline does not stall other work on the same runtime.
+//! An invocation running to its deadline does not stall other work on the same runtime,
+//! whether it runs on a blocking thread (`run`: Lua, WASI guests) or, as Wasm components
+//! do, on the calling task's fiber (`on_request`), with every limit and no state kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use palisade_runtime::{Decision, Error, InvocationPool, Limits};
-use palisade_test_artifacts::{HEADERS_ONLY, MISBEHAVE};
+use palisade_runtime::{Decision, Error, InvocationPool, Limits, Policy};
+use palisade_test_artifacts::{HEADERS_ONLY, MISBEHAVE, STATE_PROBE};
 
-use crate::fixtures::{ctx, get, guest};
+use crate::fixtures::{ctx, get, guest, quick};
 
-#[test]
-fn a_looping_guest_does_not_stall_other_invocations() {
-    // One async worker thread: if invocations ran on it, the fast one would wait.
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// One async worker thread: anything that does not yield stalls everything else.
+fn one_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+}
+
+#[test]
+fn a_looping_guest_on_the_calling_task_yields_to_other_requests() {
+    one_thread().block_on(async {
+        let pool = InvocationPool::new(4);
+        let slow = Policy::Wasm(
+            guest(MISBEHAVE).with_limits(
+                Limits::default()
+                    .unlimited_fuel()
+                    .timeout(Duration::from_millis(1_500)),
+            ),
+        );
+        let fast = Policy::Wasm(guest(HEADERS_ONLY));
+        let slow_done = Arc::new(AtomicBool::new(false));
+
+        let flag = slow_done.clone();
+        let p = pool.clone();
+        let slow_task = tokio::spawn(async move {
+            let inv = p.on_request(&slow, ctx("noisy"), get("/loop")).await;
+            flag.store(true, Ordering::SeqCst);
+            inv
+        });
+        // Let the slow guest start (it then runs until its first epoch tick).
+        tokio::task::yield_now().await;
+        for _ in 0..20 {
+            let inv = pool.on_request(&fast, ctx("quiet"), get("/")).await;
+            assert!(matches!(inv.result, Ok(Decision::Continue(_))));
+        }
+        assert!(
+            !slow_done.load(Ordering::SeqCst),
+            "fast invocations waited for the slow one: it did not yield"
+        );
+        let slow_inv = slow_task.await.unwrap();
+        assert!(
+            matches!(slow_inv.result, Err(Error::Deadline(_))),
+            "{:?}",
+            slow_inv.result
+        );
+    });
+}
+
+#[test]
+fn the_calling_task_path_keeps_every_limit_and_no_state() {
+    one_thread().block_on(async {
+        let pool = InvocationPool::new(4);
+        let hostile = |limits: Limits| Policy::Wasm(guest(MISBEHAVE).with_limits(limits));
+        let run = async |policy: &Policy, path: &str| {
+            pool.on_request(policy, ctx("t"), get(path)).await.result
+        };
+        let fuel = run(&hostile(quick().fuel(1_000_000)), "/loop").await;
+        assert!(matches!(fuel, Err(Error::FuelExhausted { .. })), "{fuel:?}");
+        let memory = run(&hostile(quick().memory(8 << 20)), "/alloc").await;
+        assert!(
+            matches!(memory, Err(Error::MemoryLimit { .. })),
+            "{memory:?}"
+        );
+        let stack = run(&hostile(quick()), "/recurse").await;
+        assert!(matches!(stack, Err(Error::StackOverflow)), "{stack:?}");
+        let output = run(&hostile(quick().max_output(1 << 20)), "/big-output").await;
+        assert!(
+            matches!(output, Err(Error::OutputTooLarge { .. })),
+            "{output:?}"
+        );
+        let deadline = run(
+            &hostile(quick().unlimited_fuel().timeout(Duration::from_millis(200))),
+            "/loop",
+        )
+        .await;
+        assert!(matches!(deadline, Err(Error::Deadline(_))), "{deadline:?}");
+
+        // The same probe as `hostile::item11`: a count kept in a static, and whatever
+        // the last run left in memory, seen by the next run.
+        let probe = Policy::Wasm(guest(STATE_PROBE));
+        for tenant in ["a", "a", "b", "a"] {
+            let inv = pool.on_request(&probe, ctx(tenant), get("/")).await;
+            let Ok(Decision::Continue(req)) = inv.result else {
+                panic!("{:?}", inv.result)
+            };
+            let header = |n: &str| {
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(header("x-count").as_deref(), Some("1"));
+            assert_eq!(header("x-leftover").as_deref(), Some("absent"));
+        }
+    });
+}
+
+#[test]
+fn a_looping_guest_on_a_blocking_thread_does_not_stall_other_invocations() {
+    // If invocations ran on the one async thread, the fast one would wait.
+    one_thread().block_on(async {
         let pool = InvocationPool::new(4);
         let slow = guest(MISBEHAVE).with_limits(
             Limits::default()
