@@ -18,6 +18,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
+use super::verified::VerifiedTokens;
 use super::{Caller, Refused, string_list};
 use super::{JwtIssuer, JwtKey, Scheme};
 use crate::config::Problem;
@@ -50,6 +51,8 @@ pub(crate) struct Issuers {
     issuers: Vec<Issuer>,
     keys: Vec<Key>,
     by_kid: HashMap<String, Vec<usize>>,
+    /// Tokens these issuers verified recently.
+    verified: VerifiedTokens,
 }
 
 /// Whether `token` has the shape of a JWS compact serialization.
@@ -130,9 +133,16 @@ impl Issuers {
     /// Verifies `token` against the keys it may name (`allowed` issuers only, when not
     /// empty).
     pub(crate) fn verify(&self, token: &str, allowed: &[String]) -> Result<Caller, Refused> {
+        let accepts = |issuer: &Issuer| allowed.is_empty() || allowed.contains(&issuer.name);
+        let cached = self.verified.get(token, |i| {
+            let issuer = &self.issuers[i];
+            accepts(issuer).then_some(issuer.validation.leeway)
+        });
+        if let Some(caller) = cached {
+            return Ok(caller);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.kind()))?;
-        let allowed =
-            |k: &&Key| allowed.is_empty() || allowed.contains(&self.issuers[k.issuer].name);
+        let allowed = |k: &&Key| accepts(&self.issuers[k.issuer]);
         let candidates: Vec<&Key> = match &header.kid {
             Some(kid) => self
                 .by_kid
@@ -160,7 +170,11 @@ impl Issuers {
             // Pinned: the token's `alg` must be the key's.
             validation.algorithms = vec![key.algorithm];
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return Ok(caller(issuer, data.claims)),
+                Ok(data) => {
+                    let caller = caller(issuer, data.claims);
+                    self.verified.insert(token, key.issuer, &caller);
+                    return Ok(caller);
+                }
                 Err(e) => {
                     let mut cause = refused(e.kind());
                     if let ErrorKind::MissingRequiredClaim(name) = e.kind() {

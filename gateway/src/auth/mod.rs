@@ -26,6 +26,7 @@ pub mod introspect;
 pub mod jwt;
 pub mod mtls;
 mod roles;
+mod verified;
 
 use std::collections::HashMap;
 use std::sync::Arc;
