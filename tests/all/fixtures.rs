@@ -105,3 +105,19 @@ pub(crate) fn core_module(imports: &str, body: &str) -> String {
 )"#
     )
 }
+
+/// Asserts that a `state-probe` run saw a fresh instance: its static counter at 1, and
+/// nothing a previous run left in memory.
+pub(crate) fn assert_fresh_state(inv: palisade_runtime::Invocation<Request>) {
+    let Ok(palisade_runtime::Decision::Continue(req)) = inv.result else {
+        panic!("{:?}", inv.result)
+    };
+    let header = |n: &str| {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("x-count").as_deref(), Some("1"));
+    assert_eq!(header("x-leftover").as_deref(), Some("absent"));
+}

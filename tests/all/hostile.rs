@@ -328,17 +328,6 @@ fn item10_imports_outside_the_contract_are_rejected_at_load() {
 fn item11_no_state_survives_an_invocation() {
     let policy = guest(STATE_PROBE);
     for tenant in ["a", "a", "b", "a"] {
-        let inv = policy.on_request(&ctx(tenant), get("/"));
-        let Ok(Decision::Continue(req)) = inv.result else {
-            panic!("{:?}", inv.result)
-        };
-        let header = |n: &str| {
-            req.headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(header("x-count").as_deref(), Some("1"));
-        assert_eq!(header("x-leftover").as_deref(), Some("absent"));
+        crate::fixtures::assert_fresh_state(policy.on_request(&ctx(tenant), get("/")));
     }
 }

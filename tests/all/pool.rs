@@ -9,7 +9,7 @@ use std::time::Duration;
 use palisade_runtime::{Decision, Error, InvocationPool, Limits, Policy};
 use palisade_test_artifacts::{HEADERS_ONLY, MISBEHAVE, STATE_PROBE};
 
-use crate::fixtures::{ctx, get, guest, quick};
+use crate::fixtures::{assert_fresh_state, ctx, get, guest, quick};
 
 /// One async worker thread: anything that does not yield stalls everything else.
 fn one_thread() -> tokio::runtime::Runtime {
@@ -92,18 +92,7 @@ fn the_calling_task_path_keeps_every_limit_and_no_state() {
         // the last run left in memory, seen by the next run.
         let probe = Policy::Wasm(guest(STATE_PROBE));
         for tenant in ["a", "a", "b", "a"] {
-            let inv = pool.on_request(&probe, ctx(tenant), get("/")).await;
-            let Ok(Decision::Continue(req)) = inv.result else {
-                panic!("{:?}", inv.result)
-            };
-            let header = |n: &str| {
-                req.headers
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.clone())
-            };
-            assert_eq!(header("x-count").as_deref(), Some("1"));
-            assert_eq!(header("x-leftover").as_deref(), Some("absent"));
+            assert_fresh_state(pool.on_request(&probe, ctx(tenant), get("/")).await);
         }
     });
 }
