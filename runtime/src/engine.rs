@@ -73,13 +73,10 @@ impl Engine {
             // A freed slot's pages (up to KEEP_RESIDENT) are reset in place and stay
             // mapped, instead of being returned with madvise: the next instance (of any
             // module) starts from its pristine image either way, without the page
-            // faults of fresh mappings. Where the kernel has PAGEMAP_SCAN (Linux 6.7+),
-            // only the pages the guest wrote are reset, so teardown costs what the
-            // guest touched, not the slot's size; elsewhere the first KEEP_RESIDENT
-            // bytes are reset with memset.
+            // faults of fresh mappings. See `dirty_page_scan` for which pages.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .pagemap_scan(dirty_page_scan());
         if config.pooling {
             wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -131,6 +128,27 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether teardown resets only the pages a guest wrote (`PAGEMAP_SCAN`, Linux 6.7+), so
+/// that it costs what the guest touched rather than `KEEP_RESIDENT` bytes of `memset`.
+///
+/// Only on a host without swap: the scan finds written pages that are *present*, and a
+/// written page the kernel swapped out is not, so it would keep the last guest's bytes for
+/// the next instance of the slot (wasmtime 48; bytecodealliance/wasmtime#14357). With any
+/// swap device active at start (`/proc/swaps`, zram included) every slot is reset in full.
+/// Swap enabled later is not seen: restart the process after `swapon` (docs/security.md).
+fn dirty_page_scan() -> wasmtime::Enabled {
+    let swap = std::fs::read_to_string("/proc/swaps")
+        .map(|s| s.lines().skip(1).any(|l| !l.trim().is_empty()))
+        // Not Linux, or no /proc: the scan is unavailable there anyway.
+        .unwrap_or(true);
+    if swap {
+        tracing::info!("swap is on: pooled slots are reset in full at teardown (no PAGEMAP_SCAN)");
+        wasmtime::Enabled::No
+    } else {
+        wasmtime::Enabled::Auto
     }
 }
 

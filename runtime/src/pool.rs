@@ -13,9 +13,10 @@ use crate::policy::Policy;
 /// [`InvocationPool::on_request`] and [`InvocationPool::on_response`] run a Wasm
 /// component on the calling task: its guest runs on a fiber that yields to the executor
 /// at every epoch tick, so other requests keep being served while it runs to its
-/// deadline, without a thread hop per invocation. Lua scripts, and components built for
-/// WASI (whose host functions may block), run on tokio's blocking threads instead, as
-/// does any closure given to [`InvocationPool::run`].
+/// deadline, without a thread hop per invocation. Lua scripts, components built for WASI
+/// (whose host functions may block), and components of an engine without deadlines
+/// (`Config::without_deadlines`: no epoch, so no yield) run on tokio's blocking threads
+/// instead, as does any closure given to [`InvocationPool::run`].
 #[derive(Debug, Clone)]
 pub struct InvocationPool {
     permits: Arc<Semaphore>,
@@ -48,7 +49,7 @@ impl InvocationPool {
         req: Request,
     ) -> Invocation<Request> {
         match policy {
-            Policy::Wasm(p) if !p.uses_wasi() => {
+            Policy::Wasm(p) if p.yields() => {
                 let _permit = self.permits.acquire().await.expect("never closed");
                 p.on_request_async(&ctx, req).await
             }
@@ -69,7 +70,7 @@ impl InvocationPool {
         res: Response,
     ) -> Invocation<Response> {
         match policy {
-            Policy::Wasm(p) if !p.uses_wasi() => {
+            Policy::Wasm(p) if p.yields() => {
                 let _permit = self.permits.acquire().await.expect("never closed");
                 p.on_response_async(&ctx, &req, res).await
             }

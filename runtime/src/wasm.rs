@@ -140,6 +140,12 @@ impl WasmPolicy {
     pub fn exports(&self) -> &[String] {
         &self.inner.exports
     }
+    /// Whether an async invocation of this policy yields to the executor: its engine
+    /// checks epochs, and it was not built for WASI (whose host functions may block).
+    pub(crate) fn yields(&self) -> bool {
+        self.inner.linked.engine.inner.config.epoch_interruption && !self.uses_wasi()
+    }
+
     /// Whether the policy was built for WASI (and runs with the deny-all context).
     pub fn uses_wasi(&self) -> bool {
         self.inner.linked.uses_wasi

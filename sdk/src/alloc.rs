@@ -4,7 +4,7 @@
 //! instance's first. Rust's default wasm allocator (dlmalloc) takes every byte of its
 //! heap from `memory.grow`, so each invocation grew the memory at least once, and the
 //! host paid for it twice: an `mprotect` to make the pages accessible and another to
-//! take them back when the pooled slot was reused. Here the first megabyte of heap is a
+//! take them back when the pooled slot was reused. Here the first 512 KiB of heap are a
 //! zeroed static (part of the module's initial memory, copy-on-write, untouched pages
 //! cost nothing), so a typical invocation never grows its memory; larger ones claim more
 //! pages as dlmalloc would. [Talc](https://docs.rs/talc) manages the heaps.

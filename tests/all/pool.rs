@@ -98,6 +98,32 @@ fn the_calling_task_path_keeps_every_limit_and_no_state() {
 }
 
 #[test]
+fn an_invocation_dropped_midway_frees_its_slot() {
+    one_thread().block_on(async {
+        let pool = InvocationPool::new(1);
+        let slow = Policy::Wasm(
+            guest(MISBEHAVE).with_limits(
+                Limits::default()
+                    .unlimited_fuel()
+                    .timeout(Duration::from_secs(30)),
+            ),
+        );
+        // The client leaves while the guest loops: the request's future is dropped.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(100),
+            pool.on_request(&slow, ctx("t"), get("/loop")),
+        )
+        .await;
+        assert!(dropped.is_err(), "the loop ran to completion");
+        assert_eq!(pool.available(), 1, "the slot was not given back");
+        let next = pool
+            .on_request(&Policy::Wasm(guest(HEADERS_ONLY)), ctx("t"), get("/"))
+            .await;
+        assert!(matches!(next.result, Ok(Decision::Continue(_))));
+    });
+}
+
+#[test]
 fn a_looping_guest_on_a_blocking_thread_does_not_stall_other_invocations() {
     // If invocations ran on the one async thread, the fast one would wait.
     one_thread().block_on(async {

@@ -133,27 +133,26 @@ impl Issuers {
     /// Verifies `token` against the keys it may name (`allowed` issuers only, when not
     /// empty).
     pub(crate) fn verify(&self, token: &str, allowed: &[String]) -> Result<Caller, Refused> {
-        let accepts = |issuer: &Issuer| allowed.is_empty() || allowed.contains(&issuer.name);
-        let cached = self.verified.get(token, |i| {
-            let issuer = &self.issuers[i];
-            accepts(issuer).then_some(issuer.validation.leeway)
-        });
+        let cached = self
+            .verified
+            .get(token, allowed, |i| self.issuers[i].validation.leeway);
         if let Some(caller) = cached {
             return Ok(caller);
         }
+        let accepts = |issuer: &Issuer| allowed.is_empty() || allowed.contains(&issuer.name);
         let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.kind()))?;
-        let allowed = |k: &&Key| accepts(&self.issuers[k.issuer]);
+        let accepted = |k: &&Key| accepts(&self.issuers[k.issuer]);
         let candidates: Vec<&Key> = match &header.kid {
             Some(kid) => self
                 .by_kid
                 .get(kid)
-                .map(|ks| ks.iter().map(|i| &self.keys[*i]).filter(allowed).collect())
+                .map(|ks| ks.iter().map(|i| &self.keys[*i]).filter(accepted).collect())
                 .unwrap_or_default(),
             None => self
                 .issuers
                 .iter()
                 .filter_map(|i| i.only_key.map(|k| &self.keys[k]))
-                .filter(allowed)
+                .filter(accepted)
                 .collect(),
         };
         if candidates.is_empty() {
@@ -172,7 +171,7 @@ impl Issuers {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => {
                     let caller = caller(issuer, data.claims);
-                    self.verified.insert(token, key.issuer, &caller);
+                    self.verified.insert(token, allowed, key.issuer, &caller);
                     return Ok(caller);
                 }
                 Err(e) => {

@@ -1,13 +1,16 @@
 //! Tokens verified recently: a bounded cache that spares a signature check and a JSON
 //! parse when a client presents the same JWT again (they usually do, until it expires).
 //!
-//! Entries are keyed by the token's SHA-256, so the cache holds no credential, and hold
-//! the issuer that verified the token and the caller it made. The time claims are
-//! checked again on every hit, so a cached token expires when its `exp` says; a hit for
-//! an issuer the route does not accept is a miss. The cache belongs to the issuers it
-//! was filled from: a reload that changes keys builds new issuers and a new cache.
+//! Entries are keyed by the SHA-256 of the token and of the issuers the route accepts
+//! (two routes that accept different issuers may verify one token as different callers),
+//! so the cache holds no credential, and hold the issuer that verified the token and the
+//! caller it made. The time claims are checked again on every hit, so a cached token
+//! expires when its `exp` says. Tokens over [`MAX_TOKEN`] bytes are not kept, so the
+//! cache's memory is bounded by [`CAPACITY`] small entries. The cache belongs to the
+//! issuers it was filled from: a reload that changes keys builds new issuers and a new
+//! cache.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hashlink::LruCache;
@@ -16,11 +19,16 @@ use sha2::{Digest, Sha256};
 use super::Caller;
 
 /// Tokens kept at most: the least recently presented is dropped first.
-pub(crate) const CAPACITY: usize = 4_096;
+pub(crate) const CAPACITY: usize = 2_048;
+/// Larger tokens are verified every time.
+pub(crate) const MAX_TOKEN: usize = 4_096;
+
+/// What a verified token made: the verifying issuer (its index) and the caller.
+type Entry = (usize, Arc<Caller>);
 
 /// The cache of one set of issuers.
 pub(crate) struct VerifiedTokens {
-    entries: Mutex<LruCache<[u8; 32], (usize, Caller)>>,
+    entries: Mutex<LruCache<[u8; 32], Entry>>,
 }
 
 impl Default for VerifiedTokens {
@@ -32,30 +40,47 @@ impl Default for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// The issuer (its index) and caller `token` verified as, if it did recently and
-    /// `accept` accepts the issuer and its time claims still hold (`leeway` seconds).
+    /// The caller `token` verified as on a route accepting `allowed` issuers (all when
+    /// empty), if it did recently and its time claims still hold with the verifying
+    /// issuer's `leeway` (seconds).
     pub(crate) fn get(
         &self,
         token: &str,
-        accept: impl FnOnce(usize) -> Option<u64>,
+        allowed: &[String],
+        leeway: impl FnOnce(usize) -> u64,
     ) -> Option<Caller> {
-        let key: [u8; 32] = Sha256::digest(token).into();
+        let key = key(token, allowed)?;
         let (issuer, caller) = {
             let mut entries = self.entries.lock().expect("token cache lock");
             entries.get(&key)?.clone()
         };
-        let leeway = accept(issuer)?;
-        in_time(&caller, leeway).then_some(caller)
+        in_time(&caller, leeway(issuer)).then(|| Caller::clone(&caller))
     }
 
-    /// Remembers that `token` verified as `caller` with `issuer`'s key.
-    pub(crate) fn insert(&self, token: &str, issuer: usize, caller: &Caller) {
-        let key: [u8; 32] = Sha256::digest(token).into();
-        self.entries
-            .lock()
-            .expect("token cache lock")
-            .insert(key, (issuer, caller.clone()));
+    /// Remembers that `token` verified as `caller` with `issuer`'s key on a route
+    /// accepting `allowed` issuers.
+    pub(crate) fn insert(&self, token: &str, allowed: &[String], issuer: usize, caller: &Caller) {
+        if let Some(key) = key(token, allowed) {
+            self.entries
+                .lock()
+                .expect("token cache lock")
+                .insert(key, (issuer, Arc::new(caller.clone())));
+        }
     }
+}
+
+/// The entry's key: the token and the accepted issuers, each length-prefixed. `None` for
+/// a token too large to keep.
+fn key(token: &str, allowed: &[String]) -> Option<[u8; 32]> {
+    if token.len() > MAX_TOKEN {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    for part in std::iter::once(token).chain(allowed.iter().map(String::as_str)) {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    Some(hash.finalize().into())
 }
 
 /// `exp` (required: a token without it was never cached) and `nbf` against now, as
@@ -111,39 +136,45 @@ mod tests {
     }
 
     #[test]
-    fn a_hit_is_checked_for_time_and_issuer_again() {
+    fn a_hit_is_checked_for_time_and_the_routes_issuers_again() {
         let cache = VerifiedTokens::default();
-        cache.insert("a.b.c", 0, &caller(Value::from(now() + 60), None));
-        assert!(cache.get("a.b.c", |_| Some(0)).is_some());
-        assert!(cache.get("a.b.d", |_| Some(0)).is_none(), "another token");
+        let all: &[String] = &[];
+        let only_b = &["b".to_string()];
+        cache.insert("a.b.c", all, 0, &caller(Value::from(now() + 60), None));
+        assert!(cache.get("a.b.c", all, |_| 0).is_some());
+        assert!(cache.get("a.b.d", all, |_| 0).is_none(), "another token");
         assert!(
-            cache.get("a.b.c", |_| None).is_none(),
-            "issuer not accepted"
+            cache.get("a.b.c", only_b, |_| 0).is_none(),
+            "a route accepting other issuers verifies afresh"
         );
 
-        cache.insert("old", 0, &caller(Value::from(now() - 120), None));
-        assert!(cache.get("old", |_| Some(0)).is_none(), "expired since");
+        cache.insert("old", all, 0, &caller(Value::from(now() - 120), None));
+        assert!(cache.get("old", all, |_| 0).is_none(), "expired since");
         assert!(
-            cache.get("old", |_| Some(300)).is_some(),
+            cache.get("old", all, |_| 300).is_some(),
             "within the leeway"
         );
 
         let later = caller(Value::from(now() + 600), Some(Value::from(now() + 300)));
-        cache.insert("later", 0, &later);
-        assert!(cache.get("later", |_| Some(0)).is_none(), "not yet valid");
+        cache.insert("later", all, 0, &later);
+        assert!(cache.get("later", all, |_| 0).is_none(), "not yet valid");
     }
 
     #[test]
-    fn the_cache_is_bounded() {
+    fn the_cache_is_bounded_in_entries_and_token_size() {
         let cache = VerifiedTokens::default();
         let c = caller(Value::from(now() + 60), None);
         for n in 0..CAPACITY + 10 {
-            cache.insert(&format!("t{n}"), 0, &c);
+            cache.insert(&format!("t{n}"), &[], 0, &c);
         }
         assert_eq!(cache.entries.lock().unwrap().len(), CAPACITY);
         assert!(
-            cache.get("t0", |_| Some(0)).is_none(),
+            cache.get("t0", &[], |_| 0).is_none(),
             "the oldest went first"
         );
+
+        let huge = "x".repeat(MAX_TOKEN + 1);
+        cache.insert(&huge, &[], 0, &c);
+        assert!(cache.get(&huge, &[], |_| 0).is_none(), "not kept");
     }
 }

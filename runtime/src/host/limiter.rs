@@ -53,6 +53,11 @@ impl ResourceLimiter for Limiter {
             });
             return Ok(false);
         }
+        // A guest that asked for less after a refusal (the SDK's allocator does) and got
+        // it was not stopped by the limit: a later failure is its own.
+        if matches!(self.hit, Some(Error::MemoryLimit { .. })) {
+            self.hit = None;
+        }
         self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
@@ -82,5 +87,21 @@ impl ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.memories
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growth_that_fits_after_a_refused_one_clears_the_hit() {
+        let mut limiter = Limiter::new(&Limits::default().memory(1 << 20));
+        assert!(!limiter.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(matches!(limiter.hit, Some(Error::MemoryLimit { .. })));
+        // The SDK's allocator asks for less and gets it: a later trap is its own.
+        assert!(limiter.memory_growing(0, 512 << 10, None).unwrap());
+        assert!(limiter.hit.is_none());
+        assert_eq!(limiter.peak_memory, 512 << 10);
     }
 }
