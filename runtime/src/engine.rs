@@ -140,16 +140,19 @@ impl std::fmt::Debug for Engine {
 /// swap device active at start (`/proc/swaps`, zram included) every slot is reset in full.
 /// Swap enabled later is not seen: restart the process after `swapon` (docs/security.md).
 fn dirty_page_scan() -> wasmtime::Enabled {
-    let swap = std::fs::read_to_string("/proc/swaps")
-        .map(|s| s.lines().skip(1).any(|l| !l.trim().is_empty()))
-        // Not Linux, or no /proc: the scan is unavailable there anyway.
-        .unwrap_or(true);
+    // Not Linux, or no /proc: the scan is unavailable there anyway.
+    let swap = std::fs::read_to_string("/proc/swaps").map_or(true, |s| swap_active(&s));
     if swap {
         tracing::info!("swap is on: pooled slots are reset in full at teardown (no PAGEMAP_SCAN)");
         wasmtime::Enabled::No
     } else {
         wasmtime::Enabled::Auto
     }
+}
+
+/// Whether `/proc/swaps` lists a swap device or file (its first line is the header).
+fn swap_active(proc_swaps: &str) -> bool {
+    proc_swaps.lines().skip(1).any(|l| !l.trim().is_empty())
 }
 
 /// Advances the epoch every `tick` while anything still holds the engine.
@@ -167,4 +170,22 @@ fn spawn_ticker(engine: &wasmtime::Engine, tick: std::time::Duration) {
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swap_active;
+
+    #[test]
+    fn any_active_swap_turns_the_dirty_page_scan_off() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swap_active(header));
+        assert!(!swap_active(""));
+        assert!(swap_active(&format!(
+            "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
+        )));
+        assert!(swap_active(&format!(
+            "{header}/swapfile                               file\t\t1048572\t\t0\t\t-2\n"
+        )));
+    }
 }
