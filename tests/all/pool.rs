@@ -6,10 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use palisade_runtime::{Decision, Error, InvocationPool, Limits, Policy};
+use palisade_runtime::{Decision, Error, InvocationPool, Limits, Policy, WasmPolicy};
 use palisade_test_artifacts::{HEADERS_ONLY, MISBEHAVE, STATE_PROBE};
 
 use crate::fixtures::{assert_fresh_state, ctx, get, guest, quick};
+
+/// The `misbehave` guest with no fuel bound: `/loop` runs until `timeout`.
+fn looping(timeout: Duration) -> WasmPolicy {
+    guest(MISBEHAVE).with_limits(Limits::default().unlimited_fuel().timeout(timeout))
+}
 
 /// One async worker thread: anything that does not yield stalls everything else.
 fn one_thread() -> tokio::runtime::Runtime {
@@ -23,13 +28,7 @@ fn one_thread() -> tokio::runtime::Runtime {
 fn a_looping_guest_on_the_calling_task_yields_to_other_requests() {
     one_thread().block_on(async {
         let pool = InvocationPool::new(4);
-        let slow = Policy::Wasm(
-            guest(MISBEHAVE).with_limits(
-                Limits::default()
-                    .unlimited_fuel()
-                    .timeout(Duration::from_millis(1_500)),
-            ),
-        );
+        let slow = Policy::Wasm(looping(Duration::from_millis(1_500)));
         let fast = Policy::Wasm(guest(HEADERS_ONLY));
         let slow_done = Arc::new(AtomicBool::new(false));
 
@@ -101,13 +100,7 @@ fn the_calling_task_path_keeps_every_limit_and_no_state() {
 fn an_invocation_dropped_midway_frees_its_slot() {
     one_thread().block_on(async {
         let pool = InvocationPool::new(1);
-        let slow = Policy::Wasm(
-            guest(MISBEHAVE).with_limits(
-                Limits::default()
-                    .unlimited_fuel()
-                    .timeout(Duration::from_secs(30)),
-            ),
-        );
+        let slow = Policy::Wasm(looping(Duration::from_secs(30)));
         // The client leaves while the guest loops: the request's future is dropped.
         let dropped = tokio::time::timeout(
             Duration::from_millis(100),
@@ -128,11 +121,7 @@ fn a_looping_guest_on_a_blocking_thread_does_not_stall_other_invocations() {
     // If invocations ran on the one async thread, the fast one would wait.
     one_thread().block_on(async {
         let pool = InvocationPool::new(4);
-        let slow = guest(MISBEHAVE).with_limits(
-            Limits::default()
-                .unlimited_fuel()
-                .timeout(Duration::from_millis(1_500)),
-        );
+        let slow = looping(Duration::from_millis(1_500));
         let fast = guest(HEADERS_ONLY);
         let slow_done = Arc::new(AtomicBool::new(false));
 
