@@ -18,7 +18,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use super::verified::VerifiedTokens;
+use super::verified::{self, VerifiedTokens};
 use super::{Caller, Refused, string_list};
 use super::{JwtIssuer, JwtKey, Scheme};
 use crate::config::Problem;
@@ -133,9 +133,10 @@ impl Issuers {
     /// Verifies `token` against the keys it may name (`allowed` issuers only, when not
     /// empty).
     pub(crate) fn verify(&self, token: &str, allowed: &[String]) -> Result<Caller, Refused> {
-        let cached = self
-            .verified
-            .get(token, allowed, |i| self.issuers[i].validation.leeway);
+        let cache_key = verified::key(token, allowed);
+        let cached = cache_key
+            .as_ref()
+            .and_then(|k| self.verified.get(k, |i| self.issuers[i].validation.leeway));
         if let Some(caller) = cached {
             return Ok(caller);
         }
@@ -171,7 +172,9 @@ impl Issuers {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => {
                     let caller = caller(issuer, data.claims);
-                    self.verified.insert(token, allowed, key.issuer, &caller);
+                    if let Some(k) = cache_key {
+                        self.verified.insert(k, key.issuer, &caller);
+                    }
                     return Ok(caller);
                 }
                 Err(e) => {

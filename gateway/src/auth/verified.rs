@@ -40,38 +40,29 @@ impl Default for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// The caller `token` verified as on a route accepting `allowed` issuers (all when
-    /// empty), if it did recently and its time claims still hold with the verifying
-    /// issuer's `leeway` (seconds).
-    pub(crate) fn get(
-        &self,
-        token: &str,
-        allowed: &[String],
-        leeway: impl FnOnce(usize) -> u64,
-    ) -> Option<Caller> {
-        let key = key(token, allowed)?;
+    /// The caller the token of `key` verified as, if it did recently and its time claims
+    /// still hold with the verifying issuer's `leeway` (seconds).
+    pub(crate) fn get(&self, key: &[u8; 32], leeway: impl FnOnce(usize) -> u64) -> Option<Caller> {
         let (issuer, caller) = {
             let mut entries = self.entries.lock().expect("token cache lock");
-            entries.get(&key)?.clone()
+            entries.get(key)?.clone()
         };
         in_time(&caller, leeway(issuer)).then(|| Caller::clone(&caller))
     }
 
-    /// Remembers that `token` verified as `caller` with `issuer`'s key on a route
-    /// accepting `allowed` issuers.
-    pub(crate) fn insert(&self, token: &str, allowed: &[String], issuer: usize, caller: &Caller) {
-        if let Some(key) = key(token, allowed) {
-            self.entries
-                .lock()
-                .expect("token cache lock")
-                .insert(key, (issuer, Arc::new(caller.clone())));
-        }
+    /// Remembers that the token of `key` verified as `caller` with `issuer`'s key.
+    pub(crate) fn insert(&self, key: [u8; 32], issuer: usize, caller: &Caller) {
+        self.entries
+            .lock()
+            .expect("token cache lock")
+            .insert(key, (issuer, Arc::new(caller.clone())));
     }
 }
 
-/// The entry's key: the token and the accepted issuers, each length-prefixed. `None` for
-/// a token too large to keep.
-fn key(token: &str, allowed: &[String]) -> Option<[u8; 32]> {
+/// The entry's key for `token` on a route accepting `allowed` issuers (all when empty):
+/// the token and the issuers, each length-prefixed, hashed. `None` for a token too large
+/// to keep. Computed once per verification, for the lookup and the insert.
+pub(crate) fn key(token: &str, allowed: &[String]) -> Option<[u8; 32]> {
     if token.len() > MAX_TOKEN {
         return None;
     }
@@ -135,29 +126,37 @@ mod tests {
             .as_secs()
     }
 
+    /// `get` and `insert` by token and accepted issuers, as `jwt::verify` uses them.
+    fn get(cache: &VerifiedTokens, token: &str, allowed: &[String], leeway: u64) -> Option<Caller> {
+        cache.get(&key(token, allowed)?, |_| leeway)
+    }
+
+    fn insert(cache: &VerifiedTokens, token: &str, allowed: &[String], caller: &Caller) {
+        if let Some(k) = key(token, allowed) {
+            cache.insert(k, 0, caller);
+        }
+    }
+
     #[test]
     fn a_hit_is_checked_for_time_and_the_routes_issuers_again() {
         let cache = VerifiedTokens::default();
         let all: &[String] = &[];
         let only_b = &["b".to_string()];
-        cache.insert("a.b.c", all, 0, &caller(Value::from(now() + 60), None));
-        assert!(cache.get("a.b.c", all, |_| 0).is_some());
-        assert!(cache.get("a.b.d", all, |_| 0).is_none(), "another token");
+        insert(&cache, "a.b.c", all, &caller(Value::from(now() + 60), None));
+        assert!(get(&cache, "a.b.c", all, 0).is_some());
+        assert!(get(&cache, "a.b.d", all, 0).is_none(), "another token");
         assert!(
-            cache.get("a.b.c", only_b, |_| 0).is_none(),
+            get(&cache, "a.b.c", only_b, 0).is_none(),
             "a route accepting other issuers verifies afresh"
         );
 
-        cache.insert("old", all, 0, &caller(Value::from(now() - 120), None));
-        assert!(cache.get("old", all, |_| 0).is_none(), "expired since");
-        assert!(
-            cache.get("old", all, |_| 300).is_some(),
-            "within the leeway"
-        );
+        insert(&cache, "old", all, &caller(Value::from(now() - 120), None));
+        assert!(get(&cache, "old", all, 0).is_none(), "expired since");
+        assert!(get(&cache, "old", all, 300).is_some(), "within the leeway");
 
         let later = caller(Value::from(now() + 600), Some(Value::from(now() + 300)));
-        cache.insert("later", all, 0, &later);
-        assert!(cache.get("later", all, |_| 0).is_none(), "not yet valid");
+        insert(&cache, "later", all, &later);
+        assert!(get(&cache, "later", all, 0).is_none(), "not yet valid");
     }
 
     #[test]
@@ -165,16 +164,12 @@ mod tests {
         let cache = VerifiedTokens::default();
         let c = caller(Value::from(now() + 60), None);
         for n in 0..CAPACITY + 10 {
-            cache.insert(&format!("t{n}"), &[], 0, &c);
+            insert(&cache, &format!("t{n}"), &[], &c);
         }
         assert_eq!(cache.entries.lock().unwrap().len(), CAPACITY);
-        assert!(
-            cache.get("t0", &[], |_| 0).is_none(),
-            "the oldest went first"
-        );
+        assert!(get(&cache, "t0", &[], 0).is_none(), "the oldest went first");
 
         let huge = "x".repeat(MAX_TOKEN + 1);
-        cache.insert(&huge, &[], 0, &c);
-        assert!(cache.get(&huge, &[], |_| 0).is_none(), "not kept");
+        assert!(key(&huge, &[]).is_none(), "not kept");
     }
 }
