@@ -91,9 +91,12 @@ local function fixed(s, i, pattern)
   return nil
 end
 
--- Each detector: at position i, the end of a candidate match (or nil), and its check.
+-- Each detector: where a candidate can start (a pattern that `find` jumps to, so the
+-- scan skips everything else in C), at position i the end of a candidate match (or nil),
+-- and its check.
 local DETECT = {
   card = {
+    start = "%d",
     at = function(s, i)
       if not (is_digit(byte(s, i)) and boundary_before(s, i)) then return nil end
       return run_end(s, i, 1, is_digit, " -", 12, 18)
@@ -101,6 +104,7 @@ local DETECT = {
     ok = function(m) local d = compact(m); return #d >= 13 and #d <= 19 and luhn(d) end,
   },
   iban = {
+    start = "%u%u%d%d",
     at = function(s, i)
       if not (boundary_before(s, i) and is_upper(byte(s, i)) and is_upper(byte(s, i + 1))
               and is_digit(byte(s, i + 2)) and is_digit(byte(s, i + 3))) then return nil end
@@ -109,6 +113,7 @@ local DETECT = {
     ok = function(m) return iban_ok(compact(m)) end,
   },
   aadhaar = {
+    start = "[2-9]",
     at = function(s, i)
       if not boundary_before(s, i) then return nil end
       return fixed(s, i, "^[2-9]%d%d%d ?%d%d%d%d ?%d%d%d%d", i)
@@ -116,6 +121,7 @@ local DETECT = {
     ok = function(m) local d = compact(m); return #d == 12 and verhoeff(d) end,
   },
   ssn = {
+    start = "%d%d%d%-%d%d%-",
     at = function(s, i)
       if not boundary_before(s, i) then return nil end
       return fixed(s, i, "^%d%d%d%-%d%d%-%d%d%d%d")
@@ -126,6 +132,7 @@ local DETECT = {
     end,
   },
   pan = {
+    start = "%u%u%u[ABCFGHLJPTE]%u%d",
     at = function(s, i)
       if not boundary_before(s, i) then return nil end
       return fixed(s, i, "^%u%u%u[ABCFGHLJPTE]%u%d%d%d%d%u")
@@ -133,6 +140,7 @@ local DETECT = {
     ok = function() return true end,
   },
   phone = {
+    start = "%+[1-9]",
     at = function(s, i)
       if byte(s, i) ~= 43 then return nil end -- '+'
       local c = byte(s, i + 1)
@@ -187,8 +195,10 @@ end
 
 local function matches(s, kind)
   if kind == "email" then return email_matches(s) end
-  local det, out, i, n = DETECT[kind], {}, 1, #s
-  while i <= n do
+  local det, out, i = DETECT[kind], {}, 1
+  while true do
+    i = find(s, det.start, i)
+    if not i then break end
     local e = det.at(s, i)
     if e then
       table.insert(out, {i, e})
@@ -206,7 +216,9 @@ local function confirm(kind, m)
 end
 
 -- Replaces confirmed findings, kind after kind. Returns the new text or nil.
+-- Every detector needs a digit or an '@': text with neither is clean.
 local function redact_text(text, kinds, replace)
+  if not find(text, "[%d@]") then return nil end
   local current, changed = text, false
   for _, kind in ipairs(kinds) do
     local parts, last, hit = {}, 1, false
@@ -282,32 +294,47 @@ local function number_text(n)
   return tostring(n)
 end
 
+-- A value's path is built only when something in it is redacted: `walk` carries the
+-- parent's node ({up = node, key = k}; the root's node has no `up`) and the key.
+local function step_text(key)
+  if type(key) == "number" then return "[" .. key .. "]" end
+  return name_path("", key)
+end
+
+local function node_path(node)
+  if node.up == nil then return "$" end
+  return node_path(node.up) .. step_text(node.key)
+end
+
 -- Applies detectors to every string and number; returns true when the value must go.
-local function walk(st, value, path, found)
+local function walk(st, value, parent, key, found)
   local t = type(value)
   if t == "string" or t == "number" then
     local text = t == "number" and number_text(value) or value
     local out = redact_text(text, st.kinds, function(kind, v) return replacement(st, kind, v) end)
     if out == nil then return false, value end
-    table.insert(found, path)
+    table.insert(found, parent == nil and "$" or node_path(parent) .. step_text(key))
     if st.mode == "remove" then return true, value end
     return false, out
   elseif t == "table" then
+    local node = parent == nil and {} or {up = parent, key = key}
     if is_array(value) then
-      local kept, index = {}, 0
+      local kept, removed = {}, false
       for i = 1, #value do
-        local remove, new = walk(st, value[i], path .. "[" .. index .. "]", found)
-        index = index + 1
-        if not remove then table.insert(kept, new) end
+        local remove, new = walk(st, value[i], node, i - 1, found)
+        if remove then removed = true else table.insert(kept, new) end
+        value[i] = new
       end
-      for i = #value, 1, -1 do value[i] = nil end
-      for i, v in ipairs(kept) do value[i] = v end
+      if removed then
+        for i = #value, 1, -1 do value[i] = nil end
+        for i, v in ipairs(kept) do value[i] = v end
+      end
     else
       local keys = {}
       for k in pairs(value) do table.insert(keys, k) end
       table.sort(keys)
       for _, k in ipairs(keys) do
-        local remove, new = walk(st, value[k], name_path(path, k), found)
+        local remove, new = walk(st, value[k], node, k, found)
         if remove then value[k] = nil else value[k] = new end
       end
     end
@@ -383,7 +410,7 @@ local function redact_json(st, doc)
     table.insert(found, l.path)
   end
   if #st.kinds > 0 then
-    local remove, new = walk(st, doc, "$", found)
+    local remove, new = walk(st, doc, nil, nil, found)
     if not remove then doc = new end
   end
   return doc, found

@@ -189,6 +189,21 @@ fn item18_pathological_patterns_are_refused_before_running() {
 }
 
 #[test]
+fn item18_fuel_and_the_deadline_stop_a_pattern_mid_match() {
+    // Under the guard's limit (9000^2 < 10^8), but tens of millions of matcher steps: Luau's
+    // matcher ticks the interrupt at every step, so the budgets reach inside it.
+    let slow = r#"function on_request() return string.find(("a"):rep(9000), "a*b") end"#;
+    let p = lua(slow).with_limits(quick().fuel(100_000).timeout(Duration::from_secs(30)));
+    assert!(matches!(err(&p), Error::FuelExhausted { limit: 100_000 }));
+    let p = lua(slow).with_limits(
+        quick()
+            .unlimited_fuel()
+            .timeout(Duration::from_millis(20)),
+    );
+    assert!(matches!(err(&p), Error::Deadline(_)));
+}
+
+#[test]
 fn item19_deep_recursion_is_an_error_not_an_abort() {
     let p =
         lua("local function f(n) return 1 + f(n + 1) end function on_request() return f(0) end")

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use self::answer::{Answer, answer};
 use self::convert::{headers_to_lua, json_to_lua, script};
-use self::sandbox::{InvState, new_vm};
+use self::sandbox::{InvState, Meter, new_vm, reset_pattern_costs};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::host::LogBuffer;
@@ -269,11 +269,16 @@ impl LuaPolicy {
         let base = lua.used_memory();
         let limit = usize::try_from(self.limits.memory_limit()).unwrap_or(usize::MAX);
         let ceiling = base.saturating_add(limit);
+        let meter = lua
+            .app_data_ref::<Arc<Meter>>()
+            .map(|m| Arc::clone(&m))
+            .expect("every VM has a meter");
+        meter.arm(self.limits.fuel_budget());
         let st = Arc::new(InvState {
             config: ctx.config.clone(),
             logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
             redacted: Mutex::new(Default::default()),
-            ticks: Default::default(),
+            meter,
             peak: Default::default(),
             fuel: self.limits.fuel_budget(),
             deadline: start + self.limits.deadline(),
@@ -286,6 +291,7 @@ impl LuaPolicy {
         let _ = lua.set_memory_limit(ceiling);
 
         let result = (|| {
+            reset_pattern_costs(&lua).map_err(script)?;
             let env = lua.create_table().map_err(script)?;
             let meta = lua.create_table().map_err(script)?;
             meta.raw_set("__index", lua.globals()).map_err(script)?;
@@ -337,7 +343,7 @@ impl LuaPolicy {
             redacted: st.redacted.into_inner().expect("not poisoned"),
             metered: true,
             stats: Stats {
-                fuel: st.ticks.load(Ordering::Relaxed),
+                fuel: st.meter.ticks.load(Ordering::Relaxed),
                 memory_peak: st.peak.load(Ordering::Relaxed).saturating_sub(base) as u64,
                 duration: start.elapsed(),
             },
