@@ -19,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a policy project (Rust or Lua) in a new directory.
+    New(cli::new::NewArgs),
+    /// Build a policy project into a module and show what it is.
+    Build(cli::build::BuildArgs),
+    /// Run a policy against its case file.
+    Test(cli::test::TestArgs),
     /// Run one policy module on one request or response, locally.
     Run(cli::run::RunArgs),
     /// Run the gateway (reloads routes on SIGHUP; SIGINT/SIGTERM drain and stop).
@@ -57,6 +63,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::New(args) => cli::new::main(args),
+        Command::Build(args) => cli::build::main(args),
+        Command::Test(args) => cli::test::main(args),
         Command::Run(args) => cli::run::main(args),
         Command::Serve(args) => cli::serve::serve(args),
         Command::CheckConfig(args) => cli::serve::check(args),

@@ -1,6 +1,7 @@
 //! Builds Palisade's Rust guests (`policies/*`, `tests/guests/*`) for
 //! `wasm32-unknown-unknown` and turns each into a component at
-//! `target/policies/<name>.wasm`.
+//! `target/policies/<name>.wasm`; and a policy crate anywhere ([`build_crate`], what
+//! `palisade build` runs).
 //!
 //! The toolchain is chosen by [`toolchain::Toolchain::detect`]: rustup's wasm32 target,
 //! else Debian's `rustc-web` + `rust-web-src` (installed or upgraded with `apt-get` when
@@ -21,6 +22,19 @@ pub(crate) const TARGET: &str = "wasm32-unknown-unknown";
 /// Flags for every guest: a 256 KiB stack placed first in memory.
 const GUEST_RUSTFLAGS: &str = "-C link-arg=-zstack-size=262144 -C link-arg=--stack-first";
 const PROFILE: &str = "guest";
+/// The `guest` profile, set through cargo's environment so that a policy crate anywhere
+/// builds the same way as the workspace's guests without declaring it: no unwinding (a
+/// panic is a trap), speed over size (opt-level "s" left `redact-pii` a third slower for
+/// a 22 % smaller component; docs/benchmarks.md), whole-program optimization.
+const PROFILE_ENV: &[(&str, &str)] = &[
+    ("CARGO_PROFILE_GUEST_INHERITS", "release"),
+    ("CARGO_PROFILE_GUEST_OPT_LEVEL", "3"),
+    ("CARGO_PROFILE_GUEST_PANIC", "abort"),
+    ("CARGO_PROFILE_GUEST_LTO", "true"),
+    ("CARGO_PROFILE_GUEST_CODEGEN_UNITS", "1"),
+    ("CARGO_PROFILE_GUEST_DEBUG", "false"),
+    ("CARGO_PROFILE_GUEST_STRIP", "true"),
+];
 /// Guest crates live in these directories of the workspace.
 pub const GUEST_DIRS: &[&str] = &["policies", "tests/guests"];
 
@@ -38,6 +52,8 @@ pub struct Guest {
 /// Why guests could not be built.
 #[derive(Debug)]
 pub enum BuildError {
+    /// The directory holds no policy crate; the message says what is missing.
+    NotAPolicy(String),
     /// No usable wasm32 toolchain; the message says what to install.
     NoToolchain(String),
     /// Cargo failed (its own output was printed to stderr).
@@ -56,6 +72,7 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            BuildError::NotAPolicy(msg) => write!(f, "not a policy crate: {msg}"),
             BuildError::NoToolchain(msg) => write!(f, "no wasm32 toolchain: {msg}"),
             BuildError::Cargo(msg) => write!(f, "guest build failed: {msg}"),
             BuildError::Componentize { name, message } => {
@@ -129,7 +146,7 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
         return Ok(());
     }
     let target_dir = root.join("target").join("guests");
-    cargo_build(&target_dir, |cmd| {
+    cargo_build(&target_dir, true, |cmd| {
         cmd.current_dir(root);
         for guest in guests {
             cmd.args(["-p", &guest.name]);
@@ -162,7 +179,7 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
 ///
 /// See [`BuildError`].
 pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
-    cargo_build(target_dir, |cmd| {
+    cargo_build(target_dir, true, |cmd| {
         cmd.arg("--manifest-path").arg(manifest);
     })?;
     let name = manifest
@@ -177,9 +194,126 @@ pub fn build_core(manifest: &Path, target_dir: &Path) -> Result<PathBuf, BuildEr
         .join(format!("{name}.wasm")))
 }
 
+/// A policy crate outside the workspace: what [`build_crate`] builds.
+#[derive(Debug, Clone)]
+pub struct Crate {
+    /// The package name.
+    pub name: String,
+    /// The library's name (the core module's file stem).
+    pub lib_name: String,
+    /// The crate's directory.
+    pub dir: PathBuf,
+}
+
+impl Crate {
+    /// Reads `dir/Cargo.toml` and checks that it describes a policy: a package whose
+    /// library is a `cdylib` and which depends on `palisade-sdk`.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NotAPolicy`] naming what is missing, [`BuildError::Io`] when the
+    /// manifest cannot be read.
+    pub fn open(dir: &Path) -> Result<Crate, BuildError> {
+        let manifest = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|e| BuildError::Io(format!("reading {}", manifest.display()), e))?;
+        let doc: toml::Table = text.parse().map_err(|e| {
+            BuildError::NotAPolicy(format!("{} does not parse: {e}", manifest.display()))
+        })?;
+        let Some(name) = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(toml::Value::as_str)
+        else {
+            return Err(BuildError::NotAPolicy(format!(
+                "{} has no [package] name (a workspace root? give the policy crate's directory)",
+                manifest.display()
+            )));
+        };
+        let lib = doc.get("lib");
+        let cdylib = lib
+            .and_then(|l| l.get("crate-type"))
+            .and_then(toml::Value::as_array)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+        if !cdylib {
+            return Err(BuildError::NotAPolicy(format!(
+                "`{name}`: [lib] crate-type must include \"cdylib\" (the component), e.g. \
+                 crate-type = [\"cdylib\", \"rlib\"]"
+            )));
+        }
+        let sdk = ["dependencies", "target"].iter().any(|section| {
+            doc.get(*section).is_some_and(|t| {
+                t.get("palisade-sdk").is_some()
+                    || t.as_table().is_some_and(|targets| {
+                        targets.values().any(|v| {
+                            v.get("dependencies")
+                                .is_some_and(|d| d.get("palisade-sdk").is_some())
+                        })
+                    })
+            })
+        });
+        if !sdk {
+            return Err(BuildError::NotAPolicy(format!(
+                "`{name}` does not depend on palisade-sdk (the contract's bindings and `export!`)"
+            )));
+        }
+        let lib_name = lib
+            .and_then(|l| l.get("name"))
+            .and_then(toml::Value::as_str)
+            .unwrap_or(name)
+            .replace('-', "_");
+        Ok(Crate {
+            name: name.to_string(),
+            lib_name,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Builds a policy crate anywhere into a component at `out`, with the toolchain, flags
+/// and profile of the workspace's guests. Cargo's target directory is
+/// `$CARGO_TARGET_DIR` when set, else the crate's `target/`; the crate's `Cargo.lock`
+/// is created or updated as `cargo build` would.
+///
+/// # Errors
+///
+/// See [`BuildError`].
+pub fn build_crate(krate: &Crate, out: &Path) -> Result<(), BuildError> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| krate.dir.join("target"));
+    cargo_build(&target_dir, false, |cmd| {
+        cmd.arg("--manifest-path").arg(krate.dir.join("Cargo.toml"));
+    })?;
+    let core = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{}.wasm", krate.lib_name));
+    let bytes = std::fs::read(&core)
+        .map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
+    toolchain::progress(&format!(
+        "making the component from {} ({} bytes)",
+        core.display(),
+        bytes.len()
+    ));
+    let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
+        name: krate.name.clone(),
+        message,
+    })?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BuildError::Io(format!("creating {}", dir.display()), e))?;
+    }
+    write_if_changed(out, &component)
+}
+
 /// Runs `cargo build` for wasm32 with the detected toolchain, the `guest` profile and the
-/// guests' flags; `select` adds what to build.
-fn cargo_build(target_dir: &Path, select: impl FnOnce(&mut Command)) -> Result<(), BuildError> {
+/// guests' flags (`--locked` when `locked`); `select` adds what to build.
+fn cargo_build(
+    target_dir: &Path,
+    locked: bool,
+    select: impl FnOnce(&mut Command),
+) -> Result<(), BuildError> {
     let toolchain = Toolchain::detect()?;
     toolchain::progress(&format!(
         "compiling for {TARGET} with {toolchain} (from cold: the standard library, then each guest; a few minutes on 2 cores)"
@@ -187,17 +321,15 @@ fn cargo_build(target_dir: &Path, select: impl FnOnce(&mut Command)) -> Result<(
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     clean_env(&mut cmd);
-    cmd.args([
-        "build",
-        "--locked",
-        "--profile",
-        PROFILE,
-        "--target",
-        TARGET,
-    ])
-    .arg("--target-dir")
-    .arg(target_dir);
+    cmd.args(["build", "--profile", PROFILE, "--target", TARGET])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if locked {
+        cmd.arg("--locked");
+    }
     select(&mut cmd);
+    cmd.envs(PROFILE_ENV.iter().copied());
+    // After the profile: a toolchain without an LTO-capable linker turns LTO off.
     toolchain.configure(&mut cmd);
     // Rust reserves a 1 MiB stack at the bottom of linear memory; every fresh instance
     // would start with those pages. 256 KiB is ample for policies (serde_json nests 128

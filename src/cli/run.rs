@@ -126,7 +126,12 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
     }
 }
 
-fn report<T>(inv: Invocation<T>, noun: &str, to_json: fn(&T) -> Value) -> (Value, Option<Error>) {
+/// The JSON report of an invocation (what `palisade run` prints), and its error.
+pub(crate) fn report<T>(
+    inv: Invocation<T>,
+    noun: &str,
+    to_json: fn(&T) -> Value,
+) -> (Value, Option<Error>) {
     let logs: Vec<Value> = inv
         .logs
         .iter()
