@@ -167,10 +167,7 @@ fn describe(built: &Built) -> Value {
         Policy::Wasm(w) => (w.imports().to_vec(), w.exports().to_vec()),
         _ => (
             vec!["the `palisade` table (docs/lua.md)".to_string()],
-            phases
-                .iter()
-                .map(|p| format!("on_{p}"))
-                .collect::<Vec<_>>(),
+            phases.iter().map(|p| format!("on_{p}")).collect::<Vec<_>>(),
         ),
     };
     json!({
@@ -218,8 +215,16 @@ fn print_text(r: &Value) {
     let fuel = l["fuel"]
         .as_u64()
         .map_or("unlimited".to_string(), |f| f.to_string());
-    println!("built    {} ({} bytes)", r["path"].as_str().unwrap_or(""), r["size"]);
-    println!("policy   {} ({kind}, sha256 {})", r["name"].as_str().unwrap_or(""), r["digest"].as_str().unwrap_or(""));
+    println!(
+        "built    {} ({} bytes)",
+        r["path"].as_str().unwrap_or(""),
+        r["size"]
+    );
+    println!(
+        "policy   {} ({kind}, sha256 {})",
+        r["name"].as_str().unwrap_or(""),
+        r["digest"].as_str().unwrap_or("")
+    );
     println!("contract {}", r["contract"].as_str().unwrap_or(""));
     println!("phases   {}", list(&r["phases"]));
     println!("imports  {}", list(&r["imports"]));

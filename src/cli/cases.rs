@@ -141,9 +141,9 @@ pub(crate) fn load(path: &std::path::Path) -> Result<CaseFile> {
     }
     for case in &file.cases {
         let check = |p: &String| {
-            JsonPath::parse(p).map(|_| ()).map_err(|e| {
-                anyhow::anyhow!("case `{}`: `{p}` is not a JSONPath: {e}", case.name)
-            })
+            JsonPath::parse(p)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("case `{}`: `{p}` is not a JSONPath: {e}", case.name))
         };
         case.expect.json.keys().try_for_each(check)?;
         case.expect.json_absent.iter().try_for_each(check)?;
@@ -174,7 +174,11 @@ pub(crate) fn run(policy: &Policy, case: &Case) -> Result<Outcome> {
     let (report, error) = match case.phase {
         Phase::Request => {
             let req = envelope::request(&case.input).with_context(what)?;
-            report(policy.on_request(&ctx, req), "request", envelope::request_json)
+            report(
+                policy.on_request(&ctx, req),
+                "request",
+                envelope::request_json,
+            )
         }
         Phase::Response => {
             let (req, res) = envelope::response(&case.input).with_context(what)?;
@@ -199,9 +203,9 @@ fn limits(l: &CaseLimits) -> Result<Limits> {
         None => {}
         Some(Value::String(s)) if s == "unlimited" => limits = limits.unlimited_fuel(),
         Some(v) => {
-            let fuel = v
-                .as_u64()
-                .with_context(|| format!("`limits.fuel` must be a number or \"unlimited\", got {v}"))?;
+            let fuel = v.as_u64().with_context(|| {
+                format!("`limits.fuel` must be a number or \"unlimited\", got {v}")
+            })?;
             limits = limits.fuel(fuel);
         }
     }
@@ -234,7 +238,9 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
         || expect.error.is_some()
         || expect.exit_code.is_some_and(|c| c != 0);
     match error {
-        Some(e) if !wants_error => fails.push(format!("the policy failed: {e} (exit code {exit_code})")),
+        Some(e) if !wants_error => {
+            fails.push(format!("the policy failed: {e} (exit code {exit_code})"))
+        }
         _ => {}
     }
     if let Some(a) = expect.action {
@@ -260,7 +266,9 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
         if let Some(m) = &want.message_contains
             && !message.contains(m.as_str())
         {
-            fails.push(format!("error message: expected it to contain {m:?}, got {message:?}"));
+            fails.push(format!(
+                "error message: expected it to contain {m:?}, got {message:?}"
+            ));
         }
     }
     // The envelope that came out: the request or response that continues, or the reply.
@@ -290,12 +298,20 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
         let want_values: Option<Vec<String>> = match want {
             Value::Null => None,
             Value::String(s) => Some(vec![s.clone()]),
-            Value::Array(vs) => Some(vs.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect()),
+            Value::Array(vs) => Some(
+                vs.iter()
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .collect(),
+            ),
             other => Some(vec![other.to_string()]),
         };
         match want_values {
-            None if !got.is_empty() => fails.push(format!("header {name}: expected absent, got {got:?}")),
-            Some(w) if w != got => fails.push(format!("header {name}: expected {w:?}, got {got:?}")),
+            None if !got.is_empty() => {
+                fails.push(format!("header {name}: expected absent, got {got:?}"))
+            }
+            Some(w) if w != got => {
+                fails.push(format!("header {name}: expected {w:?}, got {got:?}"))
+            }
             _ => {}
         }
     }
@@ -337,7 +353,11 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
         let mut want = want.clone();
         let mut got: Vec<String> = report["redacted"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         want.sort();
         got.sort();
@@ -349,10 +369,14 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
     for want in &expect.logs {
         let (level, message) = match want {
             Value::String(m) => (None, m.as_str()),
-            other => (other["level"].as_str(), other["message"].as_str().unwrap_or("")),
+            other => (
+                other["level"].as_str(),
+                other["message"].as_str().unwrap_or(""),
+            ),
         };
         let found = logs.iter().any(|l| {
-            l["message"].as_str() == Some(message) && level.is_none_or(|lv| l["level"].as_str() == Some(lv))
+            l["message"].as_str() == Some(message)
+                && level.is_none_or(|lv| l["level"].as_str() == Some(lv))
         });
         if !found {
             fails.push(format!("logs: no line {want}"));
@@ -380,7 +404,10 @@ fn header_values(headers: &Value, name: &str) -> Vec<String> {
     map.iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
         .flat_map(|(_, v)| match v {
-            Value::Array(vs) => vs.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Value::Array(vs) => vs
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             Value::String(s) => vec![s.clone()],
             _ => Vec::new(),
         })

@@ -54,7 +54,10 @@ pub(crate) fn main(args: NewArgs) -> ExitCode {
             for file in &made {
                 println!("created {}", file.display());
             }
-            println!("next: palisade test {0}  (then: palisade build {0})", args.path.display());
+            println!(
+                "next: palisade test {0}  (then: palisade build {0})",
+                args.path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -175,14 +178,18 @@ fn sdk_dependency(args: &NewArgs) -> Result<Sdk> {
     };
     if !dir.join("Cargo.toml").is_file() || !dir.join("wit").is_dir() {
         if given {
-            bail!("{} is not Palisade's SDK (no Cargo.toml and wit/)", dir.display());
+            bail!(
+                "{} is not Palisade's SDK (no Cargo.toml and wit/)",
+                dir.display()
+            );
         }
         bail!(
             "the checkout this palisade was built from ({CHECKOUT}) is gone: give \
              --sdk-path DIR (a checkout of Palisade) or --sdk-git URL [--sdk-rev REV]"
         );
     }
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let lock = dir
         .parent()
         .and_then(|root| std::fs::read_to_string(root.join("Cargo.lock")).ok());
@@ -235,7 +242,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(policy_name(Path::new("/tmp/x/mask-tokens")).unwrap(), "mask-tokens");
+        assert_eq!(
+            policy_name(Path::new("/tmp/x/mask-tokens")).unwrap(),
+            "mask-tokens"
+        );
         for bad in ["Mask", "1abc", "a b", "a.b", "../", ""] {
             assert!(policy_name(Path::new(bad)).is_err(), "{bad}");
         }

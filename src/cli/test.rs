@@ -56,7 +56,11 @@ pub(crate) fn main(args: TestArgs) -> ExitCode {
     let selected: Vec<&cases::Case> = file
         .cases
         .iter()
-        .filter(|c| args.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str())))
+        .filter(|c| {
+            args.filter
+                .as_ref()
+                .is_none_or(|f| c.name.contains(f.as_str()))
+        })
         .collect();
     if selected.is_empty() {
         return Failure::Usage(anyhow!("no case matches --filter")).report();
@@ -112,7 +116,10 @@ pub(crate) fn main(args: TestArgs) -> ExitCode {
             "failed": failed,
             "cases": cases,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON serializes")
+        );
     }
     if failed == 0 {
         ExitCode::SUCCESS
@@ -123,11 +130,7 @@ pub(crate) fn main(args: TestArgs) -> ExitCode {
 
 fn print_line(o: &cases::Outcome) {
     let stats = &o.report["stats"];
-    let cost = format!(
-        "fuel {}, {} µs",
-        stats["fuel"],
-        stats["duration_us"]
-    );
+    let cost = format!("fuel {}, {} µs", stats["fuel"], stats["duration_us"]);
     if o.failures.is_empty() {
         println!("ok    {} ({cost})", o.name);
     } else {

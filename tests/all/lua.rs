@@ -1,13 +1,9 @@
-//! Lua policies: catalogue items 12-22, isolation, limits, and the shared case table
-//! that holds the Lua policies to the Wasm policies' outputs.
+//! Lua policies: catalogue items 12-22, isolation and limits.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use palisade_runtime::{
-    Context, Decision, Error, Invocation, Limits, LuaPolicy, Policy, Request, Response,
-};
+use palisade_runtime::{Decision, Error, Limits, LuaPolicy};
 use serde_json::{Value, json};
 
 use crate::fixtures::{ctx, engine, get};
@@ -195,11 +191,7 @@ fn item18_fuel_and_the_deadline_stop_a_pattern_mid_match() {
     let slow = r#"function on_request() return string.find(("a"):rep(9000), "a*b") end"#;
     let p = lua(slow).with_limits(quick().fuel(100_000).timeout(Duration::from_secs(30)));
     assert!(matches!(err(&p), Error::FuelExhausted { limit: 100_000 }));
-    let p = lua(slow).with_limits(
-        quick()
-            .unlimited_fuel()
-            .timeout(Duration::from_millis(20)),
-    );
+    let p = lua(slow).with_limits(quick().unlimited_fuel().timeout(Duration::from_millis(20)));
     assert!(matches!(err(&p), Error::Deadline(_)));
 }
 
@@ -332,115 +324,8 @@ fn lua_failures_are_typed_like_wasm_ones() {
     assert_eq!((r.status, &r.body[..]), (403, &br#"{"error":"no"}"#[..]));
 }
 
-// ---- the shared case table ------------------------------------------------------
-
-fn module(policy: &str, lang: &str) -> Policy {
-    let root = std::path::Path::new(palisade_test_artifacts::WORKSPACE);
-    let path = match lang {
-        "lua" => root.join("policies/lua").join(format!("{policy}.lua")),
-        _ => palisade_test_artifacts::ALL
-            .iter()
-            .find(|(n, _)| *n == policy)
-            .map(|(_, p)| p.into())
-            .expect("a built policy"),
-    };
-    Policy::from_file(engine(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A comparable summary: action, status, headers grouped by lower-case name, body as
-/// JSON when it parses, and the redacted paths as a sorted list.
-fn summary<T>(
-    inv: Invocation<T>,
-    head: impl Fn(&T) -> (Option<u16>, Vec<(String, String)>, Bytes),
-) -> Value {
-    let (action, status, headers, body) = match inv.result {
-        Ok(Decision::Continue(t)) => {
-            let (s, h, b) = head(&t);
-            ("continue", s, h, b)
-        }
-        Ok(Decision::Respond(r)) => ("respond", Some(r.status), r.headers, r.body),
-        Err(e) => return json!({"error": e.kind()}),
-    };
-    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (n, v) in headers {
-        grouped.entry(n.to_ascii_lowercase()).or_default().push(v);
-    }
-    let body = serde_json::from_slice::<Value>(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let mut redacted = inv.redacted.clone();
-    redacted.sort();
-    json!({"action": action, "status": status, "headers": grouped, "body": body, "redacted": redacted})
-}
-
-fn run_case(m: &Policy, case: &Value) -> Value {
-    let c = Context {
-        config: case["config"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect(),
-        ..Context::default()
-    };
-    let input = &case["input"];
-    let headers: Vec<(String, String)> = input["headers"]
-        .as_object()
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body = match (input.get("body"), input.get("body_text")) {
-        (Some(b), _) => Bytes::from(b.to_string()),
-        (_, Some(t)) => Bytes::from(t.as_str().unwrap().to_string()),
-        _ => Bytes::new(),
-    };
-    if case["phase"] == "request" {
-        let req = Request {
-            method: input["method"].as_str().unwrap_or("GET").into(),
-            path: input["path"].as_str().unwrap_or("/").into(),
-            query: String::new(),
-            headers,
-            body,
-        };
-        summary(m.on_request(&c, req), |r: &Request| {
-            (None, r.headers.clone(), r.body.clone())
-        })
-    } else {
-        let res = Response {
-            status: input["status"].as_u64().unwrap() as u16,
-            headers,
-            body,
-        };
-        summary(m.on_response(&c, &get("/"), res), |r: &Response| {
-            (Some(r.status), r.headers.clone(), r.body.clone())
-        })
-    }
-}
-
-#[test]
-fn lua_policies_match_the_wasm_policies_on_the_shared_cases() {
-    let path =
-        std::path::Path::new(palisade_test_artifacts::WORKSPACE).join("tests/cases/policies.json");
-    let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    assert!(cases.len() >= 10);
-    for case in &cases {
-        let policy = case["policy"].as_str().unwrap();
-        let wasm = run_case(&module(policy, "wasm"), case);
-        let lua = run_case(&module(policy, "lua"), case);
-        assert!(
-            wasm.get("error").is_none(),
-            "{}: wasm failed: {wasm}",
-            case["name"]
-        );
-        assert_eq!(
-            lua, wasm,
-            "{}: the Lua policy differs from the Wasm one",
-            case["name"]
-        );
-    }
-}
+// The shared cases (each shipped policy's `cases.json`, run against its Wasm build and
+// its Lua port) are `authoring::every_shipped_policy_passes_its_cases_in_every_language`.
 
 #[test]
 fn a_returned_table_without_headers_keeps_them() {

@@ -2,6 +2,7 @@
 //! `tests/all`). Every guest is built from source by `palisade-test-artifacts`.
 
 mod auth;
+mod authoring;
 mod cache;
 mod cli;
 mod contract;

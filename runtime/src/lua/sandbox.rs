@@ -328,9 +328,8 @@ fn parse_level(s: &str) -> mlua::Result<LogLevel> {
 /// ([`reset_pattern_costs`]), so a policy that calls `find` in a loop pays a table
 /// look-up, not a round trip through the host (2.3 µs per call before).
 fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
-    let cost = lua.create_function(|_, pattern: mlua::LuaString| {
-        Ok(pattern_cost(&pattern.as_bytes()))
-    })?;
+    let cost =
+        lua.create_function(|_, pattern: mlua::LuaString| Ok(pattern_cost(&pattern.as_bytes())))?;
     let holder = lua.create_table()?;
     lua.set_named_registry_value(PATTERN_COSTS, &holder)?;
     lua.load(
