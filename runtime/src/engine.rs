@@ -1,8 +1,10 @@
 //! The shared engine: compiler settings, the pooling allocator, the epoch ticker,
 //! the host linkers and the artifact cache.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
+use std::time::Instant;
 
 use wasmtime::component::Linker;
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -155,21 +157,49 @@ fn swap_active(proc_swaps: &str) -> bool {
     proc_swaps.lines().skip(1).any(|l| !l.trim().is_empty())
 }
 
-/// Advances the epoch every `tick` while anything still holds the engine.
+/// Advances the epoch (and the coarse clock) every `tick` while anything still holds
+/// the engine.
 fn spawn_ticker(engine: &wasmtime::Engine, tick: std::time::Duration) {
     let weak = engine.weak();
+    advance_coarse_clock();
     thread::Builder::new()
         .name("palisade-epoch".into())
         .spawn(move || {
             loop {
                 thread::sleep(tick);
                 match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
+                    Some(engine) => {
+                        engine.increment_epoch();
+                        advance_coarse_clock();
+                    }
                     None => break,
                 }
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+/// Microseconds since [`clock_start`], as of the last tick of any engine's ticker: a
+/// clock the Lua interrupt reads at every tick for the price of a load (reading the
+/// real clock there tripled the cost of a tick). It lags real time by at most a tick
+/// (1 ms by default) while an engine is alive; the Lua interrupt also reads the real
+/// clock every 32 ticks.
+static COARSE_NOW_US: AtomicU64 = AtomicU64::new(0);
+static CLOCK_START: OnceLock<Instant> = OnceLock::new();
+
+/// The origin of the coarse clock.
+pub(crate) fn clock_start() -> Instant {
+    *CLOCK_START.get_or_init(Instant::now)
+}
+
+/// The coarse clock: microseconds since [`clock_start`].
+pub(crate) fn coarse_now_us() -> u64 {
+    COARSE_NOW_US.load(Ordering::Relaxed)
+}
+
+fn advance_coarse_clock() {
+    let now = u64::try_from(clock_start().elapsed().as_micros()).unwrap_or(u64::MAX);
+    COARSE_NOW_US.fetch_max(now, Ordering::Relaxed);
 }
 
 #[cfg(test)]

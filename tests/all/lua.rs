@@ -144,6 +144,27 @@ fn item16_infinite_loops_are_stopped_by_deadline_and_budget() {
 }
 
 #[test]
+fn item16_the_deadline_is_seen_at_the_first_tick_after_it() {
+    // A dozen long C calls and nothing else: fewer ticks than the interrupt's periodic
+    // check needs, so only a deadline read at every tick stops it (each call is a few ms
+    // of memset; the deadline is 1 ms).
+    let p = lua(r#"function on_request()
+        local s
+        for _, n in ipairs({24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24}) do
+            s = string.rep("x", 2 ^ n)
+        end
+        return palisade.respond(200, {n = #s})
+    end"#)
+    .with_limits(
+        Limits::default()
+            .unlimited_fuel()
+            .memory(1 << 30)
+            .timeout(Duration::from_millis(1)),
+    );
+    assert!(matches!(err(&p), Error::Deadline(_)));
+}
+
+#[test]
 fn item17_memory_bombs_hit_the_memory_limit() {
     for bomb in [
         r#"local s = string.rep("x", 2^30) palisade.log(tostring(#s))"#,
@@ -176,12 +197,49 @@ fn item18_pathological_patterns_are_refused_before_running() {
     let p = lua(r#"function on_request() return string.gsub(("a"):rep(1e6), "a*b", "") end"#)
         .with_limits(quick());
     assert!(matches!(err(&p), Error::Script(m) if m.contains("pattern too expensive")));
+    // `%b` scans the rest of the subject at every start without ticking: a repetition.
+    let p = lua(r#"function on_request() return string.find(("("):rep(1e5), "%b()") end"#)
+        .with_limits(quick());
+    assert!(matches!(err(&p), Error::Script(m) if m.contains("pattern too expensive")));
+    // A linear pattern is allowed on any subject: each start ticks the interrupt.
+    let p = lua(r#"function on_request()
+        local needle = ("needle"):rep(5)
+        return palisade.respond(200, {at = string.find(("a"):rep(4e6) .. needle, needle)})
+    end"#);
+    assert_eq!(respond_json(&p, "t"), json!({"at": 4_000_001}));
     // Ordinary use is fine, and plain find is always allowed.
     let p = lua(r#"function on_request()
         local s = ("ab "):rep(2000)
         return palisade.respond(200, {n = select(2, s:gsub("%w+", "x")), plain = s:find("b a", 1, true)})
     end"#);
     assert_eq!(respond_json(&p, "t"), json!({"n": 2000, "plain": 2}));
+}
+
+#[test]
+fn item18_pattern_costs_cached_by_one_invocation_are_gone_before_the_next() {
+    // 100,000 distinct patterns, each cached by the guard; the VM goes back to the pool.
+    let p = lua(r#"function on_request(req)
+        if req.path == "/fill" then
+            local pad = ("x"):rep(240)
+            for i = 1, 100000 do string.find("y", pad .. i) end
+        end
+        return palisade.respond(200, {kib = collectgarbage("count")})
+    end"#)
+    .with_limits(
+        Limits::default()
+            .memory(512 << 20)
+            .timeout(Duration::from_secs(30)),
+    );
+    let size = |path: &str| match p.on_request(&ctx("t"), get(path)).result {
+        Ok(Decision::Respond(r)) => serde_json::from_slice::<Value>(&r.body).unwrap()["kib"]
+            .as_f64()
+            .unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let filled = size("/fill");
+    assert!(filled > 20_000.0, "the cache held {filled} KiB");
+    let next = size("/");
+    assert!(next < 8_192.0, "the next invocation started at {next} KiB");
 }
 
 #[test]

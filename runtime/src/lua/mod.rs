@@ -273,12 +273,12 @@ impl LuaPolicy {
             .app_data_ref::<Arc<Meter>>()
             .map(|m| Arc::clone(&m))
             .expect("every VM has a meter");
-        meter.arm(self.limits.fuel_budget());
+        meter.arm(self.limits.fuel_budget(), start + self.limits.deadline());
         let st = Arc::new(InvState {
             config: ctx.config.clone(),
             logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
             redacted: Mutex::new(Default::default()),
-            meter,
+            meter: Arc::clone(&meter),
             peak: Default::default(),
             fuel: self.limits.fuel_budget(),
             deadline: start + self.limits.deadline(),
@@ -327,8 +327,13 @@ impl LuaPolicy {
         };
         lua.remove_app_data::<Arc<InvState>>();
         let _ = lua.set_memory_limit(0);
-        if result.is_err() || lua.used_memory() > base + (8 << 20) {
+        // Nothing the invocation passed to a pattern function stays in the pooled VM, and
+        // its garbage does not carry over: the next invocation's ceiling is measured from
+        // the VM's size when it starts.
+        let _ = reset_pattern_costs(&lua);
+        if result.is_err() || lua.used_memory() > meter.collected_at() + POOLED_VM_SLACK {
             let _ = lua.gc_collect();
+            meter.collected(lua.used_memory());
         }
         let mut pool = self.inner.pool.lock().expect("not poisoned");
         if self.reuse_vms && pool.len() < POOL_SIZE {
@@ -351,6 +356,10 @@ impl LuaPolicy {
         (result, pending)
     }
 }
+
+/// A VM goes back to the pool after a full collection when it has grown by more than
+/// this since the last one.
+const POOLED_VM_SLACK: usize = 4 << 20;
 
 fn call<R: mlua::FromLuaMulti>(f: &Function, args: impl mlua::IntoLuaMulti) -> Result<R> {
     f.call::<R>(args).map_err(|e| match e {

@@ -75,11 +75,12 @@ impl InvState {
 }
 
 /// The interrupt runs at every loop back-edge, C function call and pattern-matching
-/// step (Luau's matcher calls it from C); every this many ticks it also looks the
-/// invocation up and checks the deadline and the heap (its peak, and the limit a script
-/// that caught a memory error with `pcall` must not outlive). Between two checks a
-/// script runs at most this many ticks: microseconds of Lua, or C calls bounded by the
-/// memory limit (`string.rep`, `table.concat`).
+/// step (Luau's matcher calls it from C). Its common path reads the VM's [`Meter`]: the
+/// fuel, a tripped limit and the deadline against the engine's coarse clock (a load; it
+/// lags by at most the epoch tick, 1 ms by default). Every this many ticks it also looks
+/// the invocation up and checks the deadline against the real clock and the heap (its
+/// peak, and the limit a script that caught a memory error with `pcall` must not
+/// outlive).
 const SLOW_EVERY: u64 = 32;
 
 /// What the interrupt's fast path reads: one per VM (its app data, and the interrupt's
@@ -92,14 +93,40 @@ pub(crate) struct Meter {
     fuel: AtomicU64,
     /// A limit tripped: the slow path raises it again at every tick.
     tripped: AtomicBool,
+    /// The deadline on the coarse clock (microseconds since its start).
+    deadline_us: AtomicU64,
+    /// The VM's size after its last full collection.
+    collected_at: AtomicUsize,
 }
 
 impl Meter {
-    /// Resets the counters for an invocation with this fuel.
-    pub(crate) fn arm(&self, fuel: Option<u64>) {
+    /// Resets the counters for an invocation with this fuel and deadline.
+    pub(crate) fn arm(&self, fuel: Option<u64>, deadline: Instant) {
         self.ticks.store(0, Ordering::Relaxed);
         self.fuel.store(fuel.unwrap_or(u64::MAX), Ordering::Relaxed);
         self.tripped.store(false, Ordering::Relaxed);
+        let at = deadline.saturating_duration_since(crate::engine::clock_start());
+        self.deadline_us.store(
+            u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The VM's size after its last full collection.
+    pub(crate) fn collected_at(&self) -> usize {
+        self.collected_at.load(Ordering::Relaxed)
+    }
+
+    /// Records a full collection that left the VM at `size` bytes.
+    pub(crate) fn collected(&self, size: usize) {
+        self.collected_at.store(size, Ordering::Relaxed);
+    }
+
+    fn running(&self, ticks: u64) -> bool {
+        ticks <= self.fuel.load(Ordering::Relaxed)
+            && ticks % SLOW_EVERY != 0
+            && !self.tripped.load(Ordering::Relaxed)
+            && crate::engine::coarse_now_us() < self.deadline_us.load(Ordering::Relaxed)
     }
 }
 
@@ -166,14 +193,10 @@ pub(crate) fn new_vm() -> mlua::Result<Lua> {
     let meter = Arc::new(Meter::default());
     lua.set_app_data(Arc::clone(&meter));
     lua.set_interrupt(move |lua| {
-        // The fast path: a tick, the fuel and a trip from the VM's own counters (no
-        // look-up, no lock, no clock); the rest every `SLOW_EVERY` ticks.
+        // The fast path: no look-up, no lock, no system call.
         let ticks = meter.ticks.load(Ordering::Relaxed) + 1;
         meter.ticks.store(ticks, Ordering::Relaxed);
-        if ticks <= meter.fuel.load(Ordering::Relaxed)
-            && ticks % SLOW_EVERY != 0
-            && !meter.tripped.load(Ordering::Relaxed)
-        {
+        if meter.running(ticks) {
             return Ok(VmState::Continue);
         }
         let Some(st) = state(lua) else {
@@ -334,7 +357,7 @@ fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value(PATTERN_COSTS, &holder)?;
     lua.load(
         r#"
-        local cost, holder, limit = ...
+        local cost, holder, limit, linear = ...
         local string, type, error, format = string, type, error, string.format
         local function guard(name, s, p)
             if type(s) ~= "string" or type(p) ~= "string" then return end
@@ -349,7 +372,10 @@ fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
             end
             local n = #s
             local steps = (n < 1 and 1 or n) ^ c[1] * c[2]
-            if steps > limit then
+            -- A linear pattern (at most one repetition, anchored, or none) costs a bounded
+            -- number of steps per start, and every start ticks the interrupt: fuel and the
+            -- deadline bound it on any subject the memory limit allows.
+            if steps > limit and (c[1] >= 2 or c[2] > linear) then
                 error(format("string.%s: pattern too expensive for a subject of %d bytes (worst case %.0e steps, limit %.0e)",
                     name, n, steps, limit), 3)
             end
@@ -374,8 +400,12 @@ fn guard_patterns(lua: &Lua) -> mlua::Result<()> {
         "#,
     )
     .set_name("=palisade")
-    .call::<()>((cost, holder, MAX_PATTERN_STEPS))
+    .call::<()>((cost, holder, MAX_PATTERN_STEPS, MAX_LINEAR_STEPS_PER_START))
 }
+
+/// A pattern whose cost is linear in the subject with at most this many steps per start
+/// is never refused (see `guard_patterns`).
+const MAX_LINEAR_STEPS_PER_START: f64 = 65536.0;
 
 /// The registry key of the table holding the pattern-cost cache.
 const PATTERN_COSTS: &str = "palisade.pattern_costs";
@@ -396,7 +426,19 @@ pub(crate) fn pattern_cost(pattern: &[u8]) -> (i32, f64) {
     let mut i = usize::from(anchored);
     while i < pattern.len() {
         match pattern[i] {
-            b'%' => i += 2,
+            // `%bxy` and back-references (`%1`) scan the subject without calling the
+            // interrupt: each may cost n steps, like a repetition.
+            b'%' => match pattern.get(i + 1) {
+                Some(b'b') => {
+                    quantifiers += 1;
+                    i += 4;
+                }
+                Some(b'1'..=b'9') => {
+                    quantifiers += 1;
+                    i += 2;
+                }
+                _ => i += 2,
+            },
             b'[' => {
                 // Skip the set: `]` right after `[` or `[^` is literal.
                 i += 1;
@@ -460,5 +502,9 @@ mod tests {
         assert_eq!(worst_case_steps(10, b"[%+%-*?]%%"), 10.0 * 10.0);
         // `?` doubles.
         assert_eq!(worst_case_steps(10, b"a?b?"), 10.0 * 4.0 * 4.0);
+        // `%b` and back-references scan like a repetition.
+        assert_eq!(worst_case_steps(1_000, b"%b()"), 1e6);
+        assert_eq!(worst_case_steps(1_000, b"^(a)%1"), 1e3);
+        assert_eq!(worst_case_steps(1_000, b"^(a+)%1"), 1e6);
     }
 }
