@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod js;
 pub mod toolchain;
 
 use toolchain::Toolchain;
@@ -58,6 +59,8 @@ pub enum BuildError {
     NoToolchain(String),
     /// Cargo failed (its own output was printed to stderr).
     Cargo(String),
+    /// A JavaScript or TypeScript module did not build (the reasons were printed).
+    Js(String),
     /// A built module could not be turned into a component.
     Componentize {
         /// The guest.
@@ -75,6 +78,7 @@ impl fmt::Display for BuildError {
             BuildError::NotAPolicy(msg) => write!(f, "not a policy crate: {msg}"),
             BuildError::NoToolchain(msg) => write!(f, "no wasm32 toolchain: {msg}"),
             BuildError::Cargo(msg) => write!(f, "guest build failed: {msg}"),
+            BuildError::Js(msg) => write!(f, "JavaScript build failed: {msg}"),
             BuildError::Componentize { name, message } => {
                 write!(
                     f,
@@ -172,8 +176,8 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
 }
 
 /// Builds a standalone guest crate (not a workspace member: a peer runtime's plugin for
-/// the benches) into a core module with the same toolchain, flags and `guest` profile
-/// (which its manifest must define), and returns the module's path.
+/// the benches) into a core module with the same toolchain, flags and `guest` profile,
+/// and returns the module's path.
 ///
 /// # Errors
 ///
@@ -316,7 +320,7 @@ fn cargo_build(
 ) -> Result<(), BuildError> {
     let toolchain = Toolchain::detect()?;
     toolchain::progress(&format!(
-        "compiling for {TARGET} with {toolchain} (from cold: the standard library, then each guest; a few minutes on 2 cores)"
+        "compiling for {TARGET} with {toolchain} (cargo's progress follows; a first build compiles the standard library too: minutes on 2 cores)"
     ));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);

@@ -248,7 +248,7 @@ fn no_toolchain(problem: Option<&str>, updated: bool) -> BuildError {
 }
 
 /// Runs apt-get non-interactively; whether it succeeded.
-fn apt(args: &[&str]) -> bool {
+pub(crate) fn apt(args: &[&str]) -> bool {
     Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -273,7 +273,7 @@ fn rustup_target_installed() -> bool {
         })
 }
 
-fn can_apt() -> bool {
+pub(crate) fn can_apt() -> bool {
     which("apt-get").is_some()
         && capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
 }

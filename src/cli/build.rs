@@ -9,7 +9,8 @@
 //! Exit codes: 0 built and admitted; 2 usage error (no such path, not a policy crate);
 //! 5 the module was rejected (not a component of the contract, wrong contract version,
 //! forbidden import, a Lua script that does not compile); 6 the build failed (no wasm32
-//! toolchain, the compiler's errors); 1 a host error.
+//! toolchain, the compiler's errors); 1 a host error (a file that cannot be read or
+//! written).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ impl Failure {
             // import, no WIT type section) is the module's fault, as at admission.
             Failure::Build(e @ BuildError::Componentize { .. }) => (5, e.to_string()),
             Failure::Build(e @ BuildError::NotAPolicy(_)) => (2, e.to_string()),
+            Failure::Build(e @ BuildError::Io(..)) => (1, e.to_string()),
             Failure::Build(e) => (EXIT_BUILD, e.to_string()),
             Failure::Runtime(e) => (e.class().exit_code(), e.to_string()),
         };
@@ -107,7 +109,17 @@ pub(crate) fn build(engine: &Engine, path: &Path, out: Option<&Path>) -> Result<
     if !path.exists() {
         return Err(Failure::Usage(anyhow!("{} not found", path.display())));
     }
-    let (module, project) = if path.is_dir() && path.join("Cargo.toml").is_file() {
+    let (module, project) = if is_js(path) {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy");
+        let dir = parent_dir(path);
+        let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+            dir.join("target")
+                .join("palisade")
+                .join(format!("{stem}.wasm"))
+        });
+        palisade_guest_build::js::build_js(path, &out).map_err(Failure::Build)?;
+        (out, dir)
+    } else if path.is_dir() && path.join("Cargo.toml").is_file() {
         let krate = Crate::open(path).map_err(Failure::Build)?;
         let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
             path.join("target")
@@ -117,13 +129,13 @@ pub(crate) fn build(engine: &Engine, path: &Path, out: Option<&Path>) -> Result<
         palisade_guest_build::build_crate(&krate, &out).map_err(Failure::Build)?;
         (out, path.to_path_buf())
     } else if path.is_dir() {
-        (lua_script_in(path)?, path.to_path_buf())
+        let script = script_in(path)?;
+        return build(engine, &script, out).map(|b| Built {
+            project: path.to_path_buf(),
+            ..b
+        });
     } else {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        (path.to_path_buf(), dir.to_path_buf())
+        (path.to_path_buf(), parent_dir(path))
     };
     let policy = Policy::from_file(engine, &module).map_err(Failure::Runtime)?;
     Ok(Built {
@@ -133,21 +145,43 @@ pub(crate) fn build(engine: &Engine, path: &Path, out: Option<&Path>) -> Result<
     })
 }
 
-/// The one `.lua` script of a directory without a `Cargo.toml`.
-fn lua_script_in(dir: &Path) -> Result<PathBuf, Failure> {
+/// A JavaScript or TypeScript source file.
+fn is_js(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e == "js" || e == "mjs" || e == "ts")
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// The one policy script (`.lua`, `.js`, `.ts`) of a directory without a `Cargo.toml`;
+/// the JS SDK (`palisade.js`) and declaration files are not policies.
+fn script_in(dir: &Path) -> Result<PathBuf, Failure> {
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Failure::Usage(anyhow!("reading {}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "lua") && p.is_file())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            p.is_file()
+                && (p.extension().is_some_and(|e| e == "lua") || is_js(p))
+                && name != "palisade.js"
+                && !name.ends_with(".d.ts")
+        })
         .collect();
     match scripts.len() {
         1 => Ok(scripts.remove(0)),
         0 => Err(Failure::Usage(anyhow!(
-            "{} has no Cargo.toml (a Rust policy) and no .lua script",
+            "{} has no Cargo.toml (a Rust policy) and no .lua, .js or .ts script",
             dir.display()
         ))),
         _ => Err(Failure::Usage(anyhow!(
-            "{} has several .lua scripts: name the one to build",
+            "{} has several policy scripts: name the one to build",
             dir.display()
         ))),
     }
@@ -231,7 +265,7 @@ fn print_text(r: &Value) {
     println!("exports  {}", list(&r["exports"]));
     println!(
         "limits   fuel {fuel}, memory {} MiB, deadline {} ms, output {} bytes, logs {} bytes, \
-         host calls {} (the defaults; a route's [limits] may change them)",
+         host calls {} (the defaults; a route's policy entry may set fuel, memory and timeout_ms)",
         l["memory_bytes"].as_u64().unwrap_or(0) >> 20,
         l["timeout_ms"],
         l["output_bytes"],

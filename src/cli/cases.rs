@@ -87,7 +87,8 @@ struct Expect {
     action: Option<Action>,
     /// `palisade run`'s exit code for the outcome: 0 success, 3 limit, 4 guest failed...
     exit_code: Option<u8>,
-    /// The error's kind (`fuel`, `deadline`, `guest`...) and a part of its message.
+    /// The error's kind (`fuel_exhausted`, `deadline`, `guest_error`, `script_error`...)
+    /// and a part of its message.
     error: Option<ExpectError>,
     status: Option<u16>,
     method: Option<String>,
@@ -300,7 +301,7 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
             Value::String(s) => Some(vec![s.clone()]),
             Value::Array(vs) => Some(
                 vs.iter()
-                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
                     .collect(),
             ),
             other => Some(vec![other.to_string()]),

@@ -1,0 +1,121 @@
+//! Building JavaScript and TypeScript policies: node runs `js/build.mjs` of this
+//! checkout (componentize-js and TypeScript pinned in `js/package-lock.json`, installed
+//! with `npm ci` the first time). Node and npm come from Debian when missing and this
+//! process may run `apt-get` (root, Debian, `PALISADE_NO_APT` unset); otherwise the build
+//! stops with the exact commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::toolchain::{apt, can_apt, progress};
+use crate::{BuildError, capture, which};
+
+/// The oldest node that runs componentize-js 0.23.
+const MIN_NODE_MAJOR: u32 = 18;
+
+/// The checkout's JS build directory: `js/` beside this crate.
+fn js_dir() -> PathBuf {
+    crate::workspace_root().join("js")
+}
+
+/// Builds the JS or TS module `source` into a component at `out`.
+///
+/// # Errors
+///
+/// [`BuildError::NoToolchain`] without node/npm, [`BuildError::Cargo`]-like
+/// [`BuildError::Js`] when the module does not compile or cannot be made a component
+/// (the reasons were printed above), [`BuildError::Io`].
+pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
+    let dir = js_dir();
+    if !dir.join("build.mjs").is_file() {
+        return Err(BuildError::NoToolchain(format!(
+            "{} is missing: JavaScript policies are built with the checkout palisade was built from",
+            dir.join("build.mjs").display()
+        )));
+    }
+    let node = node()?;
+    if !dir
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        progress("installing the JS build's pinned packages (npm ci: componentize-js, typescript)");
+        let status = Command::new(npm()?)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| BuildError::Io("running npm".into(), e))?;
+        if !status.success() {
+            return Err(BuildError::NoToolchain(format!(
+                "`npm ci` in {} failed ({status}); it needs the npm registry once",
+                dir.display()
+            )));
+        }
+    }
+    if let Some(parent) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BuildError::Io(format!("creating {}", parent.display()), e))?;
+    }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let status = Command::new(node)
+        .arg(dir.join("build.mjs"))
+        .arg(absolute(source))
+        .arg(absolute(out))
+        .arg(crate::workspace_root().join("sdk/wit"))
+        .current_dir(&dir)
+        .status()
+        .map_err(|e| BuildError::Io("running node".into(), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Js(format!(
+            "{} could not be built ({status}; the reasons are above)",
+            source.display()
+        )))
+    }
+}
+
+fn node() -> Result<PathBuf, BuildError> {
+    if let Some(node) = which("node").filter(|n| node_major(n).is_some_and(|m| m >= MIN_NODE_MAJOR)) {
+        return Ok(node);
+    }
+    install()?;
+    which("node")
+        .filter(|n| node_major(n).is_some_and(|m| m >= MIN_NODE_MAJOR))
+        .ok_or_else(missing)
+}
+
+fn npm() -> Result<PathBuf, BuildError> {
+    if let Some(npm) = which("npm") {
+        return Ok(npm);
+    }
+    install()?;
+    which("npm").ok_or_else(missing)
+}
+
+fn install() -> Result<(), BuildError> {
+    if std::env::var_os("PALISADE_NO_APT").is_some() || !can_apt() {
+        return Err(missing());
+    }
+    progress(&format!(
+        "[1/2] node {MIN_NODE_MAJOR}+ or npm is missing: refreshing the package index (apt-get update)"
+    ));
+    let _ = apt(&["update", "-q"]);
+    progress("[2/2] installing nodejs and npm (apt-get install)");
+    if apt(&["install", "-y", "-q", "--no-install-recommends", "nodejs", "npm"]) {
+        Ok(())
+    } else {
+        Err(missing())
+    }
+}
+
+fn missing() -> BuildError {
+    BuildError::NoToolchain(format!(
+        "JavaScript policies need node {MIN_NODE_MAJOR} or newer and npm: on Debian 12 as root \
+         `apt-get update && apt-get install -y nodejs npm`"
+    ))
+}
+
+fn node_major(node: &Path) -> Option<u32> {
+    let version = capture(Command::new(node).arg("--version"))?;
+    version.trim().trim_start_matches('v').split('.').next()?.parse().ok()
+}
