@@ -4,8 +4,10 @@
 //! process may run `apt-get` (root, Debian, `PALISADE_NO_APT` unset); otherwise the build
 //! stops with the exact commands.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::toolchain::{apt, can_apt, progress};
 use crate::{BuildError, capture, which};
@@ -56,14 +58,41 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
             .map_err(|e| BuildError::Io(format!("creating {}", parent.display()), e))?;
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let status = Command::new(node)
+    let mut child = Command::new(node)
         .arg(dir.join("build.mjs"))
         .arg(absolute(source))
         .arg(absolute(out))
         .arg(crate::workspace_root().join("sdk/wit"))
         .current_dir(&dir)
-        .status()
+        // Its own process group: a timeout stops node and the wizer it runs.
+        .process_group(0)
+        .spawn()
         .map_err(|e| BuildError::Io("running node".into(), e))?;
+    // The build runs the module's top level (wizer pre-initializes it): a top level that
+    // never returns would hold the build forever.
+    let limit = timeout();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| BuildError::Io("waiting for node".into(), e))?
+        {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            return Err(BuildError::Js(format!(
+                "{} did not build within {} s: does its top level ever return? (the build runs \
+                 it once; PALISADE_JS_BUILD_TIMEOUT sets the limit in seconds)",
+                source.display(),
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     if status.success() {
         Ok(())
     } else {
@@ -74,8 +103,18 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
     }
 }
 
+/// How long a build may take: `PALISADE_JS_BUILD_TIMEOUT` seconds, 180 by default.
+fn timeout() -> Duration {
+    let secs = std::env::var("PALISADE_JS_BUILD_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    Duration::from_secs(secs)
+}
+
 fn node() -> Result<PathBuf, BuildError> {
-    if let Some(node) = which("node").filter(|n| node_major(n).is_some_and(|m| m >= MIN_NODE_MAJOR)) {
+    if let Some(node) = which("node").filter(|n| node_major(n).is_some_and(|m| m >= MIN_NODE_MAJOR))
+    {
         return Ok(node);
     }
     install()?;
@@ -101,7 +140,14 @@ fn install() -> Result<(), BuildError> {
     ));
     let _ = apt(&["update", "-q"]);
     progress("[2/2] installing nodejs and npm (apt-get install)");
-    if apt(&["install", "-y", "-q", "--no-install-recommends", "nodejs", "npm"]) {
+    if apt(&[
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "nodejs",
+        "npm",
+    ]) {
         Ok(())
     } else {
         Err(missing())
@@ -117,5 +163,11 @@ fn missing() -> BuildError {
 
 fn node_major(node: &Path) -> Option<u32> {
     let version = capture(Command::new(node).arg("--version"))?;
-    version.trim().trim_start_matches('v').split('.').next()?.parse().ok()
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }

@@ -233,11 +233,14 @@ impl Linked {
             Ok(Err((stage, e))) => Err(classify(e, state, limits, stage)),
             Err(_) => Err(Error::HostPanic),
         };
+        // A limit the call ran into and came back from (`classify` took it otherwise).
+        let survived = state.limiter.hit.take();
         let pending = Pending {
             logs: std::mem::take(&mut state.logs.lines),
             logs_dropped: state.logs.dropped,
             redacted: std::mem::take(&mut state.redacted),
             metered: self.engine.inner.config.consume_fuel,
+            survived,
             stats: Stats {
                 // Unlimited fuel starts at `u64::MAX`, so consumption is measured either way.
                 fuel: if self.engine.inner.config.consume_fuel {

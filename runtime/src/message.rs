@@ -166,6 +166,9 @@ pub(crate) struct Pending {
     pub(crate) redacted: crate::report::Redactions,
     /// Whether fuel was counted (so that a failed run is charged its time).
     pub(crate) metered: bool,
+    /// A limit the guest ran into and survived (a refused memory growth it caught): it,
+    /// not the guest's own message, is the cause when the guest then fails.
+    pub(crate) survived: Option<Error>,
     pub(crate) stats: Stats,
 }
 
@@ -177,6 +180,7 @@ impl Pending {
             logs_dropped: 0,
             redacted: Default::default(),
             metered: false,
+            survived: None,
             stats: Stats {
                 duration,
                 ..Stats::default()
@@ -186,6 +190,12 @@ impl Pending {
 
     pub(crate) fn finish<T>(self, result: Result<Decision<T>>) -> Invocation<T> {
         let mut stats = self.stats;
+        // A JS engine reports a refused allocation as an exception ("out of memory")
+        // the policy returns as its error: the limit is the cause.
+        let result = match (result, self.survived) {
+            (Err(Error::Guest(_)), Some(limit)) => Err(limit),
+            (result, _) => result,
+        };
         let redacted = match &result {
             Ok(_) => self.redacted.paths,
             Err(e) => {

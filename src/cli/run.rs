@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use palisade_runtime::{Config, Decision, Engine, Error, Invocation, Limits, Policy};
+use palisade_runtime::{Decision, Error, Invocation, Limits, Policy};
 use serde_json::{Value, json};
 
 use super::envelope;
@@ -97,7 +97,7 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
         })
         .collect::<Result<_>>()?;
 
-    let engine = Engine::new(&Config::new().pool(16, 4 << 30)).map_err(Failure::Runtime)?;
+    let engine = super::build::engine().map_err(Failure::Runtime)?;
     let module = Policy::from_file(&engine, &args.module)
         .map_err(Failure::Runtime)?
         .with_limits(limits);

@@ -18,6 +18,7 @@ mod hardening_request;
 mod hardening_runtime;
 mod hardening_server;
 mod hostile;
+mod js;
 mod layer;
 mod ledger;
 mod limits;

@@ -347,6 +347,7 @@ impl LuaPolicy {
             logs_dropped: logs.dropped,
             redacted: st.redacted.into_inner().expect("not poisoned"),
             metered: true,
+            survived: None,
             stats: Stats {
                 fuel: st.meter.ticks.load(Ordering::Relaxed),
                 memory_peak: st.peak.load(Ordering::Relaxed).saturating_sub(base) as u64,

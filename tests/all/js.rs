@@ -1,0 +1,232 @@
+//! JavaScript and TypeScript policies, built from source with `palisade build` (node,
+//! componentize-js): the shared cases, `palisade run`, a gateway route, and hostile JS
+//! (docs/security.md, items 49-58).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::cli::palisade_env;
+
+fn root() -> &'static Path {
+    Path::new(palisade_test_artifacts::WORKSPACE)
+}
+
+/// Where compiled modules are kept: the gateway harness uses the same directory, so a
+/// 12 MB JS component is compiled once per test run, not per test.
+fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("palisade-test-cache")
+}
+
+/// `palisade ARGS` in the workspace, with the shared module cache: (code, stdout, stderr).
+fn palisade(args: &[&str], extra: &[(&str, &OsStr)]) -> (i32, String, String) {
+    let cache = cache_dir();
+    let mut envs: Vec<(&str, &OsStr)> = vec![("PALISADE_CACHE_DIR", cache.as_os_str())];
+    envs.extend_from_slice(extra);
+    palisade_env(root(), &envs, args, None)
+}
+
+/// Builds `source` (relative to the workspace) once per content: the component's name
+/// carries a hash of everything the build reads, so an unchanged policy is not rebuilt.
+fn built(source: &str) -> PathBuf {
+    static BUILDS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let src = root().join(source);
+    let mut hash = Sha256::new();
+    let dir = src.parent().unwrap();
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    inputs.extend(
+        [
+            "js/build.mjs",
+            "js/package-lock.json",
+            "sdk/wit/policy.wit",
+            "sdk/js/palisade.js",
+        ]
+        .map(|p| root().join(p)),
+    );
+    inputs.sort();
+    for input in &inputs {
+        hash.update(input.to_string_lossy().as_bytes());
+        hash.update(std::fs::read(input).unwrap_or_default());
+    }
+    let stem = src.file_stem().unwrap().to_str().unwrap();
+    let out = root().join("target/js-policies").join(format!(
+        "{}/{stem}.wasm",
+        &hex::encode(hash.finalize())[..16]
+    ));
+    if !out.is_file() {
+        let (code, _, err) = palisade(
+            &["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(code, 0, "building {source}: {err}");
+    }
+    out
+}
+
+fn json_out(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `palisade run MODULE` on a GET of `path` with extra flags: the JSON report.
+fn run(module: &Path, path: &str, flags: &[&str]) -> (i32, Value) {
+    let input = std::env::temp_dir().join(format!(
+        "palisade-js-input-{}-{}.json",
+        std::process::id(),
+        path.trim_start_matches('/')
+    ));
+    std::fs::write(&input, json!({"path": path}).to_string()).unwrap();
+    let mut args = vec![
+        "run",
+        module.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    let (code, out, err) = palisade(&args, &[]);
+    let _ = std::fs::remove_file(&input);
+    assert!(!out.is_empty(), "{err}");
+    (code, json_out(&out))
+}
+
+fn hostile() -> PathBuf {
+    built("tests/js/hostile.js")
+}
+
+#[test]
+fn item49_loops_in_the_body_a_promise_a_finally_or_eval_are_stopped() {
+    let m = hostile();
+    for path in ["/loop", "/promise-loop", "/finally-loop", "/eval"] {
+        // The deadline, with fuel off...
+        let (code, v) = run(&m, path, &["--fuel", "unlimited", "--timeout", "100"]);
+        assert_eq!(
+            (code, &v["error"]["kind"]),
+            (3, &json!("deadline")),
+            "{path}: {v}"
+        );
+        // ... and the fuel budget, with a long deadline.
+        let (code, v) = run(&m, path, &["--fuel", "50000000", "--timeout", "60000"]);
+        assert_eq!(
+            (code, &v["error"]["kind"]),
+            (3, &json!("fuel_exhausted")),
+            "{path}: {v}"
+        );
+    }
+    // The same module answers the next request.
+    let (code, v) = run(&m, "/ok", &[]);
+    assert_eq!((code, &v["action"]), (0, &json!("continue")), "{v}");
+}
+
+#[test]
+fn item50_allocation_bombs_and_a_100_mb_string_hit_the_memory_limit() {
+    let m = hostile();
+    for path in ["/alloc", "/big-string"] {
+        let (code, v) = run(
+            &m,
+            path,
+            &[
+                "--fuel",
+                "unlimited",
+                "--timeout",
+                "60000",
+                "--memory",
+                "64M",
+            ],
+        );
+        assert_eq!(code, 3, "{path}: {v}");
+        assert_eq!(v["error"]["kind"], "memory_limit", "{path}: {v}");
+    }
+}
+
+#[test]
+fn item51_deep_recursion_is_an_error_not_an_abort() {
+    let m = hostile();
+    let (code, v) = run(&m, "/recurse", &[]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["action"], "error");
+    let (code, _) = run(&m, "/ok", &[]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn item52_function_and_eval_run_under_the_same_limits() {
+    let (code, v) = run(&hostile(), "/function", &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["request"]["headers"]["x-sum"], "5");
+}
+
+#[test]
+fn item53_no_ambient_clock_or_entropy() {
+    let m = hostile();
+    let (_, first) = run(&m, "/clock", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (_, second) = run(&m, "/clock", &[]);
+    let headers = |v: &Value| v["request"]["headers"].clone();
+    assert_eq!(first["action"], "continue", "{first}");
+    // Frozen when the module was built: the same "time" and the same "random" number on
+    // every invocation.
+    assert_eq!(headers(&first), headers(&second));
+    let now: u64 = headers(&first)["x-now"].as_str().unwrap().parse().unwrap();
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now < real, "{now} is not in the past");
+    // The clocks that would measure time are not there: `performance.now()` traps.
+    let (code, v) = run(&m, "/perf", &[]);
+    assert_eq!((code, &v["error"]["kind"]), (4, &json!("trap")), "{v}");
+}
+
+#[test]
+fn item54_prototype_pollution_does_not_survive_into_the_next_invocation() {
+    let m = hostile();
+    let (code, v) = run(&m, "/pollute", &[]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = run(&m, "/check", &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["request"]["headers"],
+        json!({"x-object": "undefined", "x-json": "undefined", "x-global": "undefined"})
+    );
+}
+
+#[test]
+fn item55_a_top_level_that_never_returns_fails_the_build_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("forever.js");
+    std::fs::write(
+        &src,
+        "while (true) {}\nexport const requestPhase = { onRequest(ctx, req) { return undefined; } };\n",
+    )
+    .unwrap();
+    let out = dir.path().join("forever.wasm");
+    let (code, _, err) = palisade(
+        &["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        &[("PALISADE_JS_BUILD_TIMEOUT", OsStr::new("20"))],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("did not build within 20 s"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn item56_a_module_importing_outside_the_contract_is_refused_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("thief.js");
+    std::fs::write(
+        &src,
+        "import { steal } from 'evil:steal/secrets@1.0.0';\n\
+         export const requestPhase = { onRequest(ctx, req) { steal(); return undefined; } };\n",
+    )
+    .unwrap();
+    let (code, _, err) = palisade(&["build", src.to_str().unwrap()], &[]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("JavaScript build failed"), "{err}");
+}
