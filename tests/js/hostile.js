@@ -1,4 +1,4 @@
-// Hostile JavaScript (docs/security.md, items 49-58): one module, one behaviour per
+// Hostile JavaScript (docs/security.md, items 66-70): one module, one behaviour per
 // request path, written against the raw contract (no SDK) so that nothing in between
 // catches what it does. Built from source by tests/all/js.rs.
 
