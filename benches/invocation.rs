@@ -6,7 +6,8 @@
 //!   small JSON transform;
 //! - `limits`: fuel + epoch (default) vs epoch only vs neither, on a compute-heavy guest;
 //! - `unread_body`: a headers-only policy with a 1 KiB vs a 1 MiB body;
-//! - `lua`: the same small transform in Luau, pooled VM vs a new VM per call, beside Wasm;
+//! - `lua`: the same small transform in Luau (pooled VM vs a new VM per call), in
+//!   JavaScript (componentize-js, a fresh instance per call) and in Rust (Wasm);
 //! - `throughput/{1KiB,64KiB,1MiB}`: redaction of JSON documents in MB/s: the
 //!   `redact-pii` Wasm guest, the same crate called natively (`native`), its Luau port,
 //!   the gateway's built-in (native) redaction, and serde_json parse + serialize, the
@@ -141,6 +142,28 @@ fn lua(c: &mut Criterion) {
     let pooled = LuaPolicy::from_file(&engine, &script).unwrap();
     let fresh = pooled.without_vm_reuse();
     let wasm = WasmPolicy::from_file(&engine, palisade_test_artifacts::RESHAPE_JSON).unwrap();
+    // The same transform in JavaScript, built from source (node, componentize-js).
+    let js_out = std::path::Path::new(palisade_test_artifacts::WORKSPACE)
+        .join("target/js-policies/bench/reshape-json.wasm");
+    palisade_guest_build::js::build_js(
+        &std::path::Path::new(palisade_test_artifacts::WORKSPACE)
+            .join("policies/js/reshape-json.js"),
+        &js_out,
+    )
+    .unwrap();
+    let js = WasmPolicy::from_file(&engine, &js_out).unwrap();
+    for (name, inv) in [
+        ("wasm", wasm.on_request(&ctx, req.clone())),
+        ("js", js.on_request(&ctx, req.clone())),
+        ("lua", pooled.on_request(&ctx, req.clone())),
+    ] {
+        assert!(inv.result.is_ok(), "{name}: {:?}", inv.result);
+        eprintln!(
+            "reshape-json {name}: peak memory {} KiB, fuel {}",
+            inv.stats.memory_peak >> 10,
+            inv.stats.fuel
+        );
+    }
     let mut g = c.benchmark_group("lua");
     g.bench_function("lua_pooled_vm", |b| {
         b.iter(|| black_box(pooled.on_request(&ctx, req.clone())))
@@ -150,6 +173,9 @@ fn lua(c: &mut Criterion) {
     });
     g.bench_function("wasm_fresh_instance", |b| {
         b.iter(|| black_box(wasm.on_request(&ctx, req.clone())))
+    });
+    g.bench_function("js_fresh_instance", |b| {
+        b.iter(|| black_box(js.on_request(&ctx, req.clone())))
     });
     g.finish();
 }

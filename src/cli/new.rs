@@ -2,8 +2,9 @@
 //! `palisade build`.
 //!
 //! Rust: a crate depending on `palisade-sdk` (by path to a checkout, or by git), the
-//! template policy with its native unit tests, a case file. Lua: the same policy as a
-//! script, and the same case file.
+//! template policy with its native unit tests, a case file. Lua, JavaScript, TypeScript:
+//! the same policy as a script (with the JS SDK, `palisade.js` and its types, beside a JS
+//! or TS one), and the same case file.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ use clap::{Args, ValueEnum};
 const RUST_TEMPLATE: &str = include_str!("../../sdk/template/src/lib.rs");
 const LUA_TEMPLATE: &str = include_str!("../../sdk/template/policy.lua");
 const CASES_TEMPLATE: &str = include_str!("../../sdk/template/cases.json");
+const JS_TEMPLATE: &str = include_str!("../../sdk/js/template.js");
+const TS_TEMPLATE: &str = include_str!("../../sdk/js/template.ts");
+const JS_SDK: &str = include_str!("../../sdk/js/palisade.js");
+const JS_SDK_TYPES: &str = include_str!("../../sdk/js/palisade.d.ts");
 /// The checkout this binary was built from: its SDK is the default dependency.
 const CHECKOUT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -26,6 +31,10 @@ pub(crate) enum Lang {
     Rust,
     /// A Luau script.
     Lua,
+    /// A JavaScript module (built into a Wasm component with a JS engine inside).
+    Js,
+    /// A TypeScript module (type-checked, compiled to JavaScript, then as `js`).
+    Ts,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +78,11 @@ pub(crate) fn main(args: NewArgs) -> ExitCode {
 
 fn create(args: &NewArgs) -> Result<Vec<PathBuf>> {
     let name = policy_name(&args.path)?;
+    if args.lang != Lang::Rust && (args.sdk_path.is_some() || args.sdk_git.is_some()) {
+        bail!(
+            "--sdk-path and --sdk-git are for Rust policies (the JS SDK is copied into the project)"
+        );
+    }
     if args.path.exists()
         && std::fs::read_dir(&args.path)
             .with_context(|| format!("reading {}", args.path.display()))?
@@ -82,6 +96,19 @@ fn create(args: &NewArgs) -> Result<Vec<PathBuf>> {
             (format!("{name}.lua").into(), LUA_TEMPLATE.to_string()),
             ("cases.json".into(), CASES_TEMPLATE.to_string()),
         ],
+        Lang::Js | Lang::Ts => {
+            let (ext, source) = match args.lang {
+                Lang::Ts => ("ts", TS_TEMPLATE),
+                _ => ("js", JS_TEMPLATE),
+            };
+            vec![
+                (format!("{name}.{ext}").into(), source.to_string()),
+                ("palisade.js".into(), JS_SDK.to_string()),
+                ("palisade.d.ts".into(), JS_SDK_TYPES.to_string()),
+                ("cases.json".into(), CASES_TEMPLATE.to_string()),
+                (".gitignore".into(), "/target\n".to_string()),
+            ]
+        }
         Lang::Rust => {
             let sdk = sdk_dependency(args)?;
             let mut files = vec![

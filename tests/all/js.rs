@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::cli::palisade_env;
+use crate::support::{send, start};
 
 fn root() -> &'static Path {
     Path::new(palisade_test_artifacts::WORKSPACE)
@@ -229,4 +230,95 @@ fn item70_a_module_importing_outside_the_contract_is_refused_at_build() {
     let (code, _, err) = palisade(&["build", src.to_str().unwrap()], &[]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("JavaScript build failed"), "{err}");
+}
+
+/// The JS ports of the shipped policies pass the same case files as the Rust and Lua
+/// versions (`authoring::every_shipped_policy_passes_its_cases_in_every_language` runs
+/// those two).
+#[test]
+fn js_policies_pass_the_shared_cases() {
+    for name in ["inject-headers", "reshape-json", "redact-pii"] {
+        let module = built(&format!("policies/js/{name}.js"));
+        let cases = root().join("policies").join(name).join("cases.json");
+        let (code, out, err) = palisade(
+            &[
+                "test",
+                module.to_str().unwrap(),
+                "--cases",
+                cases.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.contains(" passed, 0 failed"), "{out}");
+    }
+}
+
+/// `palisade new --lang js` and `--lang ts` outside the repository: the template passes
+/// its cases; the TypeScript one also runs in `palisade run` and a gateway route.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_and_ts_policies_go_from_palisade_new_to_a_gateway_route() {
+    let tmp = tempfile::tempdir().unwrap();
+    for lang in ["js", "ts"] {
+        let dir = tmp.path().join(format!("tag-{lang}"));
+        let (code, out, err) = palisade(&["new", dir.to_str().unwrap(), "--lang", lang], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains(&format!("tag-{lang}.{lang}")) && out.contains("palisade.js"),
+            "{out}"
+        );
+        let (code, out, err) = palisade(&["test", dir.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "{lang}: {out}{err}");
+        assert!(out.contains("4 case(s): 4 passed, 0 failed"), "{out}");
+    }
+    // A type error stops the TypeScript build with the compiler's message.
+    let ts = tmp.path().join("tag-ts/tag-ts.ts");
+    let source = std::fs::read_to_string(&ts).unwrap();
+    std::fs::write(&ts, format!("{source}\nconst wrong: number = 'text';\n")).unwrap();
+    let (code, _, err) = palisade(&["build", ts.to_str().unwrap()], &[]);
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("TS2322") && err.contains("does not type-check"),
+        "{err}"
+    );
+    std::fs::write(&ts, source).unwrap();
+
+    let wasm = tmp.path().join("tag-ts/target/palisade/tag-ts.wasm");
+    let (code, out, err) = palisade(
+        &["run", wasm.to_str().unwrap(), "--config", "team=ops"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_out(&out)["request"]["headers"]["x-team"], "ops");
+
+    let h = start(
+        "",
+        &format!(
+            r#"
+[[route]]
+name = "orders"
+tenant = "acme"
+upstream = "up"
+path = "/"
+
+[[route.request]]
+module = "{}"
+config = {{ team = "payments" }}
+
+[[route.response]]
+module = "{}"
+config = {{ mask = "method" }}
+"#,
+            wasm.display(),
+            wasm.display()
+        ),
+    )
+    .await;
+    let r = send(h.addr(), "POST", "/orders", &[], r#"{"secret": "s3cr3t"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["headers"]["x-team"], "payments", "{body}");
+    // The response policy masked the echo's `method` field.
+    assert_eq!(body["method"], "***", "{body}");
+    assert_eq!(h.block_for(&r)["modules"][0]["name"], "tag-ts");
 }
