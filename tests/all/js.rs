@@ -322,3 +322,126 @@ config = {{ mask = "method" }}
     assert_eq!(body["method"], "***", "{body}");
     assert_eq!(h.block_for(&r)["modules"][0]["name"], "tag-ts");
 }
+
+/// The JS SDK's declarations of the raw contract (`sdk/js/palisade.d.ts`, `...Raw`) name
+/// exactly the WIT's records, fields, variant cases, enum values and functions, in the
+/// names componentize-js gives them (camelCase): a change to the contract that the SDK
+/// does not follow fails here.
+#[test]
+fn the_js_sdk_types_match_the_wit() {
+    use wit_parser::{Resolve, TypeDefKind};
+    let dts = std::fs::read_to_string(root().join("sdk/js/palisade.d.ts")).unwrap();
+    let mut resolve = Resolve::default();
+    resolve.push_dir(root().join("sdk/wit")).unwrap();
+    let camel = |s: &str| {
+        let mut out = String::new();
+        let mut up = false;
+        for c in s.chars() {
+            if c == '-' {
+                up = true;
+            } else if up {
+                out.push(c.to_ascii_uppercase());
+                up = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let pascal = |s: &str| {
+        let c = camel(s);
+        c[..1].to_ascii_uppercase() + &c[1..]
+    };
+    // The members declared in `export interface NAME {` ... `}` (or a type alias's text).
+    let block = |name: &str| -> String {
+        let (start, close) = match dts.find(&format!("export interface {name} {{")) {
+            Some(start) => (start, "\n}"),
+            None => (
+                dts.find(&format!("export type {name} ="))
+                    .unwrap_or_else(|| panic!("palisade.d.ts does not declare {name}")),
+                ";\n",
+            ),
+        };
+        let rest = &dts[start..];
+        rest[..rest.find(close).unwrap()].to_string()
+    };
+    let members = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let l = l.trim();
+                let name: String = l
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                (!name.is_empty() && (l[name.len()..].starts_with([':', '?', '(']))).then_some(name)
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for (_, iface) in &resolve.interfaces {
+        for (name, id) in &iface.types {
+            match &resolve.types[*id].kind {
+                TypeDefKind::Record(r) => {
+                    let text = block(&format!("{}Raw", pascal(name)));
+                    let want: Vec<String> = r.fields.iter().map(|f| camel(&f.name)).collect();
+                    assert_eq!(members(&text), want, "record {name}");
+                    checked += 1;
+                }
+                TypeDefKind::Variant(v) => {
+                    let text = block(&format!("{}Raw", pascal(name)));
+                    for case in &v.cases {
+                        assert!(
+                            text.contains(&format!("tag: '{}'", case.name)),
+                            "variant {name}: {}",
+                            case.name
+                        );
+                    }
+                    assert_eq!(
+                        text.matches("tag: '").count(),
+                        v.cases.len(),
+                        "variant {name}"
+                    );
+                    checked += 1;
+                }
+                TypeDefKind::Enum(e) => {
+                    let text = block(&pascal(name));
+                    for case in &e.cases {
+                        assert!(
+                            text.contains(&format!("'{}'", case.name)),
+                            "enum {name}: {}",
+                            case.name
+                        );
+                    }
+                    assert_eq!(text.matches('\'').count(), 2 * e.cases.len(), "enum {name}");
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+        let Some(iface_name) = &iface.name else {
+            continue;
+        };
+        if iface.functions.is_empty() {
+            continue;
+        }
+        let text = block(&format!("{}Raw", pascal(iface_name)));
+        let want: Vec<String> = iface.functions.keys().map(|f| camel(f)).collect();
+        assert_eq!(members(&text), want, "interface {iface_name}");
+        for (fname, f) in &iface.functions {
+            let line = text
+                .lines()
+                .find(|l| l.trim().starts_with(&format!("{}(", camel(fname))))
+                .unwrap();
+            let params = line.split('(').nth(1).unwrap().split(')').next().unwrap();
+            let count = if params.trim().is_empty() {
+                0
+            } else {
+                params.split(',').count()
+            };
+            assert_eq!(count, f.params.len(), "{iface_name}.{fname}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 12, "{checked} declarations checked");
+}
