@@ -411,7 +411,8 @@ local function redact_json(st, doc)
   end
   if #st.kinds > 0 then
     local remove, new = walk(st, doc, nil, nil, found)
-    if not remove then doc = new end
+    -- A document that is itself the personal data cannot be removed: it becomes null.
+    if remove then doc = palisade.null else doc = new end
   end
   return doc, found
 end

@@ -97,7 +97,8 @@ struct Expect {
     /// Name (any case) -> value, list of values, or `null` for absent.
     #[serde(default)]
     headers: BTreeMap<String, Value>,
-    /// The body, parsed as JSON, equals this.
+    /// The body, parsed as JSON, equals this (`null` included).
+    #[serde(default, deserialize_with = "present")]
     body: Option<Value>,
     /// The body's text equals this.
     body_text: Option<String>,
@@ -384,6 +385,11 @@ fn check(expect: &Expect, report: &Value, error: Option<&Error>) -> Vec<String> 
         }
     }
     fails
+}
+
+/// A key that is present is `Some`, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn or_none(s: &str) -> &str {

@@ -203,7 +203,11 @@ impl Settings {
         };
         if !self.kinds.is_empty() {
             let mut path = String::from("$");
-            self.walk(doc, &mut path, &mut paths);
+            // A document that is itself the personal data (`"123-45-6789"`) cannot be
+            // removed from its parent: in remove mode it becomes `null`.
+            if self.walk(doc, &mut path, &mut paths) {
+                *doc = Value::Null;
+            }
         }
         paths
     }
@@ -414,6 +418,13 @@ mod tests {
         );
         assert_eq!(out, json!({"keep": 1, "items": [{"id": 1}, {}]}));
         assert_eq!(paths.len(), 3);
+    }
+
+    #[test]
+    fn remove_mode_on_a_document_that_is_personal_data_leaves_null() {
+        let ctx = Context::default().with_config("mode", "remove");
+        let (out, paths) = run(&ctx, json!("123-45-6789"));
+        assert_eq!((out, paths), (Value::Null, vec!["$".to_string()]));
     }
 
     #[test]
