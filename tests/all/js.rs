@@ -255,7 +255,8 @@ fn js_policies_pass_the_shared_cases() {
 }
 
 /// `palisade new --lang js` and `--lang ts` outside the repository: the template passes
-/// its cases; the TypeScript one also runs in `palisade run` and a gateway route.
+/// its cases; the TypeScript one also runs in `palisade run` and, with the JavaScript
+/// redact-pii, in a gateway route.
 #[tokio::test(flavor = "multi_thread")]
 async fn js_and_ts_policies_go_from_palisade_new_to_a_gateway_route() {
     let tmp = tempfile::tempdir().unwrap();
@@ -308,19 +309,39 @@ config = {{ team = "payments" }}
 [[route.response]]
 module = "{}"
 config = {{ mask = "method" }}
+
+[[route.response]]
+module = "{}"
 "#,
             wasm.display(),
-            wasm.display()
+            wasm.display(),
+            built("policies/js/redact-pii.js").display()
         ),
     )
     .await;
-    let r = send(h.addr(), "POST", "/orders", &[], r#"{"secret": "s3cr3t"}"#).await;
+    let r = send(
+        h.addr(),
+        "POST",
+        "/orders",
+        &[("content-type", "application/json")],
+        r#"{"note": "call 123-45-6789"}"#,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.json();
     assert_eq!(body["headers"]["x-team"], "payments", "{body}");
-    // The response policy masked the echo's `method` field.
+    // The TypeScript response policy masked the echo's `method` field; the JavaScript
+    // redact-pii masked the SSN the upstream echoed.
     assert_eq!(body["method"], "***", "{body}");
-    assert_eq!(h.block_for(&r)["modules"][0]["name"], "tag-ts");
+    assert!(!r.text().contains("123-45-6789"), "{body}");
+    let block = h.block_for(&r);
+    let names: Vec<&str> = block["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tag-ts", "tag-ts", "redact-pii"]);
 }
 
 /// The JS SDK's declarations of the raw contract (`sdk/js/palisade.d.ts`, `...Raw`) name
@@ -444,4 +465,97 @@ fn the_js_sdk_types_match_the_wit() {
         checked += 1;
     }
     assert!(checked >= 12, "{checked} declarations checked");
+}
+
+/// A JS component goes through the module registry like any other module: uploaded with
+/// `palisade module push` (validated and precompiled), activated, hot-swapped by
+/// activating another version, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_module_is_uploaded_activated_and_hot_swapped_through_the_registry() {
+    use crate::support::{Config, Route, start_with};
+    let v1 = built("sdk/js/template.js");
+    let v2 = built("policies/js/inject-headers.js");
+    let config = |up, routed: bool| {
+        let c = Config::new(up)
+            .section("registry", "dir = \"registry\"")
+            .section("auth", "api_keys = \"apikeys.json\"")
+            .route(Route::new("plain").path("/plain"));
+        if routed {
+            // The template reads `team`; inject-headers reads `request.set.*`.
+            c.route(
+                Route::new("tagged")
+                    .tenant("acme")
+                    .path("/tagged")
+                    .request_with(
+                        "registry:tag",
+                        r#"config = { team = "v1", "request.set.x-team" = "v2" }"#,
+                    ),
+            )
+        } else {
+            c
+        }
+    };
+    let h = start_with(|up, _| config(up, false)).await;
+    let (code, key, err) = palisade_env(
+        h.dir.path(),
+        &[],
+        &[
+            "apikey",
+            "create",
+            "--config",
+            "palisade.toml",
+            "--tenant",
+            "acme",
+            "--roles",
+            "tenant-admin",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let admin = format!("http://{}", h.running.admin_addr().unwrap());
+    let module = |args: &[&str]| {
+        let mut all = vec!["module"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--admin", &admin, "--tenant", "acme"]);
+        palisade_env(
+            h.dir.path(),
+            &[("PALISADE_API_KEY", key.as_ref())],
+            &all,
+            None,
+        )
+    };
+    for (version, file) in [("1.0.0", &v1), ("2.0.0", &v2)] {
+        let (code, out, err) = module(&[
+            "push",
+            "--name",
+            "tag",
+            "--version",
+            version,
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let shown = json_out(&out);
+        assert_eq!(
+            (shown["kind"].as_str(), shown["contract_version"].as_str()),
+            (Some("wasm"), Some("0.1.0"))
+        );
+    }
+    assert_eq!(module(&["activate", "tag", "1.0.0"]).0, 0);
+    config(h.upstream.addr, true)
+        .write(&h.config_path())
+        .unwrap();
+    h.running.reload().unwrap();
+    let seen = || async {
+        let r = send(h.addr(), "GET", "/tagged", &[], "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["headers"]["x-team"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    };
+    assert_eq!(seen().await, "v1");
+    assert_eq!(module(&["activate", "tag", "2.0.0"]).0, 0);
+    assert_eq!(seen().await, "v2");
 }
