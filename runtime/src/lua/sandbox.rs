@@ -124,7 +124,7 @@ impl Meter {
 
     fn running(&self, ticks: u64) -> bool {
         ticks <= self.fuel.load(Ordering::Relaxed)
-            && ticks % SLOW_EVERY != 0
+            && !ticks.is_multiple_of(SLOW_EVERY)
             && !self.tripped.load(Ordering::Relaxed)
             && crate::engine::coarse_now_us() < self.deadline_us.load(Ordering::Relaxed)
     }
