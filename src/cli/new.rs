@@ -63,6 +63,17 @@ pub(crate) fn main(args: NewArgs) -> ExitCode {
             for file in &made {
                 println!("created {}", file.display());
             }
+            if args.lang == Lang::Rust
+                && let Some(root) = enclosing_workspace(&args.path)
+            {
+                eprintln!(
+                    "palisade: note: {} is inside the cargo workspace of {}; if that \
+                     workspace's `members` include it, cargo refuses both (two workspace \
+                     roots): keep policies outside it, or add the directory to its `exclude`",
+                    args.path.display(),
+                    root.display()
+                );
+            }
             println!(
                 "next: palisade test {0}  (then: palisade build {0})",
                 args.path.display()
@@ -159,6 +170,16 @@ fn policy_name(path: &Path) -> Result<String> {
         );
     }
     Ok(name.to_string())
+}
+
+/// The nearest directory above `path` whose `Cargo.toml` declares a `[workspace]`.
+fn enclosing_workspace(path: &Path) -> Option<PathBuf> {
+    let start = std::path::absolute(path).ok()?;
+    start.ancestors().skip(1).find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+        let doc: toml::Table = text.parse().ok()?;
+        doc.contains_key("workspace").then(|| dir.to_path_buf())
+    })
 }
 
 /// `mask-tokens` -> `MaskTokens`.
