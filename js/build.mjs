@@ -2,7 +2,10 @@
 // `palisade build policy.js|ts` runs (with node, from this directory's pinned
 // node_modules, installed by `npm ci`).
 //
-//   node build.mjs SOURCE OUT.wasm WIT_DIR
+//   node build.mjs SOURCE OUT.wasm WIT_DIR WORK_DIR
+//
+// WORK_DIR is an empty directory the caller owns (and removes, even when it stops the
+// build): the project's modules are copied there.
 //
 // TypeScript is type-checked (strict) and compiled first with the pinned `typescript`;
 // the module (and the relative modules it imports, such as the SDK's `palisade.js`) is
@@ -16,15 +19,22 @@
 // reason on stderr); 2 usage.
 
 import { componentize } from '@bytecodealliance/componentize-js';
-import { cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { cp, lstat, readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const [source, out, wit] = process.argv.slice(2);
-if (!source || !out || !wit) {
-  console.error('usage: node build.mjs SOURCE.js|ts OUT.wasm WIT_DIR');
+const [source, out, wit, work] = process.argv.slice(2);
+if (!source || !out || !wit || !work) {
+  console.error('usage: node build.mjs SOURCE.js|ts OUT.wasm WIT_DIR WORK_DIR');
   process.exit(2);
 }
+// The SDK a policy directory may link to (policies/js/palisade.js -> sdk/js/palisade.js).
+const SDK_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'sdk', 'js');
+
+const inside = (path, dir) => {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..') && !rel.startsWith(sep);
+};
 
 const step = (msg) => console.error(`palisade-js-build: ${msg}`);
 
@@ -58,16 +68,22 @@ async function typescript(entry, work) {
   return join(work, basename(entry, extname(entry)) + '.js');
 }
 
-const work = await mkdtemp(join(tmpdir(), 'palisade-js-'));
 try {
   // The project's directory is copied so that relative imports resolve and compiled
-  // TypeScript lands beside the JavaScript it imports. Symbolic links are followed (a
-  // policy directory may link the SDK's palisade.js): the engine reads the copy through
-  // WASI, which refuses a link that leads out of the directory.
-  const dir = dirname(resolve(source));
+  // TypeScript lands beside the JavaScript it imports. A symbolic link is followed only
+  // when it stays inside the project or leads to the SDK: a link to any other file would
+  // carry it into the build (and its text into error messages).
+  const dir = await realpath(dirname(resolve(source)));
   for (const name of await readdir(dir)) {
     if (/\.(m?js|ts|json)$/.test(name) && !name.endsWith('.d.ts')) {
-      await cp(join(dir, name), join(work, name), { dereference: true });
+      const path = join(dir, name);
+      if ((await lstat(path)).isSymbolicLink()) {
+        const target = await realpath(path);
+        if (!inside(target, dir) && !inside(target, SDK_DIR)) {
+          throw new Error(`${name} is a link out of the project (to ${target}): copy the file in instead`);
+        }
+      }
+      await cp(path, join(work, name), { dereference: true });
     }
   }
   let entry = join(work, basename(source));
@@ -82,11 +98,13 @@ try {
     worldName: 'policy',
     disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
   });
-  await writeFile(out, component);
+  // Written beside OUT, then renamed over it: a link planted at OUT is replaced, never
+  // followed.
+  const partial = `${out}.partial-${process.pid}`;
+  await writeFile(partial, component, { flag: 'wx' });
+  await rename(partial, out);
   step(`wrote ${out} (${component.length} bytes, ${Date.now() - started} ms)`);
 } catch (e) {
   console.error(`palisade-js-build: ${e && e.message ? e.message : e}`);
   process.exitCode = 1;
-} finally {
-  await rm(work, { recursive: true, force: true });
 }

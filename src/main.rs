@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a policy project (Rust or Lua) in a new directory.
+    /// Create a policy project (Rust, Lua, JavaScript or TypeScript) in a new directory.
     New(cli::new::NewArgs),
     /// Build a policy project into a module and show what it is.
     Build(cli::build::BuildArgs),

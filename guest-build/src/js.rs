@@ -4,7 +4,6 @@
 //! process may run `apt-get` (root, Debian, `PALISADE_NO_APT` unset); otherwise the build
 //! stops with the exact commands.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -58,14 +57,19 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
             .map_err(|e| BuildError::Io(format!("creating {}", parent.display()), e))?;
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // The sources are copied here; removed when this returns, a stopped build included.
+    let work = tempfile::Builder::new()
+        .prefix("palisade-js-")
+        .tempdir()
+        .map_err(|e| BuildError::Io("creating a build directory".into(), e))?;
+    // In this process's group: Ctrl-C at a terminal reaches node and wizer too.
     let mut child = Command::new(node)
         .arg(dir.join("build.mjs"))
         .arg(absolute(source))
         .arg(absolute(out))
         .arg(crate::workspace_root().join("sdk/wit"))
+        .arg(work.path())
         .current_dir(&dir)
-        // Its own process group: a timeout stops node and the wizer it runs.
-        .process_group(0)
         .spawn()
         .map_err(|e| BuildError::Io("running node".into(), e))?;
     // The build runs the module's top level (wizer pre-initializes it): a top level that
@@ -80,9 +84,13 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
             break status;
         }
         if started.elapsed() > limit {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
+            // Node's descendants (wizer) first, so none is left running.
+            for pid in descendants(child.id()) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            let _ = child.kill();
             let _ = child.wait();
             return Err(BuildError::Js(format!(
                 "{} did not build within {} s: does its top level ever return? (the build runs \
@@ -101,6 +109,32 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
             source.display()
         )))
     }
+}
+
+/// Every process below `root` (children first found, then theirs), from `/proc`.
+fn descendants(root: u32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![i32::try_from(root).unwrap_or(0)];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in &parents {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
 }
 
 /// How long a build may take: `PALISADE_JS_BUILD_TIMEOUT` seconds, 180 by default.

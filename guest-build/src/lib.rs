@@ -363,12 +363,23 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
+/// Writes `bytes` to `path` unless it holds them already: through a temporary file in
+/// the same directory renamed over `path`, so a link planted at `path` is replaced, never
+/// followed, and a reader never sees half a component.
 fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link && std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    std::fs::write(path, bytes)
-        .map_err(|e| BuildError::Io(format!("writing {}", path.display()), e))
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e| BuildError::Io(format!("writing {}", path.display()), e);
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// Strips what an outer cargo (a build script's environment) sets, so the nested build

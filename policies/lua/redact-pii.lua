@@ -333,6 +333,30 @@ local function walk(st, value, parent, key, found)
       local keys = {}
       for k in pairs(value) do table.insert(keys, k) end
       table.sort(keys)
+      -- Keys are data too (`{"by_ssn": {"219-09-9999": ...}}`): a key holding personal
+      -- data is replaced like a value (its entry removed in remove mode), recorded as
+      -- `[*]`; colliding replacements get `#2`, `#3`...
+      local renamed, taken, changed = {}, {}, false
+      for _, k in ipairs(keys) do
+        local out = redact_text(k, st.kinds, function(kind, v) return replacement(st, kind, v) end)
+        if out ~= nil then
+          changed = true
+          table.insert(found, node_path(node) .. "[*]")
+          local item = value[k]
+          value[k] = nil
+          if st.mode ~= "remove" then
+            local n = (taken[out] or 0) + 1
+            taken[out] = n
+            table.insert(renamed, {n == 1 and out or (out .. "#" .. n), item})
+          end
+        end
+      end
+      if changed then
+        for _, kv in ipairs(renamed) do value[kv[1]] = kv[2] end
+        keys = {}
+        for k in pairs(value) do table.insert(keys, k) end
+        table.sort(keys)
+      end
       for _, k in ipairs(keys) do
         local remove, new = walk(st, value[k], node, k, found)
         if remove then value[k] = nil else value[k] = new end

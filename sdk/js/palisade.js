@@ -489,13 +489,14 @@ export function config(key) {
 // ---------------------------------------------------------------------------------------
 // The adapter between the contract and the handlers
 
+/** What a value is, never what it holds: SDK errors reach the audit log. */
 function describe(value) {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'object' || typeof value === 'function') {
     return (value.constructor && value.constructor.name) || typeof value;
   }
-  return `${typeof value} ${String(value).slice(0, 40)}`;
+  return `a ${typeof value}`;
 }
 
 function errorMessage(e) {

@@ -89,6 +89,9 @@ pub(crate) fn main(args: NewArgs) -> ExitCode {
 
 fn create(args: &NewArgs) -> Result<Vec<PathBuf>> {
     let name = policy_name(&args.path)?;
+    if matches!(args.lang, Lang::Js | Lang::Ts) && name == "palisade" {
+        bail!("`palisade` is the JS SDK's module name: choose another name for the policy");
+    }
     if args.lang != Lang::Rust && (args.sdk_path.is_some() || args.sdk_git.is_some()) {
         bail!(
             "--sdk-path and --sdk-git are for Rust policies (the JS SDK is copied into the project)"

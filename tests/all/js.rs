@@ -4,7 +4,10 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use palisade_runtime::{Config, Decision, Engine, Limits, WasmPolicy};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -101,6 +104,30 @@ fn hostile() -> PathBuf {
     built("tests/js/hostile.js")
 }
 
+/// The hostile module loaded once in this process, as the gateway holds a policy: the
+/// invocations below share it, so state kept between them would show.
+fn hostile_in_process() -> &'static WasmPolicy {
+    static POLICY: OnceLock<WasmPolicy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        let engine = Engine::new(&Config::new().pool(16, 4 << 30).cache_dir(cache_dir())).unwrap();
+        WasmPolicy::from_file(&engine, hostile()).unwrap()
+    })
+}
+
+/// `on_request` of `path` on the in-process hostile module with `limits`.
+fn invoke(path: &str, limits: Limits) -> palisade_runtime::Invocation<palisade_runtime::Request> {
+    hostile_in_process()
+        .with_limits(limits)
+        .on_request(&crate::fixtures::ctx("t"), crate::fixtures::get(path))
+}
+
+fn continues(path: &str) -> palisade_runtime::Request {
+    match invoke(path, Limits::default()).result {
+        Ok(Decision::Continue(req)) => req,
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
 #[test]
 fn item66_loops_in_the_body_a_promise_a_finally_or_eval_are_stopped() {
     let m = hostile();
@@ -120,9 +147,16 @@ fn item66_loops_in_the_body_a_promise_a_finally_or_eval_are_stopped() {
             "{path}: {v}"
         );
     }
-    // The same module answers the next request.
-    let (code, v) = run(&m, "/ok", &[]);
-    assert_eq!((code, &v["action"]), (0, &json!("continue")), "{v}");
+    // In one process, as the gateway runs it: the deadline stops the loop, and the same
+    // policy answers the next request.
+    let inv = invoke(
+        "/promise-loop",
+        Limits::default()
+            .unlimited_fuel()
+            .timeout(Duration::from_millis(100)),
+    );
+    assert!(matches!(inv.result, Err(palisade_runtime::Error::Deadline(_))), "{:?}", inv.result);
+    continues("/ok");
 }
 
 #[test]
@@ -148,12 +182,11 @@ fn item67_allocation_bombs_and_a_100_mb_string_hit_the_memory_limit() {
 
 #[test]
 fn deep_recursion_is_an_error_not_an_abort() {
-    let m = hostile();
-    let (code, v) = run(&m, "/recurse", &[]);
-    assert_eq!(code, 4, "{v}");
-    assert_eq!(v["action"], "error");
-    let (code, _) = run(&m, "/ok", &[]);
-    assert_eq!(code, 0);
+    // SpiderMonkey's own recursion limit (an uncaught "too much recursion": a trap in a
+    // component without stdio) or Wasm's stack limit; the host goes on.
+    let err = invoke("/recurse", Limits::default()).result.unwrap_err();
+    assert!(matches!(err.kind(), "trap" | "stack_overflow"), "{err:?}");
+    continues("/ok");
 }
 
 #[test]
@@ -187,14 +220,16 @@ fn item68_no_ambient_clock_or_entropy() {
 
 #[test]
 fn item69_prototype_pollution_does_not_survive_into_the_next_invocation() {
-    let m = hostile();
-    let (code, v) = run(&m, "/pollute", &[]);
-    assert_eq!(code, 0, "{v}");
-    let (code, v) = run(&m, "/check", &[]);
-    assert_eq!(code, 0, "{v}");
+    // The same policy, one invocation after the other.
+    continues("/pollute");
+    let seen = continues("/check").headers;
     assert_eq!(
-        v["request"]["headers"],
-        json!({"x-object": "undefined", "x-json": "undefined", "x-global": "undefined"})
+        seen,
+        [
+            ("x-object".to_string(), "undefined".to_string()),
+            ("x-json".into(), "undefined".into()),
+            ("x-global".into(), "undefined".into()),
+        ]
     );
 }
 

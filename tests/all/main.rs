@@ -23,6 +23,7 @@ mod layer;
 mod ledger;
 mod limits;
 mod lua;
+mod network;
 mod operator;
 mod policies;
 mod pool;

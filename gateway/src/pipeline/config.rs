@@ -131,6 +131,14 @@ pub struct Tenant {
     /// tenant over budget gets 429 on routes with policies until it is paid back. By
     /// default unlimited.
     pub fuel_per_s: Option<u64>,
+    /// Client addresses (IP or CIDR, IPv4 or IPv6) this tenant's routes accept; any
+    /// other gets 403 `ip_refused` before authentication. By default any.
+    #[serde(default)]
+    pub allow_ips: Vec<crate::server::config::Cidr>,
+    /// Client addresses this tenant's routes refuse (403 `ip_refused`), whatever the
+    /// allow lists say.
+    #[serde(default)]
+    pub deny_ips: Vec<crate::server::config::Cidr>,
 }
 
 /// `[[upstream]]`.
@@ -276,6 +284,13 @@ pub struct Route {
     /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`:
     /// exactly one form (refused at load otherwise).
     pub upstream_auth: Option<super::Credential>,
+    /// Client addresses (IP or CIDR) this route accepts, besides its tenant's list; any
+    /// other gets 403 `ip_refused` before authentication. By default any.
+    #[serde(default)]
+    pub allow_ips: Vec<crate::server::config::Cidr>,
+    /// Client addresses this route refuses (403 `ip_refused`).
+    #[serde(default)]
+    pub deny_ips: Vec<crate::server::config::Cidr>,
 }
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each

@@ -4,20 +4,22 @@
 //! 1. admit: correlation id, normalized path, host, pending audit block (`Exchange::begin`);
 //! 2. route (`Pipeline::route`);
 //! 3. limits: load shedding and the route's concurrency (`Pipeline::admit`);
-//! 4. authenticate (`authenticate`);
-//! 5. bind tenant: tenant and route limits, the caller's headers (`bind_tenant`);
-//! 6. read body (`Policies::read_body`);
-//! 7. request policies (`Policies::on_request`);
-//! 8. upstream (`Pipeline::upstream`);
-//! 9. response policies, then redact (`Policies::on_response`);
-//! 10. audit and respond (`Exchange::finish`).
+//! 4. client addresses: the tenant's and route's allow and deny lists (`IpRules::check`);
+//! 5. authenticate (`authenticate`);
+//! 6. bind tenant: tenant and route limits, the caller's headers (`bind_tenant`);
+//! 7. read body (`Policies::read_body`);
+//! 8. request policies (`Policies::on_request`);
+//! 9. upstream (`Pipeline::upstream`);
+//! 10. response policies, then redact (`Policies::on_response`);
+//! 11. audit and respond (`Exchange::finish`).
 //!
-//! [`Pipeline::handle`] runs them for `palisade serve`; [`crate::PolicyLayer`] runs 1, 6, 7,
-//! 9 and 10 around an inner service that stands where the upstream does. Headers and
+//! [`Pipeline::handle`] runs them for `palisade serve`; [`crate::PolicyLayer`] runs 1, 7, 8,
+//! 10 and 11 around an inner service that stands where the upstream does. Headers and
 //! HTTP/1.1 parse limits (431) and the header read timeout are enforced by the connection
 //! before the pipeline runs; see [`crate::server`].
 
 pub mod config;
+mod client;
 mod credentials;
 pub(crate) mod exchange;
 pub(crate) mod forward;
@@ -320,6 +322,9 @@ impl Pipeline {
     {
         let _admitted = self.admit(route)?;
         let (parts, body) = req.into_parts();
+        route
+            .ips
+            .check(&parts.headers, peer, &routes.trusted_proxies)?;
         let caller = authenticate(routes, route, ex, &parts).await?;
         let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer)?;
         let body = route.policies.read_body(body).await?;

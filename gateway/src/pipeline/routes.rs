@@ -65,6 +65,8 @@ pub(crate) struct Route {
     pub(crate) upstream_auth: Option<Credential>,
     /// Every secret some policy of this route is granted.
     pub(crate) grants: Vec<String>,
+    /// The tenant's and the route's address lists.
+    pub(crate) ips: super::client::IpRules,
 }
 
 impl Route {
@@ -417,6 +419,16 @@ impl Routes {
                     .chain(&r.response)
                     .flat_map(|p| p.secrets.iter().cloned())
                     .collect(),
+                ips: super::client::IpRules::new(
+                    [
+                        tenant.map_or(&[][..], |t| &t.allow_ips[..]),
+                        &r.allow_ips[..],
+                    ],
+                    tenant
+                        .map_or(&[][..], |t| &t.deny_ips[..])
+                        .iter()
+                        .chain(&r.deny_ips),
+                ),
             }));
         }
         let trusted_proxies = file.server.trusted_proxies.iter().map(|p| p.0).collect();

@@ -114,12 +114,16 @@ impl Config {
     }
 }
 
-/// A `trusted_proxies` entry: an IP address or a CIDR range.
+/// An IP address or a CIDR range, IPv4 or IPv6 (`trusted_proxies`, `allow_ips`,
+/// `deny_ips`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct TrustedProxy(pub ipnet::IpNet);
+pub struct Cidr(pub ipnet::IpNet);
 
-impl TryFrom<String> for TrustedProxy {
+/// A `trusted_proxies` entry.
+pub type TrustedProxy = Cidr;
+
+impl TryFrom<String> for Cidr {
     type Error = String;
 
     fn try_from(p: String) -> Result<Self, String> {
