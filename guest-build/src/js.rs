@@ -35,23 +35,7 @@ pub fn build_js(source: &Path, out: &Path) -> Result<(), BuildError> {
         )));
     }
     let node = node()?;
-    if !dir
-        .join("node_modules/@bytecodealliance/componentize-js")
-        .is_dir()
-    {
-        progress("installing the JS build's pinned packages (npm ci: componentize-js, typescript)");
-        let status = Command::new(npm()?)
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| BuildError::Io("running npm".into(), e))?;
-        if !status.success() {
-            return Err(BuildError::NoToolchain(format!(
-                "`npm ci` in {} failed ({status}); it needs the npm registry once",
-                dir.display()
-            )));
-        }
-    }
+    install_packages(&dir)?;
     if let Some(parent) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| BuildError::Io(format!("creating {}", parent.display()), e))?;
@@ -120,7 +104,13 @@ fn descendants(root: u32) -> Vec<i32> {
             let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             Some((pid, ppid))
         })
         .collect();
@@ -144,6 +134,38 @@ fn timeout() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(180);
     Duration::from_secs(secs)
+}
+
+/// Runs `npm ci` in `dir` unless what `package-lock.json` pins is installed already. One
+/// process at a time (a file lock): builds started together wait for the first install
+/// instead of using half of it. A copy of the lock file in `node_modules`, written last,
+/// says the install finished.
+fn install_packages(dir: &Path) -> Result<(), BuildError> {
+    let io = |what: &str, e| BuildError::Io(format!("{what} in {}", dir.display()), e);
+    let guard = std::fs::File::create(dir.join(".palisade-npm.lock"))
+        .map_err(|e| io("creating .palisade-npm.lock", e))?;
+    guard
+        .lock()
+        .map_err(|e| io("locking .palisade-npm.lock", e))?;
+    let pinned = std::fs::read(dir.join("package-lock.json"))
+        .map_err(|e| io("reading package-lock.json", e))?;
+    let marker = dir.join("node_modules/.palisade-package-lock.json");
+    if std::fs::read(&marker).is_ok_and(|installed| installed == pinned) {
+        return Ok(());
+    }
+    progress("installing the JS build's pinned packages (npm ci: componentize-js, typescript)");
+    let status = Command::new(npm()?)
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .map_err(|e| BuildError::Io("running npm".into(), e))?;
+    if !status.success() {
+        return Err(BuildError::NoToolchain(format!(
+            "`npm ci` in {} failed ({status}); it needs the npm registry once",
+            dir.display()
+        )));
+    }
+    std::fs::write(&marker, &pinned).map_err(|e| io("writing the install marker", e))
 }
 
 fn node() -> Result<PathBuf, BuildError> {

@@ -47,7 +47,12 @@ async fn allow_and_deny_lists_per_tenant_and_route_hold_for_ipv4_and_ipv6() {
             Bytes::new(),
         )
         .await;
-        assert_eq!(r.status, status, "{path} from {forwarded_for}: {}", r.text());
+        assert_eq!(
+            r.status,
+            status,
+            "{path} from {forwarded_for}: {}",
+            r.text()
+        );
         if status == 403 {
             assert_eq!(r.json()["error"], "forbidden", "{}", r.text());
             let block = h.block_for(&r);

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use super::forward::canonical;
 use crate::error::Error;
-use crate::server::config::Cidr;
+use crate::server::Cidr;
 
 /// A route's address lists, its tenant's included.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(client(&headers(&["not-an-ip"]), peer, &trusted), None);
         // IPv4-mapped IPv6 is compared as IPv4.
         let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
-        assert_eq!(client(&HeaderMap::new(), mapped, &[]), "192.0.2.1".parse().ok());
+        assert_eq!(
+            client(&HeaderMap::new(), mapped, &[]),
+            "192.0.2.1".parse().ok()
+        );
     }
 
     #[test]
@@ -157,6 +160,10 @@ mod tests {
         let v6 = IpRules::new([], &[cidr("2001:db8::/32")]);
         let peer = SocketAddr::new("2001:db8::5".parse().unwrap(), 1);
         assert!(v6.check(&HeaderMap::new(), peer, &[]).is_err());
-        assert!(IpRules::default().check(&HeaderMap::new(), peer, &[]).is_ok());
+        assert!(
+            IpRules::default()
+                .check(&HeaderMap::new(), peer, &[])
+                .is_ok()
+        );
     }
 }

@@ -134,11 +134,11 @@ pub struct Tenant {
     /// Client addresses (IP or CIDR, IPv4 or IPv6) this tenant's routes accept; any
     /// other gets 403 `ip_refused` before authentication. By default any.
     #[serde(default)]
-    pub allow_ips: Vec<crate::server::config::Cidr>,
+    pub allow_ips: Vec<crate::server::Cidr>,
     /// Client addresses this tenant's routes refuse (403 `ip_refused`), whatever the
     /// allow lists say.
     #[serde(default)]
-    pub deny_ips: Vec<crate::server::config::Cidr>,
+    pub deny_ips: Vec<crate::server::Cidr>,
 }
 
 /// `[[upstream]]`.
@@ -287,10 +287,10 @@ pub struct Route {
     /// Client addresses (IP or CIDR) this route accepts, besides its tenant's list; any
     /// other gets 403 `ip_refused` before authentication. By default any.
     #[serde(default)]
-    pub allow_ips: Vec<crate::server::config::Cidr>,
+    pub allow_ips: Vec<crate::server::Cidr>,
     /// Client addresses this route refuses (403 `ip_refused`).
     #[serde(default)]
-    pub deny_ips: Vec<crate::server::config::Cidr>,
+    pub deny_ips: Vec<crate::server::Cidr>,
 }
 
 /// `[route.upstream_auth]`: exactly one of a bearer token, basic auth, or a header, each

@@ -18,8 +18,8 @@
 //! HTTP/1.1 parse limits (431) and the header read timeout are enforced by the connection
 //! before the pipeline runs; see [`crate::server`].
 
-pub mod config;
 mod client;
+pub mod config;
 mod credentials;
 pub(crate) mod exchange;
 pub(crate) mod forward;

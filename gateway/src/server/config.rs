@@ -129,7 +129,7 @@ impl TryFrom<String> for Cidr {
     fn try_from(p: String) -> Result<Self, String> {
         p.parse::<ipnet::IpNet>()
             .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
-            .map(TrustedProxy)
+            .map(Cidr)
             .map_err(|_| format!("`{p}` is not an IP address or CIDR range"))
     }
 }

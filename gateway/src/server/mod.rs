@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use self::config::Limits;
-pub use self::config::{Config, Connections, Tls, TrustedProxy};
+pub use self::config::{Cidr, Config, Connections, Tls, TrustedProxy};
 use self::conn::{App, Listener};
 use self::table::Table;
 use crate::admin::Admin;
