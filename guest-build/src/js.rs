@@ -142,15 +142,25 @@ fn timeout() -> Duration {
 /// says the install finished.
 fn install_packages(dir: &Path) -> Result<(), BuildError> {
     let io = |what: &str, e| BuildError::Io(format!("{what} in {}", dir.display()), e);
-    let guard = std::fs::File::create(dir.join(".palisade-npm.lock"))
-        .map_err(|e| io("creating .palisade-npm.lock", e))?;
-    guard
-        .lock()
-        .map_err(|e| io("locking .palisade-npm.lock", e))?;
     let pinned = std::fs::read(dir.join("package-lock.json"))
         .map_err(|e| io("reading package-lock.json", e))?;
     let marker = dir.join("node_modules/.palisade-package-lock.json");
-    if std::fs::read(&marker).is_ok_and(|installed| installed == pinned) {
+    let installed = || std::fs::read(&marker).is_ok_and(|m| m == pinned);
+    // Installed: nothing to write (a read-only checkout builds too). `npm ci` removes
+    // the marker first, so a present one means a finished install.
+    if installed() {
+        return Ok(());
+    }
+    let guard = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".palisade-npm.lock"))
+        .map_err(|e| io("opening .palisade-npm.lock", e))?;
+    guard
+        .lock()
+        .map_err(|e| io("locking .palisade-npm.lock", e))?;
+    if installed() {
         return Ok(());
     }
     progress("installing the JS build's pinned packages (npm ci: componentize-js, typescript)");

@@ -378,8 +378,19 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let io = |e| BuildError::Io(format!("writing {}", path.display()), e);
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     std::io::Write::write_all(&mut file, bytes).map_err(io)?;
-    file.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    // Readable by the gateway's user, as a plain write would leave it (the temporary
+    // file is created 0600).
+    use std::os::unix::fs::PermissionsExt as _;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io)?;
+    match file.persist(path) {
+        Ok(_) => Ok(()),
+        // A file that cannot be replaced (a bind-mounted output) is written in place,
+        // unless it is a link.
+        Err(e) if !is_link => std::fs::write(path, bytes).map_err(|_| io(e.error)),
+        Err(e) => Err(io(e.error)),
+    }
 }
 
 /// Strips what an outer cargo (a build script's environment) sets, so the nested build

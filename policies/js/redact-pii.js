@@ -618,21 +618,28 @@ function walk(st, holder, key, path, found) {
     let keys = Object.keys(value).sort(byCodeUnits);
     if (keys.some((k) => detect(k) !== undefined)) {
       // Keys holding personal data are replaced like values (removed in remove mode) and
-      // recorded as `[*]`; one counter per replacement name.
-      const entries = keys.map((k) => [k, value[k]]);
+      // recorded as `[*]`; one counter per replacement name, and a replacement never takes
+      // the name of a key that stays (no value is lost).
+      const entries = keys.map((k) => [k, value[k], detect(k)]);
       for (const k of keys) delete value[k];
+      const used = new Set(entries.filter((e) => e[2] === undefined).map((e) => e[0]));
       const taken = new Map();
-      for (const [k, item] of entries) {
-        const renamed = detect(k);
+      for (const [k, item, renamed] of entries) {
         if (renamed === undefined) {
           setOwn(value, k, item);
           continue;
         }
         found.push(`${path}[*]`);
         if (st.mode === 'remove') continue;
-        const n = (taken.get(renamed) ?? 0) + 1;
+        let n = taken.get(renamed) ?? 0;
+        let name;
+        do {
+          n += 1;
+          name = n === 1 ? renamed : `${renamed}#${n}`;
+        } while (used.has(name));
         taken.set(renamed, n);
-        setOwn(value, n === 1 ? renamed : `${renamed}#${n}`, item);
+        used.add(name);
+        setOwn(value, name, item);
       }
       keys = Object.keys(value).sort(byCodeUnits);
     }

@@ -336,22 +336,35 @@ local function walk(st, value, parent, key, found)
       -- Keys are data too (`{"by_ssn": {"219-09-9999": ...}}`): a key holding personal
       -- data is replaced like a value (its entry removed in remove mode), recorded as
       -- `[*]`; colliding replacements get `#2`, `#3`...
-      local renamed, taken, changed = {}, {}, false
+      local detected, changed = {}, false
       for _, k in ipairs(keys) do
-        local out = redact_text(k, st.kinds, function(kind, v) return replacement(st, kind, v) end)
-        if out ~= nil then
-          changed = true
-          table.insert(found, node_path(node) .. "[*]")
-          local item = value[k]
-          value[k] = nil
-          if st.mode ~= "remove" then
-            local n = (taken[out] or 0) + 1
-            taken[out] = n
-            table.insert(renamed, {n == 1 and out or (out .. "#" .. n), item})
-          end
-        end
+        detected[k] = redact_text(k, st.kinds, function(kind, v) return replacement(st, kind, v) end)
+        if detected[k] ~= nil then changed = true end
       end
       if changed then
+        -- A replacement never takes the name of a key that stays (no value is lost).
+        local taken, used, renamed = {}, {}, {}
+        for _, k in ipairs(keys) do
+          if detected[k] == nil then used[k] = true end
+        end
+        for _, k in ipairs(keys) do
+          local out = detected[k]
+          if out ~= nil then
+            table.insert(found, node_path(node) .. "[*]")
+            local item = value[k]
+            value[k] = nil
+            if st.mode ~= "remove" then
+              local n, name = taken[out] or 0, nil
+              repeat
+                n = n + 1
+                name = n == 1 and out or (out .. "#" .. n)
+              until not used[name]
+              taken[out] = n
+              used[name] = true
+              table.insert(renamed, {name, item})
+            end
+          end
+        end
         for _, kv in ipairs(renamed) do value[kv[1]] = kv[2] end
         keys = {}
         for k in pairs(value) do table.insert(keys, k) end

@@ -61,7 +61,7 @@ async fn allow_and_deny_lists_per_tenant_and_route_hold_for_ipv4_and_ipv6() {
                 (Some("ip_refused"), Some("denied")),
                 "{block}"
             );
-            let address = forwarded_for.split(',').last().unwrap().trim();
+            let address = forwarded_for.rsplit(',').next().unwrap().trim();
             assert!(
                 address == "unknown" || !block.to_string().contains(address),
                 "the address is not in the ledger: {block}"

@@ -143,6 +143,29 @@ mod tests {
     }
 
     #[test]
+    fn mapped_ipv6_entries_are_the_ipv4_ranges_they_name() {
+        let cidr = |s: &str| Cidr::try_from(s.to_string()).unwrap().0;
+        assert_eq!(
+            cidr("::ffff:192.0.2.66"),
+            "192.0.2.66/32".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            cidr("::ffff:192.0.2.0/120"),
+            "192.0.2.0/24".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            cidr("2001:db8::/32"),
+            "2001:db8::/32".parse::<IpNet>().unwrap()
+        );
+        let rules = IpRules::new(
+            [],
+            &[Cidr::try_from("::ffff:192.0.2.66".to_string()).unwrap()],
+        );
+        let peer: SocketAddr = "192.0.2.66:1".parse().unwrap();
+        assert!(rules.check(&HeaderMap::new(), peer, &[]).is_err());
+    }
+
+    #[test]
     fn deny_refuses_and_every_allow_list_must_contain_the_client() {
         let cidr = |s: &str| Cidr(s.parse().unwrap());
         let tenant = [cidr("192.0.2.0/24"), cidr("2001:db8::/32")];

@@ -129,8 +129,21 @@ impl TryFrom<String> for Cidr {
     fn try_from(p: String) -> Result<Self, String> {
         p.parse::<ipnet::IpNet>()
             .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
-            .map(Cidr)
+            .map(|net| Cidr(canonical(net)))
             .map_err(|_| format!("`{p}` is not an IP address or CIDR range"))
+    }
+}
+
+/// An IPv4-mapped IPv6 range (`::ffff:192.0.2.0/120`) as the IPv4 range it is: client
+/// addresses are compared in that form, so a mapped entry would otherwise never match.
+fn canonical(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, |v4| ipnet::IpNet::V4(v4.trunc())),
+        other => other,
     }
 }
 

@@ -255,10 +255,18 @@ impl Settings {
                     })
                 };
                 if map.keys().any(|k| detect(k).is_some()) {
+                    let old = std::mem::take(map);
+                    // Keys that stay keep their names: a replacement never takes one, so
+                    // no value is lost to a collision (`#2`, `#3`... instead).
+                    let kept: std::collections::HashSet<String> = old
+                        .keys()
+                        .filter(|k| detect(k).is_none())
+                        .cloned()
+                        .collect();
                     // One counter per replacement name: linear however many keys collide.
                     let mut taken: std::collections::HashMap<String, usize> =
                         std::collections::HashMap::new();
-                    for (key, item) in std::mem::take(map) {
+                    for (key, item) in old {
                         let Some((renamed, _)) = detect(&key) else {
                             map.insert(key, item);
                             continue;
@@ -268,11 +276,16 @@ impl Settings {
                             continue;
                         }
                         let n = taken.entry(renamed.clone()).or_insert(0);
-                        *n += 1;
-                        let name = if *n == 1 {
-                            renamed
-                        } else {
-                            format!("{renamed}#{n}")
+                        let name = loop {
+                            *n += 1;
+                            let name = if *n == 1 {
+                                renamed.clone()
+                            } else {
+                                format!("{renamed}#{n}")
+                            };
+                            if !kept.contains(&name) && !map.contains_key(&name) {
+                                break name;
+                            }
                         };
                         map.insert(name, item);
                     }
@@ -418,6 +431,19 @@ mod tests {
         );
         assert_eq!(out, json!({"keep": 1, "items": [{"id": 1}, {}]}));
         assert_eq!(paths.len(), 3);
+    }
+
+    #[test]
+    fn a_renamed_key_never_takes_the_name_of_one_that_stays() {
+        let ctx = Context::default();
+        let (out, _) = run(
+            &ctx,
+            json!({"123-45-6789": "A", "[REDACTED:ssn]": "B", "[REDACTED:ssn]#2": "E", "219-09-9999": "C"}),
+        );
+        assert_eq!(
+            out,
+            json!({"[REDACTED:ssn]": "B", "[REDACTED:ssn]#2": "E", "[REDACTED:ssn]#3": "A", "[REDACTED:ssn]#4": "C"})
+        );
     }
 
     #[test]
