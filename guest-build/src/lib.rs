@@ -160,19 +160,31 @@ pub fn build(root: &Path, guests: &[Guest]) -> Result<(), BuildError> {
     std::fs::create_dir_all(&out)
         .map_err(|e| BuildError::Io(format!("creating {}", out.display()), e))?;
     for guest in guests {
-        let core = target_dir
-            .join(TARGET)
-            .join(PROFILE)
-            .join(format!("{}.wasm", guest.name.replace('-', "_")));
-        let bytes = std::fs::read(&core)
-            .map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
-        let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
-            name: guest.name.clone(),
-            message,
-        })?;
-        write_if_changed(&guest.wasm, &component)?;
+        let lib = guest.name.replace('-', "_");
+        write_component(&target_dir, &lib, &guest.name, &guest.wasm)?;
     }
     Ok(())
+}
+
+/// Reads the core module cargo built for library `lib` under `target_dir`, makes it a
+/// component and writes it to `out` (left untouched when unchanged).
+fn write_component(target_dir: &Path, lib: &str, name: &str, out: &Path) -> Result<(), BuildError> {
+    let core = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{lib}.wasm"));
+    let bytes = std::fs::read(&core)
+        .map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
+    toolchain::progress(&format!(
+        "making the component from {} ({} bytes)",
+        core.display(),
+        bytes.len()
+    ));
+    let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
+        name: name.to_string(),
+        message,
+    })?;
+    write_if_changed(out, &component)
 }
 
 /// Builds a standalone guest crate (not a workspace member: a peer runtime's plugin for
@@ -289,26 +301,11 @@ pub fn build_crate(krate: &Crate, out: &Path) -> Result<(), BuildError> {
     cargo_build(&target_dir, false, |cmd| {
         cmd.arg("--manifest-path").arg(krate.dir.join("Cargo.toml"));
     })?;
-    let core = target_dir
-        .join(TARGET)
-        .join(PROFILE)
-        .join(format!("{}.wasm", krate.lib_name));
-    let bytes = std::fs::read(&core)
-        .map_err(|e| BuildError::Io(format!("reading {}", core.display()), e))?;
-    toolchain::progress(&format!(
-        "making the component from {} ({} bytes)",
-        core.display(),
-        bytes.len()
-    ));
-    let component = componentize(&bytes).map_err(|message| BuildError::Componentize {
-        name: krate.name.clone(),
-        message,
-    })?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| BuildError::Io(format!("creating {}", dir.display()), e))?;
     }
-    write_if_changed(out, &component)
+    write_component(&target_dir, &krate.lib_name, &krate.name, out)
 }
 
 /// Runs `cargo build` for wasm32 with the detected toolchain, the `guest` profile and the

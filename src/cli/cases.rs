@@ -3,7 +3,6 @@
 //! Every expectation is optional; a case with none passes when the policy does not fail.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use palisade_runtime::{Error, Invocation, Limits, Policy};
@@ -200,27 +199,14 @@ pub(crate) fn run(policy: &Policy, case: &Case) -> Result<Outcome> {
 }
 
 fn limits(l: &CaseLimits) -> Result<Limits> {
-    let mut limits = Limits::default();
-    match &l.fuel {
-        None => {}
-        Some(Value::String(s)) if s == "unlimited" => limits = limits.unlimited_fuel(),
-        Some(v) => {
-            let fuel = v.as_u64().with_context(|| {
-                format!("`limits.fuel` must be a number or \"unlimited\", got {v}")
-            })?;
-            limits = limits.fuel(fuel);
-        }
-    }
-    if let Some(m) = l.memory_bytes {
-        limits = limits.memory(m);
-    }
-    if let Some(ms) = l.timeout_ms {
-        if ms == 0 {
-            bail!("`limits.timeout_ms` must be at least 1");
-        }
-        limits = limits.timeout(Duration::from_millis(ms));
-    }
-    Ok(limits)
+    let fuel = match &l.fuel {
+        None => None,
+        Some(Value::String(s)) if s == "unlimited" => Some(None),
+        Some(v) => Some(Some(v.as_u64().with_context(|| {
+            format!("`limits.fuel` must be a number or \"unlimited\", got {v}")
+        })?)),
+    };
+    super::run::limits_of(fuel, l.memory_bytes, l.timeout_ms, "`limits.timeout_ms`")
 }
 
 /// `palisade run`'s JSON report of an invocation with the exit code it would give.

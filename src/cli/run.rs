@@ -177,23 +177,38 @@ fn read_input(input: Option<&str>) -> Result<Value> {
 }
 
 fn limits(args: &RunArgs) -> Result<Limits> {
+    let fuel = match args.fuel.as_deref() {
+        None => None,
+        Some("unlimited") => Some(None),
+        Some(n) => Some(Some(
+            n.parse()
+                .with_context(|| format!("--fuel `{n}` is not a number"))?,
+        )),
+    };
+    let memory = args.memory.as_deref().map(parse_bytes).transpose()?;
+    limits_of(fuel, memory, args.timeout, "--timeout")
+}
+
+/// The default limits with these overrides: fuel (`Some(None)`: unlimited), memory in
+/// bytes, a deadline in milliseconds (at least 1; `timeout_name` says where it came from).
+pub(crate) fn limits_of(
+    fuel: Option<Option<u64>>,
+    memory: Option<u64>,
+    timeout_ms: Option<u64>,
+    timeout_name: &str,
+) -> Result<Limits> {
     let mut limits = Limits::default();
-    match args.fuel.as_deref() {
+    match fuel {
         None => {}
-        Some("unlimited") => limits = limits.unlimited_fuel(),
-        Some(n) => {
-            limits = limits.fuel(
-                n.parse()
-                    .with_context(|| format!("--fuel `{n}` is not a number"))?,
-            )
-        }
+        Some(None) => limits = limits.unlimited_fuel(),
+        Some(Some(n)) => limits = limits.fuel(n),
     }
-    if let Some(m) = &args.memory {
-        limits = limits.memory(parse_bytes(m)?);
+    if let Some(m) = memory {
+        limits = limits.memory(m);
     }
-    if let Some(ms) = args.timeout {
+    if let Some(ms) = timeout_ms {
         if ms == 0 {
-            bail!("--timeout must be at least 1 ms");
+            bail!("{timeout_name} must be at least 1 ms");
         }
         limits = limits.timeout(Duration::from_millis(ms));
     }
