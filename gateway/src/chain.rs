@@ -86,6 +86,8 @@ pub struct Trace {
     pub redacted: Vec<String>,
     /// Causes of policies skipped under `fail = "open"`.
     pub skipped: Vec<&'static str>,
+    /// What the audit block's `detail` records (schema failures, say): never values.
+    pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where a chain reports to, and what it may hand its policies.

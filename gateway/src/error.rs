@@ -35,6 +35,21 @@ pub enum Error {
     /// The body could not be read (the connection broke, malformed chunking). 400.
     #[error("malformed request body")]
     BadBody,
+    /// The request body fails the route's JSON Schema (`schema_invalid`), is not JSON
+    /// (`body_not_json`) or is empty where the schema requires one (`body_missing`). 400,
+    /// before any request policy; the body lists the failing pointers and keywords.
+    #[error("request body refused: {cause}")]
+    InvalidBody {
+        /// `schema_invalid`, `body_not_json` or `body_missing`.
+        cause: &'static str,
+        /// Where the body failed (the caller's own body: pointers and keywords, never
+        /// values).
+        failures: Vec<crate::schema::Failure>,
+    },
+    /// The route's OpenAPI document has no operation for the request's method and path.
+    /// 404.
+    #[error("no such operation")]
+    NoOperation,
     /// No accepted credential, or an invalid one (bad signature, expired, revoked,
     /// unknown). 401 with `WWW-Authenticate`.
     #[error("unauthenticated: {cause}")]
@@ -120,6 +135,10 @@ pub enum Error {
     /// larger than the route lets policies read. 502; nothing unredacted leaves.
     #[error("response could not be redacted: {0}")]
     Redaction(&'static str),
+    /// The upstream's response body fails the route's response schema (`response_fail =
+    /// "closed"`). 502; the body does not leave.
+    #[error("upstream response fails its schema")]
+    ResponseSchema,
     /// The upstream refused the connection or could not be reached. 502.
     #[error("upstream unavailable")]
     UpstreamUnavailable,
@@ -147,7 +166,8 @@ impl Error {
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::BadBody => StatusCode::BAD_REQUEST,
+            Error::BadBody | Error::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            Error::NoOperation => StatusCode::NOT_FOUND,
             Error::Registry(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -166,6 +186,7 @@ impl Error {
             Error::RequestPolicy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::ResponsePolicy { .. }
             | Error::Redaction(_)
+            | Error::ResponseSchema
             | Error::UpstreamUnavailable
             | Error::UpstreamReset => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout | Error::UpstreamDeadline => StatusCode::GATEWAY_TIMEOUT,
@@ -182,6 +203,9 @@ impl Error {
             Error::BodyTooLarge => "body_too_large",
             Error::BodyTimeout => "body_timeout",
             Error::BadBody => "bad_body",
+            Error::InvalidBody { cause, .. } => cause,
+            Error::NoOperation => "no_operation",
+            Error::ResponseSchema => "response_schema_invalid",
             Error::Overloaded => "route_overloaded",
             Error::Shed => "gateway_overloaded",
             Error::TenantBusy => "tenant_concurrency",
@@ -220,6 +244,8 @@ impl Error {
             | Error::BodyTooLarge
             | Error::BodyTimeout
             | Error::BadBody
+            | Error::InvalidBody { .. }
+            | Error::NoOperation
             | Error::Overloaded
             | Error::Shed
             | Error::TenantBusy
@@ -245,6 +271,7 @@ impl Error {
                 | Error::CircuitOpen { .. }
                 | Error::ResponsePolicy { .. }
                 | Error::Redaction(_)
+                | Error::ResponseSchema
         )
     }
 
@@ -263,6 +290,10 @@ impl Error {
         {
             // The uploader's own module: what is wrong with it is theirs to see.
             body["detail"] = detail.as_str().into();
+        }
+        if let Error::InvalidBody { failures, .. } = self {
+            // The caller's own body: where it failed, never what it held.
+            body["errors"] = crate::schema::public_errors(failures);
         }
         if expose {
             body["cause"] = self.cause().into();

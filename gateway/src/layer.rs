@@ -230,7 +230,13 @@ where
     }
     // The peer is the inner server's to know: no `X-Forwarded-For` is added, and the
     // caller's own is removed.
-    let origin = forward::inbound(&mut parts.headers, None, &host, &[], false);
+    let origin = forward::inbound(
+        &mut parts.headers,
+        None,
+        &host,
+        &crate::pipeline::client::Proxies::default(),
+        false,
+    );
     let body = s.policies.read_body(body).await?;
     let scope = Scope {
         pool: &s.pool,

@@ -32,6 +32,7 @@ pub mod audit;
 pub mod auth;
 mod body;
 pub mod chain;
+pub mod classification;
 pub mod config;
 mod db;
 mod error;
@@ -41,6 +42,7 @@ pub mod pipeline;
 pub mod redaction;
 pub mod registry;
 pub mod resilience;
+pub mod schema;
 pub mod secrets;
 pub mod server;
 

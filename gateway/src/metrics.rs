@@ -66,6 +66,21 @@ struct UpstreamStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemaLabels {
+    tenant: String,
+    route: String,
+    side: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassifiedLabels {
+    tenant: String,
+    route: String,
+    classification: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -104,6 +119,8 @@ pub struct Metrics {
     policy_duration: Histograms<PolicyLabels>,
     policy_traps: Family<OutcomeLabels, Counter>,
     limit_hits: Family<LimitLabels, Counter>,
+    schema_failures: Family<SchemaLabels, Counter>,
+    classified: Family<ClassifiedLabels, Counter>,
     in_flight: Gauge,
     breaker_state: Family<UpstreamLabels, Gauge>,
     breaker_transitions: Family<UpstreamStateLabels, Counter>,
@@ -137,6 +154,8 @@ impl Metrics {
             policy_duration: Family::new_with_constructor(latency_buckets),
             policy_traps: Family::default(),
             limit_hits: Family::default(),
+            schema_failures: Family::default(),
+            classified: Family::default(),
             in_flight: Gauge::default(),
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
@@ -180,6 +199,16 @@ impl Metrics {
             "limit_hits",
             "Requests refused by a limit (body size, timeouts, concurrency, rate, shedding)",
             m.limit_hits.clone(),
+        );
+        registry.register(
+            "schema_failures",
+            "Bodies that failed their route's JSON Schema, by side (request, response) and outcome (refused, reported)",
+            m.schema_failures.clone(),
+        );
+        registry.register(
+            "classified_requests",
+            "Requests by the highest data classification label they touched",
+            m.classified.clone(),
         );
         registry.register(
             "in_flight",
@@ -280,6 +309,29 @@ impl Metrics {
                 tenant: tenant.into(),
                 route: route.into(),
                 limit: limit.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a body that failed its schema.
+    pub(crate) fn schema_failure(&self, tenant: &str, route: &str, side: &str, outcome: &str) {
+        self.schema_failures
+            .get_or_create(&SchemaLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+                side: side.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a request by the highest classification label it touched.
+    pub(crate) fn classified(&self, tenant: &str, route: &str, label: &str) {
+        self.classified
+            .get_or_create(&ClassifiedLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+                classification: label.into(),
             })
             .inc();
     }

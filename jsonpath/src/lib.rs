@@ -31,6 +31,7 @@
 //! ```
 
 pub mod body;
+pub mod iregexp;
 
 use std::fmt::Write as _;
 
@@ -114,6 +115,14 @@ impl Selection {
     where
         F: FnMut(&mut Value) -> Outcome,
     {
+        self.edit_at(doc, &mut |value, _| edit(value))
+    }
+
+    /// As [`Selection::edit`], and `edit` is also given the value's normalized path.
+    pub fn edit_at<F>(&self, doc: &mut Value, edit: &mut F) -> Vec<String>
+    where
+        F: FnMut(&mut Value, &str) -> Outcome,
+    {
         let mut found = Vec::new();
         match &self.walk {
             Some(walk) => walk.visit(doc, walk.start, None, edit, &mut found),
@@ -130,17 +139,19 @@ impl Selection {
 
     fn edit_located<F>(&self, doc: &mut Value, edit: &mut F, found: &mut Vec<String>)
     where
-        F: FnMut(&mut Value) -> Outcome,
+        F: FnMut(&mut Value, &str) -> Outcome,
     {
         let mut located: Vec<Vec<Key>> = Vec::new();
-        for path in &self.paths {
-            for node in path.query_located(doc).iter() {
-                let keys: Vec<Key> = node.location().iter().map(Key::from).collect();
-                if !keys.is_empty() {
-                    located.push(keys);
+        iregexp::with_compile_budget(|| {
+            for path in &self.paths {
+                for node in path.query_located(doc).iter() {
+                    let keys: Vec<Key> = node.location().iter().map(Key::from).collect();
+                    if !keys.is_empty() {
+                        located.push(keys);
+                    }
                 }
             }
-        }
+        });
         // Document order compares indices as numbers and names as the map orders them.
         located.sort();
         located.dedup();
@@ -154,8 +165,10 @@ impl Selection {
             let Some(value) = last.step(holder) else {
                 continue;
             };
-            found.push(render(keys.iter().map(Key::as_elem)));
-            if edit(value) == Outcome::Remove {
+            let path = render(keys.iter().map(Key::as_elem));
+            let outcome = edit(value, &path);
+            found.push(path);
+            if outcome == Outcome::Remove {
                 match (holder, last) {
                     (Value::Object(map), Key::Name(name)) => {
                         map.remove(name);
@@ -372,7 +385,7 @@ impl Walk {
         edit: &mut F,
         found: &mut Vec<String>,
     ) where
-        F: FnMut(&mut Value) -> Outcome,
+        F: FnMut(&mut Value, &str) -> Outcome,
     {
         match value {
             Value::Object(map) => {
@@ -437,7 +450,7 @@ impl Walk {
         found: &mut Vec<String>,
     ) -> Outcome
     where
-        F: FnMut(&mut Value) -> Outcome,
+        F: FnMut(&mut Value, &str) -> Outcome,
     {
         let live = reached & !self.end;
         if live != 0 {
@@ -446,8 +459,10 @@ impl Walk {
         if reached & self.end == 0 {
             return Outcome::Keep;
         }
-        found.push(here.render());
-        edit(child)
+        let path = here.render();
+        let outcome = edit(child, &path);
+        found.push(path);
+        outcome
     }
 }
 

@@ -31,15 +31,15 @@ pub(crate) enum ApiKeyCommand {
         #[command(flatten)]
         at: KeyFileArgs,
         /// The tenant whose routes the key opens. Without it the key is a platform key
-        /// (`admin`, platform-wide `auditor`); a tenant's key holds only that tenant's
-        /// roles.
+        /// (`admin`, platform-wide `auditor` or `revealer`); a tenant's key holds only that
+        /// tenant's roles.
         #[arg(long)]
         tenant: Option<String>,
         /// Scopes, comma-separated.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
-        /// Roles, comma-separated (`admin`, `tenant-admin`, `auditor`, `service`, or a
-        /// route's own).
+        /// Roles, comma-separated (`admin`, `tenant-admin`, `auditor`, `revealer`,
+        /// `service`, or a route's own).
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
         /// A label.
@@ -94,7 +94,7 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
                 let route_role = known.as_ref().is_some_and(|(_, rs)| rs.contains(r));
                 if Role::parse(r).is_none() && !route_role {
                     return Err(format!(
-                        "role {r:?} is neither a built-in role (admin, tenant-admin, auditor, service) \
+                        "role {r:?} is neither a built-in role (admin, tenant-admin, auditor, revealer, service) \
                          nor one a route of the config requires{}",
                         if known.is_none() {
                             " (give --config to use a route's roles)"
@@ -105,12 +105,17 @@ fn run(command: ApiKeyCommand) -> Result<ExitCode, String> {
                 }
             }
             let tenants = known.map(|(t, _)| t);
-            let platform = roles
-                .iter()
-                .any(|r| matches!(Role::parse(r), Some(Role::Admin | Role::Auditor)));
+            let platform = roles.iter().any(|r| {
+                matches!(
+                    Role::parse(r),
+                    Some(Role::Admin | Role::Auditor | Role::Revealer)
+                )
+            });
             match &tenant {
                 None if !platform => {
-                    return Err("--tenant is required (except for admin and auditor keys)".into());
+                    return Err(
+                        "--tenant is required (except for admin, auditor and revealer keys)".into(),
+                    );
                 }
                 Some(t) if roles.iter().any(|r| Role::parse(r) == Some(Role::Admin)) => {
                     return Err(format!(

@@ -1,5 +1,5 @@
-//! `palisade secret put|delete|list|verify|rotate|rotate-master`: the encrypted secret
-//! store.
+//! `palisade secret put|delete|list|verify|rotate|rotate-master|reveal`: the encrypted
+//! secret store, and reading back fields an `encrypt` redaction rule sealed.
 //!
 //! Values are read from stdin, never from argv (argv is visible to every user of the
 //! machine); they are never printed. Exit codes: 0 done; 1 no such secret or tenant;
@@ -79,6 +79,21 @@ pub(crate) enum SecretCommand {
         /// Say which data key version would start; change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Decrypt a field an `encrypt` redaction rule sealed: the token is read from stdin,
+    /// the value printed as JSON. Every reveal is an audit block (kind `admin`) naming
+    /// who (the OS user), the tenant, the path and the key version, never the value.
+    /// Exit 1 when the token does not open at PATH for TENANT.
+    Reveal {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// The tenant whose body held the token.
+        #[arg(long)]
+        tenant: String,
+        /// Where the token was: its normalized path (`$['user']['ssn']`), as the audit
+        /// block of the request records it.
+        #[arg(long)]
+        path: String,
     },
     /// Create the AES-256 master key on the PKCS#11 token `[secrets.pkcs11]` names
     /// (sensitive, not extractable).
@@ -266,6 +281,34 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             eprintln!("tenant {tenant}: data key version {v}");
             Ok(ExitCode::SUCCESS)
         }
+        SecretCommand::Reveal { at, tenant, path } => {
+            let (store, tenants, file) = open_file(&at, true)?;
+            if let Err(code) = known(&tenants, &tenant) {
+                return Ok(code);
+            }
+            let mut token = String::new();
+            std::io::stdin()
+                .take(2 << 20)
+                .read_to_string(&mut token)
+                .map_err(|e| format!("stdin: {e}"))?;
+            let token = token.trim();
+            let revealed = store.reveal(&tenant, token, &path);
+            // The audit block first: no block, no value.
+            let key_version = palisade_gateway::redaction::encrypt::parse(token)
+                .map(|t| t.key_version)
+                .ok();
+            audit_reveal(&file, &tenant, &path, key_version, revealed.is_ok())?;
+            match revealed {
+                Ok(value) => {
+                    println!("{value}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("palisade: not revealed: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         SecretCommand::HsmKeygen { at } => {
             let file = palisade_gateway::config::load(&at.config).map_err(|e| e.to_string())?;
             let hsm = match file.secrets.as_ref().map(|s| &s.master) {
@@ -337,4 +380,42 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+/// Appends the audit block of a reveal from the command line: who is the OS user.
+fn audit_reveal(
+    file: &palisade_gateway::config::File,
+    tenant: &str,
+    path: &str,
+    key_version: Option<u64>,
+    revealed: bool,
+) -> Result<(), String> {
+    use palisade_ledger::{Kind, Ledger, Options, Record};
+    let uid = rustix::process::getuid().as_raw();
+    let user = std::env::var("USER").unwrap_or_default();
+    let ledger = Ledger::open(file.audit.store.clone(), Options::default())
+        .map_err(|e| format!("audit ledger: {e}"))?;
+    let record = Record {
+        kind: Kind::Admin,
+        correlation_id: palisade_gateway::pipeline::new_id(),
+        decision: if revealed { "allowed" } else { "refused" }.into(),
+        cause: (!revealed).then(|| "token_refused".to_string()),
+        detail: Some(serde_json::json!({
+            "revealed": {
+                "path": palisade_jsonpath::scrub_keys(path),
+                "key_version": key_version,
+            }
+        })),
+        identity: Some(format!("cli:{user} (uid {uid})")),
+        method: "REVEAL".into(),
+        path: "palisade secret reveal".into(),
+        route: "admin".into(),
+        tenant: tenant.to_string(),
+        time_ms: Record::now_ms(),
+        ..Record::default()
+    };
+    ledger
+        .append_blocking(record)
+        .map_err(|e| format!("audit ledger: {e}; nothing revealed"))?;
+    Ok(())
 }

@@ -11,6 +11,7 @@ mod custom_proxy;
 #[allow(dead_code)]
 #[path = "../../examples/custom_proxy.rs"]
 mod custom_proxy_example;
+mod data_protection;
 mod fixtures;
 mod gateway;
 mod hardening_auth;

@@ -8,6 +8,7 @@
 //! | `GET /v1/tenants` | any: lists the tenants the caller may read |
 //! | `GET /v1/tenants/{t}/routes` | a role that reads `t`'s modules |
 //! | `/v1/tenants/{t}/modules/...`, `/v1/tenants/{t}/secrets/...` | see `docs/registry.md`, `docs/secrets.md` |
+//! | `POST /v1/tenants/{t}/reveal` | `revealer` (of `t`, or the platform's): decrypts one encrypted field |
 //!
 //! Credentials are those of [`crate::auth`] (`server.admin_auth` lists the schemes; API
 //! keys and JWTs by default), and roles come with them (an API key's `roles`, a JWT's
@@ -47,6 +48,8 @@ struct Done {
     kind: Kind,
     tenant: Option<String>,
     module: Option<ModuleRef>,
+    /// The block's `detail` (what was revealed: a path, never the value).
+    detail: Option<serde_json::Value>,
 }
 
 impl Done {
@@ -56,6 +59,7 @@ impl Done {
             kind: Kind::Admin,
             tenant: None,
             module: None,
+            detail: None,
         }
     }
 }
@@ -126,6 +130,7 @@ impl Admin {
                     record.tenant = t;
                 }
                 record.modules = done.module.into_iter().collect();
+                record.detail = done.detail;
                 done.response
             }
             Err(e) => {
@@ -164,6 +169,9 @@ impl Admin {
             let segments: Vec<&str> = rest.split('/').collect();
             if let [tenant, "secrets", rest @ ..] = segments.as_slice() {
                 return self.secrets(req, &method, tenant, rest, who).await;
+            }
+            if let (&Method::POST, [tenant, "reveal"]) = (&method, segments.as_slice()) {
+                return self.reveal(req, tenant, who).await;
             }
             if let (&Method::GET, [tenant, "routes"]) = (&method, segments.as_slice()) {
                 if !who.may(Action::ReadModules(tenant)) {
@@ -250,6 +258,7 @@ impl Admin {
                 name: v.name.clone(),
                 version: v.version.clone(),
             }),
+            detail: None,
         };
         let blocking = |f: Box<dyn FnOnce() -> Result<Version, RegistryError> + Send>| async move {
             tokio::task::spawn_blocking(f)
@@ -503,6 +512,77 @@ impl Admin {
             kind: Kind::Admin,
             tenant: Some(tenant.to_string()),
             module: None,
+            detail: None,
+        })
+    }
+
+    /// `POST /v1/tenants/{tenant}/reveal` with `{"path": ..., "token": ...}`: the value an
+    /// `encrypt` rule sealed at `path`. Its audit block names who revealed which path and
+    /// under which key version, never the value.
+    async fn reveal<B>(
+        &self,
+        req: http::Request<B>,
+        tenant: &str,
+        who: &Principal,
+    ) -> Result<Done, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+    {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            path: String,
+            token: String,
+        }
+        if !who.may(Action::Reveal(tenant)) {
+            return Err(missing_role(who));
+        }
+        let not_found = || Error::Registry(RegistryError::NotFound);
+        let store = self.pipeline.secrets().cloned().ok_or_else(not_found)?;
+        if !self.pipeline.has_tenant(tenant) {
+            return Err(not_found());
+        }
+        let body =
+            crate::pipeline::io::read_body(req.into_body(), 2 << 20, Duration::from_secs(30))
+                .await
+                .map_err(|_| Error::BadBody)?;
+        let ask: Ask = serde_json::from_slice(&body)
+            .map_err(|_| Error::Registry(RegistryError::BadName("bad_reveal_request")))?;
+        let recorded = palisade_jsonpath::scrub_keys(&ask.path);
+        let key_version = crate::redaction::encrypt::parse(&ask.token)
+            .map(|t| t.key_version)
+            .ok();
+        let (t, token, path) = (tenant.to_string(), ask.token, ask.path);
+        let revealed = tokio::task::spawn_blocking(move || store.reveal(&t, &token, &path))
+            .await
+            .map_err(|_| Error::Internal)?;
+        let value = revealed.map_err(|e| {
+            use crate::secrets::RevealError;
+            match e {
+                RevealError::Token(_) => Error::Registry(RegistryError::Rejected {
+                    cause: "token_refused",
+                    detail: "the token does not open at this path for this tenant".into(),
+                }),
+                RevealError::Store(crate::secrets::SecretError::UnknownKeyVersion(_)) => {
+                    Error::Registry(RegistryError::Rejected {
+                        cause: "token_refused",
+                        detail: "the token names a key version this tenant does not have".into(),
+                    })
+                }
+                RevealError::Store(other) => {
+                    tracing::warn!(error = %other, "secret store");
+                    Error::Registry(RegistryError::Storage("secret store".into()))
+                }
+            }
+        })?;
+        Ok(Done {
+            response: json(StatusCode::OK, &serde_json::json!({ "value": value })),
+            kind: Kind::Admin,
+            tenant: Some(tenant.to_string()),
+            module: None,
+            detail: Some(serde_json::json!({
+                "revealed": { "path": recorded, "key_version": key_version }
+            })),
         })
     }
 }

@@ -10,7 +10,11 @@
 //! | `admin` | everything, for every tenant | never granted (dropped) |
 //! | `tenant-admin` | nothing (it has no tenant) | manage and read T's modules and secrets; read T's audit blocks |
 //! | `auditor` | read and verify the whole audit ledger; read every tenant's modules; list (not read) every tenant's secrets | read T's modules, list T's secrets, read T's audit blocks; not the whole ledger |
+//! | `revealer` | reveal every tenant's encrypted fields | reveal T's encrypted fields |
 //! | `service` | nothing on the admin API | nothing on the admin API (a data-plane caller) |
+//!
+//! Revealing is `revealer`'s alone: `admin` and `tenant-admin` do not imply it, so who
+//! can read encrypted personal data back is a list of its own.
 //!
 //! [`crate::auth::Caller::principal`] applies the left column only to platform
 //! credentials; any other credential without a tenant holds no role.
@@ -27,17 +31,20 @@ pub enum Role {
     TenantAdmin,
     /// Reads the audit ledger.
     Auditor,
+    /// Reveals encrypted fields (and nothing else).
+    Revealer,
     /// A service principal: calls routes, nothing else.
     Service,
 }
 
 impl Role {
-    /// `admin`, `tenant-admin`, `auditor` or `service`.
+    /// `admin`, `tenant-admin`, `auditor`, `revealer` or `service`.
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "admin" => Role::Admin,
             "tenant-admin" => Role::TenantAdmin,
             "auditor" => Role::Auditor,
+            "revealer" => Role::Revealer,
             "service" => Role::Service,
             _ => return None,
         })
@@ -64,6 +71,8 @@ pub enum Action<'a> {
     ManageSecrets(&'a str),
     /// List a tenant's secrets (ids and versions, never values).
     ReadSecrets(&'a str),
+    /// Decrypt a tenant's encrypted field.
+    Reveal(&'a str),
 }
 
 /// An authenticated caller of the admin API.
@@ -91,6 +100,9 @@ impl Principal {
     /// that tenant.
     pub fn may(&self, action: Action<'_>) -> bool {
         let platform = self.tenant.is_none();
+        if let Action::Reveal(t) = action {
+            return self.has(Role::Revealer) && (platform || self.tenant.as_deref() == Some(t));
+        }
         if platform && self.has(Role::Admin) {
             return true;
         }
@@ -104,6 +116,7 @@ impl Principal {
                 reads(t)
             }
             Action::ReadAudit(None) | Action::VerifyAudit => platform && self.has(Role::Auditor),
+            Action::Reveal(_) => unreachable!("answered above"),
         }
     }
 }
@@ -152,6 +165,27 @@ mod tests {
         assert!(!auditor.may(Action::ManageSecrets("acme")));
         assert!(auditor.may(Action::ReadSecrets("acme")));
         assert!(!service.may(Action::ReadSecrets("acme")));
+    }
+
+    #[test]
+    fn only_revealers_reveal() {
+        let revealer = p(None, &[Role::Revealer]);
+        let acme_revealer = p(Some("acme"), &[Role::Revealer]);
+        for nobody in [
+            p(None, &[Role::Admin, Role::Auditor]),
+            p(
+                Some("acme"),
+                &[Role::TenantAdmin, Role::Auditor, Role::Service],
+            ),
+        ] {
+            assert!(!nobody.may(Action::Reveal("acme")), "{nobody:?}");
+        }
+        assert!(revealer.may(Action::Reveal("globex")));
+        assert!(acme_revealer.may(Action::Reveal("acme")));
+        assert!(!acme_revealer.may(Action::Reveal("globex")));
+        // Revealing grants nothing else.
+        assert!(!revealer.may(Action::ReadSecrets("acme")));
+        assert!(!acme_revealer.may(Action::ReadModules("acme")));
     }
 
     #[test]

@@ -591,7 +591,15 @@ fn check_redaction(
     let key = tenant
         .and_then(|t| t.hash_key_file.as_ref())
         .map(|_| [1u8; 16]);
-    match Redactor::new(&rules, key.as_ref().map(|k| k.as_slice())) {
+    // Likewise the tenant's data key, which `[secrets]` holds.
+    let field_key = r.file.secrets.as_ref().map(|_| {
+        std::sync::Arc::new(crate::redaction::encrypt::FieldKey::new(
+            &route.tenant,
+            1,
+            zeroize::Zeroizing::new([1u8; 32]),
+        ))
+    });
+    match Redactor::with_keys(&rules, key.as_ref().map(|k| k.as_slice()), field_key) {
         Err(e) => {
             let problem = redaction_problem(r.file, sr, &e);
             r.issues.extend(r.file.issues(vec![problem]));

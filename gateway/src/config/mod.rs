@@ -330,12 +330,13 @@ impl File {
 }
 
 /// The keys that differ between `old` and `new` but are read only at start: `[server]`
-/// (but `trusted_proxies` and `[server.overload]`, which reloads apply), `[audit]`,
+/// (but `trusted_proxies`, `forwarded_header` and `[server.overload]`, which reloads apply), `[audit]`,
 /// `[runtime]`, `[registry]` and `[secrets]` (but its master keys), each named down to
 /// the key under its section (`server.listen`, `server.tls`).
 pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
-    const APPLIED: [&str; 6] = [
+    const APPLIED: [&str; 7] = [
         "server.trusted_proxies",
+        "server.forwarded_header",
         "server.overload",
         "server.body_timeout_ms",
         "secrets.master_key",

@@ -91,6 +91,9 @@ impl Route {
                 p.module = rebase(base, &p.module);
             }
         }
+        if let Some(schema) = &mut self.schema {
+            schema.rebase(base);
+        }
     }
 }
 
@@ -139,6 +142,9 @@ pub struct Tenant {
     /// allow lists say.
     #[serde(default)]
     pub deny_ips: Vec<crate::server::Cidr>,
+    /// Data classification labels of this tenant's own (`[[tenant.label]]`).
+    #[serde(default, rename = "label")]
+    pub labels: Vec<crate::classification::CustomLabel>,
 }
 
 /// `[[upstream]]`.
@@ -279,6 +285,14 @@ pub struct Route {
     /// Built-in redaction rules, applied after the response policies.
     #[serde(default)]
     pub redact: Vec<crate::redaction::Rule>,
+    /// JSON Schemas the request and response bodies must satisfy (`[route.schema]`).
+    pub schema: Option<crate::schema::Config>,
+    /// The route's data classification label (`public`, `internal`, `confidential`,
+    /// `restricted` or one of its tenant's); its handling rules are checked at load.
+    pub classification: Option<String>,
+    /// Labels of JSONPaths in the response body (`{ path, label }`).
+    #[serde(default)]
+    pub classify: Vec<crate::classification::Classify>,
     /// Who may call this route. By default anyone (no credentials checked).
     pub auth: Option<crate::auth::RouteAuth>,
     /// Credentials the gateway adds to requests it sends upstream, from `[secrets]`:

@@ -239,6 +239,15 @@ impl Exchange {
         record.status = response.status().as_u16();
         record.modules = trace.modules;
         record.redacted = recorded_paths(&trace.redacted);
+        if let (Some(m), Some(label)) = (
+            metrics,
+            trace.detail.get("classification").and_then(|l| l.as_str()),
+        ) {
+            m.classified(&record.tenant, &record.route, label);
+        }
+        if !trace.detail.is_empty() {
+            record.detail = Some(serde_json::Value::Object(trace.detail));
+        }
         record.latency_us = elapsed.as_micros() as u64;
         tracing::debug!(
             correlation_id = %cid,
@@ -361,7 +370,7 @@ fn correlation_id(headers: &http::HeaderMap) -> String {
 /// outside it: two SipHash-1-3 values (std's `RandomState`, keyed once per process from
 /// the OS's random source) of a counter. No system call per request, and no sequence
 /// that would tell a client how many requests others sent.
-pub(crate) fn new_id() -> String {
+pub fn new_id() -> String {
     use std::hash::BuildHasher;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -101,31 +101,27 @@ pub(crate) fn inbound(
     headers: &mut HeaderMap,
     peer: Option<SocketAddr>,
     host: &str,
-    trusted: &[ipnet::IpNet],
+    trusted: &super::client::Proxies,
     strip_authorization: bool,
 ) -> Origin {
     strip_hop_by_hop(headers);
     let peer_ip = peer.map(|p| canonical(p.ip()));
-    let from_proxy = peer_ip.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)));
-    let text = |h: &HeaderMap, n: &str| {
-        let mut values = h.get_all(n).iter();
-        let v = values.next()?.to_str().ok()?.to_string();
-        values.next().is_none().then_some(v)
-    };
+    let from_proxy = peer_ip.is_some_and(|ip| trusted.trusts(&ip));
     let origin = Origin {
         // Read only from a trusted proxy: nobody else's claims are even copied.
         forwarded_for: peer_ip.map(|ip| {
             match from_proxy
-                .then(|| text(headers, "x-forwarded-for"))
+                .then(|| trusted.hops(headers))
                 .flatten()
+                .filter(|hops| !hops.is_empty())
             {
-                Some(chain) => format!("{chain}, {ip}"),
+                Some(chain) => format!("{}, {ip}", chain.join(", ")),
                 None => ip.to_string(),
             }
         }),
         host: (!host.is_empty()).then(|| host.to_string()),
         proto: from_proxy
-            .then(|| text(headers, "x-forwarded-proto"))
+            .then(|| trusted.proto(headers))
             .flatten()
             .filter(|p| matches!(p.as_str(), "http" | "https")),
     };

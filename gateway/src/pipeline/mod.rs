@@ -18,7 +18,7 @@
 //! HTTP/1.1 parse limits (431) and the header read timeout are enforced by the connection
 //! before the pipeline runs; see [`crate::server`].
 
-mod client;
+pub(crate) mod client;
 pub mod config;
 mod credentials;
 pub(crate) mod exchange;
@@ -40,10 +40,11 @@ use http::StatusCode;
 use palisade_ledger::{Ledger, Record};
 use palisade_runtime::{Context, Engine, InvocationPool, Request};
 
+pub use self::client::ForwardedHeader;
 pub use self::credentials::Credential;
 use self::exchange::Exchange;
 pub use self::exchange::Verdict;
-pub(crate) use self::exchange::new_id;
+pub use self::exchange::new_id;
 use self::forward::Target;
 pub(crate) use self::io::ResponseDeadline;
 pub use self::policies::BodyLimits;
@@ -224,6 +225,14 @@ impl Pipeline {
         self.swap(&file, false).map(drop)
     }
 
+    /// Whether `ip` is one of the trusted proxies of the configuration in service.
+    pub(crate) fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.routes
+            .load()
+            .trusted_proxies
+            .trusts(&forward::canonical(ip))
+    }
+
     /// The secret store, when `[secrets]` is configured.
     pub fn secrets(&self) -> Option<&Arc<SecretStore>> {
         self.secrets.as_ref()
@@ -320,6 +329,16 @@ impl Pipeline {
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
+        if let Some(label) = route
+            .policies
+            .classification
+            .as_ref()
+            .and_then(|c| c.route_label())
+        {
+            ex.trace
+                .detail
+                .insert("classification".into(), label.name.clone().into());
+        }
         let _admitted = self.admit(route)?;
         let (parts, body) = req.into_parts();
         route

@@ -18,6 +18,7 @@ use crate::body::Body;
 use crate::chain::{Chain, Observer, POLICY_INVALID_OUTPUT, Trace};
 use crate::error::Error;
 use crate::redaction::Redactor;
+use crate::schema::{self, ResponseFail, Schemas, Side};
 
 /// How much of a message the policies read, and how long the caller has to send it.
 /// The one place these defaults are written: routes (`max_body_bytes`,
@@ -77,6 +78,10 @@ pub(crate) struct Policies {
     pub(crate) request: Chain,
     pub(crate) response: Chain,
     pub(crate) redactor: Option<Arc<Redactor>>,
+    /// The route's request and response schemas.
+    pub(crate) schemas: Option<Arc<Schemas>>,
+    /// The route's data classification labels.
+    pub(crate) classification: Option<Arc<crate::classification::Classification>>,
     pub(crate) limits: BodyLimits,
     pub(crate) methods: Methods,
 }
@@ -131,7 +136,10 @@ impl Policies {
     /// Whether the answer is read whole (response policies or redaction); otherwise it
     /// is streamed through untouched.
     pub(crate) fn read_answer(&self) -> bool {
-        !self.response.is_empty() || self.redactor.is_some()
+        !self.response.is_empty()
+            || self.redactor.is_some()
+            || self.schemas.as_ref().is_some_and(|s| s.reads_response())
+            || self.classification.as_ref().is_some_and(|c| c.reads_body())
     }
 
     /// Phase: read the request body, by [`BodyLimits::max_body`] and
@@ -149,15 +157,39 @@ impl Policies {
             })
     }
 
-    /// Phase: request policies. A policy's own answer is redacted like any response and
-    /// ends the request (`denied` from 400 on, else `responded`); a method the route does
-    /// not accept is the policy's fault (500).
+    /// Phases: validate the body against the route's schema (400 on failure: the policies
+    /// only ever see valid input), then the request policies. A policy's own answer is
+    /// redacted like any response and ends the request (`denied` from 400 on, else
+    /// `responded`); a method the route does not accept is the policy's fault (500).
     pub(crate) async fn on_request(
         &self,
         scope: &Scope<'_>,
         request: Request,
         trace: &mut Trace,
     ) -> Result<Next, Error> {
+        if let Some(schemas) = &self.schemas
+            && let Err(invalid) = schemas.request(&request.method, &request.path, &request.body)
+        {
+            trace
+                .detail
+                .insert("schema".into(), invalid.audit(Side::Request));
+            count_schema_failure(scope, Side::Request, "refused");
+            return Err(match invalid {
+                schema::Invalid::NoOperation => Error::NoOperation,
+                schema::Invalid::NotJson => Error::InvalidBody {
+                    cause: "body_not_json",
+                    failures: Vec::new(),
+                },
+                schema::Invalid::Missing => Error::InvalidBody {
+                    cause: "body_missing",
+                    failures: Vec::new(),
+                },
+                schema::Invalid::Failed(failures) => Error::InvalidBody {
+                    cause: "schema_invalid",
+                    failures,
+                },
+            });
+        }
         let decision = self
             .request
             .on_request(scope.pool, &scope.observer, &scope.ctx, request, trace)
@@ -224,8 +256,10 @@ impl Policies {
         })
     }
 
-    /// Phases: response policies, then redaction. Every failure fails the request
-    /// (502): these phases may be what keeps PII in.
+    /// Phases: validate the upstream's body against the route's response schema, the
+    /// response policies, then redaction. Every failure fails the request (502): these
+    /// phases may be what keeps PII in. A body that fails its schema under `response_fail
+    /// = "report"` goes on, counted and recorded.
     pub(crate) async fn on_response(
         &self,
         scope: &Scope<'_>,
@@ -233,6 +267,30 @@ impl Policies {
         response: Response,
         trace: &mut Trace,
     ) -> Result<Outcome, Error> {
+        if let Some(schemas) = &self.schemas
+            && let Err(invalid) = schemas.response(
+                &request.method,
+                &request.path,
+                response.status,
+                &response.body,
+            )
+        {
+            trace
+                .detail
+                .insert("schema".into(), invalid.audit(Side::Response));
+            if schemas.response_fail == ResponseFail::Closed {
+                count_schema_failure(scope, Side::Response, "refused");
+                return Err(Error::ResponseSchema);
+            }
+            count_schema_failure(scope, Side::Response, "reported");
+        }
+        if let Some(c) = &self.classification
+            && let Some(label) = c.touched(&response.body)
+        {
+            trace
+                .detail
+                .insert("classification".into(), label.name.clone().into());
+        }
         let response = if self.response.is_empty() {
             response
         } else {
@@ -262,6 +320,13 @@ impl Policies {
             .map_err(|e| Error::Redaction(e.cause()))?;
         trace.redacted.extend(redacted);
         Ok(res)
+    }
+}
+
+/// Counts a body that failed its schema (`palisade_schema_failures_total`).
+fn count_schema_failure(scope: &Scope<'_>, side: Side, outcome: &str) {
+    if let Some((metrics, tenant, route)) = &scope.observer.metrics {
+        metrics.schema_failure(tenant, route, side.as_str(), outcome);
     }
 }
 

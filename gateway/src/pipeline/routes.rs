@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::chain::{Chain, ChainPolicy};
 use crate::config::{self, File, Invalid};
 use crate::redaction::Redactor;
+use crate::redaction::encrypt::FieldKey;
 use crate::registry::Registry;
 use crate::resilience::{Kept, RetryOn, RouteGuard, TenantGuard, UpstreamGuard};
 use crate::secrets::SecretStore;
@@ -109,6 +110,28 @@ impl Route {
     }
 }
 
+/// `tenant`'s field encryption key from the secret store; a throwaway key offline
+/// (`check-config` builds routes it never serves and writes nothing).
+fn field_key(
+    secrets: Option<&SecretStore>,
+    offline: bool,
+    tenant: &str,
+    issue: &mut impl FnMut(&str, String),
+) -> Option<Arc<FieldKey>> {
+    if offline {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut()).expect("the OS random source is available");
+        return Some(Arc::new(FieldKey::new(tenant, 1, key)));
+    }
+    match secrets?.field_key(tenant) {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            issue("redact", format!("the data key of tenant {tenant:?}: {e}"));
+            None
+        }
+    }
+}
+
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix.is_empty()
         || path
@@ -156,7 +179,7 @@ pub(crate) struct Routes {
     routes: Vec<Arc<Route>>,
     pub(crate) auth: Arc<Authenticator>,
     /// Peers whose `X-Forwarded-For`/`-Proto` are believed (`[server] trusted_proxies`).
-    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) trusted_proxies: super::client::Proxies,
 }
 
 impl Routes {
@@ -239,6 +262,14 @@ impl Routes {
         // Each tenant's hash key, read once.
         let mut hash_keys: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
         for (name, t) in &tenants {
+            for message in crate::classification::check_labels(t.get_ref()) {
+                issues.push(config::Problem::at(
+                    t,
+                    "label",
+                    format!("tenant {name:?}"),
+                    message,
+                ));
+            }
             let key = match &t.get_ref().hash_key_file {
                 None => None,
                 Some(k) => match std::fs::read(k) {
@@ -265,6 +296,9 @@ impl Routes {
             };
             hash_keys.insert(name, key);
         }
+
+        // Each tenant's field encryption key, fetched once, when a rule encrypts.
+        let mut field_keys: HashMap<&str, Option<Arc<FieldKey>>> = HashMap::new();
 
         let mut loaded: HashMap<PathBuf, Policy> = HashMap::new();
         let mut routes = Vec::new();
@@ -352,15 +386,49 @@ impl Routes {
                 None => None,
             };
             let redact = r.redaction(tenant);
+            let encrypts = redact
+                .iter()
+                .any(|rule| matches!(rule.action, crate::redaction::Action::Encrypt(_)));
+            let field_key = if encrypts {
+                field_keys
+                    .entry(r.tenant.as_str())
+                    .or_insert_with(|| field_key(secrets, offline, &r.tenant, &mut issue))
+                    .clone()
+            } else {
+                None
+            };
             let redactor = if redact.is_empty() {
                 None
             } else {
-                match Redactor::new(&redact, key.as_deref()) {
+                match Redactor::with_keys(&redact, key.as_deref(), field_key) {
                     Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
                         issues.push(config::check::redaction_problem(file, sr, &e));
                         continue;
                     }
+                }
+            };
+            let schemas = match &r.schema {
+                None => None,
+                Some(c) => {
+                    let strip = r.strip_prefix.then(|| r.path.trim_end_matches('/'));
+                    match crate::schema::compile(c, strip) {
+                        Ok(s) => Some(Arc::new(s)),
+                        Err((field, message)) => {
+                            issue(&format!("schema.{field}"), message);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let classification = match crate::classification::check(r, tenant, redactor.as_deref())
+            {
+                Ok(c) => c.map(Arc::new),
+                Err(problems) => {
+                    for (field, message) in problems {
+                        issue(field, message);
+                    }
+                    continue;
                 }
             };
             let methods = Methods::new(r.methods.iter().map(|m| m.0.clone()).collect());
@@ -404,6 +472,8 @@ impl Routes {
                     request,
                     response,
                     redactor,
+                    schemas,
+                    classification,
                     limits: BodyLimits {
                         max_body: r.max_body_bytes,
                         max_response: r.max_response_bytes,
@@ -431,7 +501,10 @@ impl Routes {
                 ),
             }));
         }
-        let trusted_proxies = file.server.trusted_proxies.iter().map(|p| p.0).collect();
+        let trusted_proxies = super::client::Proxies {
+            nets: file.server.trusted_proxies.iter().map(|p| p.0).collect(),
+            header: file.server.forwarded_header,
+        };
         if !issues.is_empty() {
             let mut issues = file.issues(issues);
             issues.sort_by_key(|i| i.at);

@@ -1,8 +1,10 @@
 //! A `redact` rule as the config writes it (`{ path | regex | header = "...", action =
-//! "mask" | "remove" | "hash" }`), lowered into a [`Rule`].
+//! "mask" | "remove" | "hash" | "encrypt", deterministic = bool }`), lowered into a
+//! [`Rule`].
 
 use serde::Deserialize;
 
+use super::encrypt::Mode;
 use super::{Action, Rule};
 
 /// A rule as written.
@@ -14,6 +16,10 @@ pub(super) struct Written {
     header: Option<String>,
     #[serde(default)]
     action: WrittenAction,
+    /// With `encrypt`: equal values give equal tokens (AES-SIV), so the field stays
+    /// joinable. By default `false` (AES-256-GCM, a fresh nonce per value).
+    #[serde(default)]
+    deterministic: bool,
 }
 
 /// `action` as written; `mask` by default.
@@ -24,16 +30,20 @@ enum WrittenAction {
     Mask,
     Remove,
     Hash,
+    Encrypt,
 }
 
 impl TryFrom<Written> for Rule {
     type Error = &'static str;
 
     fn try_from(w: Written) -> Result<Self, &'static str> {
-        let action = match w.action {
-            WrittenAction::Mask => Action::Mask,
-            WrittenAction::Remove => Action::Remove,
-            WrittenAction::Hash => Action::Hash,
+        let action = match (w.action, w.deterministic) {
+            (WrittenAction::Encrypt, false) => Action::Encrypt(Mode::Randomized),
+            (WrittenAction::Encrypt, true) => Action::Encrypt(Mode::Deterministic),
+            (_, true) => return Err("`deterministic` goes with `action = \"encrypt\"` only"),
+            (WrittenAction::Mask, _) => Action::Mask,
+            (WrittenAction::Remove, _) => Action::Remove,
+            (WrittenAction::Hash, _) => Action::Hash,
         };
         match (w.path, w.regex, w.header) {
             (Some(p), None, None) => Ok(Rule::path(&p, action)),
@@ -84,5 +94,14 @@ mod tests {
             );
         }
         assert!(toml::from_str::<Doc>(r#"redact = [{ path = "$.a", action = "burn" }]"#).is_err());
+        let doc: Doc = toml::from_str(
+            r#"redact = [{ path = "$.a", action = "encrypt" }, { path = "$.b", action = "encrypt", deterministic = true }]"#,
+        )
+        .unwrap();
+        assert_eq!(doc.redact[0].action, Action::Encrypt(Mode::Randomized));
+        assert_eq!(doc.redact[1].action, Action::Encrypt(Mode::Deterministic));
+        let e = toml::from_str::<Doc>(r#"redact = [{ path = "$.a", deterministic = true }]"#)
+            .unwrap_err();
+        assert!(e.message().contains("deterministic"), "{}", e.message());
     }
 }

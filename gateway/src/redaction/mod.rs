@@ -2,8 +2,9 @@
 //!
 //! Rules are RFC 9535 JSONPath expressions (via `serde_json_path`) or regular
 //! expressions (Rust `regex`: linear time, size-capped). Each rule has an action: mask,
-//! remove, or a keyed hash (HMAC-SHA256) that stays joinable without being reversible.
-//! The phase reports the normalized paths it redacted, never values.
+//! remove, a keyed hash (HMAC-SHA256) that stays joinable without being reversible, or
+//! encryption under the tenant's data key ([`encrypt`]), which an authorised reader can
+//! reveal. The phase reports the normalized paths it redacted, never values.
 //!
 //! It fails closed: a body that must be redacted but is not valid JSON (for path rules)
 //! or not UTF-8 (for regex rules) is an error, so the unredacted bytes never pass.
@@ -18,6 +19,7 @@
 //! ```
 
 mod config;
+pub mod encrypt;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -42,6 +44,9 @@ pub enum Action {
     Remove,
     /// Replace with `[hash:<16 hex of HMAC-SHA256(key, value)>]`.
     Hash,
+    /// Replace with a token sealed under the tenant's data key, bound to the value's
+    /// path ([`encrypt`]).
+    Encrypt(encrypt::Mode),
 }
 
 /// A redaction rule as configured (a `redact` entry lowers into one, see `config.rs`).
@@ -116,6 +121,12 @@ pub enum ConfigError {
         /// Index of the rule (from 0).
         index: usize,
     },
+    /// An encrypt action without the tenant's data key (`[secrets]`).
+    #[error("rule {}: action `encrypt` needs the tenant's data key ([secrets])", index + 1)]
+    NoFieldKey {
+        /// Index of the rule (from 0).
+        index: usize,
+    },
     /// A mandatory path that is not a valid JSONPath.
     #[error("mandatory path `{path}` is not a valid JSONPath")]
     Mandatory {
@@ -130,7 +141,8 @@ impl ConfigError {
         match self {
             ConfigError::Path { index, .. }
             | ConfigError::Regex { index, .. }
-            | ConfigError::NoHashKey { index } => Some(*index),
+            | ConfigError::NoHashKey { index }
+            | ConfigError::NoFieldKey { index } => Some(*index),
             ConfigError::Mandatory { .. } => None,
         }
     }
@@ -186,6 +198,7 @@ pub struct Redactor {
     /// Response-header rules: lowercase names.
     headers: Vec<(String, Action)>,
     hash_key: Option<Vec<u8>>,
+    field_key: Option<std::sync::Arc<encrypt::FieldKey>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -205,11 +218,28 @@ impl Redactor {
     /// [`ConfigError`] for an invalid JSONPath, a regex over [`MAX_REGEX_LEN`] bytes or
     /// [`MAX_REGEX_SIZE`] compiled, or a hash action without `hash_key`.
     pub fn new(rules: &[Rule], hash_key: Option<&[u8]>) -> Result<Self, ConfigError> {
+        Self::with_keys(rules, hash_key, None)
+    }
+
+    /// Compiles `rules`, whose `encrypt` actions seal under `field_key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Redactor::new`], and [`ConfigError::NoFieldKey`] for an encrypt action
+    /// without `field_key`.
+    pub fn with_keys(
+        rules: &[Rule],
+        hash_key: Option<&[u8]>,
+        field_key: Option<std::sync::Arc<encrypt::FieldKey>>,
+    ) -> Result<Self, ConfigError> {
         let mut compiled = Vec::with_capacity(rules.len());
         let mut headers = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
             if rule.action == Action::Hash && hash_key.is_none_or(<[u8]>::is_empty) {
                 return Err(ConfigError::NoHashKey { index });
+            }
+            if matches!(rule.action, Action::Encrypt(_)) && field_key.is_none() {
+                return Err(ConfigError::NoFieldKey { index });
             }
             let c = match &rule.selector {
                 Selector::Path(p) => {
@@ -247,6 +277,7 @@ impl Redactor {
             rules: compiled,
             headers,
             hash_key: hash_key.map(<[u8]>::to_vec),
+            field_key,
         })
     }
 
@@ -304,7 +335,7 @@ impl Redactor {
             // A client that ignores the charset reads the bytes one per character: a match
             // there is a second reading the redaction cannot fix in place.
             let bytewise: String = body.iter().map(|&b| char::from(b)).collect();
-            if self.regex_text(&bytewise).1 {
+            if self.matches_any(&bytewise) {
                 return Err(RedactionError::NotUtf8);
             }
         }
@@ -314,7 +345,7 @@ impl Redactor {
         let (body, paths) = decoded.edit(
             |doc| self.redact_json(doc),
             |text| {
-                let (out, hit) = self.regex_text(text);
+                let (out, hit) = self.regex_text(text, "$");
                 hit.then(|| out.into_owned())
             },
         );
@@ -348,7 +379,8 @@ impl Redactor {
                     Some((n, action)) => {
                         redacted.push(format!("header:{n}"));
                         if *action != Action::Remove {
-                            kept.push((name, self.replacement(*action, &value)));
+                            let at = format!("header:{n}");
+                            kept.push((name, self.replacement(*action, &value, &at)));
                         }
                     }
                 }
@@ -383,7 +415,7 @@ impl Redactor {
             };
             // Reverse document order (the selection's), so removing an array element
             // does not shift one still to be changed.
-            paths.extend(selection.edit(doc, &mut |v| self.apply(v, *action)));
+            paths.extend(selection.edit_at(doc, &mut |v, at| self.apply(v, *action, at)));
         }
         if self
             .rules
@@ -396,19 +428,26 @@ impl Redactor {
         paths
     }
 
-    fn apply(&self, value: &mut Value, action: Action) -> Outcome {
+    fn apply(&self, value: &mut Value, action: Action, at: &str) -> Outcome {
         if action == Action::Remove {
             return Outcome::Remove;
         }
-        let replacement = match &*value {
-            Value::String(s) => self.replacement(action, s),
-            other => self.replacement(action, &other.to_string()),
+        let replacement = match (&*value, action, &self.field_key) {
+            // The value itself, with its type: reveal gives back what was there.
+            (v, Action::Encrypt(mode), Some(key)) => key.seal(mode, at, v),
+            (Value::String(s), ..) => self.replacement(action, s, at),
+            (other, ..) => self.replacement(action, &other.to_string(), at),
         };
         *value = Value::String(replacement);
         Outcome::Keep
     }
 
-    fn replacement(&self, action: Action, value: &str) -> String {
+    /// What a matched string becomes; `at` is where it was (the normalized path, or
+    /// `header:<name>`), which an encrypted token is bound to.
+    fn replacement(&self, action: Action, value: &str, at: &str) -> String {
+        if let (Action::Encrypt(mode), Some(key)) = (action, &self.field_key) {
+            return key.seal(mode, at, &Value::String(value.to_string()));
+        }
         match (action, &self.hash_key) {
             (Action::Hash, Some(key)) => {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
@@ -420,8 +459,16 @@ impl Redactor {
         }
     }
 
-    /// Applies every regex rule to `text`; returns the new text and whether anything matched.
-    fn regex_text<'t>(&self, text: &'t str) -> (std::borrow::Cow<'t, str>, bool) {
+    /// Whether any regex rule matches `text`.
+    fn matches_any(&self, text: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|(c, _)| matches!(c, Compiled::Regex(re) if re.is_match(text)))
+    }
+
+    /// Applies every regex rule to `text`, found at `at`; returns the new text and whether
+    /// anything matched.
+    fn regex_text<'t>(&self, text: &'t str, at: &str) -> (std::borrow::Cow<'t, str>, bool) {
         let mut current = std::borrow::Cow::Borrowed(text);
         let mut hit = false;
         for (rule, action) in &self.rules {
@@ -430,7 +477,7 @@ impl Redactor {
                 hit = true;
                 let replaced = re
                     .replace_all(&current, |c: &regex::Captures<'_>| {
-                        self.replacement(*action, &c[0])
+                        self.replacement(*action, &c[0], at)
                     })
                     .into_owned();
                 current = std::borrow::Cow::Owned(replaced);
@@ -442,7 +489,7 @@ impl Redactor {
     fn regex_walk(&self, value: &mut Value, path: &mut String, found: &mut Vec<String>) {
         match value {
             Value::String(s) => {
-                let (out, hit) = self.regex_text(s);
+                let (out, hit) = self.regex_text(s, path);
                 if hit {
                     let out = out.into_owned();
                     *s = out;
@@ -451,7 +498,7 @@ impl Redactor {
             }
             Value::Number(n) => {
                 let text = n.to_string();
-                let (out, hit) = self.regex_text(&text);
+                let (out, hit) = self.regex_text(&text, path);
                 if hit {
                     let out = out.into_owned();
                     *value = Value::String(out);
@@ -469,14 +516,14 @@ impl Redactor {
             Value::Object(map) => {
                 // Keys are data too (`{"by_ssn": {"219-09-9999": ...}}`): a key the rules
                 // match is masked or hashed like a value, or its entry removed.
-                if map.keys().any(|k| self.regex_text(k).1) {
+                if map.keys().any(|k| self.matches_any(k)) {
                     let old = std::mem::take(map);
                     // Colliding replacements are numbered by one counter per name, so
                     // 100,000 keys masked alike cost linear time.
                     let mut taken: std::collections::HashMap<String, usize> =
                         std::collections::HashMap::new();
                     for (key, item) in old {
-                        let (new_key, hit) = self.regex_text(&key);
+                        let (new_key, hit) = self.regex_text(&key, &format!("{path}[*]"));
                         if !hit {
                             map.insert(key, item);
                             continue;

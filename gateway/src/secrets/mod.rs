@@ -17,6 +17,7 @@
 mod config;
 mod crypto;
 mod error;
+mod fields;
 mod keyring;
 mod master;
 mod pkcs11;
@@ -34,6 +35,7 @@ pub use self::config::{Config, Master, Pkcs11};
 pub use self::crypto::{SecretValue, aead};
 use self::crypto::{dek_aad, secret_aad};
 pub use self::error::SecretError;
+pub use self::fields::RevealError;
 pub(crate) use self::keyring::Keyring;
 pub use self::master::{FileMasterKey, MasterKey};
 pub use self::pkcs11::Pkcs11MasterKey;

@@ -68,6 +68,14 @@ pub struct Config {
     /// headers are removed and replaced by what the gateway saw. By default none.
     #[serde(default)]
     pub trusted_proxies: Vec<TrustedProxy>,
+    /// The header a trusted proxy's hops are read from: `x-forwarded-for` (the default)
+    /// or `forwarded` (RFC 7239). Only that one is read.
+    #[serde(default)]
+    pub forwarded_header: crate::pipeline::ForwardedHeader,
+    /// Every connection to `listen` starts with a PROXY protocol v2 header from a peer in
+    /// `trusted_proxies`, whose source address is the client's. By default `false`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Idle timeouts and connection caps (`[server.connections]`).
     #[serde(default)]
     pub connections: Connections,
@@ -99,6 +107,8 @@ impl Default for Config {
             admin_auth: d::admin_auth(),
             overload: Overload::default(),
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
+            proxy_protocol: false,
             connections: Connections::default(),
         }
     }

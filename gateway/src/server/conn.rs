@@ -91,6 +91,8 @@ pub(crate) struct Listener {
     pub(crate) table: Arc<Table>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) shutdown_grace: Duration,
+    /// Every connection starts with a PROXY protocol v2 header from a trusted proxy.
+    pub(crate) proxy_protocol: bool,
 }
 
 impl Listener {
@@ -138,11 +140,22 @@ pub(crate) fn admit(
 /// Serves one admitted connection until it closes.
 pub(crate) async fn serve(
     l: Arc<Listener>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
     (conn, ticket): (Arc<Conn>, Ticket),
 ) {
     let _ = tcp.set_nodelay(true);
+    if l.proxy_protocol {
+        match proxied(&l, &mut tcp, peer, &conn).await {
+            Ok(client) => peer = client,
+            Err(reason) => {
+                drop(ticket);
+                l.closed(reason);
+                l.metrics().connections_open(l.name, l.table.open());
+                return;
+            }
+        }
+    }
     let reason = match l.tls.clone() {
         None => supervise(&l, Watched::new(tcp, conn.clone()), peer, None, conn).await,
         Some(acceptor) => handshake(&l, acceptor, tcp, peer, conn).await,
@@ -150,6 +163,24 @@ pub(crate) async fn serve(
     drop(ticket);
     l.closed(reason);
     l.metrics().connections_open(l.name, l.table.open());
+}
+
+/// The client's address from the PROXY protocol header a trusted proxy sends first,
+/// within the first request's deadline ([`super::proxy_protocol`]).
+async fn proxied(
+    l: &Listener,
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    conn: &Conn,
+) -> Result<SocketAddr, &'static str> {
+    if !l.app.pipeline().trusts_proxy(peer.ip()) {
+        return Err("proxy_untrusted");
+    }
+    let deadline = conn.state().idle_since + l.limits.header_timeout;
+    match tokio::time::timeout_at(deadline, super::proxy_protocol::read(tcp, peer)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(_)) | Err(_) => Err("proxy_header"),
+    }
 }
 
 /// TLS first, within the first request's deadline; then [`supervise`].

@@ -26,6 +26,7 @@ mod config;
 mod conn;
 mod fdlimit;
 mod h2frames;
+mod proxy_protocol;
 mod refusal;
 mod table;
 
@@ -195,6 +196,7 @@ impl Gateway {
             max_per_peer,
         };
         let grace = server.shutdown_grace;
+        let proxy_protocol = server.proxy_protocol;
         let proxy_limits = limits(proxy_max, connections.max_per_peer);
         let proxy = tokio::spawn(accept_loop(
             listener,
@@ -207,6 +209,7 @@ impl Gateway {
                 table: Table::new(proxy_limits.max_per_listener, proxy_limits.max_per_peer),
                 stop: stop_rx.clone(),
                 shutdown_grace: grace,
+                proxy_protocol,
             }),
         ));
         let admin_task = admin.map(|l| {
@@ -227,6 +230,7 @@ impl Gateway {
                     table: Table::new(admin_limits.max_per_listener, admin_limits.max_per_peer),
                     stop: stop_rx.clone(),
                     shutdown_grace: grace,
+                    proxy_protocol: false,
                 }),
             ))
         });

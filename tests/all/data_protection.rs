@@ -1,0 +1,443 @@
+//! Data protection over real sockets (issue 22): JSON Schema validation of request and
+//! response bodies (from schema files and from an OpenAPI document), and field-level
+//! encryption with reveal by a dedicated role, through the admin API and the CLI.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::support::cli::palisade;
+use crate::support::{Config, Route, send, start_with};
+
+fn write(dir: &Path, name: &str, value: &Value) {
+    std::fs::write(dir.join(name), value.to_string()).unwrap();
+}
+
+fn schemas(dir: &Path) {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    let d = dir.join("schemas");
+    write(
+        &d,
+        "common.json",
+        &json!({"$defs": {"qty": {"type": "integer", "minimum": 1, "maximum": 100}}}),
+    );
+    write(
+        &d,
+        "order.json",
+        &json!({
+            "type": "object",
+            "required": ["sku", "qty"],
+            "additionalProperties": false,
+            "properties": {
+                "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{1,6}$"},
+                "qty": {"$ref": "common.json#/$defs/qty"},
+                "card": {"type": "string", "maxLength": 4}
+            }
+        }),
+    );
+    // What the echo upstream answers must have: a `method` and a numeric `len`.
+    write(
+        &d,
+        "echo.json",
+        &json!({"type": "object", "required": ["method", "len"], "properties": {"len": {"type": "integer"}}}),
+    );
+    // What `/pii` does not satisfy: no `ssn` may leave.
+    write(
+        &d,
+        "no-ssn.json",
+        &json!({"type": "object", "not": {"required": ["ssn"]}}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_validated_before_policies_and_failures_name_places_not_values() {
+    let h = start_with(|up, dir| {
+        schemas(dir);
+        Config::new(up)
+            .route(
+                Route::new("orders")
+                    .path("/orders")
+                    .request_with("@INJECT_HEADERS", r#"config = { "request.set.x-policy" = "ran" }"#)
+                    .keys("[route.schema]\nrequest = \"schemas/order.json\"\nresponse = \"schemas/echo.json\""),
+            )
+            .route(
+                Route::new("closed")
+                    .path("/pii")
+                    .keys("[route.schema]\nresponse = \"schemas/no-ssn.json\""),
+            )
+            .route(
+                Route::new("report")
+                    .tenant("globex")
+                    .path("/report")
+                    .keys("strip_prefix = true\n[route.schema]\nresponse = \"schemas/no-ssn.json\"\nresponse_fail = \"report\""),
+            )
+    })
+    .await;
+    let post = |body: &'static str| send(h.addr(), "POST", "/orders", &[], body);
+
+    // Valid: the policy ran, the upstream answered, its answer passed its schema.
+    let r = post(r#"{"sku": "ABC-12", "qty": 3}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-policy"], "ran");
+    let hits = h.upstream.hits();
+
+    // Invalid: 400 with pointers and keywords, the values nowhere; no policy, no upstream.
+    let r = post(r#"{"sku": "4111111111111111", "qty": 1000, "card": "4111111111111111", "extra": "219-09-9999"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["error"], "schema_invalid");
+    let mut got: Vec<(String, String)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_string(),
+                e["keyword"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("".into(), "additionalProperties".into()),
+            ("/card".into(), "maxLength".into()),
+            ("/qty".into(), "maximum".into()),
+            ("/sku".into(), "pattern".into()),
+        ]
+    );
+    for value in ["4111111111111111", "219-09-9999", "1000"] {
+        assert!(!r.text().contains(value), "{value} in {}", r.text());
+    }
+    let block = h.block_for(&r);
+    assert_eq!(block["cause"], "schema_invalid");
+    assert_eq!(block["decision"], "refused");
+    assert_eq!(block["modules"], json!([]), "no policy ran: {block}");
+    assert_eq!(block["detail"]["schema"]["side"], "request");
+    assert!(
+        block["detail"]["schema"]["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "$['qty']" && f["keyword"] == "maximum")
+    );
+    for value in ["4111111111111111", "219-09-9999"] {
+        assert!(!block.to_string().contains(value), "{block}");
+    }
+
+    // Not JSON, and missing.
+    let r = post("sku=ABC-1").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("body_not_json"))
+    );
+    let r = post("").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("body_missing"))
+    );
+    assert_eq!(
+        h.upstream.hits(),
+        hits,
+        "nothing invalid reached the upstream"
+    );
+
+    // A response that fails its schema: 502 (closed, the default), its body kept in.
+    let r = send(h.addr(), "GET", "/pii", &[], Bytes::new()).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["error"], "response_schema_invalid");
+    assert!(!r.text().contains("123-45-6789"));
+    let block = h.block_for(&r);
+    assert_eq!(block["detail"]["schema"]["side"], "response");
+    assert_eq!(block["upstream"], "up");
+
+    // `report`: passed, counted, recorded.
+    let r = send(h.addr(), "GET", "/report/pii", &[], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ssn"], "123-45-6789");
+    let block = h.block_for(&r);
+    assert_eq!(block["decision"], "allowed");
+    assert_eq!(block["detail"]["schema"]["reason"], "failed");
+    let metrics = send(
+        h.running.admin_addr().unwrap(),
+        "GET",
+        "/metrics",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .text();
+    for line in [
+        r#"palisade_schema_failures_total{tenant="globex",route="report",side="response",outcome="reported"} 1"#,
+        r#"palisade_schema_failures_total{tenant="acme",route="closed",side="response",outcome="refused"} 1"#,
+        r#"palisade_schema_failures_total{tenant="acme",route="orders",side="request",outcome="refused"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openapi_document_supplies_each_operations_schemas() {
+    let h = start_with(|up, dir| {
+        write(
+            dir,
+            "orders-api.json",
+            &json!({
+                "openapi": "3.1.0",
+                "info": {"title": "orders", "version": "1"},
+                "paths": {
+                    "/orders": {"post": {
+                        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}}},
+                        "responses": {"200": {"content": {"application/json": {"schema": {"type": "object", "required": ["len"]}}}}}
+                    }},
+                    "/orders/{id}": {"get": {
+                        "responses": {"2XX": {"content": {"application/json": {"schema": {"type": "object", "required": ["missing"]}}}}}
+                    }}
+                },
+                "components": {"schemas": {"Order": {"type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer", "minimum": 1}}}}}
+            }),
+        );
+        Config::new(up).route(
+            Route::new("api")
+                .path("/api")
+                .keys("strip_prefix = true\n[route.schema]\nopenapi = \"orders-api.json\""),
+        )
+    })
+    .await;
+    let r = send(h.addr(), "POST", "/api/orders", &[], r#"{"qty": 2}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send(h.addr(), "POST", "/api/orders", &[], r#"{"qty": 0}"#).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["pointer"], "/qty");
+    let r = send(h.addr(), "DELETE", "/api/orders", &[], Bytes::new()).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("no_operation"))
+    );
+    // The `2XX` schema of `GET /orders/{id}` requires what the echo lacks.
+    let r = send(h.addr(), "GET", "/api/orders/7", &[], Bytes::new()).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+}
+
+fn revealers(dir: &Path, config: &str) -> impl Fn(&[&str]) -> String {
+    let dir = dir.to_path_buf();
+    let config = config.to_string();
+    move |args: &[&str]| {
+        let mut all = vec!["apikey", "create", "--config", config.as_str()];
+        all.extend_from_slice(args);
+        let (code, out, err) = palisade(&dir, &all, None);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        Config::new(up)
+            .section("secrets", "master_key = \"master.key\"")
+            .section("auth", "api_keys = \"apikeys.json\"")
+            .route(Route::new("pii").path("/pii").keys(
+                r#"redact = [
+  { path = "$.ssn", action = "encrypt" },
+  { path = "$.email", action = "encrypt", deterministic = true },
+  { path = "$.contacts[*].ssn", action = "encrypt" },
+]"#,
+            ))
+    })
+    .await;
+    let key = revealers(h.dir.path(), "palisade.toml");
+    let revealer = key(&["--roles", "revealer"]);
+    let acme_revealer = key(&["--tenant", "acme", "--roles", "revealer"]);
+    let globex_revealer = key(&["--tenant", "globex", "--roles", "revealer"]);
+    let admin = key(&["--roles", "admin"]);
+    let acme_admin = key(&["--tenant", "acme", "--roles", "tenant-admin"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let admin_addr = h.running.admin_addr().unwrap();
+
+    let fetch = || send(h.addr(), "GET", "/pii", &[], Bytes::new());
+    let first = fetch().await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let second = fetch().await.json();
+    let first = first.json();
+    for plain in ["123-45-6789", "ada@example.com", "219-09-9999"] {
+        assert!(!first.to_string().contains(plain), "{first}");
+    }
+    let ssn = first["ssn"].as_str().unwrap().to_string();
+    assert!(ssn.starts_with("pfe1:r:acme:1:"), "{ssn}");
+    // Randomized: a new token each time; deterministic: the same one.
+    assert_ne!(first["ssn"], second["ssn"]);
+    assert_eq!(first["email"], second["email"]);
+    assert!(
+        first["email"]
+            .as_str()
+            .unwrap()
+            .starts_with("pfe1:d:acme:1:")
+    );
+
+    let reveal = |k: &str, tenant: &str, path: &str, token: &str| {
+        let body = json!({"path": path, "token": token}).to_string();
+        let (k, at) = (k.to_string(), format!("/v1/tenants/{tenant}/reveal"));
+        async move { send(admin_addr, "POST", &at, &[("x-api-key", k.as_str())], body).await }
+    };
+    for k in [&revealer, &acme_revealer] {
+        let r = reveal(k, "acme", "$['ssn']", &ssn).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["value"], "123-45-6789");
+    }
+    let contact = first["contacts"][0]["ssn"].as_str().unwrap();
+    let r = reveal(&revealer, "acme", "$['contacts'][0]['ssn']", contact).await;
+    assert_eq!(r.json()["value"], "219-09-9999", "{}", r.text());
+    // Other roles, another tenant's revealer.
+    for k in [&admin, &acme_admin, &globex_revealer] {
+        let r = reveal(k, "acme", "$['ssn']", &ssn).await;
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert!(!r.text().contains("123-45"));
+    }
+    // A token moved to another field, another tenant, or tampered with.
+    let flipped = {
+        let mut t = ssn.clone().into_bytes();
+        let last = t.len() - 2;
+        t[last] = if t[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(t).unwrap()
+    };
+    for (tenant, path, token) in [
+        ("acme", "$['email']", ssn.as_str()),
+        ("acme", "$['ssn']", flipped.as_str()),
+        ("acme", "$['ssn']", "pfe1:r:acme:9:AAAA"),
+        ("globex", "$['ssn']", ssn.as_str()),
+    ] {
+        let r = reveal(&revealer, tenant, path, token).await;
+        assert_eq!(r.status, 422, "{tenant} {path}: {}", r.text());
+        assert!(!r.text().contains("123-45"));
+    }
+
+    // Rotation: new tokens under key version 2 after a reload, old ones still reveal.
+    let r = send(
+        admin_addr,
+        "POST",
+        "/v1/tenants/acme/secrets/rotate",
+        &[("x-api-key", acme_admin.as_str())],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.json()["key_version"], 2, "{}", r.text());
+    h.running.reload().unwrap();
+    let rotated = fetch().await.json();
+    let new_ssn = rotated["ssn"].as_str().unwrap();
+    assert!(new_ssn.starts_with("pfe1:r:acme:2:"), "{new_ssn}");
+    assert_ne!(rotated["email"], first["email"]);
+    for token in [ssn.as_str(), new_ssn] {
+        let r = reveal(&revealer, "acme", "$['ssn']", token).await;
+        assert_eq!(r.json()["value"], "123-45-6789", "{}", r.text());
+    }
+
+    // The CLI: the token on stdin, the value on stdout, an audit block first.
+    let (code, out, err) = palisade(
+        h.dir.path(),
+        &["secret", "reveal", "--tenant", "acme", "--path", "$['ssn']"],
+        Some(&ssn),
+    );
+    assert_eq!((code, out.trim()), (0, "\"123-45-6789\""), "{err}");
+    let (code, out, _) = palisade(
+        h.dir.path(),
+        &[
+            "secret",
+            "reveal",
+            "--tenant",
+            "acme",
+            "--path",
+            "$['email']",
+        ],
+        Some(&ssn),
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+
+    // Every reveal is a block naming who and which path; no protected value anywhere.
+    let blocks = h.blocks();
+    let reveals: Vec<&Value> = blocks
+        .iter()
+        .filter(|b| b["detail"]["revealed"].is_object())
+        .collect();
+    assert!(
+        reveals
+            .iter()
+            .any(|b| b["detail"]["revealed"]["path"] == "$['ssn']"
+                && b["identity"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("cli:"))),
+        "{reveals:?}"
+    );
+    assert!(
+        reveals
+            .iter()
+            .filter(|b| b["decision"] == "allowed")
+            .count()
+            >= 6
+    );
+    let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
+    at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
+    for plain in ["123-45-6789", "ada@example.com", "219-09-9999"] {
+        assert!(
+            !at_rest.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{plain} at rest"
+        );
+        assert!(
+            !crate::support::log_text().contains(plain),
+            "{plain} in the log"
+        );
+    }
+}
+
+#[test]
+fn check_config_names_bad_schemas_encryption_without_secrets_and_unprotected_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.json", &json!({"type": "nope"}));
+    write(dir.path(), "escape.json", &json!({"$ref": "/etc/passwd"}));
+    let config = Config::new("127.0.0.1:9".parse().unwrap())
+        .route(
+            Route::new("a")
+                .path("/a")
+                .keys("[route.schema]\nrequest = \"bad.json\""),
+        )
+        .route(
+            Route::new("b")
+                .path("/b")
+                .keys("[route.schema]\nresponse = \"escape.json\""),
+        )
+        .route(
+            Route::new("c")
+                .path("/c")
+                .keys("redact = [{ path = \"$.ssn\", action = \"encrypt\" }]"),
+        )
+        .route(
+            Route::new("d")
+                .path("/d")
+                .keys("classification = \"restricted\"\nexpose_errors = true"),
+        )
+        .route(
+            Route::new("e")
+                .path("/e")
+                .keys("auth = { schemes = [\"api_key\"] }\nclassify = [{ path = \"$.ssn\", label = \"confidential\" }]"),
+        );
+    config.write(&dir.path().join("palisade.toml")).unwrap();
+    let (code, out, err) = palisade(dir.path(), &["check-config", "palisade.toml"], None);
+    let text = format!("{out}{err}");
+    assert_ne!(code, 0, "{text}");
+    for needle in [
+        "bad.json",
+        "escape.json",
+        "action `encrypt` needs",
+        "route \"d\": the route is restricted (restricted: set `auth`)",
+        "expose_errors",
+        "`$.ssn` is confidential: a redaction rule must",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
