@@ -88,6 +88,9 @@ pub struct Trace {
     pub skipped: Vec<&'static str>,
     /// What the audit block's `detail` records (schema failures, say): never values.
     pub detail: serde_json::Map<String, serde_json::Value>,
+    /// The method and path the request body was validated as, before any policy: the
+    /// response is validated as the answer to that operation, whatever the policies sent.
+    pub validated_as: Option<(String, String)>,
 }
 
 /// Where a chain reports to, and what it may hand its policies.

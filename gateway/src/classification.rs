@@ -6,7 +6,7 @@
 //! | label | handling rules |
 //! | --- | --- |
 //! | `public` | none |
-//! | `internal` | callers are authenticated (`auth`) or limited by address (`allow_ips`) |
+//! | `internal` | callers are authenticated (`auth`) or limited by address (the route's or its tenant's `allow_ips`) |
 //! | `confidential` | callers are authenticated; every path so labelled is masked, removed, hashed or encrypted by a redaction rule before the body leaves |
 //! | `restricted` | as `confidential`, and the caller is bound to the route's tenant (every `auth` route is); no policy is `fail = "open"`; `expose_errors` is off (nothing from a body reaches an error or a log) |
 //!
@@ -162,7 +162,11 @@ pub(crate) fn check(
         let authenticated = route.auth.is_some();
         match top.level {
             Level::Public => {}
-            Level::Internal if !authenticated && route.allow_ips.is_empty() => {
+            Level::Internal
+                if !authenticated
+                    && route.allow_ips.is_empty()
+                    && tenant.is_none_or(|t| t.allow_ips.is_empty()) =>
+            {
                 problems.push(("classification", why("internal: set `auth` or `allow_ips`")))
             }
             Level::Internal => {}
@@ -243,19 +247,16 @@ impl Classification {
     /// JSON body; anything else touches only the route's).
     pub(crate) fn touched(&self, body: &[u8]) -> Option<&Label> {
         let mut top = self.route.as_ref();
-        if self
-            .paths
-            .iter()
-            .any(|(_, l)| top.is_none_or(|t| l.level > t.level))
-        {
-            if let Ok(doc) = serde_json::from_slice::<Value>(body) {
-                for (selection, label) in &self.paths {
-                    if top.is_none_or(|t| label.level > t.level)
-                        && !selection.locate(&doc).is_empty()
-                    {
-                        top = Some(label);
-                    }
-                }
+        let higher = |top: Option<&Label>, l: &Label| top.is_none_or(|t| l.level > t.level);
+        if !self.paths.iter().any(|(_, l)| higher(top, l)) {
+            return top;
+        }
+        let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+            return top;
+        };
+        for (selection, label) in &self.paths {
+            if higher(top, label) && selection.selects_any(&doc) {
+                top = Some(label);
             }
         }
         top

@@ -116,6 +116,12 @@ impl PolicyLayer {
         self.edit(|s| s.policies.redactor = Some(Arc::new(redactor)))
     }
 
+    /// Validates request bodies (before the request policies) and response bodies
+    /// (before the response policies) against `schemas` ([`crate::schema::compile`]).
+    pub fn schemas(self, schemas: crate::schema::Schemas) -> Self {
+        self.edit(|s| s.policies.schemas = Some(Arc::new(schemas)))
+    }
+
     /// The body limits, replacing [`BodyLimits::default`].
     pub fn limits(self, limits: BodyLimits) -> Self {
         self.edit(|s| s.policies.limits = limits)

@@ -4,27 +4,39 @@
 //! `serde_json_path`'s own `regex` feature stays off: it compiles a new, unbounded
 //! `regex::Regex` on every call and accepts the whole `regex` crate syntax. These two
 //! functions are registered through its `functions` feature instead (its parser looks up
-//! registered functions before its built-in ones), and:
+//! registered functions before its built-in ones). They:
 //!
-//! - read the pattern as I-Regexp: [`translate`] parses RFC 9485's grammar and writes the
-//!   equivalent `regex` crate pattern (`.` is `[^\n\r]`, groups do not capture, `match()`
-//!   is anchored at both ends). A string that is not an I-Regexp makes the function
-//!   false (RFC 9535 §2.4.6, §2.4.7), as does one over the bounds below;
-//! - compile with the `regex` crate, whose matching time is linear in the text, under
-//!   [`SIZE_LIMIT`] and [`DFA_SIZE_LIMIT`];
-//! - cache what they compile per thread, in small LRU maps: one for patterns written in
-//!   a path (string literals) and one for patterns read from the document (RFC 9535
-//!   allows `match(@.a, @.b)`, where the document chooses the pattern). Within one
-//!   evaluation of a [`Selection`](crate::Selection) at most
-//!   [`DOCUMENT_COMPILES_PER_EVALUATION`] document patterns are compiled; others not
-//!   already cached make the function false. Only a document that supplies its own
-//!   patterns can reach that limit, and such a document decides what its patterns match
-//!   anyway.
+//! - read the pattern as an I-Regexp, and translate it to the `regex` crate's syntax (`.`
+//!   becomes `[^\n\r]`, groups do not capture, `match()` is anchored at both ends). A
+//!   string that is not an I-Regexp makes the function false (RFC 9535 §2.4.6, §2.4.7), and
+//!   so does one beyond [`MAX_PATTERN_CHARS`], [`MAX_REPETITION`] or [`MAX_GROUP_DEPTH`];
+//! - compile it with the `regex` crate under [`SIZE_LIMIT`] and [`DFA_SIZE_LIMIT`] (false
+//!   if it does not fit). Matching takes time linear in the string's length;
+//! - keep what they compiled, per thread, in small LRU maps: [`RULE_CACHE`] patterns
+//!   written in paths (string literals) and [`DOCUMENT_CACHE`] patterns read from
+//!   documents, per function. A pattern used on every element of a large array is compiled
+//!   once.
 //!
-//! `^` and `$` outside a character class are assertions (start and end of the string),
-//! as in RFC 9485 §5's mappings to ECMAScript, PCRE and RE2 and in the Compliance Test
-//! Suite, although RFC 9485's grammar also reads them as ordinary characters; `\^` and
-//! `[$]` stand for the characters.
+//! RFC 9535 also lets the document supply the pattern (`$[?match(@.a, @.b)]`), and then it
+//! supplies both the pattern and the string. Matching time is the string's length times a
+//! factor that grows with the compiled program (near [`SIZE_LIMIT`], a pattern made to
+//! defeat the lazy DFA costs about 20 µs per byte in a release build), so within one
+//! evaluation of a [`Selection`](crate::Selection), patterns read from the document may
+//! compile [`DOCUMENT_COMPILES_PER_EVALUATION`] times and match
+//! [`DOCUMENT_WORK_PER_EVALUATION`] units of work: a string's length in bytes times the
+//! pattern's weight (the positions of its automaton, counting a Unicode category as 8). A
+//! document pattern beyond either makes the function false. That changes nothing a
+//! document could not change itself: whoever writes the pattern decides what it matches.
+//!
+//! Per thread, at most `2 × (RULE_CACHE + DOCUMENT_CACHE)` regexes are kept; each holds at
+//! most two programs of [`SIZE_LIMIT`] (forward and reverse) and grows a lazy-DFA cache of
+//! at most [`DFA_SIZE_LIMIT`], so the document patterns' share is at most about 20 MiB and
+//! typically a few KiB.
+//!
+//! `^` and `$` outside a character class are assertions (start and end of the string), as
+//! in RFC 9485 §5's mappings to ECMAScript, PCRE and RE2 and in the Compliance Test Suite,
+//! although RFC 9485's grammar reads them as ordinary characters; `\^` and `[$]` are the
+//! characters.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -42,14 +54,20 @@ pub const MAX_REPETITION: u32 = 1000;
 pub const MAX_GROUP_DEPTH: usize = 32;
 /// `regex::RegexBuilder::size_limit`: the compiled program's size, in bytes.
 pub const SIZE_LIMIT: usize = 256 << 10;
-/// `regex::RegexBuilder::dfa_size_limit`: each regex's lazy-DFA cache, in bytes.
+/// `regex::RegexBuilder::dfa_size_limit`: a regex's lazy-DFA cache, in bytes.
 pub const DFA_SIZE_LIMIT: usize = 512 << 10;
-/// Compiled patterns kept per thread and function for patterns written in paths.
+/// Compiled patterns written in paths kept per thread and function.
 pub const RULE_CACHE: usize = 32;
-/// Compiled patterns kept per thread and function for patterns read from documents.
+/// Compiled patterns read from documents kept per thread and function.
 pub const DOCUMENT_CACHE: usize = 8;
-/// Document patterns compiled in one evaluation of a [`Selection`](crate::Selection).
+/// Patterns read from the document compiled in one evaluation of a selection.
 pub const DOCUMENT_COMPILES_PER_EVALUATION: usize = 8;
+/// String bytes times pattern weight matched by patterns read from the document in one
+/// evaluation of a selection: at most about a tenth of a second in a release build.
+pub const DOCUMENT_WORK_PER_EVALUATION: u64 = 1 << 24;
+/// The weight of a Unicode category (`\p{..}`, `\P{..}`, or a class with one): its
+/// automaton has many states.
+const CATEGORY_WEIGHT: u64 = 8;
 
 #[serde_json_path::function(name = "match")]
 fn match_function(value: ValueType<'_>, pattern: ValueType<'_>) -> LogicalType {
@@ -95,28 +113,42 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::new());
 }
 
-/// Runs `evaluate` (one evaluation of a selection) with a fresh budget of
-/// [`DOCUMENT_COMPILES_PER_EVALUATION`]; outside it, document patterns are not budgeted.
-pub(crate) fn with_compile_budget<R>(evaluate: impl FnOnce() -> R) -> R {
-    struct Restore(Option<usize>);
+/// Runs `evaluate` (one evaluation of a selection) with a fresh [`Budget`] for the
+/// patterns read from the document; outside it, they are not budgeted.
+pub(crate) fn with_budget<R>(evaluate: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Budget>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let _ = CACHE.try_with(|cache| cache.borrow_mut().budget = self.0);
         }
     }
-    let _restore = Restore(CACHE.with_borrow_mut(|cache| {
-        cache.budget.replace(DOCUMENT_COMPILES_PER_EVALUATION)
-    }));
+    let fresh = Budget {
+        compiles: DOCUMENT_COMPILES_PER_EVALUATION,
+        work: DOCUMENT_WORK_PER_EVALUATION,
+    };
+    let _restore = Restore(CACHE.with_borrow_mut(|cache| cache.budget.replace(fresh)));
     evaluate()
 }
 
-/// A thread's compiled patterns, by origin and [`Mode`]. `None` is a pattern that did not
-/// compile within the limits (kept too: trying again would cost the same).
+/// What patterns read from the document may still cost in the current evaluation.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    compiles: usize,
+    work: u64,
+}
+
+/// A compiled pattern and its weight.
+struct Compiled {
+    regex: Regex,
+    weight: u64,
+}
+
+/// A thread's compiled patterns, by origin and [`Mode`]. `None` is an I-Regexp that did
+/// not compile within the limits (kept: trying again would cost the same).
 struct Cache {
-    rule: [LruCache<Box<str>, Option<Regex>>; 2],
-    document: [LruCache<Box<str>, Option<Regex>>; 2],
-    /// Document patterns the current evaluation may still compile (`None`: no limit).
-    budget: Option<usize>,
+    rule: [LruCache<Box<str>, Option<Compiled>>; 2],
+    document: [LruCache<Box<str>, Option<Compiled>>; 2],
+    budget: Option<Budget>,
     /// Patterns compiled on this thread, for tests.
     compiles: usize,
 }
@@ -135,34 +167,51 @@ impl Cache {
         if too_long(pattern) {
             return false;
         }
-        let cache = match origin {
-            Origin::Rule => &mut self.rule[mode as usize],
-            Origin::Document => &mut self.document[mode as usize],
+        let (cache, mut budget) = match origin {
+            Origin::Rule => (&mut self.rule[mode as usize], None),
+            Origin::Document => (&mut self.document[mode as usize], self.budget.as_mut()),
         };
         if let Some(compiled) = cache.get(pattern) {
-            return compiled.as_ref().is_some_and(|regex| regex.is_match(text));
+            return run(compiled.as_ref(), budget, text);
         }
         // Not an I-Regexp: cheap to find again, so not cached.
-        let Some(translated) = translate(pattern, mode) else {
+        let Some(Translation { regex, weight }) = translate(pattern, mode) else {
             return false;
         };
-        if origin == Origin::Document {
-            match &mut self.budget {
-                Some(0) => return false,
-                Some(left) => *left -= 1,
-                None => {}
+        if let Some(budget) = budget.as_deref_mut() {
+            if budget.compiles == 0 {
+                return false;
             }
+            budget.compiles -= 1;
         }
         self.compiles += 1;
-        let compiled = RegexBuilder::new(&translated)
+        let compiled = RegexBuilder::new(&regex)
             .size_limit(SIZE_LIMIT)
             .dfa_size_limit(DFA_SIZE_LIMIT)
             .build()
-            .ok();
-        let found = compiled.as_ref().is_some_and(|regex| regex.is_match(text));
+            .ok()
+            .map(|regex| Compiled { regex, weight });
+        let found = run(compiled.as_ref(), budget, text);
         cache.insert(pattern.into(), compiled);
         found
     }
+}
+
+/// Whether `compiled` matches `text`, if `budget` (for a pattern read from the document)
+/// allows the work.
+fn run(compiled: Option<&Compiled>, budget: Option<&mut Budget>, text: &str) -> bool {
+    let Some(compiled) = compiled else {
+        return false;
+    };
+    if let Some(budget) = budget {
+        let length = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        let work = compiled.weight.saturating_mul(length);
+        if work > budget.work {
+            return false;
+        }
+        budget.work -= work;
+    }
+    compiled.regex.is_match(text)
 }
 
 /// Patterns compiled on this thread so far.
@@ -181,10 +230,20 @@ fn too_long(pattern: &str) -> bool {
     pattern.chars().nth(MAX_PATTERN_CHARS).is_some()
 }
 
-/// The `regex` crate pattern equivalent to the I-Regexp `pattern` applied as `mode` says;
-/// `None` if `pattern` is not an I-Regexp or exceeds [`MAX_PATTERN_CHARS`],
-/// [`MAX_REPETITION`] or [`MAX_GROUP_DEPTH`].
-pub(crate) fn translate(pattern: &str, mode: Mode) -> Option<String> {
+/// An I-Regexp in the `regex` crate's syntax.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Translation {
+    pub(crate) regex: String,
+    /// An upper bound on the positions of the pattern's automaton (the NFA states that can
+    /// be live at once), a Unicode category counting [`CATEGORY_WEIGHT`]: the factor by which
+    /// matching time grows with the string's length.
+    pub(crate) weight: u64,
+}
+
+/// The I-Regexp `pattern` applied as `mode` says, in the `regex` crate's syntax; `None` if
+/// `pattern` is not an I-Regexp or exceeds [`MAX_PATTERN_CHARS`], [`MAX_REPETITION`] or
+/// [`MAX_GROUP_DEPTH`].
+pub(crate) fn translate(pattern: &str, mode: Mode) -> Option<Translation> {
     if too_long(pattern) {
         return None;
     }
@@ -198,17 +257,20 @@ pub(crate) fn translate(pattern: &str, mode: Mode) -> Option<String> {
         Mode::Search => ("(?:", ")"),
     };
     translator.out.push_str(open);
-    translator.regexp()?;
+    let weight = translator.regexp()?;
     // What stopped the top-level branch can only be a `)` without its `(`.
     if !translator.rest.is_empty() {
         return None;
     }
     translator.out.push_str(close);
-    Some(translator.out)
+    Some(Translation {
+        regex: translator.out,
+        weight,
+    })
 }
 
-/// A recursive-descent reader of RFC 9485 §5's ABNF (the rules are quoted on the
-/// methods) that writes the `regex` crate equivalent as it goes.
+/// A recursive-descent reader of RFC 9485 §5's ABNF (each method quotes its rule) that
+/// writes the `regex` crate equivalent as it goes and returns what it read's weight.
 struct Translator<'p> {
     rest: &'p str,
     out: String,
@@ -243,36 +305,41 @@ impl<'p> Translator<'p> {
     }
 
     /// `i-regexp = branch *( "|" branch )`
-    fn regexp(&mut self) -> Option<()> {
-        self.branch()?;
+    fn regexp(&mut self) -> Option<u64> {
+        let mut weight = self.branch()?;
         while self.eat('|') {
             self.out.push('|');
-            self.branch()?;
+            weight = weight.saturating_add(self.branch()?);
         }
-        Some(())
+        Some(weight)
     }
 
     /// `branch = *piece`
-    fn branch(&mut self) -> Option<()> {
+    fn branch(&mut self) -> Option<u64> {
+        let mut weight = 0u64;
         while !matches!(self.peek(), None | Some('|' | ')')) {
-            self.piece()?;
+            weight = weight.saturating_add(self.piece()?);
         }
-        Some(())
+        Some(weight)
     }
 
     /// `piece = atom [ quantifier ]`
-    fn piece(&mut self) -> Option<()> {
-        self.atom()?;
-        self.quantifier()
+    fn piece(&mut self) -> Option<u64> {
+        let atom = self.atom()?;
+        let copies = self.quantifier()?;
+        Some(atom.saturating_mul(copies))
     }
 
     /// `quantifier = ( "*" / "+" / "?" ) / range-quantifier`
     /// `range-quantifier = "{" QuantExact [ "," [ QuantExact ] ] "}"`
-    fn quantifier(&mut self) -> Option<()> {
+    ///
+    /// Returns how many copies of the atom the automaton holds.
+    fn quantifier(&mut self) -> Option<u64> {
         match self.peek() {
             Some(c @ ('*' | '+' | '?')) => {
                 self.bump();
                 self.out.push(c);
+                Some(1)
             }
             Some('{') => {
                 self.bump();
@@ -290,10 +357,10 @@ impl<'p> Translator<'p> {
                     Some(max) => write!(self.out, "{{{min},{max}}}"),
                     None => write!(self.out, "{{{min},}}"),
                 };
+                Some(max.map_or(u64::from(min) + 1, u64::from))
             }
-            _ => {}
+            _ => Some(1),
         }
-        Some(())
     }
 
     /// `QuantExact = 1*%x30-39`, at most [`MAX_REPETITION`].
@@ -306,33 +373,43 @@ impl<'p> Translator<'p> {
 
     /// `atom = NormalChar / charClass / ( "(" i-regexp ")" )`
     /// `charClass = "." / SingleCharEsc / charClassEsc / charClassExpr`
-    fn atom(&mut self) -> Option<()> {
-        match self.bump()? {
+    fn atom(&mut self) -> Option<u64> {
+        let weight = match self.bump()? {
             '(' => {
                 self.depth += 1;
                 if self.depth > MAX_GROUP_DEPTH {
                     return None;
                 }
                 self.out.push_str("(?:");
-                self.regexp()?;
+                let weight = self.regexp()?;
                 if !self.eat(')') {
                     return None;
                 }
                 self.out.push(')');
                 self.depth -= 1;
+                weight
             }
-            '.' => self.out.push_str(r"[^\n\r]"),
+            '.' => {
+                self.out.push_str(r"[^\n\r]");
+                1
+            }
             '[' => self.class()?,
             '\\' => {
                 let escape = self.escape()?;
-                self.push_escape(&escape);
+                self.push_escape(&escape)
             }
             // Assertions, see the module's documentation.
-            c @ ('^' | '$') => self.out.push(c),
-            c if is_normal_char(c) => push_char(&mut self.out, c),
+            c @ ('^' | '$') => {
+                self.out.push(c);
+                1
+            }
+            c if is_normal_char(c) => {
+                push_char(&mut self.out, c);
+                1
+            }
             _ => return None,
-        }
-        Some(())
+        };
+        Some(weight)
     }
 
     /// After `\`:
@@ -362,22 +439,28 @@ impl<'p> Translator<'p> {
         Some(Escape::Char(char))
     }
 
-    fn push_escape(&mut self, escape: &Escape<'_>) {
+    /// Writes `escape`; returns its weight.
+    fn push_escape(&mut self, escape: &Escape<'_>) -> u64 {
         match *escape {
-            Escape::Char(c) => push_char(&mut self.out, c),
+            Escape::Char(c) => {
+                push_char(&mut self.out, c);
+                1
+            }
             Escape::Category { complement, name } => {
                 let p = if complement { 'P' } else { 'p' };
                 let _ = write!(self.out, r"\{p}{{{name}}}");
+                CATEGORY_WEIGHT
             }
         }
     }
 
     /// After `[`: `charClassExpr = "[" [ "^" ] ( "-" / CCE1 ) *CCE1 [ "-" ] "]"`
-    fn class(&mut self) -> Option<()> {
+    fn class(&mut self) -> Option<u64> {
         self.out.push('[');
         if self.eat('^') {
             self.out.push('^');
         }
+        let mut weight = 1;
         let mut first = true;
         loop {
             match self.peek()? {
@@ -393,22 +476,19 @@ impl<'p> Translator<'p> {
                     }
                     push_char(&mut self.out, '-');
                 }
-                _ => self.class_item()?,
+                _ => weight = weight.max(self.class_item()?),
             }
             first = false;
         }
         self.out.push(']');
-        Some(())
+        Some(weight)
     }
 
     /// `CCE1 = ( CCchar [ "-" CCchar ] ) / charClassEsc`
-    fn class_item(&mut self) -> Option<()> {
+    fn class_item(&mut self) -> Option<u64> {
         let low = match self.class_char()? {
             Escape::Char(c) => c,
-            category => {
-                self.push_escape(&category);
-                return Some(());
-            }
+            category => return Some(self.push_escape(&category)),
         };
         // `a-]`: the `-` ends the class rather than making a range.
         if self.rest.starts_with('-') && !self.rest[1..].starts_with(']') {
@@ -425,7 +505,7 @@ impl<'p> Translator<'p> {
         } else {
             push_char(&mut self.out, low);
         }
-        Some(())
+        Some(1)
     }
 
     /// `CCchar = ( %x00-2C / %x2E-5A / %x5E-10FFFF ) / SingleCharEsc`, or a

@@ -288,7 +288,7 @@ fn run(command: SecretCommand) -> Result<ExitCode, String> {
             }
             let mut token = String::new();
             std::io::stdin()
-                .take(2 << 20)
+                .take(palisade_gateway::redaction::encrypt::MAX_TOKEN as u64 + 1)
                 .read_to_string(&mut token)
                 .map_err(|e| format!("stdin: {e}"))?;
             let token = token.trim();

@@ -50,6 +50,8 @@ struct Done {
     module: Option<ModuleRef>,
     /// The block's `detail` (what was revealed: a path, never the value).
     detail: Option<serde_json::Value>,
+    /// A refusal that keeps this block's kind, tenant and detail.
+    refused: Option<Error>,
 }
 
 impl Done {
@@ -60,6 +62,7 @@ impl Done {
             tenant: None,
             module: None,
             detail: None,
+            refused: None,
         }
     }
 }
@@ -124,14 +127,23 @@ impl Admin {
         };
         let response = match outcome {
             Ok(done) => {
-                record.decision = Verdict::Allowed.as_str().into();
                 record.kind = done.kind;
                 if let Some(t) = done.tenant {
                     record.tenant = t;
                 }
                 record.modules = done.module.into_iter().collect();
                 record.detail = done.detail;
-                done.response
+                match done.refused {
+                    None => {
+                        record.decision = Verdict::Allowed.as_str().into();
+                        done.response
+                    }
+                    Some(e) => {
+                        record.decision = e.decision().as_str().into();
+                        record.cause = Some(e.cause().into());
+                        e.to_response(&cid, true)
+                    }
+                }
             }
             Err(e) => {
                 record.decision = e.decision().as_str().into();
@@ -259,6 +271,7 @@ impl Admin {
                 version: v.version.clone(),
             }),
             detail: None,
+            refused: None,
         };
         let blocking = |f: Box<dyn FnOnce() -> Result<Version, RegistryError> + Send>| async move {
             tokio::task::spawn_blocking(f)
@@ -513,12 +526,14 @@ impl Admin {
             tenant: Some(tenant.to_string()),
             module: None,
             detail: None,
+            refused: None,
         })
     }
 
     /// `POST /v1/tenants/{tenant}/reveal` with `{"path": ..., "token": ...}`: the value an
-    /// `encrypt` rule sealed at `path`. Its audit block names who revealed which path and
-    /// under which key version, never the value.
+    /// `encrypt` rule sealed at `path`. Every call that names a path, refused or not, is an
+    /// audit block of kind `admin` naming the tenant, the path and the key version, never
+    /// the value.
     async fn reveal<B>(
         &self,
         req: http::Request<B>,
@@ -534,6 +549,53 @@ impl Admin {
             path: String,
             token: String,
         }
+        let body = crate::pipeline::io::read_body(
+            req.into_body(),
+            crate::redaction::encrypt::MAX_TOKEN as u64 + 64 * 1024,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|_| Error::BadBody)?;
+        let ask: Ask = serde_json::from_slice(&body)
+            .map_err(|_| Error::Registry(RegistryError::BadName("bad_reveal_request")))?;
+        let key_version = crate::redaction::encrypt::parse(&ask.token)
+            .map(|t| t.key_version)
+            .ok();
+        let mut done = Done {
+            response: json(StatusCode::OK, &serde_json::json!({})),
+            kind: Kind::Admin,
+            tenant: Some(tenant.to_string()),
+            module: None,
+            detail: Some(serde_json::json!({
+                "revealed": {
+                    "path": palisade_jsonpath::scrub_keys(&ask.path),
+                    "key_version": key_version,
+                }
+            })),
+            refused: None,
+        };
+        match self.open_token(tenant, who, ask.token, ask.path).await {
+            Ok(value) => {
+                done.response = json(StatusCode::OK, &serde_json::json!({ "value": value }));
+                // Personal data: no cache keeps it.
+                done.response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Err(e) => done.refused = Some(e),
+        }
+        Ok(done)
+    }
+
+    /// What [`Admin::reveal`] answers: the value, or why not.
+    async fn open_token(
+        &self,
+        tenant: &str,
+        who: &Principal,
+        token: String,
+        path: String,
+    ) -> Result<serde_json::Value, Error> {
+        use crate::secrets::{RevealError, SecretError};
         if !who.may(Action::Reveal(tenant)) {
             return Err(missing_role(who));
         }
@@ -542,47 +604,29 @@ impl Admin {
         if !self.pipeline.has_tenant(tenant) {
             return Err(not_found());
         }
-        let body =
-            crate::pipeline::io::read_body(req.into_body(), 2 << 20, Duration::from_secs(30))
-                .await
-                .map_err(|_| Error::BadBody)?;
-        let ask: Ask = serde_json::from_slice(&body)
-            .map_err(|_| Error::Registry(RegistryError::BadName("bad_reveal_request")))?;
-        let recorded = palisade_jsonpath::scrub_keys(&ask.path);
-        let key_version = crate::redaction::encrypt::parse(&ask.token)
-            .map(|t| t.key_version)
-            .ok();
-        let (t, token, path) = (tenant.to_string(), ask.token, ask.path);
+        let t = tenant.to_string();
         let revealed = tokio::task::spawn_blocking(move || store.reveal(&t, &token, &path))
             .await
             .map_err(|_| Error::Internal)?;
-        let value = revealed.map_err(|e| {
-            use crate::secrets::RevealError;
-            match e {
-                RevealError::Token(_) => Error::Registry(RegistryError::Rejected {
+        revealed.map_err(|e| {
+            let refused = |detail: &str| {
+                Error::Registry(RegistryError::Rejected {
                     cause: "token_refused",
-                    detail: "the token does not open at this path for this tenant".into(),
-                }),
-                RevealError::Store(crate::secrets::SecretError::UnknownKeyVersion(_)) => {
-                    Error::Registry(RegistryError::Rejected {
-                        cause: "token_refused",
-                        detail: "the token names a key version this tenant does not have".into(),
-                    })
+                    detail: detail.into(),
+                })
+            };
+            match e {
+                RevealError::Token(_) => {
+                    refused("the token does not open at this path for this tenant")
+                }
+                RevealError::Store(SecretError::UnknownKeyVersion(_)) => {
+                    refused("the token names a key version this tenant does not have")
                 }
                 RevealError::Store(other) => {
                     tracing::warn!(error = %other, "secret store");
                     Error::Registry(RegistryError::Storage("secret store".into()))
                 }
             }
-        })?;
-        Ok(Done {
-            response: json(StatusCode::OK, &serde_json::json!({ "value": value })),
-            kind: Kind::Admin,
-            tenant: Some(tenant.to_string()),
-            module: None,
-            detail: Some(serde_json::json!({
-                "revealed": { "path": recorded, "key_version": key_version }
-            })),
         })
     }
 }

@@ -457,6 +457,12 @@ pub fn check(file: &File) -> Vec<Issue> {
 
 fn check_auth(r: &mut Report<'_>, tenants: &HashMap<String, &super::Tenant>) -> HashSet<String> {
     let file = r.file;
+    if file.server.proxy_protocol && file.server.trusted_proxies.is_empty() {
+        r.key(
+            "server.proxy_protocol",
+            "proxy_protocol needs trusted_proxies: only they may send the header",
+        );
+    }
     if file.server.admin_auth.is_empty() {
         r.key("server.admin_auth", "must name at least one scheme");
     }
@@ -596,7 +602,7 @@ fn check_redaction(
         std::sync::Arc::new(crate::redaction::encrypt::FieldKey::new(
             &route.tenant,
             1,
-            zeroize::Zeroizing::new([1u8; 32]),
+            &[1u8; 32],
         ))
     });
     match Redactor::with_keys(&rules, key.as_ref().map(|k| k.as_slice()), field_key) {

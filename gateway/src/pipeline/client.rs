@@ -81,7 +81,7 @@ impl Proxies {
             ForwardedHeader::XForwardedFor => values.next().is_none().then_some(one),
             ForwardedHeader::Forwarded => {
                 let last = values
-                    .last()
+                    .next_back()
                     .and_then(|v| v.to_str().ok().map(str::to_string));
                 let elements = forwarded_elements(last.as_deref().unwrap_or(&one))?;
                 param(elements.last()?, "proto")
@@ -223,7 +223,7 @@ pub(crate) fn client(headers: &HeaderMap, peer: SocketAddr, trusted: &Proxies) -
 
 /// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with or
 /// without a port.
-fn parse(hop: &str) -> Option<IpAddr> {
+pub(crate) fn parse(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse() {
         return Some(ip);
     }

@@ -110,11 +110,18 @@ pub(crate) fn inbound(
     let origin = Origin {
         // Read only from a trusted proxy: nobody else's claims are even copied.
         forwarded_for: peer_ip.map(|ip| {
-            match from_proxy
+            // Addresses only, as the gateway read them: no port, no `unknown`, no
+            // obfuscated identifier, nothing else a proxy's header held.
+            let chain = from_proxy
                 .then(|| trusted.hops(headers))
                 .flatten()
-                .filter(|hops| !hops.is_empty())
-            {
+                .and_then(|hops| {
+                    hops.iter()
+                        .map(|h| super::client::parse(h).map(|a| canonical(a).to_string()))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .filter(|hops| !hops.is_empty());
+            match chain {
                 Some(chain) => format!("{}, {ip}", chain.join(", ")),
                 None => ip.to_string(),
             }

@@ -167,6 +167,9 @@ impl Policies {
         request: Request,
         trace: &mut Trace,
     ) -> Result<Next, Error> {
+        if self.schemas.is_some() {
+            trace.validated_as = Some((request.method.clone(), request.path.clone()));
+        }
         if let Some(schemas) = &self.schemas
             && let Err(invalid) = schemas.request(&request.method, &request.path, &request.body)
         {
@@ -267,13 +270,12 @@ impl Policies {
         response: Response,
         trace: &mut Trace,
     ) -> Result<Outcome, Error> {
+        let (method, path) = match &trace.validated_as {
+            Some((m, p)) => (m.clone(), p.clone()),
+            None => (request.method.clone(), request.path.clone()),
+        };
         if let Some(schemas) = &self.schemas
-            && let Err(invalid) = schemas.response(
-                &request.method,
-                &request.path,
-                response.status,
-                &response.body,
-            )
+            && let Err(invalid) = schemas.response(&method, &path, response.status, &response.body)
         {
             trace
                 .detail

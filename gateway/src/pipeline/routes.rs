@@ -121,7 +121,7 @@ fn field_key(
     if offline {
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut()).expect("the OS random source is available");
-        return Some(Arc::new(FieldKey::new(tenant, 1, key)));
+        return Some(Arc::new(FieldKey::new(tenant, 1, &key)));
     }
     match secrets?.field_key(tenant) {
         Ok(k) => Some(Arc::new(k)),

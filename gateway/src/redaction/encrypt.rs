@@ -16,13 +16,15 @@
 //!   key version gives new tokens.
 //!
 //! Both bind, as associated data, the format, mode, tenant, key version and the field's
-//! path (normalized, array indices as `[*]`): a token moved to another field or tenant,
-//! or edited, does not open. The plaintext is the value's JSON text, so reveal gives
-//! back the value with its type.
+//! path (normalized, with its names as they are and array indices as `[*]`): a token
+//! moved to another field or tenant, or edited, does not open. The plaintext is the
+//! value's JSON text, so reveal gives back the value with its type.
 //!
 //! The tenant data keys are the secret store's (`palisade secret rotate` starts a new
 //! version); a route encrypts under the newest version it found when it was built and
-//! reveal opens any version the store holds.
+//! reveal opens any version the store holds. Only a key derived from the data key for
+//! field encryption (HKDF, its own label) is kept in memory by the routes: the data key
+//! itself, which also seals the tenant's secrets, is not.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -38,8 +40,8 @@ use zeroize::Zeroizing;
 pub const TOKEN_PREFIX: &str = "pfe1";
 const SALT: usize = 16;
 const NONCE: usize = 12;
-/// The longest token [`open`] reads (a 1 MiB value, base64).
-const MAX_TOKEN: usize = 1_500_000;
+/// The longest token [`parse`] reads (values up to 12 MiB, in base64).
+pub const MAX_TOKEN: usize = 16 << 20;
 
 /// How a value is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +61,11 @@ impl Mode {
     }
 }
 
-/// One tenant's data key version, for sealing.
+/// One tenant's data key version, for sealing: the key derived from it for fields.
 pub struct FieldKey {
     tenant: String,
     version: u64,
-    key: Zeroizing<[u8; 32]>,
+    root: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for FieldKey {
@@ -102,12 +104,13 @@ pub struct Token<'a> {
 }
 
 impl FieldKey {
-    /// `tenant`'s data key `version` (32 bytes from the secret store).
-    pub fn new(tenant: &str, version: u64, key: Zeroizing<[u8; 32]>) -> Self {
+    /// `tenant`'s data key `version` (32 bytes from the secret store); only the key
+    /// derived from it for fields is kept.
+    pub fn new(tenant: &str, version: u64, data_key: &[u8; 32]) -> Self {
         FieldKey {
             tenant: tenant.to_string(),
             version,
-            key,
+            root: root(data_key),
         }
     }
 
@@ -124,7 +127,7 @@ impl FieldKey {
             Mode::Randomized => {
                 let mut head = [0u8; SALT + NONCE];
                 getrandom::fill(&mut head).expect("the OS random source is available");
-                let cipher = gcm(&self.key, &head[..SALT]);
+                let cipher = gcm(&self.root, &head[..SALT]);
                 let sealed = cipher
                     .encrypt(
                         Nonce::from_slice(&head[SALT..]),
@@ -136,7 +139,7 @@ impl FieldKey {
                     .expect("AES-GCM seals any value under 64 GiB");
                 [head.as_slice(), &sealed].concat()
             }
-            Mode::Deterministic => siv(&self.key)
+            Mode::Deterministic => siv(&self.root)
                 .encrypt([aad.as_slice()], &plaintext)
                 .expect("AES-SIV seals any value"),
         };
@@ -195,13 +198,14 @@ pub fn parse(token: &str) -> Result<Token<'_>, TokenError> {
 }
 
 /// Opens a parsed token found at normalized path `path` with its tenant's data key of
-/// its version.
+/// its version (`data_key`, from the secret store).
 ///
 /// # Errors
 ///
 /// [`TokenError::Refused`] for a token that was tampered with, moved, or sealed under
 /// another key; [`TokenError::Malformed`] for a payload too short to hold a tag.
-pub fn open(token: &Token<'_>, path: &str, key: &[u8; 32]) -> Result<Value, TokenError> {
+pub fn open(token: &Token<'_>, path: &str, data_key: &[u8; 32]) -> Result<Value, TokenError> {
+    let key = &root(data_key);
     let aad = aad(token.mode, token.tenant, token.key_version, path);
     let plaintext = Zeroizing::new(match token.mode {
         Mode::Randomized => {
@@ -226,25 +230,24 @@ pub fn open(token: &Token<'_>, path: &str, key: &[u8; 32]) -> Result<Value, Toke
     serde_json::from_slice(&plaintext).map_err(|_| TokenError::Refused)
 }
 
-/// The associated data: format, mode, tenant, key version, and the field: the path as
-/// an audit block records it (data-like names as `[*]`), indices as `[*]`.
+/// The associated data: format, mode, tenant (no NUL: a secret store id), key version,
+/// and last the field: the path with indices as `[*]`.
 fn aad(mode: Mode, tenant: &str, version: u64, path: &str) -> Vec<u8> {
     format!(
         "{TOKEN_PREFIX}\0{}\0{tenant}\0{version}\0{}",
         mode.tag(),
-        field_path(&recorded(path))
+        field_path(path)
     )
     .into_bytes()
 }
 
-/// A normalized path as audit blocks record it ([`palisade_jsonpath::scrub_keys`]); a
-/// header's `header:<name>` as it is.
-fn recorded(path: &str) -> String {
-    if path.starts_with('$') {
-        palisade_jsonpath::scrub_keys(path)
-    } else {
-        path.to_string()
-    }
+/// The key for fields, derived from a tenant data key.
+fn root(data_key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut okm = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, data_key)
+        .expand(b"palisade-field/1 root", okm.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    okm
 }
 
 /// A normalized path with every array index as `[*]`: a token is bound to its field,
@@ -309,7 +312,7 @@ mod tests {
     use serde_json::json;
 
     fn key(version: u64, byte: u8) -> FieldKey {
-        FieldKey::new("acme", version, Zeroizing::new([byte; 32]))
+        FieldKey::new("acme", version, &[byte; 32])
     }
 
     #[test]
@@ -396,10 +399,17 @@ mod tests {
         assert_eq!(field_path("$['x[1]']['2']"), "$['x[1]']['2']");
         assert_eq!(field_path("$['it\\'s[3]'][3]"), "$['it\\'s[3]'][*]");
         assert_eq!(field_path("header:x-card"), "header:x-card");
-        // The audit block's form of a path opens what the full form sealed.
+        // Names that are not field-like still bind: sibling fields do not share tokens.
         let k = key(1, 9);
-        let token = k.seal(Mode::Randomized, "$['by_ssn']['219-09-9999']", &json!(1));
+        let token = k.seal(Mode::Randomized, "$['número']", &json!(1));
         let parsed = parse(&token).unwrap();
-        assert_eq!(open(&parsed, "$['by_ssn'][*]", &[9; 32]), Ok(json!(1)));
+        assert_eq!(open(&parsed, "$['número']", &[9; 32]), Ok(json!(1)));
+        for other in ["$['teléfono']", "$[*]", "$.x", "$['número'][*]"] {
+            assert_eq!(
+                open(&parsed, other, &[9; 32]),
+                Err(TokenError::Refused),
+                "{other}"
+            );
+        }
     }
 }

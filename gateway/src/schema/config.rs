@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jsonschema::{Draft, PatternOptions, Retrieve, Uri};
+use jsonschema::{PatternOptions, Retrieve, Uri};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -118,9 +118,15 @@ pub(super) fn build(schema: &Value, at: &Path) -> Result<Schema, String> {
         .canonicalize()
         .map_err(|e| e.to_string())?;
     let name = at.file_name().ok_or("not a file")?.to_string_lossy();
-    let base = format!("file://{}/{}", dir.display(), encode(&name));
+    let mut base = String::from("file://");
+    for segment in dir.iter().skip(1) {
+        base.push('/');
+        base.push_str(&encode(&segment.to_string_lossy()));
+    }
+    base.push('/');
+    base.push_str(&encode(&name));
+    // Draft 2020-12 unless the schema's `$schema` names another.
     jsonschema::options()
-        .with_draft(Draft::Draft202012)
         .with_base_uri(base)
         .with_retriever(Directory(dir))
         .with_pattern_options(
@@ -194,7 +200,7 @@ impl Retrieve for Directory {
         let beside = path
             .canonicalize()
             .ok()
-            .filter(|p| p.parent() == Some(self.0.as_path()));
+            .filter(|p| p.parent() == Some(self.0.as_path()) && p.is_file());
         let Some(file) = beside else {
             return Err(format!("`{}` is not a file beside the schema", uri.as_str()).into());
         };

@@ -35,11 +35,8 @@ impl SecretStore {
         } else {
             newest
         };
-        Ok(FieldKey::new(
-            tenant,
-            version,
-            self.data_key(tenant, version)?,
-        ))
+        let data_key = self.data_key(tenant, version)?;
+        Ok(FieldKey::new(tenant, version, &data_key))
     }
 
     /// Opens `token`, found at normalized path `path` of one of `tenant`'s bodies, with

@@ -324,3 +324,52 @@ fn outside_a_selection_document_patterns_are_not_budgeted() {
     let path = serde_json_path::JsonPath::parse("$[?search(@.text, @.pattern)]").unwrap();
     assert_eq!(path.query(&doc).len(), n);
 }
+
+#[test]
+fn matching_with_patterns_from_the_document_is_budgeted() {
+    // Weight 1002: a thousand `a`s, then two positions.
+    let pattern = "a{1000}(a|b)*";
+    assert_eq!(translate(pattern, Mode::Match).unwrap().weight, 1002);
+    let fits = "a".repeat(10_000);
+    let too_long = "a".repeat(20_000);
+    const { assert!(1002 * 10_000 <= DOCUMENT_WORK_PER_EVALUATION) };
+    const { assert!(1002 * 20_000 > DOCUMENT_WORK_PER_EVALUATION) };
+    assert!(matches(pattern, &fits));
+    assert!(!matches(pattern, &too_long));
+    // The budget is for one evaluation: the second string no longer fits.
+    let doc = json!([{"text": fits, "pattern": pattern}, {"text": fits, "pattern": pattern}]);
+    assert_eq!(select(&["$[?match(@.text, @.pattern)]"], &doc).len(), 1);
+    // A pattern in the path, or outside a selection, is not budgeted.
+    let doc = json!([too_long]);
+    assert_eq!(
+        select(&[&format!("$[?match(@, '{pattern}')]")], &doc).len(),
+        1
+    );
+    let doc = json!([{"text": too_long, "pattern": pattern}]);
+    let path = serde_json_path::JsonPath::parse("$[?match(@.text, @.pattern)]").unwrap();
+    assert_eq!(path.query(&doc).len(), 1);
+}
+
+#[test]
+fn weights_bound_the_automaton() {
+    for (pattern, weight) in [
+        ("", 0),
+        ("abc", 3),
+        ("a|bc", 3),
+        ("(ab)*c?", 3),
+        ("a{3}", 3),
+        ("a{2,5}", 5),
+        ("a{2,}", 3),
+        ("(a{10}){10}", 100),
+        ("[a-z0-9]", 1),
+        (r"\p{L}", CATEGORY_WEIGHT),
+        (r"[a\P{Lu}]{2}", 2 * CATEGORY_WEIGHT),
+        ("^.$", 3),
+    ] {
+        assert_eq!(
+            translate(pattern, Mode::Search).unwrap().weight,
+            weight,
+            "{pattern}"
+        );
+    }
+}
