@@ -8,7 +8,7 @@
 //! | `public` | none |
 //! | `internal` | callers are authenticated (`auth`) or limited by address (the route's or its tenant's `allow_ips`) |
 //! | `confidential` | callers are authenticated; every path so labelled is masked, removed, hashed or encrypted by a redaction rule before the body leaves |
-//! | `restricted` | as `confidential`, and the caller is bound to the route's tenant (every `auth` route is); no policy is `fail = "open"`; `expose_errors` is off (nothing from a body reaches an error or a log) |
+//! | `restricted` | as `confidential`, and the caller is bound to the route's tenant (every `auth` route is); no policy is `fail = "open"`; `expose_errors` is off (no guest or upstream text reaches an error body) |
 //!
 //! Tenants may add labels of their own (`[[tenant.label]] name = "pci", like =
 //! "restricted"`): a label has the rules and the rank of the built-in one it is `like`.

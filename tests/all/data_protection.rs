@@ -170,6 +170,9 @@ async fn bodies_are_validated_before_policies_and_failures_name_places_not_value
     )
     .await
     .text();
+    for value in ["4111111111111111", "219-09-9999"] {
+        assert!(!metrics.contains(value), "{value} in the metrics");
+    }
     for line in [
         r#"palisade_schema_failures_total{tenant="globex",route="report",side="response",outcome="reported"} 1"#,
         r#"palisade_schema_failures_total{tenant="acme",route="closed",side="response",outcome="refused"} 1"#,
@@ -396,6 +399,9 @@ async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
     );
     let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
     at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
+    let metrics = send(admin_addr, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .text();
     for plain in ["123-45-6789", "ada@example.com", "219-09-9999"] {
         assert!(
             !at_rest.windows(plain.len()).any(|w| w == plain.as_bytes()),
@@ -405,6 +411,7 @@ async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
             !crate::support::log_text().contains(plain),
             "{plain} in the log"
         );
+        assert!(!metrics.contains(plain), "{plain} in the metrics");
     }
 }
 
@@ -452,5 +459,36 @@ fn check_config_names_bad_schemas_encryption_without_secrets_and_unprotected_lab
         "`$.ssn` is confidential: a redaction rule must",
     ] {
         assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_blocks_and_metrics_carry_the_highest_label_a_request_touched() {
+    let h = start_with(|up, _| {
+        Config::new(up).route(Route::new("labelled").keys(
+            "allow_ips = [\"127.0.0.0/8\"]\nclassification = \"public\"\nclassify = [{ path = \"$.internal\", label = \"internal\" }]",
+        ))
+    })
+    .await;
+    // `/pii` has an `internal` member: the request touched `internal`; the echo did not.
+    for (path, label) in [("/pii", "internal"), ("/echo", "public")] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(h.block_for(&r)["detail"]["classification"], label, "{path}");
+    }
+    let metrics = send(
+        h.running.admin_addr().unwrap(),
+        "GET",
+        "/metrics",
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .text();
+    for label in ["internal", "public"] {
+        let line = format!(
+            r#"palisade_classified_requests_total{{tenant="acme",route="labelled",classification="{label}"}} 1"#
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
 }
