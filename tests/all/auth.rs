@@ -307,15 +307,7 @@ async fn items23_to_27_pyjwt_tokens_are_accepted_or_refused_exactly_as_expected(
 
     // Item 44 for credentials: no token appears in the ledger, WAL, metrics or log.
     let ledger = ledger_bytes(&h);
-    let metrics = send(
-        h.running.admin_addr().unwrap(),
-        "GET",
-        "/metrics",
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .text();
+    let metrics = h.metrics().await;
     let log = crate::support::log_text();
     for (case, token) in &tokens {
         let signature = token.rsplit('.').next().unwrap();

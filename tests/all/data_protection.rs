@@ -161,15 +161,7 @@ async fn bodies_are_validated_before_policies_and_failures_name_places_not_value
     let block = h.block_for(&r);
     assert_eq!(block["decision"], "allowed");
     assert_eq!(block["detail"]["schema"]["reason"], "failed");
-    let metrics = send(
-        h.running.admin_addr().unwrap(),
-        "GET",
-        "/metrics",
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .text();
+    let metrics = h.metrics().await;
     for value in ["4111111111111111", "219-09-9999"] {
         assert!(!metrics.contains(value), "{value} in the metrics");
     }
@@ -399,9 +391,7 @@ async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
     );
     let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
     at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
-    let metrics = send(admin_addr, "GET", "/metrics", &[], Bytes::new())
-        .await
-        .text();
+    let metrics = h.metrics().await;
     for plain in ["123-45-6789", "ada@example.com", "219-09-9999"] {
         assert!(
             !at_rest.windows(plain.len()).any(|w| w == plain.as_bytes()),
@@ -476,15 +466,7 @@ async fn audit_blocks_and_metrics_carry_the_highest_label_a_request_touched() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(h.block_for(&r)["detail"]["classification"], label, "{path}");
     }
-    let metrics = send(
-        h.running.admin_addr().unwrap(),
-        "GET",
-        "/metrics",
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .text();
+    let metrics = h.metrics().await;
     for label in ["internal", "public"] {
         let line = format!(
             r#"palisade_classified_requests_total{{tenant="acme",route="labelled",classification="{label}"}} 1"#

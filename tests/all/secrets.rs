@@ -266,15 +266,7 @@ async fn upstream_credentials_reach_the_upstream_only() {
     // Nothing of the values in the ledger, its WAL, the metrics or the replies.
     let mut at_rest = std::fs::read(h.ledger_path()).unwrap();
     at_rest.extend(std::fs::read(h.ledger_path().with_extension("db-wal")).unwrap_or_default());
-    let metrics = send(
-        h.running.admin_addr().unwrap(),
-        "GET",
-        "/metrics",
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .text();
+    let metrics = h.metrics().await;
     let log = crate::support::log_text();
     for secret in ["s3cr3t", "tok-rotated"] {
         assert!(

@@ -164,6 +164,14 @@ impl Harness {
         self.dir.path().join("audit.db")
     }
 
+    /// The admin listener's `/metrics` text.
+    pub(crate) async fn metrics(&self) -> String {
+        let admin = self.running.admin_addr().expect("an admin listener");
+        send(admin, "GET", "/metrics", &[], Bytes::new())
+            .await
+            .text()
+    }
+
     /// Every block's record, in chain order.
     pub(crate) fn blocks(&self) -> Vec<Value> {
         blocks(&self.ledger_path())
