@@ -444,3 +444,40 @@ async fn the_inner_service_gets_an_origin_form_uri_whatever_authority_the_caller
     assert_eq!(body["host"], Value::Null);
     assert_eq!(body["forwarded_host"], "evil.example:8443");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layer_validates_bodies_against_schemas_before_the_inner_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("echo.json");
+    std::fs::write(
+        &schema,
+        json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let schemas = palisade_gateway::schema::compile(
+        &palisade_gateway::schema::Config {
+            request: Some(schema),
+            request_required: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let router = app(PolicyLayer::new("acme", "echo").schemas(schemas));
+    let post = |body: &'static str| {
+        http::Request::post("/echo")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, body) = call(router.clone(), post(r#"{"n": 1}"#)).await;
+    assert_eq!((status, &body["body"]), (200, &json!(r#"{"n": 1}"#)));
+    let (status, body) = call(router, post(r#"{"n": "4111111111111111"}"#)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"],
+        json!([{"pointer": "/n", "keyword": "type"}])
+    );
+    assert!(!body.to_string().contains("4111"));
+}

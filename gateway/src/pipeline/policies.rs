@@ -271,11 +271,11 @@ impl Policies {
         trace: &mut Trace,
     ) -> Result<Outcome, Error> {
         let (method, path) = match &trace.validated_as {
-            Some((m, p)) => (m.clone(), p.clone()),
-            None => (request.method.clone(), request.path.clone()),
+            Some((m, p)) => (m.as_str(), p.as_str()),
+            None => (request.method.as_str(), request.path.as_str()),
         };
         if let Some(schemas) = &self.schemas
-            && let Err(invalid) = schemas.response(&method, &path, response.status, &response.body)
+            && let Err(invalid) = schemas.response(method, path, response.status, &response.body)
         {
             trace
                 .detail
