@@ -91,6 +91,16 @@ struct ClosedLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitOnlyLabels {
+    limit: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -128,6 +138,9 @@ pub struct Metrics {
     upstream_attempts: Family<UpstreamKindLabels, Counter>,
     connections_open: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ClosedLabels, Counter>,
+    fleet_redis_up: Gauge,
+    fleet_errors: Family<ErrorLabels, Counter>,
+    fleet_local: Family<LimitOnlyLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,6 +176,9 @@ impl Metrics {
             upstream_attempts: Family::default(),
             connections_open: Family::default(),
             connections_closed: Family::default(),
+            fleet_redis_up: Gauge::default(),
+            fleet_errors: Family::default(),
+            fleet_local: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -246,6 +262,21 @@ impl Metrics {
              header_timeout, response_deadline, shed, refused (at the caps), tls_handshake, \
              shutdown",
             m.connections_closed.clone(),
+        );
+        registry.register(
+            "fleet_redis_up",
+            "1 while the fleet's Redis is reachable and rate limits and fuel budgets are shared; 0 while each gateway counts alone",
+            m.fleet_redis_up.clone(),
+        );
+        registry.register(
+            "fleet_redis_errors",
+            "Failed calls to the fleet's Redis, by kind (timeout, io-error, script, ...)",
+            m.fleet_errors.clone(),
+        );
+        registry.register(
+            "fleet_local_decisions",
+            "Shared-limit decisions made by this gateway alone because Redis could not answer",
+            m.fleet_local.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -396,6 +427,27 @@ impl Metrics {
             .get_or_create(&ClosedLabels {
                 listener: listener.into(),
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Whether the fleet's Redis is reachable.
+    pub(crate) fn fleet_redis_up(&self, up: bool) {
+        self.fleet_redis_up.set(i64::from(up));
+    }
+
+    /// Counts a failed call to the fleet's Redis.
+    pub(crate) fn fleet_error(&self, kind: &str) {
+        self.fleet_errors
+            .get_or_create(&ErrorLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Counts a shared limit decided locally (`tenant_rate_limited`, ...).
+    pub(crate) fn fleet_local_decision(&self, limit: &str) {
+        self.fleet_local
+            .get_or_create(&LimitOnlyLabels {
+                limit: limit.into(),
             })
             .inc();
     }

@@ -13,6 +13,7 @@ mod custom_proxy;
 mod custom_proxy_example;
 mod data_protection;
 mod fixtures;
+mod fleet;
 mod gateway;
 mod hardening_auth;
 mod hardening_request;

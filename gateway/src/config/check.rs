@@ -103,6 +103,32 @@ pub fn check(file: &File) -> Vec<Issue> {
         file,
         issues: Vec::new(),
     };
+    if let Some(fleet) = &file.fleet {
+        for (key, message) in fleet.problems() {
+            r.key(key, message);
+        }
+        if let Some(secret) = &fleet.redis.password {
+            if file.secrets.is_none() {
+                r.key(
+                    "fleet.redis.password",
+                    "names a secret but there is no [secrets] section",
+                );
+            }
+            if !file
+                .tenants
+                .iter()
+                .any(|t| t.get_ref().name == secret.tenant)
+            {
+                r.key(
+                    "fleet.redis.password",
+                    format!(
+                        "tenant {:?} (the secret's namespace) is not defined",
+                        secret.tenant
+                    ),
+                );
+            }
+        }
+    }
     let server = &file.server;
     if server.max_header_bytes < 8192 {
         r.key(

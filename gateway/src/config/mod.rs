@@ -40,6 +40,9 @@ pub struct File {
     /// Encrypted secrets (upstream credentials), owned by [`crate::secrets`]. By default
     /// none.
     pub secrets: Option<crate::secrets::Config>,
+    /// Limits shared with other gateways through Redis, owned by
+    /// [`crate::resilience::fleet`]. By default none.
+    pub fleet: Option<crate::resilience::fleet::Config>,
     /// Tenants (`[[tenant]]`).
     pub tenants: Vec<Spanned<Tenant>>,
     /// Upstreams (`[[upstream]]`).
@@ -264,6 +267,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                 "auth" => file.auth = lower(value).map_err(keep).unwrap_or_default(),
                 "registry" => file.registry = lower(value).map_err(keep).ok(),
                 "secrets" => file.secrets = lower(value).map_err(keep).ok(),
+                "fleet" => file.fleet = lower(value).map_err(keep).ok(),
                 "tenant" => file.tenants = list.entries(value, &name, key_span),
                 "upstream" => file.upstreams = list.entries(value, &name, key_span),
                 "route" => file.routes = list.entries(value, &name, key_span),
@@ -271,7 +275,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                     Some(key_span),
                     format!(
                         "unknown section `{other}`, expected one of `server`, `audit`, `runtime`, \
-                         `auth`, `registry`, `secrets`, `tenant`, `upstream`, `route`"
+                         `auth`, `registry`, `secrets`, `fleet`, `tenant`, `upstream`, `route`"
                     ),
                 )),
             }
@@ -326,12 +330,15 @@ impl File {
         if let Some(registry) = &mut self.registry {
             registry.rebase(&base);
         }
+        if let Some(fleet) = &mut self.fleet {
+            fleet.rebase(&base);
+        }
     }
 }
 
 /// The keys that differ between `old` and `new` but are read only at start: `[server]`
 /// (but `trusted_proxies`, `forwarded_header` and `[server.overload]`, which reloads apply), `[audit]`,
-/// `[runtime]`, `[registry]` and `[secrets]` (but its master keys), each named down to
+/// `[runtime]`, `[registry]`, `[secrets]` (but its master keys) and `[fleet]`, each named down to
 /// the key under its section (`server.listen`, `server.tls`).
 pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     const APPLIED: [&str; 7] = [
@@ -346,7 +353,7 @@ pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     let table = |f: &File| f.source.parse::<toml::Table>().unwrap_or_default();
     let (old, new) = (table(old), table(new));
     let mut changed = Vec::new();
-    for section in ["server", "audit", "runtime", "registry", "secrets"] {
+    for section in ["server", "audit", "runtime", "registry", "secrets", "fleet"] {
         let empty = toml::Table::new();
         let key = |t: &toml::Table| match t.get(section) {
             Some(toml::Value::Table(s)) => Some(s.clone()),
@@ -452,6 +459,7 @@ impl File {
             auth: crate::auth::Config::default(),
             registry: None,
             secrets: None,
+            fleet: None,
             tenants: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),

@@ -121,7 +121,9 @@ impl Pipeline {
         let secrets = SecretStore::from_file(file)
             .map_err(|issues| Invalid { issues })?
             .map(Arc::new);
-        let kept = Kept::new(metrics.clone());
+        let fleet = crate::resilience::fleet::from_file(file, secrets.as_deref(), &metrics)
+            .map_err(|issues| Invalid { issues })?;
+        let kept = Kept::new(metrics.clone(), fleet);
         let file = file.clone();
         let sources = Sources {
             registry: registry.as_deref(),
@@ -345,7 +347,7 @@ impl Pipeline {
             .ips
             .check(&parts.headers, peer, &routes.trusted_proxies)?;
         let caller = authenticate(routes, route, ex, &parts).await?;
-        let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer)?;
+        let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer).await?;
         let body = route.policies.read_body(body).await?;
         let scope = self.scope(route, ex, caller.as_ref()).await?;
         let request = policies::request_of(&bound.parts, bound.path, body);
@@ -549,7 +551,7 @@ struct Bound {
 /// `tenant_cpu_budget`); nothing the caller sent may pose as the gateway's own
 /// (`x-palisade-*`, tenant and forwarding headers removed), and the gateway's
 /// credentials stay with the gateway.
-fn bind_tenant(
+async fn bind_tenant(
     routes: &Routes,
     route: &Route,
     ex: &Exchange,
@@ -558,14 +560,16 @@ fn bind_tenant(
     peer: SocketAddr,
 ) -> Result<Bound, Error> {
     let slot = match &route.tenant_guard {
-        Some(guard) => Some(guard.admit(route.policies.run_any())?),
+        Some(guard) => Some(guard.admit(route.policies.run_any()).await?),
         None => None,
     };
     if let Some(rate) = &route.guard.rate {
-        rate.check().map_err(|wait| Error::RateLimited {
-            scope: "route",
-            retry_after: retry_after(wait),
-        })?;
+        rate.check("route_rate_limited")
+            .await
+            .map_err(|wait| Error::RateLimited {
+                scope: "route",
+                retry_after: retry_after(wait),
+            })?;
     }
     let keep_bearer = route.auth.as_ref().is_some_and(|a| a.forward_bearer)
         && caller.is_some_and(|c| c.scheme == crate::auth::Scheme::Jwt);
@@ -619,7 +623,17 @@ pub fn validate(file: &File, engine: &Engine, offline: bool) -> Vec<Issue> {
         }
         if let Some(config) = &file.secrets {
             match SecretStore::open_read_only(config, db) {
-                Ok(s) => secrets = Some(s),
+                Ok(s) => {
+                    if let Some(r) = file.fleet.as_ref().and_then(|f| f.redis.password.as_ref())
+                        && let Err(e) = s.get(&r.tenant, &r.secret)
+                    {
+                        unusable.push(Problem::key(
+                            "fleet.redis.password",
+                            format!("secret {:?} of {:?}: {e}", r.secret, r.tenant),
+                        ));
+                    }
+                    secrets = Some(s);
+                }
                 Err(e) => unusable.push(Problem::key(
                     "secrets",
                     format!("[secrets] {e} (or check with --offline)"),
@@ -628,7 +642,7 @@ pub fn validate(file: &File, engine: &Engine, offline: bool) -> Vec<Issue> {
         }
         issues.extend(file.issues(unusable));
     }
-    let kept = Kept::new(Arc::new(Metrics::new()));
+    let kept = Kept::new(Arc::new(Metrics::new()), None);
     let sources = Sources {
         registry: registry.as_ref(),
         secrets: secrets.as_ref(),

@@ -715,7 +715,7 @@ host = "api.example.com"
 "#;
         let file = config::parse(Path::new("routes.toml"), text.into()).expect("parses");
         let checked = Checked::new(&file).expect("checks");
-        let kept = Kept::new(Arc::new(Metrics::new()));
+        let kept = Kept::new(Arc::new(Metrics::new()), None);
         Routes::build(checked, engine(), Sources::default(), &kept).expect("builds")
     }
 

@@ -17,6 +17,7 @@
 mod breaker;
 mod budget;
 mod config;
+pub mod fleet;
 mod shed;
 mod tenant;
 
@@ -137,6 +138,8 @@ type RouteKey = (Option<RateLimit>, Option<Retry>);
 #[derive(Debug)]
 pub(crate) struct Kept {
     metrics: Arc<Metrics>,
+    /// Where rate limits and fuel budgets are counted fleet-wide (`[fleet]`).
+    fleet: Option<Arc<fleet::Fleet>>,
     upstreams: Mutex<Map<UpstreamKey, UpstreamGuard>>,
     tenants: Mutex<Map<TenantKey, TenantGuard>>,
     routes: Mutex<Map<RouteKey, RouteGuard>>,
@@ -168,10 +171,11 @@ fn take<K: PartialEq + Clone, T>(
 }
 
 impl Kept {
-    /// Empty state reporting to `metrics`.
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+    /// Empty state reporting to `metrics`, sharing limits in `fleet`.
+    pub(crate) fn new(metrics: Arc<Metrics>, fleet: Option<Arc<fleet::Fleet>>) -> Self {
         Kept {
             metrics,
+            fleet,
             upstreams: Mutex::default(),
             tenants: Mutex::default(),
             routes: Mutex::default(),
@@ -203,16 +207,22 @@ impl Generation<'_> {
 
     pub(crate) fn tenant(&mut self, t: &file::Tenant) -> Arc<TenantGuard> {
         let key = (t.rate_limit, t.max_in_flight, t.fuel_per_s);
+        let fleet = self.kept.fleet.as_ref();
         take(&self.kept.tenants, &mut self.tenants, &t.name, key, || {
-            TenantGuard::new(t)
+            TenantGuard::new(t, fleet)
         })
     }
 
     pub(crate) fn route(&mut self, r: &file::Route) -> Arc<RouteGuard> {
         let key = (r.rate_limit, r.retry.clone());
+        let fleet = self
+            .kept
+            .fleet
+            .as_ref()
+            .map(|f| (f, f.key('r', &r.name, "rate")));
         take(&self.kept.routes, &mut self.routes, &r.name, key, || {
             RouteGuard {
-                rate: r.rate_limit.as_ref().and_then(Rate::new),
+                rate: r.rate_limit.as_ref().and_then(|l| Rate::new(l, fleet)),
                 budget: RetryBudget::new(r.retry.as_ref()),
             }
         })
