@@ -21,10 +21,16 @@ struct Redis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// TLS only, with this certificate and key (PEM).
+    tls: Option<(String, String)>,
 }
 
 impl Redis {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    fn start_with(tls: Option<(String, String)>) -> Self {
         let installed = palisade_test_artifacts::debian_packages(&["redis-server"], || {
             Command::new("redis-server")
                 .arg("--version")
@@ -44,6 +50,7 @@ impl Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls,
         };
         redis.up();
         redis
@@ -51,8 +58,24 @@ impl Redis {
 
     fn up(&mut self) {
         let user_pw = format!(">{PASSWORD}");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => {
+                let d = self.dir.path();
+                std::fs::write(d.join("cert.pem"), cert).unwrap();
+                std::fs::write(d.join("key.pem"), key).unwrap();
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                    .arg(d.join("cert.pem"))
+                    .arg("--tls-key-file")
+                    .arg(d.join("key.pem"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(d.join("cert.pem"))
+            }
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .args(["--user", "default", "off"])
@@ -86,11 +109,21 @@ impl Drop for Redis {
 /// tenant `burner` to 2,000 fuel/s (less than one request
 /// of `/burn` burns); `password` is where the Redis password comes from.
 async fn gateway(port: u16, password: &'static str) -> Harness {
+    gateway_at(&format!("redis://127.0.0.1:{port}/0"), password, None).await
+}
+
+/// [`gateway`] with Redis at `url`, trusting the CA certificate `ca` (PEM) if given.
+async fn gateway_at(url: &str, password: &'static str, ca: Option<String>) -> Harness {
+    let url = url.to_string();
     start_with(move |up: SocketAddr, dir: &Path| {
-        let redis = format!(
-            "url = \"redis://127.0.0.1:{port}/0\"\nusername = \"palisade\"\nprobe_ms = 100\n\
-             timeout_ms = 250\n{password}"
+        let mut redis = format!(
+            "url = \"{url}\"\nusername = \"palisade\"\nprobe_ms = 100\n\
+             timeout_ms = 250\n{password}\n"
         );
+        if let Some(ca) = ca {
+            std::fs::write(dir.join("redis-ca.pem"), ca).unwrap();
+            redis.push_str("ca = \"redis-ca.pem\"\n");
+        }
         let config = Config::new(up)
             .section("fleet", "size = 2")
             .section("fleet.redis", &redis)
@@ -239,6 +272,26 @@ async fn two_gateways_share_one_limit_degrade_without_redis_and_recover() {
     assert!(on_a + on_b <= 10 + refills, "{statuses_a:?} {statuses_b:?}");
     // The password never reaches the log.
     assert!(!log_text().contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_is_verified_against_the_configured_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let redis = Redis::start_with(Some((cert.cert.pem(), cert.signing_key.serialize_pem())));
+    let url = format!("rediss://localhost:{}/0", redis.port);
+    let trusted = gateway_at(&url, FROM_FILE, Some(cert.cert.pem())).await;
+    wait_for_redis_up(&trusted, true).await;
+    let (admitted, statuses) = burst(&trusted, "/acme", 12).await;
+    assert!(admitted >= 10, "{statuses:?}");
+    // The system's roots do not know this server: never connected, limits per gateway,
+    // and requests are still served.
+    let stranger = gateway_at(&url, FROM_FILE, None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_redis_up(&stranger, false).await;
+    let (admitted, statuses) = burst(&stranger, "/acme", 12).await;
+    assert!((5..=7).contains(&admitted), "{statuses:?}");
+    let m = stranger.metrics().await;
+    assert!(metric(&m, "palisade_fleet_redis_errors_total") >= 1.0, "{m}");
 }
 
 #[tokio::test]
