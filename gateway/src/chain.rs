@@ -105,6 +105,8 @@ pub struct Observer {
     pub(crate) queue: Option<Arc<crate::resilience::Shedder>>,
     /// Charged the fuel each invocation burned (the tenant's CPU budget).
     pub(crate) tenant: Option<Arc<crate::resilience::TenantGuard>>,
+    /// The request's trace, which gets a span per invocation.
+    pub(crate) spans: Option<Arc<crate::telemetry::Spans>>,
 }
 
 impl Observer {
@@ -121,16 +123,23 @@ impl Observer {
         inv
     }
 
-    fn record<T>(&self, policy: &ChainPolicy, inv: &Invocation<T>) {
-        let Some((m, tenant, route)) = &self.metrics else {
-            return;
-        };
+    fn record<T>(&self, policy: &ChainPolicy, inv: &Invocation<T>, phase: &'static str) {
         let outcome = match &inv.result {
             Ok(Decision::Continue(_)) => PolicyOutcome::Continue,
             Ok(Decision::Respond(_)) => PolicyOutcome::Respond,
             Err(e) => PolicyOutcome::Error(e.kind()),
         };
-        m.policy(tenant, route, &policy.reference.name, outcome, &inv.stats);
+        if let Some(spans) = &self.spans {
+            let name = match outcome {
+                PolicyOutcome::Continue => "continue",
+                PolicyOutcome::Respond => "respond",
+                PolicyOutcome::Error(kind) => kind,
+            };
+            spans.policy(&policy.reference.name, phase, &inv.stats, name);
+        }
+        if let Some((m, tenant, route)) = &self.metrics {
+            m.policy(tenant, route, &policy.reference.name, outcome, &inv.stats);
+        }
     }
 }
 
@@ -199,7 +208,7 @@ impl Chain {
             let inv = observer
                 .run(pool.on_request(&policy.module, ctx, req))
                 .await;
-            observer.record(policy, &inv);
+            observer.record(policy, &inv, "request");
             let result = inv
                 .result
                 .map_err(|e| (e.kind(), e.to_string()))
@@ -253,7 +262,7 @@ impl Chain {
             let inv = observer
                 .run(pool.on_response(&policy.module, ctx, req.clone(), res))
                 .await;
-            observer.record(policy, &inv);
+            observer.record(policy, &inv, "response");
             let decision = inv.result.map_err(|e| Error::ResponsePolicy {
                 cause: e.kind(),
                 detail: e.to_string(),

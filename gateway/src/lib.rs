@@ -45,6 +45,7 @@ pub mod resilience;
 pub mod schema;
 pub mod secrets;
 pub mod server;
+pub mod telemetry;
 
 pub use crate::body::{Body, BoxError, full};
 pub use crate::chain::{Chain, ChainPolicy, Trace};

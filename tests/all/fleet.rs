@@ -291,7 +291,10 @@ async fn redis_over_tls_is_verified_against_the_configured_ca() {
     let (admitted, statuses) = burst(&stranger, "/acme", 12).await;
     assert!((5..=7).contains(&admitted), "{statuses:?}");
     let m = stranger.metrics().await;
-    assert!(metric(&m, "palisade_fleet_redis_errors_total") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "palisade_fleet_redis_errors_total") >= 1.0,
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -35,4 +35,5 @@ mod resilience;
 mod secrets;
 mod serve;
 mod support;
+mod traces;
 mod wasi;

@@ -103,6 +103,9 @@ pub fn check(file: &File) -> Vec<Issue> {
         file,
         issues: Vec::new(),
     };
+    for (key, message) in file.traces.iter().flat_map(|t| t.problems()) {
+        r.key(key, message);
+    }
     if let Some(fleet) = &file.fleet {
         for (key, message) in fleet.problems() {
             r.key(key, message);

@@ -43,6 +43,8 @@ pub struct File {
     /// Limits shared with other gateways through Redis, owned by
     /// [`crate::resilience::fleet`]. By default none.
     pub fleet: Option<crate::resilience::fleet::Config>,
+    /// OpenTelemetry traces, owned by [`crate::telemetry`]. By default none.
+    pub traces: Option<crate::telemetry::Config>,
     /// Tenants (`[[tenant]]`).
     pub tenants: Vec<Spanned<Tenant>>,
     /// Upstreams (`[[upstream]]`).
@@ -268,6 +270,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                 "registry" => file.registry = lower(value).map_err(keep).ok(),
                 "secrets" => file.secrets = lower(value).map_err(keep).ok(),
                 "fleet" => file.fleet = lower(value).map_err(keep).ok(),
+                "traces" => file.traces = lower(value).map_err(keep).ok(),
                 "tenant" => file.tenants = list.entries(value, &name, key_span),
                 "upstream" => file.upstreams = list.entries(value, &name, key_span),
                 "route" => file.routes = list.entries(value, &name, key_span),
@@ -275,7 +278,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                     Some(key_span),
                     format!(
                         "unknown section `{other}`, expected one of `server`, `audit`, `runtime`, \
-                         `auth`, `registry`, `secrets`, `fleet`, `tenant`, `upstream`, `route`"
+                         `auth`, `registry`, `secrets`, `fleet`, `traces`, `tenant`, `upstream`, `route`"
                     ),
                 )),
             }
@@ -338,7 +341,7 @@ impl File {
 
 /// The keys that differ between `old` and `new` but are read only at start: `[server]`
 /// (but `trusted_proxies`, `forwarded_header` and `[server.overload]`, which reloads apply), `[audit]`,
-/// `[runtime]`, `[registry]`, `[secrets]` (but its master keys) and `[fleet]`, each named down to
+/// `[runtime]`, `[registry]`, `[secrets]` (but its master keys), `[fleet]` and `[traces]`, each named down to
 /// the key under its section (`server.listen`, `server.tls`).
 pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     const APPLIED: [&str; 7] = [
@@ -353,7 +356,9 @@ pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     let table = |f: &File| f.source.parse::<toml::Table>().unwrap_or_default();
     let (old, new) = (table(old), table(new));
     let mut changed = Vec::new();
-    for section in ["server", "audit", "runtime", "registry", "secrets", "fleet"] {
+    for section in [
+        "server", "audit", "runtime", "registry", "secrets", "fleet", "traces",
+    ] {
         let empty = toml::Table::new();
         let key = |t: &toml::Table| match t.get(section) {
             Some(toml::Value::Table(s)) => Some(s.clone()),
@@ -460,6 +465,7 @@ impl File {
             registry: None,
             secrets: None,
             fleet: None,
+            traces: None,
             tenants: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),

@@ -119,6 +119,8 @@ pub(crate) struct Exchange {
     upstream: Option<String>,
     expose_errors: bool,
     total: Option<Duration>,
+    /// The request's trace, with `[traces]`.
+    pub(crate) spans: Option<Arc<crate::telemetry::Spans>>,
 }
 
 impl Exchange {
@@ -156,6 +158,7 @@ impl Exchange {
             upstream: None,
             expose_errors: false,
             total: None,
+            spans: None,
         }
     }
 
@@ -206,6 +209,7 @@ impl Exchange {
         let upstream = self.upstream.take();
         let expose = self.expose_errors;
         let trace = std::mem::take(&mut self.trace);
+        let spans = self.spans.take();
         let elapsed = self.started.elapsed();
         let record = self.record();
         let mut response = match result {
@@ -259,6 +263,17 @@ impl Exchange {
             latency_us = record.latency_us,
             "request"
         );
+        if let Some(spans) = spans {
+            use opentelemetry::KeyValue;
+            let attributes = vec![
+                KeyValue::new("palisade.correlation_id", cid.clone()),
+                KeyValue::new("palisade.tenant", record.tenant.clone()),
+                KeyValue::new("palisade.route", record.route.clone()),
+                KeyValue::new("palisade.decision", record.decision.clone()),
+                KeyValue::new("http.request.method", record.method.clone()),
+            ];
+            spans.finish(attributes, record.status, record.cause.as_deref());
+        }
         let (tenant, route) = (record.tenant.clone(), record.route.clone());
 
         // Phase: audit. From here the block is the ledger's: the append runs as a task of

@@ -185,6 +185,11 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
+    /// The headers to send (the trace context goes in here).
+    pub(crate) fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
     /// The request, once (an embedding's inner service, which is not retried).
     pub(crate) fn into_request(self) -> http::Request<Full<Bytes>> {
         let mut out = http::Request::new(Full::new(self.body));

@@ -60,6 +60,21 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::resilience::{Kept, Shedder, retry_after};
+use crate::telemetry::{Telemetry, Trust};
+
+/// Runs a phase (`$e`, a `Result`), giving it a child span `$name` when the request's
+/// trace records; otherwise only an `Option` is looked at.
+macro_rules! phase {
+    ($ex:expr, $name:literal, $e:expr) => {{
+        let start = $ex.spans.as_ref().and_then(|s| s.clock());
+        let result = $e;
+        if let (Some(spans), Some(start)) = (&$ex.spans, start) {
+            let error = result.as_ref().err().map(Error::cause);
+            spans.child($name, start, Vec::new(), error);
+        }
+        result
+    }};
+}
 use crate::secrets::SecretStore;
 
 /// The pipeline: routes (swapped on reload), the policy runtime, the ledger and metrics.
@@ -74,6 +89,8 @@ pub struct Pipeline {
     secrets: Option<Arc<SecretStore>>,
     shedder: Arc<Shedder>,
     kept: Kept,
+    /// The tracer, with `[traces]`.
+    telemetry: Option<Arc<Telemetry>>,
     /// The file the routes were built from, for rebuilds after registry changes.
     file: std::sync::Mutex<File>,
 }
@@ -124,6 +141,12 @@ impl Pipeline {
         let fleet = crate::resilience::fleet::from_file(file, secrets.as_deref(), &metrics)
             .map_err(|issues| Invalid { issues })?;
         let kept = Kept::new(metrics.clone(), fleet);
+        let telemetry = match &file.traces {
+            None => None,
+            Some(cfg) => Some(Telemetry::new(cfg).map_err(|e| Invalid {
+                issues: file.issues(vec![Problem::key("traces", e)]),
+            })?),
+        };
         let file = file.clone();
         let sources = Sources {
             registry: registry.as_deref(),
@@ -144,6 +167,7 @@ impl Pipeline {
             engine,
             ledger,
             metrics,
+            telemetry,
         })
     }
 
@@ -292,6 +316,14 @@ impl Pipeline {
         &self.metrics
     }
 
+    /// Sends the trace spans still queued to the collector, with `[traces]`; blocks until
+    /// it answered or the export timed out (call it off the async threads).
+    pub fn flush_traces(&self) {
+        if let Some(t) = &self.telemetry {
+            t.flush();
+        }
+    }
+
     /// The ledger this pipeline audits to.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
@@ -307,8 +339,16 @@ impl Pipeline {
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
         let mut ex = Exchange::begin(&req, Some(self.ledger.clone()));
+        if let Some(t) = &self.telemetry {
+            let trusted = match t.trust() {
+                Trust::All => true,
+                Trust::None => false,
+                Trust::Proxies => self.trusts_proxy(peer.ip()),
+            };
+            ex.spans = Some(t.start(req.headers(), trusted));
+        }
         let routes = self.routes.load_full();
-        let result = match self.route(&routes, &mut ex, req.method()) {
+        let result = match phase!(ex, "route", self.route(&routes, &mut ex, req.method())) {
             Ok(route) => {
                 // A panic in any phase fails this request only; it still gets its block.
                 let run = AssertUnwindSafe(self.proxy(&routes, &route, &mut ex, req, peer));
@@ -341,21 +381,33 @@ impl Pipeline {
                 .detail
                 .insert("classification".into(), label.name.clone().into());
         }
-        let _admitted = self.admit(route)?;
+        let _admitted = phase!(ex, "admit", self.admit(route))?;
         let (parts, body) = req.into_parts();
-        route
-            .ips
-            .check(&parts.headers, peer, &routes.trusted_proxies)?;
-        let caller = authenticate(routes, route, ex, &parts).await?;
-        let bound = bind_tenant(routes, route, ex, parts, caller.as_ref(), peer).await?;
-        let body = route.policies.read_body(body).await?;
+        let caller = phase!(ex, "auth", {
+            match route
+                .ips
+                .check(&parts.headers, peer, &routes.trusted_proxies)
+            {
+                Ok(()) => authenticate(routes, route, ex, &parts).await,
+                Err(e) => Err(e),
+            }
+        })?;
+        let bound = phase!(
+            ex,
+            "bind_tenant",
+            bind_tenant(routes, route, ex, parts, caller.as_ref(), peer).await
+        )?;
+        let body = phase!(ex, "read_body", route.policies.read_body(body).await)?;
         let scope = self.scope(route, ex, caller.as_ref()).await?;
         let request = policies::request_of(&bound.parts, bound.path, body);
-        let request = match route
-            .policies
-            .on_request(&scope, request, &mut ex.trace)
-            .await?
-        {
+        let request = match phase!(
+            ex,
+            "request_policies",
+            route
+                .policies
+                .on_request(&scope, request, &mut ex.trace)
+                .await
+        )? {
             Next::Forward(request) => request,
             Next::Respond(answer) => return Ok(answer),
         };
@@ -363,10 +415,14 @@ impl Pipeline {
             Answer::Streamed(response) => return Ok(Outcome::allowed(response)),
             Answer::Read(response, deadline) => (response, deadline),
         };
-        let mut outcome = route
-            .policies
-            .on_response(&scope, request, response, &mut ex.trace)
-            .await?;
+        let mut outcome = phase!(
+            ex,
+            "response_policies",
+            route
+                .policies
+                .on_response(&scope, request, response, &mut ex.trace)
+                .await
+        )?;
         outcome
             .response
             .extensions_mut()
@@ -434,6 +490,7 @@ impl Pipeline {
                 granted,
                 queue: Some(self.shedder.clone()),
                 tenant: route.tenant_guard.clone(),
+                spans: ex.spans.clone(),
             },
             ctx: Context {
                 tenant: route.tenant.clone(),
@@ -460,7 +517,7 @@ impl Pipeline {
             Some(c) => vec![c.header(self.secrets.as_ref(), &route.tenant).await?],
         };
         let read = route.policies.read_answer();
-        let out = forward::outbound(
+        let mut out = forward::outbound(
             request,
             Target {
                 base: &route.upstream.base,
@@ -473,7 +530,15 @@ impl Pipeline {
                 credentials,
             },
         )?;
-        let answer = upstream::send(route, &self.metrics, &out).await?;
+        if let Some(spans) = &ex.spans {
+            spans.upstream_start(&route.upstream.name, out.headers_mut());
+        }
+        let answer = upstream::send(route, &self.metrics, &out).await;
+        if let Some(spans) = &ex.spans {
+            let status = answer.as_ref().map(|a| a.response.status().as_u16());
+            spans.upstream_end(status.map_err(Error::cause));
+        }
+        let answer = answer?;
         if !read {
             return Ok(Answer::Streamed(io::stream_response(
                 answer.response,

@@ -376,13 +376,16 @@ impl Running {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period), then
-    /// commits the audit ledger and writes a last checkpoint.
+    /// commits the audit ledger and writes a last checkpoint (and sends the spans still
+    /// queued).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.proxy.await;
         if let Some(a) = self.admin {
             let _ = a.await;
         }
+        let pipeline = self.pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.flush_traces()).await;
         let ledger = self.pipeline.ledger().clone();
         let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
     }
