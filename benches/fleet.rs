@@ -33,10 +33,14 @@ async fn serve(body: &'static [u8]) -> SocketAddr {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(body))))
-                });
+                let svc = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
+                            body,
+                        ))))
+                    },
+                );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
@@ -50,9 +54,20 @@ struct Redis(Child, u16);
 
 impl Redis {
     fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
@@ -76,7 +91,12 @@ impl Drop for Redis {
 }
 
 /// A gateway in `dir` with one route to `upstream` and `extra` config.
-async fn gateway(dir: &std::path::Path, upstream: SocketAddr, tenant: &str, extra: &str) -> Running {
+async fn gateway(
+    dir: &std::path::Path,
+    upstream: SocketAddr,
+    tenant: &str,
+    extra: &str,
+) -> Running {
     let text = format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -128,7 +148,10 @@ fn fleet(c: &mut Criterion) {
     let mut rows: Vec<(&str, String)> = vec![("local", String::new())];
     if let Some(r) = &redis {
         let url = format!("url = \"redis://127.0.0.1:{}/0\"", r.1);
-        rows.push(("redis_lease_16", format!("[fleet]\nsize = 2\n[fleet.redis]\n{url}\n")));
+        rows.push((
+            "redis_lease_16",
+            format!("[fleet]\nsize = 2\n[fleet.redis]\n{url}\n"),
+        ));
         rows.push((
             "redis_lease_1",
             format!("[fleet]\nsize = 2\nlease = 1\n[fleet.redis]\n{url}\n"),
@@ -144,7 +167,9 @@ fn fleet(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let running = rt.block_on(gateway(dir.path(), upstream, limit, extra));
         std::thread::sleep(Duration::from_millis(300));
-        g.bench_function(*name, |b| b.iter_custom(|iters| per_request(&rt, &running, iters)));
+        g.bench_function(*name, |b| {
+            b.iter_custom(|iters| per_request(&rt, &running, iters))
+        });
         rt.block_on(running.shutdown());
     }
     g.finish();
@@ -164,7 +189,9 @@ fn fleet(c: &mut Criterion) {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let running = rt.block_on(gateway(dir.path(), upstream, "", &extra));
-        g.bench_function(name, |b| b.iter_custom(|iters| per_request(&rt, &running, iters)));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| per_request(&rt, &running, iters))
+        });
         rt.block_on(running.shutdown());
     }
     g.finish();

@@ -168,7 +168,7 @@ async fn a_trace_shows_the_phases_the_policies_and_the_upstream_of_one_request()
     let upstream = by_name("upstream");
     let sent = r.json()["headers"]["traceparent"]
         .as_str()
-        .expect(&r.text())
+        .unwrap_or_else(|| panic!("{}", r.text()))
         .to_string();
     assert_eq!(
         sent,
