@@ -118,9 +118,11 @@ async fn gateway(port: u16, password: &'static str) -> Harness {
 async fn gateway_at(url: &str, password: &'static str, ca: Option<String>) -> Harness {
     let url = url.to_string();
     start_with(move |up: SocketAddr, dir: &Path| {
+        // A generous timeout: a loaded test machine must not look like a Redis outage
+        // (a killed server is noticed at once, by its closed connection).
         let mut redis = format!(
             "url = \"{url}\"\nusername = \"palisade\"\nprobe_ms = 100\n\
-             timeout_ms = 250\n{password}\n"
+             timeout_ms = 2000\n{password}\n"
         );
         if let Some(ca) = ca {
             std::fs::write(dir.join("redis-ca.pem"), ca).unwrap();
