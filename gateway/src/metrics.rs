@@ -91,6 +91,17 @@ struct ClosedLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkErrorLabels {
+    sink: String,
+    kind: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -128,6 +139,9 @@ pub struct Metrics {
     upstream_attempts: Family<UpstreamKindLabels, Counter>,
     connections_open: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ClosedLabels, Counter>,
+    export_blocks: Family<SinkLabels, Counter>,
+    export_lag: Family<SinkLabels, Gauge>,
+    export_errors: Family<SinkErrorLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,6 +177,9 @@ impl Metrics {
             upstream_attempts: Family::default(),
             connections_open: Family::default(),
             connections_closed: Family::default(),
+            export_blocks: Family::default(),
+            export_lag: Family::default(),
+            export_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -246,6 +263,21 @@ impl Metrics {
              header_timeout, response_deadline, shed, refused (at the caps), tls_handshake, \
              shutdown",
             m.connections_closed.clone(),
+        );
+        registry.register(
+            "export_blocks",
+            "Audit blocks acknowledged by each export sink",
+            m.export_blocks.clone(),
+        );
+        registry.register(
+            "export_lag_blocks",
+            "Audit blocks not yet acknowledged by each export sink (the ledger's head minus its cursor)",
+            m.export_lag.clone(),
+        );
+        registry.register(
+            "export_errors",
+            "Audit export failures per sink, by kind: sink, database, cursor_mismatch, chain, cursor_moved",
+            m.export_errors.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -396,6 +428,30 @@ impl Metrics {
             .get_or_create(&ClosedLabels {
                 listener: listener.into(),
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts blocks a sink acknowledged.
+    pub(crate) fn export_sent(&self, sink: &str, blocks: u64) {
+        self.export_blocks
+            .get_or_create(&SinkLabels { sink: sink.into() })
+            .inc_by(blocks);
+    }
+
+    /// Sets how many blocks a sink has yet to acknowledge.
+    pub(crate) fn export_lag(&self, sink: &str, blocks: u64) {
+        self.export_lag
+            .get_or_create(&SinkLabels { sink: sink.into() })
+            .set(blocks.min(i64::MAX as u64) as i64);
+    }
+
+    /// Counts a failed export step ([`crate::export::Error::kind`]).
+    pub(crate) fn export_error(&self, sink: &str, kind: &str) {
+        self.export_errors
+            .get_or_create(&SinkErrorLabels {
+                sink: sink.into(),
+                kind: kind.into(),
             })
             .inc();
     }
