@@ -114,8 +114,13 @@ fn checkpoints(audit: &crate::audit::Config) -> Result<Option<Checkpoints>, Erro
     let Some(c) = &audit.checkpoints else {
         return Ok(None);
     };
-    let public = palisade_ledger::checkpoint::public_key_path(&c.key);
-    let key = palisade_ledger::checkpoint::load_verifying_key(&public)
+    // The gateway's own key, else (a back-fill by a user who may not read it) its `.pub`.
+    let key = palisade_ledger::checkpoint::load_signing_key(&c.key)
+        .map(|k| k.verifying_key())
+        .or_else(|_| {
+            let public = palisade_ledger::checkpoint::public_key_path(&c.key);
+            palisade_ledger::checkpoint::load_verifying_key(&public)
+        })
         .map_err(|e| Error::Config(format!("checkpoint key: {e}")))?;
     Ok(Some(Checkpoints::new(c.file.clone(), key)))
 }
@@ -176,11 +181,18 @@ impl Prepared {
 impl Exporters {
     /// Stops every exporter after its current step (a send waits at most its timeout)
     /// and waits for them. What they had not sent, they send after the next start.
-    pub(crate) fn stop(self) {
+    pub(crate) fn stop(mut self) {
         self.stop.stop();
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Exporters {
+    /// A gateway dropped without [`crate::Running::shutdown`] stops its exporters too.
+    fn drop(&mut self) {
+        self.stop.stop();
     }
 }
 

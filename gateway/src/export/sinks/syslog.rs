@@ -205,7 +205,7 @@ mod tests {
             time_ms: 0,
             line: "{\"type\":\"checkpoint\",\"note\":\"é\"}".into(),
         };
-        let frame = String::from_utf8(frame(&item, "gw 1", "palisade")).unwrap();
+        let frame = String::from_utf8(frame(&item, &hostname("gw 1"), "palisade")).unwrap();
         let (len, message) = frame.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), message.len());
         assert_eq!(
