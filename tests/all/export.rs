@@ -30,6 +30,9 @@ struct Got {
     body: String,
     /// The status it answered.
     status: u16,
+    /// Whether the answer was sent (a receiver killed, or a client gone, before that
+    /// never acknowledged the request).
+    answered: bool,
 }
 
 type Log = Arc<Mutex<Vec<Got>>>;
@@ -60,18 +63,21 @@ async fn receiver(
                             .get("authorization")
                             .map(|v| v.to_str().unwrap().to_string());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let (status, text, delay) = {
+                        let (n, status, text, delay) = {
                             let mut log = log.lock().unwrap();
-                            let (status, text, delay) = answer(log.len());
+                            let n = log.len();
+                            let (status, text, delay) = answer(n);
                             log.push(Got {
                                 path,
                                 authorization,
                                 body: String::from_utf8(body.to_vec()).unwrap(),
                                 status,
+                                answered: false,
                             });
-                            (status, text, delay)
+                            (n, status, text, delay)
                         };
                         tokio::time::sleep(delay).await;
+                        log.lock().unwrap()[n].answered = true;
                         let mut res = hyper::Response::new(Full::new(Bytes::from(text)));
                         *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, Infallible>(res)
@@ -468,6 +474,17 @@ async fn a_gateway_killed_mid_export_resumes_from_its_cursor() -> anyhow::Result
     serving.child.wait()?;
     let (at_kill, _) = cursor(&db, "hec").unwrap();
     assert!(at_kill < last, "the export finished before the kill");
+    // The cursor never passed what the receiver had answered.
+    let answered = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.answered)
+        .flat_map(|g| hec_objects(&g.body))
+        .map(|o| seq_of(&o))
+        .max()
+        .unwrap();
+    assert!(at_kill <= answered, "cursor at {at_kill}, but only {answered} acknowledged");
     let before = log.lock().unwrap().len();
     let _serving = serve(&path);
     wait_for(30, "every block after the restart", || {
