@@ -111,7 +111,10 @@ fn export(args: ExportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let to = args.sink.as_deref().map_or("stdout".to_string(), |s| format!("sink {s:?}"));
+    let to = args
+        .sink
+        .as_deref()
+        .map_or("stdout".to_string(), |s| format!("sink {s:?}"));
     let checkpoint = done
         .checkpoint
         .map(|c| format!(" and the checkpoint of block {c}"))

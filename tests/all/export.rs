@@ -210,19 +210,38 @@ async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a
     assert_eq!(continuous(&blocks), (1..=last).collect::<Vec<_>>());
     for g in &got {
         assert_eq!(g.path, "/services/collector/event");
-        assert_eq!(
-            g.authorization.as_deref(),
-            Some("Splunk hec-s3cr3t-token")
-        );
+        assert_eq!(g.authorization.as_deref(), Some("Splunk hec-s3cr3t-token"));
     }
     assert_eq!(cursor(&h.ledger_path(), "hec").unwrap().0, last);
-    assert!(metric(&h, "palisade_export_errors_total{sink=\"hec\",kind=\"sink\"}").await >= 4.0);
-    assert_eq!(metric(&h, "palisade_export_blocks_total{sink=\"hec\"}").await, last as f64);
-    assert_eq!(metric(&h, "palisade_export_lag_blocks{sink=\"hec\"}").await, 0.0);
+    assert!(
+        metric(
+            &h,
+            "palisade_export_errors_total{sink=\"hec\",kind=\"sink\"}"
+        )
+        .await
+            >= 4.0
+    );
+    assert_eq!(
+        metric(&h, "palisade_export_blocks_total{sink=\"hec\"}").await,
+        last as f64
+    );
+    assert_eq!(
+        metric(&h, "palisade_export_lag_blocks{sink=\"hec\"}").await,
+        0.0
+    );
     let log_text = crate::support::log_text();
-    assert!(log_text.contains("audit export failing"), "no warning logged");
-    assert!(log_text.contains("audit export recovered"), "no recovery logged");
-    assert!(!log_text.contains("hec-s3cr3t-token"), "the token reached the log");
+    assert!(
+        log_text.contains("audit export failing"),
+        "no warning logged"
+    );
+    assert!(
+        log_text.contains("audit export recovered"),
+        "no recovery logged"
+    );
+    assert!(
+        !log_text.contains("hec-s3cr3t-token"),
+        "the token reached the log"
+    );
     h.running.shutdown().await;
 }
 
@@ -246,7 +265,10 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
             )))
     })
     .await;
-    wait_for(10, "a first, refused, bulk", || !log.lock().unwrap().is_empty()).await;
+    wait_for(10, "a first, refused, bulk", || {
+        !log.lock().unwrap().is_empty()
+    })
+    .await;
     for i in 0..5 {
         get(h.addr(), &format!("/e/{i}")).await;
     }
@@ -258,7 +280,10 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
             .map(|pair| {
                 let action: Value = serde_json::from_str(pair[0]).unwrap();
                 let doc = pair[1].to_string();
-                let kind = serde_json::from_str::<Value>(&doc).unwrap()["type"].as_str().unwrap().to_string();
+                let kind = serde_json::from_str::<Value>(&doc).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
                 assert_eq!(action["index"]["_index"], "palisade-audit");
                 assert_eq!(action["index"]["_id"], format!("{kind}-{}", seq_of(&doc)));
                 doc
@@ -277,7 +302,12 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
     assert!(got[1].body.starts_with(&got[0].body));
     for g in &got {
         assert_eq!(g.path, "/_bulk?filter_path=errors,items.*.error.type");
-        assert!(g.authorization.as_deref().unwrap().starts_with("ApiKey VnVhQ2Z"));
+        assert!(
+            g.authorization
+                .as_deref()
+                .unwrap()
+                .starts_with("ApiKey VnVhQ2Z")
+        );
     }
     let objects: Vec<String> = got[1..].iter().flat_map(|g| docs(&g.body)).collect();
     assert_eq!(continuous(&objects), (1..=last).collect::<Vec<_>>());
@@ -289,7 +319,10 @@ fn frames(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while let Some(space) = rest.iter().position(|&b| b == b' ') {
-        let len: usize = std::str::from_utf8(&rest[..space]).unwrap().parse().unwrap();
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .unwrap()
+            .parse()
+            .unwrap();
         if rest.len() < space + 1 + len {
             break;
         }
@@ -316,7 +349,9 @@ async fn syslog_gets_rfc5424_frames_and_a_receiver_restart_loses_nothing() {
                     // The first connection goes away once it has a frame and nothing
                     // more is coming: a receiver restarting between two batches.
                     let read = if n == 0 && !frames(&kept.lock().unwrap()[0]).is_empty() {
-                        match tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+                        match tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf))
+                            .await
+                        {
                             Ok(r) => r,
                             Err(_) => return,
                         }
@@ -350,9 +385,18 @@ async fn syslog_gets_rfc5424_frames_and_a_receiver_restart_loses_nothing() {
         get(h.addr(), &format!("/s/{i}")).await;
     }
     let last = head(&h.ledger_path());
-    let messages = || -> Vec<String> { bytes.lock().unwrap().iter().flat_map(|c| frames(c)).collect() };
+    let messages = || -> Vec<String> {
+        bytes
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| frames(c))
+            .collect()
+    };
     wait_for(20, "every block", || {
-        messages().iter().any(|m| m.contains(&format!("\"type\":\"block\",\"seq\":{last},")))
+        messages()
+            .iter()
+            .any(|m| m.contains(&format!("\"type\":\"block\",\"seq\":{last},")))
     })
     .await;
     assert!(bytes.lock().unwrap().len() >= 2, "the exporter reconnected");
@@ -360,11 +404,17 @@ async fn syslog_gets_rfc5424_frames_and_a_receiver_restart_loses_nothing() {
     for m in messages() {
         let parts: Vec<&str> = m.splitn(8, ' ').collect();
         assert_eq!(parts[0], "<110>1", "{m}");
-        assert!(parts[1].len() == 24 && parts[1].ends_with('Z') && parts[1].as_bytes()[10] == b'T', "{m}");
+        assert!(
+            parts[1].len() == 24 && parts[1].ends_with('Z') && parts[1].as_bytes()[10] == b'T',
+            "{m}"
+        );
         assert_eq!(&parts[2..5], ["gw-test", "palisade-audit", "-"], "{m}");
         assert!(["block", "checkpoint"].contains(&parts[5]), "{m}");
         assert_eq!(parts[6], "-");
-        assert_eq!(serde_json::from_str::<Value>(parts[7]).unwrap()["type"], parts[5]);
+        assert_eq!(
+            serde_json::from_str::<Value>(parts[7]).unwrap()["type"],
+            parts[5]
+        );
         objects.push(parts[7].to_string());
     }
     assert_eq!(continuous(&objects), (1..=last).collect::<Vec<_>>());
@@ -382,8 +432,16 @@ fn jsonl_lines(path: &Path) -> (usize, Vec<String>) {
     let lines = files
         .iter()
         .flat_map(|f| {
-            assert!(std::fs::metadata(f).unwrap().len() <= 8192, "{}", f.display());
-            std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>()
+            assert!(
+                std::fs::metadata(f).unwrap().len() <= 8192,
+                "{}",
+                f.display()
+            );
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
         })
         .collect();
     (files.len(), lines)
@@ -413,7 +471,9 @@ async fn jsonl_export_rotates_carries_the_signed_checkpoint_and_a_dropped_line_i
     .await;
     let (files, lines) = jsonl_lines(&path);
     assert!(files >= 3, "{files} files: no rotation");
-    let key = palisade_ledger::checkpoint::load_verifying_key(&h.dir.path().join("checkpoint.key.pub")).unwrap();
+    let key =
+        palisade_ledger::checkpoint::load_verifying_key(&h.dir.path().join("checkpoint.key.pub"))
+            .unwrap();
     let mut chain = Continuity::new().with_key(key);
     let mut checkpoints = 0;
     for l in &lines {
@@ -427,11 +487,17 @@ async fn jsonl_export_rotates_carries_the_signed_checkpoint_and_a_dropped_line_i
     assert!(!lines.iter().any(|l| l.contains("secret-value")));
     // A receiver notices a block that never arrived.
     let mut dropped = lines.clone();
-    let gone = dropped.iter().position(|l| l.contains("\"seq\":20,")).unwrap();
+    let gone = dropped
+        .iter()
+        .position(|l| l.contains("\"seq\":20,"))
+        .unwrap();
     dropped.remove(gone);
     let mut chain = Continuity::new();
     let broke = dropped.iter().find_map(|l| chain.accept(l).err());
-    assert!(matches!(broke, Some(Break::Gap { expected: 20, .. })), "{broke:?}");
+    assert!(
+        matches!(broke, Some(Break::Gap { expected: 20, .. })),
+        "{broke:?}"
+    );
     // A forged checkpoint is refused by the key.
     let forged = lines
         .iter()
@@ -442,7 +508,10 @@ async fn jsonl_export_rotates_carries_the_signed_checkpoint_and_a_dropped_line_i
     for l in lines.iter().filter(|l| is_block(l)) {
         chain.accept(l).unwrap();
     }
-    assert!(matches!(chain.accept(&forged), Err(Break::BadSignature(_) | Break::Malformed(_))));
+    assert!(matches!(
+        chain.accept(&forged),
+        Err(Break::BadSignature(_) | Break::Malformed(_))
+    ));
     h.running.shutdown().await;
 }
 
@@ -484,7 +553,10 @@ async fn a_gateway_killed_mid_export_resumes_from_its_cursor() -> anyhow::Result
         .map(|o| seq_of(&o))
         .max()
         .unwrap();
-    assert!(at_kill <= answered, "cursor at {at_kill}, but only {answered} acknowledged");
+    assert!(
+        at_kill <= answered,
+        "cursor at {at_kill}, but only {answered} acknowledged"
+    );
     let before = log.lock().unwrap().len();
     let _serving = serve(&path);
     wait_for(30, "every block after the restart", || {
@@ -506,9 +578,9 @@ async fn a_gateway_killed_mid_export_resumes_from_its_cursor() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_that_no_longer_matches_the_ledger_stops_the_export() -> anyhow::Result<()> {
     let h = start_with(|up, _| {
-        Config::new(up)
-            .route(Route::new("r").path("/"))
-            .text(&sink("name = \"file\"\nkind = \"jsonl\"\npath = \"audit.jsonl\""))
+        Config::new(up).route(Route::new("r").path("/")).text(&sink(
+            "name = \"file\"\nkind = \"jsonl\"\npath = \"audit.jsonl\"",
+        ))
     })
     .await;
     for i in 0..3 {
@@ -516,8 +588,15 @@ async fn a_cursor_that_no_longer_matches_the_ledger_stops_the_export() -> anyhow
     }
     let db = h.ledger_path();
     let last = head(&db);
-    wait_for(10, "the export", || cursor(&db, "file").is_some_and(|(s, _)| s == last)).await;
-    let Harness { running, dir, upstream: _up } = h;
+    wait_for(10, "the export", || {
+        cursor(&db, "file").is_some_and(|(s, _)| s == last)
+    })
+    .await;
+    let Harness {
+        running,
+        dir,
+        upstream: _up,
+    } = h;
     running.shutdown().await;
     // The block the cursor names is not the one the sink acknowledged (as after the
     // chain was recomputed, or the database swapped under the cursor).
@@ -538,11 +617,17 @@ async fn a_cursor_that_no_longer_matches_the_ledger_stops_the_export() -> anyhow
         if text.lines().any(|l| l.starts_with(mismatch)) {
             break;
         }
-        assert!(Instant::now() < deadline, "no cursor_mismatch error: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no cursor_mismatch error: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(std::fs::read_to_string(dir.path().join("audit.jsonl"))?, exported);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("audit.jsonl"))?,
+        exported
+    );
     assert!(crate::support::log_text().contains("the chain was rewritten or truncated"));
     running.shutdown().await;
     Ok(())
@@ -551,9 +636,9 @@ async fn a_cursor_that_no_longer_matches_the_ledger_stops_the_export() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_export_since_backfills_without_moving_the_cursor() -> anyhow::Result<()> {
     let h = start_with(|up, _| {
-        Config::new(up)
-            .route(Route::new("r").path("/"))
-            .text(&sink("name = \"file\"\nkind = \"jsonl\"\npath = \"audit.jsonl\""))
+        Config::new(up).route(Route::new("r").path("/")).text(&sink(
+            "name = \"file\"\nkind = \"jsonl\"\npath = \"audit.jsonl\"",
+        ))
     })
     .await;
     for i in 0..6 {
@@ -561,15 +646,32 @@ async fn audit_export_since_backfills_without_moving_the_cursor() -> anyhow::Res
     }
     let db = h.ledger_path();
     let last = head(&db);
-    wait_for(10, "the export", || cursor(&db, "file").is_some_and(|(s, _)| s == last)).await;
-    let Harness { running, dir, upstream: _up } = h;
+    wait_for(10, "the export", || {
+        cursor(&db, "file").is_some_and(|(s, _)| s == last)
+    })
+    .await;
+    let Harness {
+        running,
+        dir,
+        upstream: _up,
+    } = h;
     running.shutdown().await;
     let config = dir.path().join("palisade.toml").display().to_string();
     let stored = cursor(&db, "file");
 
-    let (code, out, err) = palisade(dir.path(), &["audit", "export", "--since", "3", "--config", &config], None);
+    let (code, out, err) = palisade(
+        dir.path(),
+        &["audit", "export", "--since", "3", "--config", &config],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains(&format!("{} block(s) sent to stdout (through block {last})", last - 2)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} block(s) sent to stdout (through block {last})",
+            last - 2
+        )),
+        "{err}"
+    );
     let lines: Vec<String> = out.lines().map(String::from).collect();
     // A receiver that has blocks 1 and 2 resumes after block 2.
     let two: String = rusqlite::Connection::open(&db)?.query_row(
@@ -584,14 +686,30 @@ async fn audit_export_since_backfills_without_moving_the_cursor() -> anyhow::Res
     assert_eq!(chain.head().0, last);
     assert_eq!(seq_of(&lines[0]), 3);
 
-    let before = std::fs::read_to_string(dir.path().join("audit.jsonl"))?.lines().count();
-    let (code, _, err) = palisade(dir.path(), &["audit", "export", "--since", "5", "--sink", "file", "--config", &config], None);
+    let before = std::fs::read_to_string(dir.path().join("audit.jsonl"))?
+        .lines()
+        .count();
+    let (code, _, err) = palisade(
+        dir.path(),
+        &[
+            "audit", "export", "--since", "5", "--sink", "file", "--config", &config,
+        ],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
-    let after = std::fs::read_to_string(dir.path().join("audit.jsonl"))?.lines().count() as u64;
+    let after = std::fs::read_to_string(dir.path().join("audit.jsonl"))?
+        .lines()
+        .count() as u64;
     assert_eq!(after, before as u64 + last - 4);
     assert_eq!(cursor(&db, "file"), stored, "a back-fill moved the cursor");
 
-    let (code, _, err) = palisade(dir.path(), &["audit", "export", "--since", "1", "--sink", "nope", "--config", &config], None);
+    let (code, _, err) = palisade(
+        dir.path(),
+        &[
+            "audit", "export", "--since", "1", "--sink", "nope", "--config", &config,
+        ],
+        None,
+    );
     assert_eq!(code, 2);
     assert!(err.contains("no export sink is named \"nope\""), "{err}");
     Ok(())
@@ -627,17 +745,23 @@ fn check_config_reports_bad_sinks_and_missing_credentials() {
     .unwrap();
     let (code, _, err) = palisade(dir.path(), &["check-config", "--offline", &config], None);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("export sink \"bad\": `url` is not a key of a `jsonl` sink"), "{err}");
+    assert!(
+        err.contains("export sink \"bad\": `url` is not a key of a `jsonl` sink"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_over() -> anyhow::Result<()> {
+async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_over()
+-> anyhow::Result<()> {
     let (_, writer) = tokio::task::spawn_blocking(crate::postgres::database).await?;
     let up = crate::support::upstream().await;
     let config = Config::new(up.addr)
         .section("audit", &format!("postgres = \"{writer}\""))
         .route(Route::new("r").path("/"))
-        .text(&sink("name = \"archive\"\nkind = \"jsonl\"\npath = \"archive.jsonl\""));
+        .text(&sink(
+            "name = \"archive\"\nkind = \"jsonl\"\npath = \"archive.jsonl\"",
+        ));
     let mut gateways = Vec::new();
     for _ in 0..2 {
         let dir = tempfile::tempdir()?;
@@ -656,9 +780,15 @@ async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_o
         let w = w.clone();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&w, postgres::NoTls).unwrap();
-            let head: i64 = c.query_one("SELECT MAX(seq) FROM palisade_ledger", &[]).unwrap().get(0);
+            let head: i64 = c
+                .query_one("SELECT MAX(seq) FROM palisade_ledger", &[])
+                .unwrap()
+                .get(0);
             let cursor = c
-                .query_opt("SELECT seq, hash FROM palisade_export_cursor WHERE sink = 'archive'", &[])
+                .query_opt(
+                    "SELECT seq, hash FROM palisade_export_cursor WHERE sink = 'archive'",
+                    &[],
+                )
                 .unwrap()
                 .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)));
             (head as u64, cursor)
@@ -668,13 +798,19 @@ async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_o
     };
     let last = pg_state().0;
     assert_eq!(last, 21);
-    wait_for(20, "the export", || pg_state().1.is_some_and(|(s, _)| s == last)).await;
+    wait_for(20, "the export", || {
+        pg_state().1.is_some_and(|(s, _)| s == last)
+    })
+    .await;
     let lines = |dir: &tempfile::TempDir| -> Vec<String> {
         std::fs::read_to_string(dir.path().join("archive.jsonl"))
             .map(|t| t.lines().map(String::from).collect())
             .unwrap_or_default()
     };
-    let leader = gateways.iter().position(|(_, d)| !lines(d).is_empty()).unwrap();
+    let leader = gateways
+        .iter()
+        .position(|(_, d)| !lines(d).is_empty())
+        .unwrap();
     let standby = 1 - leader;
     // One gateway exported every block, once; the other none.
     let exported = lines(&gateways[leader].1);
@@ -689,10 +825,15 @@ async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_o
         get(running.proxy_addr(), &format!("/pg/after/{i}")).await;
     }
     let (now, _) = pg_state();
-    wait_for(20, "the standby's export", || pg_state().1.is_some_and(|(s, _)| s == now)).await;
+    wait_for(20, "the standby's export", || {
+        pg_state().1.is_some_and(|(s, _)| s == now)
+    })
+    .await;
     let taken = lines(&dir);
     let hash = palisade_ledger::block::parse_hex(
-        serde_json::from_str::<Value>(exported.last().unwrap())?["hash"].as_str().unwrap(),
+        serde_json::from_str::<Value>(exported.last().unwrap())?["hash"]
+            .as_str()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(seq_of(&taken[0]), last + 1);

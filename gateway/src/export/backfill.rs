@@ -82,7 +82,9 @@ pub fn backfill(
                 out.flush().map_err(|e| Error::Sink(e.to_string()))
             }
             Some((config, sink)) => {
-                match rt.block_on(async { tokio::time::timeout(config.timeout, sink.send(items)).await }) {
+                match rt.block_on(async {
+                    tokio::time::timeout(config.timeout, sink.send(items)).await
+                }) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(Error::Sink(e)),
                     Err(_) => Err(Error::Sink(format!(

@@ -309,8 +309,12 @@ fn credential(
     match (file, env) {
         (Some(_), Some(_)) => Err(format!("set `{key}_file` or `{key}_env`, not both")),
         (Some(f), None) => Ok(Some(Credential::File(f))),
-        (None, Some(e)) if e.is_empty() || !e.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()) => {
-            Err(format!("`{key}_env` must name an environment variable ([A-Za-z0-9_]), not hold the secret"))
+        (None, Some(e))
+            if e.is_empty() || !e.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()) =>
+        {
+            Err(format!(
+                "`{key}_env` must name an environment variable ([A-Za-z0-9_]), not hold the secret"
+            ))
         }
         (None, Some(e)) => Ok(Some(Credential::Env(e))),
         (None, None) => Ok(None),
@@ -325,7 +329,10 @@ fn http_url(url: &str) -> Result<http::Uri, String> {
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         // Not echoed: what precedes `@` is a credential.
-        return Err("url must not carry credentials (`user:pass@`): use the `*_file` or `*_env` keys".into());
+        return Err(
+            "url must not carry credentials (`user:pass@`): use the `*_file` or `*_env` keys"
+                .into(),
+        );
     }
     if uri.query().is_some() {
         return Err(format!("url `{url}` must not have a query"));
@@ -404,8 +411,12 @@ impl TryFrom<Raw> for Sink {
             Written::Syslog => {
                 let address = need(raw.address, "address")?;
                 let host = match address.rsplit_once(':') {
-                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-                        host.trim_start_matches('[').trim_end_matches(']').to_string()
+                    Some((host, port))
+                        if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+                    {
+                        host.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string()
                     }
                     _ => return Err(fail(format!("address `{address}` must be host:port"))),
                 };
@@ -436,14 +447,16 @@ impl TryFrom<Raw> for Sink {
                 let index = need(raw.index, "index")?;
                 let valid = !index.starts_with(['_', '-', '+'])
                     && printable(&index, 255)
-                    && !index.bytes().any(|b| {
-                        b.is_ascii_uppercase() || b"\\/*?\"<>|,#:".contains(&b)
-                    });
+                    && !index
+                        .bytes()
+                        .any(|b| b.is_ascii_uppercase() || b"\\/*?\"<>|,#:".contains(&b));
                 if !valid {
                     return Err(fail(format!("index `{index}` is not a valid index name")));
                 }
-                let api_key = credential("api_key", raw.api_key_file, raw.api_key_env).map_err(fail)?;
-                let password = credential("password", raw.password_file, raw.password_env).map_err(fail)?;
+                let api_key =
+                    credential("api_key", raw.api_key_file, raw.api_key_env).map_err(fail)?;
+                let password =
+                    credential("password", raw.password_file, raw.password_env).map_err(fail)?;
                 let auth = match (api_key, raw.username, password) {
                     (None, None, None) => None,
                     (Some(key), None, None) => Some(ElasticAuth::ApiKey(key)),
@@ -467,7 +480,9 @@ impl TryFrom<Raw> for Sink {
                 let url = http_url(&need(raw.url, "url")?).map_err(fail)?;
                 let token = credential("token", raw.token_file, raw.token_env)
                     .map_err(fail)?
-                    .ok_or_else(|| fail("a `splunk` sink needs `token_file` or `token_env`".into()))?;
+                    .ok_or_else(|| {
+                        fail("a `splunk` sink needs `token_file` or `token_env`".into())
+                    })?;
                 if raw.index.as_deref().is_some_and(|i| !printable(i, 255)) {
                     return Err(fail("index must be printable ASCII, no space".into()));
                 }
@@ -540,8 +555,9 @@ mod tests {
                 Duration::from_millis(200)
             )
         );
-        let s = parse("name = \"s\"\nkind = \"syslog\"\naddress = \"siem.example:6514\"\ntls = true")
-            .unwrap();
+        let s =
+            parse("name = \"s\"\nkind = \"syslog\"\naddress = \"siem.example:6514\"\ntls = true")
+                .unwrap();
         assert_eq!(
             s.kind,
             Kind::Syslog {
@@ -574,23 +590,68 @@ mod tests {
     #[test]
     fn bad_sinks_are_refused_with_what_is_wrong() {
         for (text, says) in [
-            ("name = \"a b\"\nkind = \"jsonl\"\npath = \"x\"", "must be 1-64 characters"),
+            (
+                "name = \"a b\"\nkind = \"jsonl\"\npath = \"x\"",
+                "must be 1-64 characters",
+            ),
             ("name = \"a\"\nkind = \"kafka\"", "unknown variant `kafka`"),
             ("name = \"a\"\nkind = \"jsonl\"", "needs `path`"),
-            ("name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nurl = \"http://h\"", "`url` is not a key of a `jsonl` sink"),
-            ("name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nkeep = 0", "keep must be 1-1000"),
-            ("name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nbatch = 0", "batch must be 1-10000"),
-            ("name = \"a\"\nkind = \"syslog\"\naddress = \"nohost\"", "must be host:port"),
-            ("name = \"a\"\nkind = \"syslog\"\naddress = \"h:1\"\nca = \"c\"", "need `tls = true`"),
-            ("name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"", "needs `token_file` or `token_env`"),
-            ("name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"\ntoken_env = \"abc-def-secret\"", "must name an environment variable"),
-            ("name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"\ntoken_file = \"t\"\ntoken_env = \"T\"", "not both"),
-            ("name = \"a\"\nkind = \"elastic\"\nurl = \"https://u:hunter2@h\"\nindex = \"i\"", "must not carry credentials"),
-            ("name = \"a\"\nkind = \"elastic\"\nurl = \"ftp://h\"\nindex = \"i\"", "must be http:// or https://"),
-            ("name = \"a\"\nkind = \"elastic\"\nurl = \"http://h\"\nindex = \"Bad*\"", "not a valid index name"),
-            ("name = \"a\"\nkind = \"elastic\"\nurl = \"http://h\"\nindex = \"i\"\nusername = \"u\"", "or none"),
-            ("name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nbackoff_ms = 10\nbackoff_max_ms = 5", "at least backoff_ms"),
-            ("name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\ncolour = 1", "unknown field `colour`"),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nurl = \"http://h\"",
+                "`url` is not a key of a `jsonl` sink",
+            ),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nkeep = 0",
+                "keep must be 1-1000",
+            ),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nbatch = 0",
+                "batch must be 1-10000",
+            ),
+            (
+                "name = \"a\"\nkind = \"syslog\"\naddress = \"nohost\"",
+                "must be host:port",
+            ),
+            (
+                "name = \"a\"\nkind = \"syslog\"\naddress = \"h:1\"\nca = \"c\"",
+                "need `tls = true`",
+            ),
+            (
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"",
+                "needs `token_file` or `token_env`",
+            ),
+            (
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"\ntoken_env = \"abc-def-secret\"",
+                "must name an environment variable",
+            ),
+            (
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"https://h/e\"\ntoken_file = \"t\"\ntoken_env = \"T\"",
+                "not both",
+            ),
+            (
+                "name = \"a\"\nkind = \"elastic\"\nurl = \"https://u:hunter2@h\"\nindex = \"i\"",
+                "must not carry credentials",
+            ),
+            (
+                "name = \"a\"\nkind = \"elastic\"\nurl = \"ftp://h\"\nindex = \"i\"",
+                "must be http:// or https://",
+            ),
+            (
+                "name = \"a\"\nkind = \"elastic\"\nurl = \"http://h\"\nindex = \"Bad*\"",
+                "not a valid index name",
+            ),
+            (
+                "name = \"a\"\nkind = \"elastic\"\nurl = \"http://h\"\nindex = \"i\"\nusername = \"u\"",
+                "or none",
+            ),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nbackoff_ms = 10\nbackoff_max_ms = 5",
+                "at least backoff_ms",
+            ),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\ncolour = 1",
+                "unknown field `colour`",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");
@@ -603,7 +664,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t");
         std::fs::write(&f, "s3cr3t-token\n").unwrap();
-        assert_eq!(&*Credential::File(f.clone()).read().unwrap(), "s3cr3t-token");
+        assert_eq!(
+            &*Credential::File(f.clone()).read().unwrap(),
+            "s3cr3t-token"
+        );
         let e = Credential::Env("PALISADE_TEST_UNSET_VARIABLE".into())
             .read()
             .unwrap_err();

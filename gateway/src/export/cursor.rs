@@ -29,7 +29,8 @@ impl Source {
             (Access::ReadOnly, Target::Sqlite(_)) => "SELECT seq FROM ledger LIMIT 1",
             (Access::ReadOnly, Target::Postgres(_)) => "SELECT seq FROM palisade_ledger LIMIT 1",
         };
-        let db = Db::open(target, EXPORT_SCHEMA, probe, access).map_err(|e| Error::Database(e.0))?;
+        let db =
+            Db::open(target, EXPORT_SCHEMA, probe, access).map_err(|e| Error::Database(e.0))?;
         Ok(Source { db })
     }
 
@@ -129,7 +130,10 @@ impl Source {
                 })
                 .map_err(|e| e.to_string()),
             Conn::Postgres(c) => c
-                .query_one("SELECT COALESCE(MAX(seq), 0)::bigint FROM palisade_ledger", &[])
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0)::bigint FROM palisade_ledger",
+                    &[],
+                )
                 .map(|r| r.get::<_, i64>(0))
                 .map_err(|e| palisade_ledger::postgres_message(&e)),
         })?;

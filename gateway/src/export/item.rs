@@ -80,15 +80,30 @@ pub(crate) fn check(after: Position, rows: Vec<Row>) -> (Vec<Item>, Position, Op
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let expected = at.seq + 1;
-        let broken = |what: &'static str| Error::Chain { seq: expected, what };
+        let broken = |what: &'static str| Error::Chain {
+            seq: expected,
+            what,
+        };
         if row.seq != expected {
-            return (items, at, Some(broken("missing: the next stored block has a higher number")));
+            return (
+                items,
+                at,
+                Some(broken("missing: the next stored block has a higher number")),
+            );
         }
         if block::parse_hex(&row.prev) != Some(at.hash) {
-            return (items, at, Some(broken("prev does not match the previous block's hash")));
+            return (
+                items,
+                at,
+                Some(broken("prev does not match the previous block's hash")),
+            );
         }
         let Some(hash) = block::parse_hex(&row.hash) else {
-            return (items, at, Some(broken("stored hash is not 64 lowercase hex digits")));
+            return (
+                items,
+                at,
+                Some(broken("stored hash is not 64 lowercase hex digits")),
+            );
         };
         if block::hash(row.seq, &at.hash, row.record.as_bytes()) != hash {
             return (items, at, Some(broken("contents do not match its hash")));
@@ -105,10 +120,7 @@ pub(crate) fn check(after: Position, rows: Vec<Row>) -> (Vec<Item>, Position, Op
                 row.seq, row.hash, row.prev, row.record
             ),
         });
-        at = Position {
-            seq: row.seq,
-            hash,
-        };
+        at = Position { seq: row.seq, hash };
     }
     (items, at, None)
 }
@@ -171,7 +183,11 @@ pub(crate) mod tests {
         assert_eq!(v["hash"], rows[1].hash);
         assert_eq!(v["prev_hash"], rows[0].hash);
         assert_eq!(v["record"]["correlation_id"], "c1");
-        assert!(items[1].line.ends_with(&format!(",\"record\":{}}}", rows[1].record)));
+        assert!(
+            items[1]
+                .line
+                .ends_with(&format!(",\"record\":{}}}", rows[1].record))
+        );
         assert_eq!(items[1].time_ms, 1_700_000_000_001);
     }
 

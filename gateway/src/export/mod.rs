@@ -59,7 +59,9 @@ pub enum Error {
     /// The stored cursor names a block the ledger no longer has, or has with another
     /// hash: the chain was cut or rewritten since the sink acknowledged it. Nothing more
     /// is exported until an operator looks.
-    #[error("cursor at block {seq}, but the ledger has {found} there: the chain was rewritten or truncated; not exporting")]
+    #[error(
+        "cursor at block {seq}, but the ledger has {found} there: the chain was rewritten or truncated; not exporting"
+    )]
     CursorMismatch {
         /// The cursor's block.
         seq: u64,
@@ -170,7 +172,9 @@ impl Prepared {
                 std::thread::Builder::new()
                     .name(format!("palisade-export-{name}"))
                     .spawn(move || exporter.run(&stop))
-                    .map_err(|e| tracing::error!(sink = %name, error = %e, "audit exporter not started"))
+                    .map_err(
+                        |e| tracing::error!(sink = %name, error = %e, "audit exporter not started"),
+                    )
                     .ok()
             })
             .collect();

@@ -206,7 +206,8 @@ impl Exporter {
         self.metrics.export_lag(&name, head.saturating_sub(at.seq));
         let checkpoint = self.checkpoints.as_ref().and_then(|c| {
             let newest = c.newest()?;
-            (newest.seq > *pushed && newest.seq <= end.seq).then(|| item::checkpoint(&newest, &c.key_id))
+            (newest.seq > *pushed && newest.seq <= end.seq)
+                .then(|| item::checkpoint(&newest, &c.key_id))
         });
         let checkpoint_seq = checkpoint.as_ref().map(|c| c.seq);
         items.extend(checkpoint);
@@ -237,7 +238,10 @@ impl Exporter {
             Ok(Err(e)) => Err(Error::Sink(e)),
             Err(_) => {
                 sink.reset();
-                Err(Error::Sink(format!("no acknowledgement within {} ms", timeout.as_millis())))
+                Err(Error::Sink(format!(
+                    "no acknowledgement within {} ms",
+                    timeout.as_millis()
+                )))
             }
         }
     }
@@ -259,7 +263,10 @@ mod tests {
     fn jitter_stays_within_half_and_whole_the_delay() {
         for _ in 0..100 {
             let j = jitter(Duration::from_millis(1000));
-            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
+            assert!(
+                j >= Duration::from_millis(500) && j <= Duration::from_millis(1000),
+                "{j:?}"
+            );
         }
     }
 

@@ -89,9 +89,10 @@ impl Http {
     pub(crate) async fn send(&self, items: &[Item]) -> Result<(), String> {
         let (content_type, body) = match &self.format {
             Format::Elastic { index } => ("application/x-ndjson", elastic_body(index, items)),
-            Format::Splunk { index, host } => {
-                ("application/json", splunk_body(index.as_deref(), host, items))
-            }
+            Format::Splunk { index, host } => (
+                "application/json",
+                splunk_body(index.as_deref(), host, items),
+            ),
         };
         let mut req = http::Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, content_type)
@@ -102,11 +103,13 @@ impl Http {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let res = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| format!("{}: {}", self.uri.authority().map_or("", |a| a.as_str()), describe(&e)))?;
+        let res = self.client.request(req).await.map_err(|e| {
+            format!(
+                "{}: {}",
+                self.uri.authority().map_or("", |a| a.as_str()),
+                describe(&e)
+            )
+        })?;
         let status = res.status();
         let answer = Limited::new(res.into_body(), MAX_ANSWER)
             .collect()
@@ -194,7 +197,10 @@ fn elastic_ack(answer: &[u8]) -> Result<(), String> {
         .flat_map(|i| i.values())
         .find_map(|v| v["error"]["type"].as_str())
         .unwrap_or("unknown");
-    Err(format!("elastic: the _bulk response has errors (first: {})", safe(first)))
+    Err(format!(
+        "elastic: the _bulk response has errors (first: {})",
+        safe(first)
+    ))
 }
 
 fn splunk_ack(answer: &[u8]) -> Result<(), String> {
@@ -281,7 +287,11 @@ mod tests {
         assert!(elastic_ack(b"<html>").is_err());
         assert!(elastic_ack(b"{}").is_err());
         assert!(splunk_ack(br#"{"text":"Success","code":0}"#).is_ok());
-        assert!(splunk_ack(br#"{"text":"Invalid token","code":4}"#).unwrap_err().contains("code 4"));
+        assert!(
+            splunk_ack(br#"{"text":"Invalid token","code":4}"#)
+                .unwrap_err()
+                .contains("code 4")
+        );
         assert!(splunk_ack(b"ok").is_err());
     }
 }

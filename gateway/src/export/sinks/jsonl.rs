@@ -150,7 +150,11 @@ mod tests {
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -164,13 +168,21 @@ mod tests {
             let items: Vec<Item> = batch.iter().map(|&s| item(s, 1000)).collect();
             sink.write(&items).unwrap();
         }
-        let (cur, one, two) = (seqs(&path), seqs(&numbered(&path, 1)), seqs(&numbered(&path, 2)));
+        let (cur, one, two) = (
+            seqs(&path),
+            seqs(&numbered(&path, 1)),
+            seqs(&numbered(&path, 2)),
+        );
         assert!(!numbered(&path, 3).exists(), "only `keep` rotated files");
         assert_eq!(cur, [17, 18, 19, 20]);
         assert_eq!(one, [13, 14, 15, 16]);
         assert_eq!(two, [9, 10, 11, 12]);
         for p in [path.clone(), numbered(&path, 1), numbered(&path, 2)] {
-            assert!(std::fs::metadata(&p).unwrap().len() <= 4096, "{}", p.display());
+            assert!(
+                std::fs::metadata(&p).unwrap().len() <= 4096,
+                "{}",
+                p.display()
+            );
         }
     }
 

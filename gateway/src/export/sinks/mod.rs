@@ -14,7 +14,8 @@ use super::item::Item;
 pub(crate) enum Sink {
     Jsonl(jsonl::Jsonl),
     Syslog(syslog::Syslog),
-    Http(http::Http),
+    /// Boxed: the client and its TLS configuration are large.
+    Http(Box<http::Http>),
 }
 
 impl Sink {
@@ -51,14 +52,15 @@ impl Sink {
                     None => None,
                     Some(ElasticAuth::ApiKey(key)) => Some(format!("ApiKey {}", *key.read()?)),
                     Some(ElasticAuth::Basic { username, password }) => {
-                        let pair = zeroize::Zeroizing::new(format!("{username}:{}", *password.read()?));
+                        let pair =
+                            zeroize::Zeroizing::new(format!("{username}:{}", *password.read()?));
                         Some(format!(
                             "Basic {}",
                             base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
                         ))
                     }
                 };
-                Sink::Http(http::Http::new(
+                Sink::Http(Box::new(http::Http::new(
                     url,
                     http::Format::Elastic {
                         index: index.clone(),
@@ -66,23 +68,26 @@ impl Sink {
                     authorization.map(zeroize::Zeroizing::new),
                     ca.as_deref(),
                     config.timeout,
-                )?)
+                )?))
             }
             Kind::Splunk {
                 url,
                 token,
                 index,
                 ca,
-            } => Sink::Http(http::Http::new(
+            } => Sink::Http(Box::new(http::Http::new(
                 url,
                 http::Format::Splunk {
                     index: index.clone(),
                     host: host.to_string(),
                 },
-                Some(zeroize::Zeroizing::new(format!("Splunk {}", *token.read()?))),
+                Some(zeroize::Zeroizing::new(format!(
+                    "Splunk {}",
+                    *token.read()?
+                ))),
                 ca.as_deref(),
                 config.timeout,
-            )?),
+            )?)),
         })
     }
 
