@@ -845,3 +845,104 @@ async fn two_gateways_on_one_postgres_export_a_sink_once_and_the_standby_takes_o
     running.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_verifies_the_receivers_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "syslog test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["syslog.test".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let kept = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, kept) = (acceptor.clone(), kept.clone());
+            tokio::spawn(async move {
+                // Only what arrives over a completed handshake counts.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 65536];
+                while let Ok(k @ 1..) = tls.read(&mut buf).await {
+                    kept.lock().unwrap().extend_from_slice(&buf[..k]);
+                }
+            });
+        }
+    });
+    let h = start_with(|up, dir| {
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        let tls_sink = |name: &str, ca: &str| {
+            sink(&format!(
+                "name = \"{name}\"\nkind = \"syslog\"\naddress = \"{addr}\"\ntls = true\nserver_name = \"syslog.test\"\napp_name = \"pal-{name}\"\n{ca}"
+            ))
+        };
+        Config::new(up)
+            .route(Route::new("r").path("/"))
+            .text(&tls_sink("trusted", "ca = \"ca.pem\""))
+            .text(&tls_sink("untrusted", ""))
+    })
+    .await;
+    for i in 0..4 {
+        get(h.addr(), &format!("/t/{i}")).await;
+    }
+    let last = head(&h.ledger_path());
+    let objects = || -> Vec<(String, String)> {
+        frames(&received.lock().unwrap())
+            .into_iter()
+            .map(|m| {
+                let parts: Vec<&str> = m.splitn(8, ' ').collect();
+                (parts[3].to_string(), parts[7].to_string())
+            })
+            .collect()
+    };
+    wait_for(20, "every block over TLS", || {
+        objects()
+            .iter()
+            .any(|(_, o)| is_block(o) && seq_of(o) == last)
+    })
+    .await;
+    let failed = "palisade_export_errors_total{sink=\"untrusted\",kind=\"sink\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&h, failed).await < 1.0 {
+        assert!(Instant::now() < deadline, "the untrusted sink never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = objects();
+    assert!(
+        got.iter().all(|(app, _)| app == "pal-trusted"),
+        "a sink that does not trust the CA sent anyway"
+    );
+    let trusted: Vec<String> = got.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(continuous(&trusted), (1..=last).collect::<Vec<_>>());
+    assert!(metric(&h, "palisade_export_lag_blocks{sink=\"untrusted\"}").await > 0.0);
+    assert!(
+        crate::support::log_text().contains("UnknownIssuer"),
+        "the TLS failure is not named"
+    );
+    h.running.shutdown().await;
+}

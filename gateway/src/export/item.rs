@@ -131,16 +131,21 @@ pub(crate) fn checkpoint(c: &Checkpoint, key_id: &str) -> Item {
         kind: ItemKind::Checkpoint,
         seq: c.seq,
         time_ms: c.time_ms,
-        line: serde_json::json!({
-            "type": "checkpoint",
-            "seq": c.seq,
-            "hash": c.hash,
-            "signature": c.signature,
-            "time_ms": c.time_ms,
-            "key_id": key_id,
-        })
-        .to_string(),
+        // Members in the order the docs show, like a block's (`type` first).
+        line: format!(
+            r#"{{"type":"checkpoint","seq":{},"hash":{},"signature":{},"time_ms":{},"key_id":{}}}"#,
+            c.seq,
+            json(&c.hash),
+            json(&c.signature),
+            c.time_ms,
+            json(key_id)
+        ),
     }
+}
+
+/// A JSON string.
+fn json(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
 }
 
 #[cfg(test)]
@@ -189,6 +194,27 @@ pub(crate) mod tests {
                 .ends_with(&format!(",\"record\":{}}}", rows[1].record))
         );
         assert_eq!(items[1].time_ms, 1_700_000_000_001);
+    }
+
+    #[test]
+    fn a_checkpoint_is_one_line_with_type_first() {
+        let c = Checkpoint {
+            hash: "ab".repeat(32),
+            seq: 9,
+            signature: "cd".repeat(64),
+            time_ms: 5,
+        };
+        let item = checkpoint(&c, "0123456789abcdef");
+        assert!(
+            item.line
+                .starts_with(r#"{"type":"checkpoint","seq":9,"hash":"abab"#),
+            "{}",
+            item.line
+        );
+        let v: serde_json::Value = serde_json::from_str(&item.line).unwrap();
+        assert_eq!(v["signature"], c.signature);
+        assert_eq!(v["key_id"], "0123456789abcdef");
+        assert_eq!((item.seq, item.time_ms), (9, 5));
     }
 
     #[test]
