@@ -34,11 +34,10 @@ impl Source {
         Ok(Source { db })
     }
 
-    fn run<T: Send>(
-        &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, String> + Send,
-    ) -> Result<T, Error> {
-        self.db.run(f).map_err(|e| Error::Database(e.0))
+    /// Runs `f` on this thread: a source is used only on the exporter's own thread or a
+    /// CLI's, never on an async runtime's.
+    fn run<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, String>) -> Result<T, Error> {
+        self.db.run_here(f).map_err(|e| Error::Database(e.0))
     }
 
     /// Takes `sink`'s export lock, if no other connection holds it: a PostgreSQL session
