@@ -26,6 +26,9 @@ pub struct Config {
     /// This gateway's name in every block it writes (`instance`; by default the host
     /// name): which of the gateways sharing a ledger served a request.
     pub instance: String,
+    /// Sinks the ledger is exported to (`[[audit.export]]`, owned by
+    /// [`crate::export`]). By default none.
+    pub export: Vec<crate::export::Sink>,
 }
 
 /// Signed checkpoints of the chain head.
@@ -56,6 +59,9 @@ impl Config {
             c.file = rebase(base, &c.file);
             c.key = rebase(base, &c.key);
         }
+        for sink in &mut self.export {
+            sink.rebase(base);
+        }
     }
 }
 
@@ -74,6 +80,8 @@ struct Raw {
     #[serde(default = "d::checkpoint_interval", deserialize_with = "millis")]
     checkpoint_interval_ms: Duration,
     instance: Option<String>,
+    #[serde(default)]
+    export: Vec<crate::export::Sink>,
 }
 
 impl Default for Raw {
@@ -87,6 +95,7 @@ impl Default for Raw {
             checkpoint_key: None,
             checkpoint_interval_ms: d::checkpoint_interval(),
             instance: None,
+            export: Vec::new(),
         }
     }
 }
@@ -130,7 +139,13 @@ impl TryFrom<Raw> for Config {
             Some(name) => name,
             None => d::instance(),
         };
+        let mut names: Vec<&str> = raw.export.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two export sinks are named {:?}", w[0]));
+        }
         Ok(Config {
+            export: raw.export,
             instance,
             store,
             durability: match raw.durability {

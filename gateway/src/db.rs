@@ -83,6 +83,17 @@ impl Db {
         Ok(Db(Mutex::new(conn)))
     }
 
+    /// Runs `f` on the connection on this thread, which must be one where a synchronous
+    /// PostgreSQL client may block: not an async runtime's (the audit exporter's own
+    /// threads, a CLI's main thread).
+    pub(crate) fn run_here<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, String>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.0.lock().expect("db lock");
+        f(&mut conn).map_err(DbError)
+    }
+
     /// Runs `f` on the connection, on a thread where a synchronous PostgreSQL client may
     /// block (never an async runtime's).
     pub(crate) fn run<T: Send>(

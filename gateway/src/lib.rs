@@ -26,6 +26,7 @@
 //! - [`Chain`]: Wasm and Lua policies run in order, each in a fresh sandbox.
 //! - [`redaction`]: JSONPath and regex rules applied natively, failing closed.
 //! - [`Metrics`]: Prometheus metrics on the admin listener.
+//! - [`export`]: the ledger sent to SIEMs (files, syslog, Elastic, Splunk), at least once.
 
 mod admin;
 pub mod audit;
@@ -36,6 +37,7 @@ pub mod classification;
 pub mod config;
 mod db;
 mod error;
+pub mod export;
 mod layer;
 mod metrics;
 pub mod pipeline;

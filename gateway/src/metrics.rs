@@ -101,6 +101,17 @@ struct LimitOnlyLabels {
     limit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkErrorLabels {
+    sink: String,
+    kind: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -141,6 +152,9 @@ pub struct Metrics {
     fleet_redis_up: Gauge,
     fleet_errors: Family<ErrorLabels, Counter>,
     fleet_local: Family<LimitOnlyLabels, Counter>,
+    export_blocks: Family<SinkLabels, Counter>,
+    export_lag: Family<SinkLabels, Gauge>,
+    export_errors: Family<SinkErrorLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,6 +193,9 @@ impl Metrics {
             fleet_redis_up: Gauge::default(),
             fleet_errors: Family::default(),
             fleet_local: Family::default(),
+            export_blocks: Family::default(),
+            export_lag: Family::default(),
+            export_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -277,6 +294,21 @@ impl Metrics {
             "fleet_local_decisions",
             "Shared-limit decisions made by this gateway alone because Redis could not answer",
             m.fleet_local.clone(),
+        );
+        registry.register(
+            "export_blocks",
+            "Audit blocks acknowledged by each export sink",
+            m.export_blocks.clone(),
+        );
+        registry.register(
+            "export_lag_blocks",
+            "Audit blocks not yet acknowledged by each export sink (the ledger's head minus its cursor)",
+            m.export_lag.clone(),
+        );
+        registry.register(
+            "export_errors",
+            "Audit export failures per sink, by kind: sink, database, cursor_mismatch, chain, cursor_moved",
+            m.export_errors.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -448,6 +480,30 @@ impl Metrics {
         self.fleet_local
             .get_or_create(&LimitOnlyLabels {
                 limit: limit.into(),
+            })
+            .inc();
+    }
+
+    /// Counts blocks a sink acknowledged.
+    pub(crate) fn export_sent(&self, sink: &str, blocks: u64) {
+        self.export_blocks
+            .get_or_create(&SinkLabels { sink: sink.into() })
+            .inc_by(blocks);
+    }
+
+    /// Sets how many blocks a sink has yet to acknowledge.
+    pub(crate) fn export_lag(&self, sink: &str, blocks: u64) {
+        self.export_lag
+            .get_or_create(&SinkLabels { sink: sink.into() })
+            .set(blocks.min(i64::MAX as u64) as i64);
+    }
+
+    /// Counts a failed export step ([`crate::export::Error::kind`]).
+    pub(crate) fn export_error(&self, sink: &str, kind: &str) {
+        self.export_errors
+            .get_or_create(&SinkErrorLabels {
+                sink: sink.into(),
+                kind: kind.into(),
             })
             .inc();
     }

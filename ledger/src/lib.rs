@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS palisade_secrets (
 CREATE TABLE IF NOT EXISTS palisade_secret_retired_masters (
   master_id TEXT NOT NULL PRIMARY KEY, retired_ms BIGINT NOT NULL);";
 
+/// The audit exporter's cursors (palisade-gateway's `export`): per sink, the last block
+/// the sink acknowledged and its hash. In the ledger's database, so a cursor moves only
+/// with the ledger it points into (`palisade ledger init` creates it on PostgreSQL).
+pub const EXPORT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS palisade_export_cursor (
+  sink TEXT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL);";
+
 /// The module registry's metadata tables, kept in the ledger's database (SQLite and
 /// PostgreSQL alike; `palisade ledger init` creates them on PostgreSQL).
 pub const REGISTRY_SCHEMA: &str = "

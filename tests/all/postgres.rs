@@ -96,7 +96,7 @@ fn admin_url(db: &str, port: u16) -> String {
 }
 
 /// A fresh database with the ledger schema and a writer role: (owner URL, writer URL).
-fn database() -> (String, String) {
+pub(crate) fn database() -> (String, String) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let s = server();
     let name = format!(

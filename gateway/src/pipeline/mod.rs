@@ -707,6 +707,7 @@ pub fn validate(file: &File, engine: &Engine, offline: bool) -> Vec<Issue> {
         }
         issues.extend(file.issues(unusable));
     }
+    issues.extend(file.issues(crate::export::check_credentials(&file.audit)));
     let kept = Kept::new(Arc::new(Metrics::new()), None);
     let sources = Sources {
         registry: registry.as_ref(),

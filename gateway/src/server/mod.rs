@@ -77,6 +77,9 @@ pub enum StartError {
     /// The TLS certificate or key could not be loaded.
     #[error("tls: {0}")]
     Tls(String),
+    /// An audit export sink could not be set up (its credentials or CA unreadable).
+    #[error("audit export: {0}")]
+    Export(#[from] crate::export::Error),
 }
 
 /// A configured gateway, not yet listening.
@@ -84,6 +87,7 @@ pub struct Gateway {
     file: File,
     pipeline: Arc<Pipeline>,
     ledger: LedgerInfo,
+    exporters: crate::export::Prepared,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -113,12 +117,14 @@ impl Gateway {
         };
         let engine = Engine::new(&palisade_runtime::Config::new().cache_dir(cache))?;
         let (ledger, info) = crate::audit::open(&file.audit)?;
-        let pipeline =
-            Pipeline::from_checked(checked, engine, Arc::new(ledger), Arc::new(Metrics::new()))?;
+        let metrics = Arc::new(Metrics::new());
+        let exporters = crate::export::prepare(&file.audit, &metrics)?;
+        let pipeline = Pipeline::from_checked(checked, engine, Arc::new(ledger), metrics)?;
         Ok(Gateway {
             file,
             pipeline: Arc::new(pipeline),
             ledger: info,
+            exporters,
         })
     }
 
@@ -237,7 +243,9 @@ impl Gateway {
         if self.pipeline.registry().is_some() {
             tokio::spawn(follow_registry(self.pipeline.clone(), stop_rx));
         }
+        let exporters = self.exporters.spawn();
         Ok(Running {
+            exporters,
             proxy_addr,
             admin_addr,
             stop: stop_tx,
@@ -328,6 +336,7 @@ async fn follow_registry(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool
 
 /// A listening gateway.
 pub struct Running {
+    exporters: crate::export::Exporters,
     proxy_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -387,6 +396,11 @@ impl Running {
         let pipeline = self.pipeline.clone();
         let _ = tokio::task::spawn_blocking(move || pipeline.flush_traces()).await;
         let ledger = self.pipeline.ledger().clone();
-        let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
+        let exporters = self.exporters;
+        let _ = tokio::task::spawn_blocking(move || {
+            ledger.close();
+            exporters.stop();
+        })
+        .await;
     }
 }

@@ -126,9 +126,14 @@ pub fn postgres_init(owner_url: &str, writer_role: &str) -> Result<()> {
         GRANT SELECT, INSERT ON palisade_secret_retired_masters TO "{writer_role}";
         GRANT SELECT, INSERT, UPDATE ON palisade_secret_keys TO "{writer_role}";
         GRANT SELECT, INSERT, UPDATE, DELETE ON palisade_secrets TO "{writer_role}";
+        -- The audit exporter's cursors: moved forward by the writer, never deleted.
+        {export_schema}
+        REVOKE ALL ON palisade_export_cursor FROM PUBLIC;
+        GRANT SELECT, INSERT, UPDATE ON palisade_export_cursor TO "{writer_role}";
         "#,
         registry_schema = crate::REGISTRY_SCHEMA,
         secrets_schema = crate::SECRETS_SCHEMA,
+        export_schema = crate::EXPORT_SCHEMA,
     ))?;
     let mut store = PgStore { client };
     if store.head()?.is_none() {
