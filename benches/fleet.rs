@@ -7,7 +7,10 @@
 //!   trip per request: the worst case), and vs Redis down (degraded: local decisions);
 //! - `traces`: no `[traces]` (the baseline) vs traces on but not sampled (`sample = 0`)
 //!   vs every request sampled (spans built and queued for an OTLP collector that answers
-//!   on loopback).
+//!   on loopback);
+//! - `export`: no `[[audit.export]]` (the baseline) vs a JSON-lines sink exporting every
+//!   block while the requests run (the exporter reads the ledger and writes and fsyncs
+//!   the file beside the request path; its cost shows as CPU taken from it).
 //!
 //! `cargo bench --bench fleet` (needs `redis-server` on the PATH for the Redis rows;
 //! without it they are skipped).
@@ -197,5 +200,30 @@ fn fleet(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fleet);
+fn export(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(serve(b"{\"ok\":true}"));
+    let mut g = c.benchmark_group("fleet/export");
+    for (name, extra) in [
+        ("off", ""),
+        (
+            "jsonl",
+            "[[audit.export]]\nname = \"archive\"\nkind = \"jsonl\"\npath = \"export.jsonl\"\n",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let running = rt.block_on(gateway(dir.path(), upstream, "", extra));
+        g.bench_function(name, |b| b.iter_custom(|iters| per_request(&rt, &running, iters)));
+        rt.block_on(running.shutdown());
+        if name == "jsonl" {
+            let lines = std::fs::read_to_string(dir.path().join("export.jsonl"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            assert!(lines > 0, "the sink received nothing");
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fleet, export);
 criterion_main!(benches);
