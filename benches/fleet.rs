@@ -213,7 +213,9 @@ fn export(c: &mut Criterion) {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let running = rt.block_on(gateway(dir.path(), upstream, "", extra));
-        g.bench_function(name, |b| b.iter_custom(|iters| per_request(&rt, &running, iters)));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| per_request(&rt, &running, iters))
+        });
         rt.block_on(running.shutdown());
         if name == "jsonl" {
             let lines = std::fs::read_to_string(dir.path().join("export.jsonl"))

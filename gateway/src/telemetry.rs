@@ -8,9 +8,9 @@
 //! numbers and outcomes, never values: no path, query, header or body.
 //!
 //! A caller's `traceparent` is honoured (the request joins its trace and follows its
-//! sampling decision) only from trusted callers (`trust_traceparent`): by default the
-//! `[server] trusted_proxies`. Anyone else starts a new trace, so a client cannot steer
-//! sampling or splice itself into the upstream's traces.
+//! sampling decision) only from trusted callers (`trust_traceparent`: by default nobody;
+//! `"proxies"` for the `[server] trusted_proxies`). Anyone else starts a new trace, so a
+//! client cannot steer sampling or splice itself into the upstream's traces.
 //!
 //! Spans go through the OpenTelemetry SDK's batch processor (a bounded queue and a
 //! thread of its own: a full queue drops spans, never requests) to an OTLP/HTTP
@@ -52,8 +52,9 @@ pub struct Config {
     /// 1.
     #[serde(default = "d::sample")]
     pub sample: f64,
-    /// Whose `traceparent` is honoured: `"proxies"` (the `[server] trusted_proxies`),
-    /// `"all"` or `"none"`. By default `"proxies"`.
+    /// Whose `traceparent` is honoured: `"none"`, `"proxies"` (the `[server]
+    /// trusted_proxies`: for proxies that set or strip it themselves; many pass a
+    /// client's through) or `"all"`. By default `"none"`.
     #[serde(default)]
     pub trust_traceparent: Trust,
     /// `service.name` of the spans. By default `palisade`.
@@ -75,13 +76,13 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trust {
-    /// The `[server] trusted_proxies`.
+    /// No caller: every request starts a trace.
     #[default]
+    None,
+    /// The `[server] trusted_proxies`.
     Proxies,
     /// Every caller.
     All,
-    /// No caller: every request starts a trace.
-    None,
 }
 
 impl Config {
@@ -98,11 +99,12 @@ impl Config {
         if !(0.0..=1.0).contains(&self.sample) {
             out.push(("traces.sample", "must be between 0 and 1".into()));
         }
-        if self.timeout.is_zero() || self.max_queue == 0 {
-            out.push((
-                "traces.timeout_ms",
-                "timeout_ms and max_queue must be above 0".into(),
-            ));
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
+            out.push(("traces.timeout_ms", "must be 1-60,000".into()));
+        }
+        // The SDK allocates the whole queue at start.
+        if !(1..=1_000_000).contains(&self.max_queue) {
+            out.push(("traces.max_queue", "must be 1-1,000,000".into()));
         }
         out
     }
@@ -189,9 +191,10 @@ impl Telemetry {
         })
     }
 
-    /// Sends the spans still queued (blocks until the collector answered or timed out).
-    pub(crate) fn flush(&self) {
-        let _ = self.provider.force_flush();
+    /// Sends the spans still queued and stops the export thread (blocks until the
+    /// collector answered or timed out).
+    pub(crate) fn shutdown(&self) {
+        let _ = self.provider.shutdown();
     }
 }
 
@@ -352,9 +355,13 @@ impl Exporter {
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("traces: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

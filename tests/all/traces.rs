@@ -91,14 +91,15 @@ async fn trace_of(spans: &Collected, trace_id: &[u8]) -> Vec<Span> {
     }
 }
 
-async fn gateway(collector: std::net::SocketAddr, trust: &str) -> Harness {
+/// A gateway whose `[server] trusted_proxies` is `proxies`.
+async fn gateway(collector: std::net::SocketAddr, trust: &str, proxies: &str) -> Harness {
     let traces = format!(
         "endpoint = \"http://{collector}/v1/traces\"\ntrust_traceparent = \"{trust}\"\n\
          service_name = \"palisade-test\""
     );
     start_with(move |up, _| {
         Config::new(up)
-            .server(r#"trusted_proxies = ["127.0.0.0/8"]"#)
+            .server(&format!("trusted_proxies = [\"{proxies}\"]"))
             .section("traces", &traces)
             .route(Route::new("orders").path("/orders").response("@REDACT_PII"))
     })
@@ -111,7 +112,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_shows_the_phases_the_policies_and_the_upstream_of_one_request() {
     let (addr, spans) = collector().await;
-    let h = gateway(addr, "proxies").await;
+    let h = gateway(addr, "proxies", "127.0.0.0/8").await;
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let r = send(
         h.addr(),
@@ -187,7 +188,8 @@ async fn a_trace_shows_the_phases_the_policies_and_the_upstream_of_one_request()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_callers_traceparent_starts_a_new_trace() {
     let (addr, spans) = collector().await;
-    let h = gateway(addr, "none").await;
+    // The caller (127.0.0.1) is not one of the trusted proxies.
+    let h = gateway(addr, "proxies", "10.0.0.0/8").await;
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-00");
     let r = send(
         h.addr(),

@@ -110,6 +110,17 @@ pub fn check(file: &File) -> Vec<Issue> {
         for (key, message) in fleet.problems() {
             r.key(key, message);
         }
+        // Redis counts in whole microseconds: a faster rate would round to nothing.
+        let fast =
+            |l: &Option<crate::resilience::RateLimit>| l.is_some_and(|l| l.per_s > 1_000_000);
+        if file.tenants.iter().any(|t| fast(&t.get_ref().rate_limit))
+            || file.routes.iter().any(|rt| fast(&rt.get_ref().rate_limit))
+        {
+            r.key(
+                "fleet",
+                "with [fleet], a rate_limit's per_s may be at most 1,000,000",
+            );
+        }
         if let Some(secret) = &fleet.redis.password {
             if file.secrets.is_none() {
                 r.key(

@@ -316,11 +316,12 @@ impl Pipeline {
         &self.metrics
     }
 
-    /// Sends the trace spans still queued to the collector, with `[traces]`; blocks until
-    /// it answered or the export timed out (call it off the async threads).
-    pub fn flush_traces(&self) {
+    /// Sends the trace spans still queued to the collector and stops exporting, with
+    /// `[traces]`; blocks until it answered or the export timed out (call it off the
+    /// async threads, at shutdown).
+    pub fn shutdown_traces(&self) {
         if let Some(t) = &self.telemetry {
-            t.flush();
+            t.shutdown();
         }
     }
 

@@ -17,8 +17,10 @@
 //! passed.
 //!
 //! Keys are `PREFIX:{t:TENANT}:rate`, `PREFIX:{r:ROUTE}:rate`, `PREFIX:{t:TENANT}:fuel`:
-//! one key per script, each in its own hash slot, so a Redis Cluster serves them as they
-//! are.
+//! one key per script, each in its own hash slot (a Redis Cluster-compatible layout). The
+//! client talks to one server: a standalone primary, or a cluster proxy; a `MOVED`,
+//! `READONLY` (after a failover) or `LOADING` answer counts as Redis being unreachable and
+//! the connection is made again.
 //!
 //! When Redis is unreachable (a refused connection, an I/O error, no answer within
 //! `timeout_ms`) the gateway decides alone with each limit divided by `size`, logs one
@@ -119,11 +121,17 @@ impl Config {
     /// What is wrong with it, as `(key, message)`.
     pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if self.size == 0 {
-            out.push(("fleet.size", "must be at least 1".into()));
+        if !(1..=1024).contains(&self.size) {
+            out.push((
+                "fleet.size",
+                "must be at least 1 (and at most 1,024)".into(),
+            ));
         }
-        if self.lease == 0 {
-            out.push(("fleet.lease", "must be at least 1".into()));
+        if !(1..=10_000).contains(&self.lease) {
+            out.push(("fleet.lease", "must be 1-10,000".into()));
+        }
+        if self.lease_ttl.is_zero() || self.lease_ttl > Duration::from_secs(10) {
+            out.push(("fleet.lease_ms", "must be 1-10,000".into()));
         }
         let r = &self.redis;
         match r.url.as_str().into_connection_info() {
@@ -151,8 +159,17 @@ impl Config {
                 "`password` and `password_file` exclude each other".into(),
             ));
         }
-        if r.timeout.is_zero() || r.probe.is_zero() {
-            out.push(("fleet.redis.timeout_ms", "timeouts must be above 0".into()));
+        if r.url.contains('#') {
+            out.push((
+                "fleet.redis.url",
+                "no fragment (`#insecure` would turn certificate checks off)".into(),
+            ));
+        }
+        if r.timeout.is_zero() || r.timeout > Duration::from_secs(10) {
+            out.push(("fleet.redis.timeout_ms", "must be 1-10,000".into()));
+        }
+        if r.probe < Duration::from_millis(10) || r.probe > Duration::from_secs(60) {
+            out.push(("fleet.redis.probe_ms", "must be 10-60,000".into()));
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || "_.-:".contains(c);
         if r.key_prefix.is_empty() || r.key_prefix.len() > 64 || !r.key_prefix.chars().all(ok) {
@@ -239,7 +256,7 @@ if room < want then want = room end
 if want <= 0 then
   return {0, math.ceil(tat + interval - burst * interval - now)}
 end
-tat = tat + want * interval
+tat = math.ceil(tat + want * interval)
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 return {want, 0}
 ";
@@ -254,7 +271,7 @@ local add = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 if add > 0 then
-  tat = tat + add * interval
+  tat = math.ceil(tat + add * interval)
   redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
 local ahead = tat - now - 1000000
@@ -266,9 +283,14 @@ return math.ceil(ahead) + 1000
 /// task, and whether limits are shared right now.
 pub(crate) struct Fleet {
     client: Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The connection in use, with its generation (a failure of an older one does not
+    /// drop it).
+    conn: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
     /// Whether the unreachable state was announced (a warning, the gauge at 0).
     down: AtomicBool,
+    /// Whether a refused script was announced (once until one succeeds again).
+    refusing: AtomicBool,
     supervised: AtomicBool,
     wake: Arc<Notify>,
     pub(crate) size: u32,
@@ -333,7 +355,9 @@ impl Fleet {
         let fleet = Arc::new(Fleet {
             client,
             conn: Mutex::new(None),
+            generation: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
             supervised: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             size: cfg.size.max(1),
@@ -406,22 +430,30 @@ impl Fleet {
         call: &redis::ScriptInvocation<'_>,
     ) -> Option<T> {
         self.supervise();
-        let mut conn = self.conn.lock().expect("fleet lock").clone()?;
+        let (generation, mut conn) = self.conn.lock().expect("fleet lock").clone()?;
         match tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
-                // Redis answered, but not as the script should: decide locally, keep
-                // the connection.
-                tracing::warn!(error = %kind(&e), "fleet: Redis refused a limit script");
-                self.metrics.fleet_error("script");
+            Ok(Ok(v)) => {
+                if self.refusing.load(Ordering::Relaxed) {
+                    self.refusing.store(false, Ordering::Relaxed);
+                }
+                Some(v)
+            }
+            Ok(Err(e)) if gone(&e) => {
+                self.lost(generation, &kind(&e));
                 None
             }
             Ok(Err(e)) => {
-                self.lost(&kind(&e));
+                // Redis answered, but not as the script should (out of memory, an ACL
+                // without the script's commands): decide locally, keep the connection,
+                // say so once.
+                if !self.refusing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %kind(&e), "fleet: Redis refused a limit script; deciding locally");
+                }
+                self.metrics.fleet_error("script");
                 None
             }
             Err(_) => {
-                self.lost("timeout");
+                self.lost(generation, "timeout");
                 None
             }
         }
@@ -432,10 +464,17 @@ impl Fleet {
         self.metrics.fleet_local_decision(limit);
     }
 
-    /// Drops the connection, announces it once, and wakes the reconnecting task.
-    fn lost(&self, why: &str) {
+    /// Drops connection `generation` (unless a newer one replaced it), announces the
+    /// loss once, and wakes the reconnecting task.
+    fn lost(&self, generation: u64, why: &str) {
         self.metrics.fleet_error(why);
-        self.conn.lock().expect("fleet lock").take();
+        {
+            let mut conn = self.conn.lock().expect("fleet lock");
+            match &*conn {
+                Some((current, _)) if *current != generation => return,
+                _ => *conn = None,
+            }
+        }
         if !self.down.swap(true, Ordering::AcqRel) {
             self.metrics.fleet_redis_up(false);
             tracing::warn!(
@@ -449,7 +488,8 @@ impl Fleet {
     }
 
     fn connected(&self, conn: MultiplexedConnection) {
-        *self.conn.lock().expect("fleet lock") = Some(conn);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.conn.lock().expect("fleet lock") = Some((generation, conn));
         self.metrics.fleet_redis_up(true);
         if self.down.swap(false, Ordering::AcqRel) {
             tracing::info!("fleet: Redis reachable again; limits are shared");
@@ -475,6 +515,27 @@ impl Fleet {
     }
 }
 
+/// Whether `e` means this connection can no longer decide: it broke, timed out, or the
+/// server is not (or no longer) the primary that holds the keys.
+fn gone(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                S::ReadOnly
+                    | S::Moved
+                    | S::Ask
+                    | S::BusyLoading
+                    | S::ClusterDown
+                    | S::MasterDown
+                    | S::TryAgain
+            )
+        )
+}
+
 /// What went wrong, for logs and metrics: the error's category (`io_error`,
 /// `authentication_failed`), never its text (which may quote what was sent).
 fn kind(e: &redis::RedisError) -> String {
@@ -489,17 +550,17 @@ async fn supervise(fleet: Weak<Fleet>, wake: Arc<Notify>) {
         let conn = f.conn.lock().expect("fleet lock").clone();
         match conn {
             // A health check, so that a gateway with no traffic notices too.
-            Some(mut conn) => {
+            Some((generation, mut conn)) => {
                 let ping = redis::cmd("PING");
                 match tokio::time::timeout(f.timeout, ping.query_async::<()>(&mut conn)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => f.lost(&kind(&e)),
-                    Err(_) => f.lost("timeout"),
+                    Ok(Err(e)) => f.lost(generation, &kind(&e)),
+                    Err(_) => f.lost(generation, "timeout"),
                 }
             }
             None => match f.connect().await {
                 Ok(conn) => f.connected(conn),
-                Err(why) => f.lost(&why),
+                Err(why) => f.lost(0, &why),
             },
         }
         let probe = f.probe;
@@ -623,13 +684,12 @@ impl SharedFuel {
     }
 
     /// Sends the pending charges and reads the balance: how long until it is positive,
-    /// or `None` when Redis could not say (the charges stay pending).
+    /// or `None` when Redis could not say. Charges that could not be sent are dropped,
+    /// not kept for later: while Redis is away the local budget is charged instead, and a
+    /// backlog sent on recovery would charge the same fuel twice.
     async fn send(&self) -> Option<Duration> {
         let add = self.pending.swap(0, Ordering::Relaxed);
-        let Some(wait) = self.fleet.fuel(&self.key, self.interval_us, add).await else {
-            self.pending.fetch_add(add, Ordering::Relaxed);
-            return None;
-        };
+        let wait = self.fleet.fuel(&self.key, self.interval_us, add).await?;
         let now = Instant::now();
         *self.state.lock().expect("fuel lock") = (now + wait, now);
         Some(wait)
@@ -654,6 +714,11 @@ impl SharedFuel {
 
     pub(crate) fn local(&self) {
         self.fleet.local("tenant_cpu_budget");
+    }
+
+    /// Whether the fleet's Redis decides right now (else this gateway does alone).
+    pub(crate) fn shared_now(&self) -> bool {
+        self.fleet.conn.lock().expect("fleet lock").is_some()
     }
 }
 

@@ -112,10 +112,15 @@ impl FuelBudget {
         }
     }
 
-    /// Charges fuel burned by one invocation (to the fleet too, with the next check).
+    /// Charges fuel burned by one invocation: to the fleet while Redis decides, else to
+    /// this process's budget (which is then full when Redis goes away, not in a debt
+    /// run up while the fleet decided).
     pub(crate) fn charge(&self, fuel: u64) {
         if let Some(shared) = &self.shared {
             shared.charge(fuel);
+            if shared.shared_now() {
+                return;
+            }
         }
         let mut s = self.state.lock().expect("fuel budget lock");
         self.refill(&mut s);

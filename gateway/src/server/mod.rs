@@ -393,13 +393,14 @@ impl Running {
         if let Some(a) = self.admin {
             let _ = a.await;
         }
-        let pipeline = self.pipeline.clone();
-        let _ = tokio::task::spawn_blocking(move || pipeline.flush_traces()).await;
         let ledger = self.pipeline.ledger().clone();
         let exporters = self.exporters;
+        let pipeline = self.pipeline.clone();
         let _ = tokio::task::spawn_blocking(move || {
             ledger.close();
             exporters.stop();
+            // Last: a collector that does not answer delays only this.
+            pipeline.shutdown_traces();
         })
         .await;
     }
