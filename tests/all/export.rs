@@ -250,7 +250,7 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
     let (es, log) = receiver(|n| match n {
         0 => (
             200,
-            r#"{"errors":true,"items":[{"index":{"error":{"type":"es_rejected_execution_exception"}}}]}"#,
+            r#"{"errors":true,"items":[{"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}}]}"#,
             Duration::ZERO,
         ),
         _ => (200, r#"{"errors":false}"#, Duration::ZERO),
@@ -284,8 +284,8 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
                     .as_str()
                     .unwrap()
                     .to_string();
-                assert_eq!(action["index"]["_index"], "palisade-audit");
-                assert_eq!(action["index"]["_id"], format!("{kind}-{}", seq_of(&doc)));
+                assert_eq!(action["create"]["_index"], "palisade-audit");
+                assert_eq!(action["create"]["_id"], format!("{kind}-{}", seq_of(&doc)));
                 doc
             })
             .collect()
@@ -301,7 +301,10 @@ async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
     // `"errors": true` is no acknowledgement: the same blocks came again (and more).
     assert!(got[1].body.starts_with(&got[0].body));
     for g in &got {
-        assert_eq!(g.path, "/_bulk?filter_path=errors,items.*.error.type");
+        assert_eq!(
+            g.path,
+            "/_bulk?filter_path=errors,items.*.status,items.*.error.type"
+        );
         assert!(
             g.authorization
                 .as_deref()

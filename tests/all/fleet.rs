@@ -140,19 +140,31 @@ impl Drop for Redis {
 /// tenant `burner` to 2,000 fuel/s (less than one request
 /// of `/burn` burns); `password` is where the Redis password comes from.
 async fn gateway(port: u16, password: &'static str) -> Harness {
-    gateway_at(&format!("redis://127.0.0.1:{port}/0"), password, None).await
+    gateway_at(
+        &format!("redis://127.0.0.1:{port}/0"),
+        password,
+        None,
+        PROMPT,
+    )
+    .await
 }
 
-/// [`gateway`] with Redis at `url`, trusting the CA certificate `ca` (PEM) if given.
-async fn gateway_at(url: &str, password: &'static str, ca: Option<String>) -> Harness {
+/// Health checks every 100 ms, and a generous timeout: a loaded test machine must not
+/// look like a Redis outage (a killed server is noticed at once, by its closed
+/// connection).
+const PROMPT: &str = "probe_ms = 100\ntimeout_ms = 2000";
+
+/// [`gateway`] with Redis at `url`, trusting the CA certificate `ca` (PEM) if given,
+/// with `timing` (`probe_ms`, `timeout_ms`).
+async fn gateway_at(
+    url: &str,
+    password: &'static str,
+    ca: Option<String>,
+    timing: &'static str,
+) -> Harness {
     let url = url.to_string();
     start_with(move |up: SocketAddr, dir: &Path| {
-        // A generous timeout: a loaded test machine must not look like a Redis outage
-        // (a killed server is noticed at once, by its closed connection).
-        let mut redis = format!(
-            "url = \"{url}\"\nusername = \"palisade\"\nprobe_ms = 100\n\
-             timeout_ms = 2000\n{password}\n"
-        );
+        let mut redis = format!("url = \"{url}\"\nusername = \"palisade\"\n{timing}\n{password}\n");
         if let Some(ca) = ca {
             std::fs::write(dir.join("redis-ca.pem"), ca).unwrap();
             redis.push_str("ca = \"redis-ca.pem\"\n");
@@ -317,13 +329,13 @@ async fn redis_over_tls_is_verified_against_the_configured_ca() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let redis = Redis::start_with(Some((cert.cert.pem(), cert.signing_key.serialize_pem())));
     let url = format!("rediss://localhost:{}/0", redis.port);
-    let trusted = gateway_at(&url, FROM_FILE, Some(cert.cert.pem())).await;
+    let trusted = gateway_at(&url, FROM_FILE, Some(cert.cert.pem()), PROMPT).await;
     wait_for_redis_up(&trusted, true).await;
     let (admitted, statuses) = burst(&trusted, "/acme", 12).await;
     assert!(admitted >= 10, "{statuses:?}");
     // The system's roots do not know this server: never connected, limits per gateway,
     // and requests are still served.
-    let stranger = gateway_at(&url, FROM_FILE, None).await;
+    let stranger = gateway_at(&url, FROM_FILE, None, PROMPT).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while metric(
         &stranger.metrics().await,
@@ -346,6 +358,47 @@ async fn redis_over_tls_is_verified_against_the_configured_ca() {
         metric(&m, "palisade_fleet_redis_errors_total") >= 1.0,
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_hangs_mid_request_never_fails_a_request() {
+    let redis = Redis::start();
+    // No health check within the test: only requests can notice.
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let h = gateway_at(&url, FROM_FILE, None, "probe_ms = 60000\ntimeout_ms = 300").await;
+    wait_for_redis_up(&h, true).await;
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The first request waits out the timeout, then is decided locally; the next ones
+    // do not wait at all (the connection is dropped).
+    let (admitted, statuses) = burst(&h, "/acme", 4).await;
+    assert_eq!(admitted, 4, "{statuses:?}");
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let m = h.metrics().await;
+    assert!(
+        metric(&m, "palisade_fleet_redis_errors_total{kind=\"timeout\"}") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "palisade_fleet_local_decisions_total{limit=\"tenant_rate_limited\"}"
+        ) >= 4.0,
+        "{m}"
+    );
+    assert!(metric(&m, "palisade_fleet_redis_up") == 0.0, "{m}");
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 //! HTTP batches in the formats SIEMs ingest, one POST per batch:
 //!
-//! - Elastic `_bulk` (`application/x-ndjson`): `{"index":{"_index":I,"_id":"block-N"}}`
-//!   then the object, per item. Acknowledged by a 2xx whose body says `"errors":false`.
-//!   The `_id` makes a resent block overwrite itself: no duplicate documents.
+//! - Elastic `_bulk` (`application/x-ndjson`): `{"create":{"_index":I,"_id":"block-N"}}`
+//!   then the object, per item. `create`, not `index`: a document once stored is never
+//!   replaced (not by a resend, a diverged ledger, or whoever holds the key; data
+//!   streams need it too). Acknowledged by a 2xx whose body says `"errors":false`, or
+//!   whose only errors are 409s (the document is already there: a resend).
+//!   The `_id` makes a resent block a 409, not a second document.
 //! - Splunk HEC (`/services/collector/event`): one event per item,
 //!   `{"time":S.mmm,"host":H,"source":"palisade","sourcetype":"palisade:audit","event":{...}}`.
 //!   Acknowledged by a 2xx whose body says `"code":0`.
@@ -47,7 +50,7 @@ impl Http {
     ) -> Result<Self, String> {
         let uri: http::Uri = match &format {
             Format::Elastic { .. } => format!(
-                "{}/_bulk?filter_path=errors,items.*.error.type",
+                "{}/_bulk?filter_path=errors,items.*.status,items.*.error.type",
                 url.to_string().trim_end_matches('/')
             )
             .parse()
@@ -142,7 +145,7 @@ pub(crate) fn elastic_body(index: &str, items: &[Item]) -> String {
     let mut body = String::new();
     for item in items {
         body.push_str(
-            &serde_json::json!({"index": {"_index": index, "_id": format!("{}-{}", item.kind.name(), item.seq)}})
+            &serde_json::json!({"create": {"_index": index, "_id": format!("{}-{}", item.kind.name(), item.seq)}})
                 .to_string(),
         );
         body.push('\n');
@@ -191,10 +194,19 @@ fn elastic_ack(answer: &[u8]) -> Result<(), String> {
     if !bulk.errors {
         return Ok(());
     }
-    let first = bulk
+    // A 409 on `create` is a document already stored under that id: acknowledged.
+    let failed =
+        |v: &&serde_json::Value| v.get("error").is_some() && v["status"].as_u64() != Some(409);
+    let mut errors = bulk
         .items
         .iter()
         .flat_map(|i| i.values())
+        .filter(failed)
+        .peekable();
+    if !bulk.items.is_empty() && errors.peek().is_none() {
+        return Ok(());
+    }
+    let first = errors
         .find_map(|v| v["error"]["type"].as_str())
         .unwrap_or("unknown");
     Err(format!(
@@ -254,10 +266,10 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0]["index"]["_index"], "audit");
-        assert_eq!(lines[0]["index"]["_id"], "block-7");
+        assert_eq!(lines[0]["create"]["_index"], "audit");
+        assert_eq!(lines[0]["create"]["_id"], "block-7");
         assert_eq!(lines[1]["type"], "block");
-        assert_eq!(lines[2]["index"]["_id"], "checkpoint-7");
+        assert_eq!(lines[2]["create"]["_id"], "checkpoint-7");
         assert!(body.ends_with('\n'));
     }
 
@@ -284,6 +296,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("mapper_parsing_exception"), "{e}");
+        // Already stored (a resend): acknowledged; anything else among them is not.
+        let conflict =
+            r#"{"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}}"#;
+        let created = r#"{"create":{"status":201}}"#;
+        assert!(
+            elastic_ack(format!(r#"{{"errors":true,"items":[{conflict},{created}]}}"#).as_bytes())
+                .is_ok()
+        );
+        let rejected =
+            r#"{"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}}"#;
+        let e =
+            elastic_ack(format!(r#"{{"errors":true,"items":[{conflict},{rejected}]}}"#).as_bytes())
+                .unwrap_err();
+        assert!(e.contains("es_rejected_execution_exception"), "{e}");
         assert!(elastic_ack(b"<html>").is_err());
         assert!(elastic_ack(b"{}").is_err());
         assert!(splunk_ack(br#"{"text":"Success","code":0}"#).is_ok());

@@ -13,6 +13,10 @@ pub(crate) struct Jsonl {
     keep: u32,
     /// The open file and its size.
     file: Option<(File, u64)>,
+    /// `PATH.lock`, locked (`flock`) for as long as this writer lives: two writers on
+    /// one file (a back-fill beside the running exporter, two sinks naming one path)
+    /// would cut each other's lines and rotate under each other.
+    lock: Option<File>,
 }
 
 impl Jsonl {
@@ -22,7 +26,32 @@ impl Jsonl {
             max_bytes,
             keep,
             file: None,
+            lock: None,
         }
+    }
+
+    /// Takes `PATH.lock`, once.
+    fn lock(&mut self) -> io::Result<()> {
+        if self.lock.is_none() {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(".lock");
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(PathBuf::from(&name))?;
+            lock.try_lock().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{}: another writer (a running exporter or a back-fill) holds it",
+                        PathBuf::from(&name).display()
+                    ),
+                )
+            })?;
+            self.lock = Some(lock);
+        }
+        Ok(())
     }
 
     /// Appends `items`, one line each, rotating when a line would take the file past
@@ -64,6 +93,7 @@ impl Jsonl {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
+            self.lock()?;
             let created = !self.path.exists();
             let mut file = OpenOptions::new()
                 .read(true)
@@ -156,6 +186,21 @@ mod tests {
                     .unwrap()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_second_writer_on_one_file_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut first = Jsonl::new(path.clone(), 1 << 20, 2);
+        first.write(&[item(1, 10)]).unwrap();
+        let mut second = Jsonl::new(path.clone(), 1 << 20, 2);
+        let e = second.write(&[item(2, 10)]).unwrap_err();
+        assert!(e.to_string().contains("another writer"), "{e}");
+        first.write(&[item(2, 10)]).unwrap();
+        drop(first);
+        second.write(&[item(3, 10)]).unwrap();
+        assert_eq!(seqs(&path), [1, 2, 3]);
     }
 
     #[test]

@@ -33,23 +33,31 @@ enum Stream {
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    /// Whether the receiver has closed the connection (a restart, say), given a
+    /// millisecond so that the reactor has seen what the kernel already knows. Plain TCP:
+    /// the receiver sends nothing, so readable with nothing to read is the end of the
+    /// stream (peeked, never consumed). TLS: the server does send records (TLS 1.3
+    /// session tickets, `close_notify`), so the check reads through the TLS layer, which
+    /// takes the tickets itself and reports `close_notify` or the end as 0 bytes.
+    async fn closed(&mut self) -> bool {
+        let wait = Duration::from_millis(1);
         match self {
-            Stream::Plain(t) => t,
-            Stream::Tls(t) => t.get_ref().0,
+            Stream::Plain(t) => {
+                let mut byte = [0u8; 1];
+                matches!(
+                    tokio::time::timeout(wait, t.peek(&mut byte)).await,
+                    Ok(Ok(0) | Err(_))
+                )
+            }
+            Stream::Tls(t) => {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 512];
+                matches!(
+                    tokio::time::timeout(wait, t.read(&mut buf)).await,
+                    Ok(Ok(0) | Err(_))
+                )
+            }
         }
-    }
-
-    /// Whether the receiver has closed the connection (a restart, say): it sends
-    /// nothing else, so readable with nothing to read is the end of the stream. Peeked,
-    /// never consumed (a TLS record stays for the TLS layer), and given a millisecond so
-    /// that the reactor has seen what the kernel already knows.
-    async fn closed(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(
-            tokio::time::timeout(Duration::from_millis(1), self.tcp().peek(&mut byte)).await,
-            Ok(Ok(0) | Err(_))
-        )
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -103,7 +111,7 @@ impl Syslog {
         for item in items {
             frames.extend_from_slice(&frame(item, &self.host, &self.app_name));
         }
-        if let Some(conn) = &self.conn
+        if let Some(conn) = &mut self.conn
             && conn.closed().await
         {
             self.conn = None;
