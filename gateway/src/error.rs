@@ -155,6 +155,14 @@ pub enum Error {
     /// The audit ledger could not record the request, so its response is withheld. 503.
     #[error("audit ledger unavailable")]
     AuditUnavailable,
+    /// Envoy's message could not be answered before its `message_timeout`
+    /// (`[envoy] message_timeout_ms`). 504.
+    #[error("envoy message timeout")]
+    MessageTimeout,
+    /// The route reads or changes responses (response policies, redaction, a response
+    /// schema), which an ext_authz check never sees: it is served by ext_proc only. 500.
+    #[error("route needs ext_proc")]
+    NeedsExtProc,
 }
 
 impl Error {
@@ -189,7 +197,10 @@ impl Error {
             | Error::ResponseSchema
             | Error::UpstreamUnavailable
             | Error::UpstreamReset => StatusCode::BAD_GATEWAY,
-            Error::UpstreamTimeout | Error::UpstreamDeadline => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamTimeout | Error::UpstreamDeadline | Error::MessageTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Error::NeedsExtProc => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -227,6 +238,8 @@ impl Error {
             Error::UpstreamTimeout => "upstream_timeout",
             Error::UpstreamReset => "upstream_reset",
             Error::AuditUnavailable => "audit_unavailable",
+            Error::MessageTimeout => "envoy_message_timeout",
+            Error::NeedsExtProc => "route_needs_ext_proc",
         }
     }
 

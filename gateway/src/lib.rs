@@ -27,6 +27,7 @@
 //! - [`redaction`]: JSONPath and regex rules applied natively, failing closed.
 //! - [`Metrics`]: Prometheus metrics on the admin listener.
 //! - [`export`]: the ledger sent to SIEMs (files, syslog, Elastic, Splunk), at least once.
+//! - [`envoy`]: the same pipeline as Envoy's ext_proc and ext_authz server.
 
 mod admin;
 pub mod audit;
@@ -36,6 +37,7 @@ pub mod chain;
 pub mod classification;
 pub mod config;
 mod db;
+pub mod envoy;
 mod error;
 pub mod export;
 mod layer;

@@ -112,6 +112,13 @@ struct SinkErrorLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvoyLabels {
+    tenant: String,
+    route: String,
+    message: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -155,6 +162,7 @@ pub struct Metrics {
     export_blocks: Family<SinkLabels, Counter>,
     export_lag: Family<SinkLabels, Gauge>,
     export_errors: Family<SinkErrorLabels, Counter>,
+    envoy_message: Histograms<EnvoyLabels>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -196,6 +204,7 @@ impl Metrics {
             export_blocks: Family::default(),
             export_lag: Family::default(),
             export_errors: Family::default(),
+            envoy_message: Family::new_with_constructor(latency_buckets),
             registry: Registry::default(),
         };
         registry.register(
@@ -309,6 +318,13 @@ impl Metrics {
             "export_errors",
             "Audit export failures per sink, by kind: sink, database, cursor_mismatch, chain, cursor_moved",
             m.export_errors.clone(),
+        );
+        registry.register(
+            "envoy_message_seconds",
+            "Time Palisade took to answer each message of an Envoy exchange (what it adds to \
+             Envoy's request), by message: request_headers, request_body, response_headers, \
+             response_body (ext_proc), check (ext_authz)",
+            m.envoy_message.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -506,6 +522,17 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Times one answer to Envoy (`message`: `request_headers`, ..., `check`).
+    pub(crate) fn envoy_message(&self, tenant: &str, route: &str, message: &str, took: Duration) {
+        self.envoy_message
+            .get_or_create(&EnvoyLabels {
+                tenant: tenant.into(),
+                route: route.into(),
+                message: message.into(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition.

@@ -47,12 +47,16 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
             Err(code) => return code,
         };
         println!(
-            "palisade: serving {} on http://{}{}",
+            "palisade: serving {} on http://{}{}{}",
             args.config.display(),
             running.proxy_addr(),
             running
                 .admin_addr()
                 .map(|a| format!(" (admin: http://{a}/metrics)"))
+                .unwrap_or_default(),
+            running
+                .envoy_addr()
+                .map(|a| format!(" (envoy: grpc://{a})"))
                 .unwrap_or_default()
         );
         tracing::info!(

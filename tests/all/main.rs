@@ -12,6 +12,7 @@ mod custom_proxy;
 #[path = "../../examples/custom_proxy.rs"]
 mod custom_proxy_example;
 mod data_protection;
+mod envoy;
 mod export;
 mod fixtures;
 mod fleet;

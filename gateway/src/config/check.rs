@@ -106,6 +106,9 @@ pub fn check(file: &File) -> Vec<Issue> {
     for (key, message) in file.traces.iter().flat_map(|t| t.problems()) {
         r.key(key, message);
     }
+    for (key, message) in file.envoy.iter().flat_map(|e| e.problems()) {
+        r.key(key, message);
+    }
     if let Some(fleet) = &file.fleet {
         for (key, message) in fleet.problems() {
             r.key(key, message);

@@ -45,6 +45,9 @@ pub struct File {
     pub fleet: Option<crate::resilience::fleet::Config>,
     /// OpenTelemetry traces, owned by [`crate::telemetry`]. By default none.
     pub traces: Option<crate::telemetry::Config>,
+    /// The gRPC listener for Envoy's ext_proc and ext_authz, owned by [`crate::envoy`].
+    /// By default none.
+    pub envoy: Option<crate::envoy::Config>,
     /// Tenants (`[[tenant]]`).
     pub tenants: Vec<Spanned<Tenant>>,
     /// Upstreams (`[[upstream]]`).
@@ -271,6 +274,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                 "secrets" => file.secrets = lower(value).map_err(keep).ok(),
                 "fleet" => file.fleet = lower(value).map_err(keep).ok(),
                 "traces" => file.traces = lower(value).map_err(keep).ok(),
+                "envoy" => file.envoy = lower(value).map_err(keep).ok(),
                 "tenant" => file.tenants = list.entries(value, &name, key_span),
                 "upstream" => file.upstreams = list.entries(value, &name, key_span),
                 "route" => file.routes = list.entries(value, &name, key_span),
@@ -278,7 +282,7 @@ fn read_source(path: &Path, source: String) -> (Option<File>, Vec<Issue>) {
                     Some(key_span),
                     format!(
                         "unknown section `{other}`, expected one of `server`, `audit`, `runtime`, \
-                         `auth`, `registry`, `secrets`, `fleet`, `traces`, `tenant`, `upstream`, `route`"
+                         `auth`, `registry`, `secrets`, `fleet`, `traces`, `envoy`, `tenant`, `upstream`, `route`"
                     ),
                 )),
             }
@@ -341,7 +345,7 @@ impl File {
 
 /// The keys that differ between `old` and `new` but are read only at start: `[server]`
 /// (but `trusted_proxies`, `forwarded_header` and `[server.overload]`, which reloads apply), `[audit]`,
-/// `[runtime]`, `[registry]`, `[secrets]` (but its master keys), `[fleet]` and `[traces]`, each named down to
+/// `[runtime]`, `[registry]`, `[secrets]` (but its master keys), `[fleet]`, `[traces]` and `[envoy]`, each named down to
 /// the key under its section (`server.listen`, `server.tls`).
 pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     const APPLIED: [&str; 7] = [
@@ -357,7 +361,7 @@ pub fn needs_restart(old: &File, new: &File) -> Vec<String> {
     let (old, new) = (table(old), table(new));
     let mut changed = Vec::new();
     for section in [
-        "server", "audit", "runtime", "registry", "secrets", "fleet", "traces",
+        "server", "audit", "runtime", "registry", "secrets", "fleet", "traces", "envoy",
     ] {
         let empty = toml::Table::new();
         let key = |t: &toml::Table| match t.get(section) {
@@ -466,6 +470,7 @@ impl File {
             secrets: None,
             fleet: None,
             traces: None,
+            envoy: None,
             tenants: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),

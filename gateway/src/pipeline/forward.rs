@@ -185,6 +185,16 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
+    /// The URI it goes to.
+    pub(crate) fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
+    /// The headers it carries.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
     /// The headers to send (the trace context goes in here).
     pub(crate) fn headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.headers

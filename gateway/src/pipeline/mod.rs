@@ -21,6 +21,7 @@
 pub(crate) mod client;
 pub mod config;
 mod credentials;
+pub(crate) mod envoy;
 pub(crate) mod exchange;
 pub(crate) mod forward;
 pub(crate) mod io;
@@ -372,47 +373,15 @@ impl Pipeline {
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
-        if let Some(label) = route
-            .policies
-            .classification
-            .as_ref()
-            .and_then(|c| c.route_label())
-        {
-            ex.trace
-                .detail
-                .insert("classification".into(), label.name.clone().into());
-        }
-        let _admitted = phase!(ex, "admit", self.admit(route))?;
         let (parts, body) = req.into_parts();
-        let caller = phase!(ex, "auth", {
-            match route
-                .ips
-                .check(&parts.headers, peer, &routes.trusted_proxies)
-            {
-                Ok(()) => authenticate(routes, route, ex, &parts).await,
-                Err(e) => Err(e),
-            }
-        })?;
-        let bound = phase!(
-            ex,
-            "bind_tenant",
-            bind_tenant(routes, route, ex, parts, caller.as_ref(), peer).await
-        )?;
+        let head = self.head(routes, route, ex, parts, peer).await?;
         let body = phase!(ex, "read_body", route.policies.read_body(body).await)?;
-        let scope = self.scope(route, ex, caller.as_ref()).await?;
-        let request = policies::request_of(&bound.parts, bound.path, body);
-        let request = match phase!(
-            ex,
-            "request_policies",
-            route
-                .policies
-                .on_request(&scope, request, &mut ex.trace)
-                .await
-        )? {
-            Next::Forward(request) => request,
-            Next::Respond(answer) => return Ok(answer),
+        let (scope, request) = match self.request_phases(route, ex, &head, body).await? {
+            (scope, Next::Forward(request)) => (scope, request),
+            (_, Next::Respond(answer)) => return Ok(answer),
         };
-        let (response, deadline) = match self.upstream(route, ex, &request, &bound.origin).await? {
+        let origin = &head.bound.origin;
+        let (response, deadline) = match self.upstream(route, ex, &request, origin).await? {
             Answer::Streamed(response) => return Ok(Outcome::allowed(response)),
             Answer::Read(response, deadline) => (response, deadline),
         };
@@ -429,6 +398,71 @@ impl Pipeline {
             .extensions_mut()
             .insert(ResponseDeadline(deadline));
         Ok(outcome)
+    }
+
+    /// The phases on the request's head, in order: admit (limits), client addresses,
+    /// authenticate, bind tenant. What they hold (admission, the tenant's slot) is
+    /// held by the [`Head`] until the request ends.
+    pub(crate) async fn head(
+        &self,
+        routes: &Routes,
+        route: &Route,
+        ex: &mut Exchange,
+        parts: http::request::Parts,
+        peer: SocketAddr,
+    ) -> Result<Head, Error> {
+        if let Some(label) = route
+            .policies
+            .classification
+            .as_ref()
+            .and_then(|c| c.route_label())
+        {
+            ex.trace
+                .detail
+                .insert("classification".into(), label.name.clone().into());
+        }
+        let admitted = phase!(ex, "admit", self.admit(route))?;
+        let caller = phase!(ex, "auth", {
+            match route
+                .ips
+                .check(&parts.headers, peer, &routes.trusted_proxies)
+            {
+                Ok(()) => authenticate(routes, route, ex, &parts).await,
+                Err(e) => Err(e),
+            }
+        })?;
+        let bound = phase!(
+            ex,
+            "bind_tenant",
+            bind_tenant(routes, route, ex, parts, caller.as_ref(), peer).await
+        )?;
+        Ok(Head {
+            _admitted: Box::new(admitted),
+            caller,
+            bound,
+        })
+    }
+
+    /// The phases on the request as read: schema, request policies. What the policies
+    /// run with comes back too, for the response phases.
+    pub(crate) async fn request_phases(
+        &self,
+        route: &Route,
+        ex: &mut Exchange,
+        head: &Head,
+        body: bytes::Bytes,
+    ) -> Result<(Scope<'_>, Next), Error> {
+        let scope = self.scope(route, ex, head.caller.as_ref()).await?;
+        let request = policies::request_of(&head.bound.parts, head.bound.path.clone(), body);
+        let next = phase!(
+            ex,
+            "request_policies",
+            route
+                .policies
+                .on_request(&scope, request, &mut ex.trace)
+                .await
+        )?;
+        Ok((scope, next))
     }
 
     /// Phase: route. The most specific route for the request's host, normalized path and
@@ -455,7 +489,16 @@ impl Pipeline {
 
     /// Phase: admit to the gateway (load shedding) and the route (its concurrency). The
     /// guard holds both until the request ends.
-    fn admit(&self, route: &Route) -> Result<impl Sized, Error> {
+    fn admit(
+        &self,
+        route: &Route,
+    ) -> Result<
+        (
+            crate::resilience::Admission,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        Error,
+    > {
         let admission = self.shedder.admit(route.policies.run_any())?;
         let permit = route
             .permits
@@ -602,12 +645,20 @@ async fn authenticate(
     Ok(Some(caller))
 }
 
+/// What the head phases found and hold until the request ends.
+pub(crate) struct Head {
+    /// The gateway's and the route's admission.
+    _admitted: Box<dyn Send + Sync>,
+    pub(crate) caller: Option<Caller>,
+    pub(crate) bound: Bound,
+}
+
 /// A request bound to its route's tenant.
-struct Bound {
-    parts: http::request::Parts,
+pub(crate) struct Bound {
+    pub(crate) parts: http::request::Parts,
     /// The normalized path, as policies see it.
-    path: String,
-    origin: forward::Origin,
+    pub(crate) path: String,
+    pub(crate) origin: forward::Origin,
     /// The tenant's concurrency slot, held until the request ends.
     _slot: Option<crate::resilience::TenantSlot>,
 }

@@ -199,6 +199,11 @@ impl Routes {
             .cloned()
     }
 
+    /// The route called `name` (the one another proxy chose for a request).
+    pub(crate) fn named(&self, name: &str) -> Option<Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name).cloned()
+    }
+
     /// Loads every module, key and secret reference and compiles every rule of a
     /// checked `file`; resilience state comes from (and, on success, goes back to)
     /// `kept`. What `sources` does not hold (offline) is not loaded.

@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) use self::breaker::{Breaker, BreakerState};
 pub(crate) use self::budget::{LatencyWindow, RetryBudget};
 pub use self::config::{Breaker as BreakerConfig, Hedge, Overload, RateLimit, Retry};
-pub(crate) use self::shed::Shedder;
+pub(crate) use self::shed::{Admission, Shedder};
 pub(crate) use self::tenant::{Rate, TenantGuard, TenantSlot, retry_after};
 use crate::config as file;
 use crate::error::Error;

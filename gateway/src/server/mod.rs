@@ -163,6 +163,11 @@ impl Gateway {
             None => None,
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let envoy = match &self.file.envoy {
+            Some(e) => Some((bind(e.listen).await?, e.clone())),
+            None => None,
+        };
+        let envoy_addr = envoy.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = &server.connections;
@@ -240,6 +245,14 @@ impl Gateway {
                 }),
             ))
         });
+        let envoy_task = envoy.map(|(l, config)| {
+            tokio::spawn(crate::envoy::serve(
+                l,
+                config,
+                self.pipeline.clone(),
+                stop_rx.clone(),
+            ))
+        });
         if self.pipeline.registry().is_some() {
             tokio::spawn(follow_registry(self.pipeline.clone(), stop_rx));
         }
@@ -248,9 +261,12 @@ impl Gateway {
             exporters,
             proxy_addr,
             admin_addr,
+            envoy_addr,
             stop: stop_tx,
             proxy,
             admin: admin_task,
+            envoy: envoy_task,
+            grace,
             file_path: self.file.path.clone(),
             pipeline: self.pipeline,
         })
@@ -339,9 +355,12 @@ pub struct Running {
     exporters: crate::export::Exporters,
     proxy_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    envoy_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     proxy: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
+    envoy: Option<JoinHandle<()>>,
+    grace: Duration,
     file_path: PathBuf,
     pipeline: Arc<Pipeline>,
 }
@@ -364,6 +383,11 @@ impl Running {
     /// The admin listener's address.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The Envoy (ext_proc, ext_authz) listener's address, with `[envoy]`.
+    pub fn envoy_addr(&self) -> Option<SocketAddr> {
+        self.envoy_addr
     }
 
     /// The pipeline.
@@ -392,6 +416,11 @@ impl Running {
         let _ = self.proxy.await;
         if let Some(a) = self.admin {
             let _ = a.await;
+        }
+        if let Some(e) = self.envoy {
+            // Streams in flight get the grace period, as the proxy's requests do.
+            let grace = self.grace + Duration::from_secs(1);
+            let _ = tokio::time::timeout(grace, e).await;
         }
         let ledger = self.pipeline.ledger().clone();
         let exporters = self.exporters;

@@ -1,0 +1,162 @@
+//! Palisade inside Envoy (`[envoy]`, `docs/envoy.md`): a gRPC listener serving
+//! `envoy.service.ext_proc.v3.ExternalProcessor` ([`ext_proc`]),
+//! `envoy.service.auth.v3.Authorization` ([`ext_authz`]) and `grpc.health.v1.Health`,
+//! all with the pipeline `palisade serve` runs: the same routes, tenants, policies,
+//! redaction and audit ledger. The types and services are generated from Envoy's own
+//! protos (the `envoy-types` crate); none of the wire format is written here.
+//!
+//! The listener speaks plaintext HTTP/2 (h2c): it is for the Envoy beside it (the same
+//! pod or host, or over the mesh's mTLS); whoever reaches it can ask for decisions, so
+//! bind it where only Envoy can.
+
+mod ext_authz;
+mod ext_proc;
+mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// `[envoy]`: where Envoy reaches Palisade, and how long it waits for each answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The gRPC listener (`127.0.0.1:9001`).
+    pub listen: SocketAddr,
+    /// Envoy's `message_timeout` for ext_proc (200 ms unless set) or `timeout` for
+    /// ext_authz: every answer leaves within nine tenths of it, a late phase as 504
+    /// `envoy_message_timeout`. 1 ms .. 60 s.
+    #[serde(
+        default = "d::message_timeout",
+        rename = "message_timeout_ms",
+        with = "ms"
+    )]
+    pub message_timeout: Duration,
+    /// The largest gRPC message accepted (a buffered body and its headers). 16 MiB unless
+    /// set; at most 1 GiB. Keep it above the routes' `max_body_bytes` and
+    /// `max_response_bytes`.
+    #[serde(default = "d::max_message")]
+    pub max_message_bytes: usize,
+    /// Concurrent streams (requests) per Envoy connection. 1024 unless set.
+    #[serde(default = "d::streams")]
+    pub max_concurrent_streams: u32,
+}
+
+mod d {
+    use std::time::Duration;
+    pub(super) fn message_timeout() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub(super) fn max_message() -> usize {
+        16 << 20
+    }
+    pub(super) fn streams() -> u32 {
+        1024
+    }
+}
+
+mod ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+impl Config {
+    /// What is wrong with the section: `(key, message)`.
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.message_timeout) {
+            problems.push((
+                "envoy.message_timeout_ms",
+                "[envoy] message_timeout_ms must be 1 .. 60000".to_string(),
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.max_message_bytes) {
+            problems.push((
+                "envoy.max_message_bytes",
+                "[envoy] max_message_bytes must be 1024 .. 1073741824".to_string(),
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_concurrent_streams) {
+            problems.push((
+                "envoy.max_concurrent_streams",
+                "[envoy] max_concurrent_streams must be 1 .. 100000".to_string(),
+            ));
+        }
+        problems
+    }
+}
+
+/// What the services share.
+pub(crate) struct Settings {
+    message_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves ext_proc, ext_authz and health on `listener` until `stop`; health turns
+/// `NOT_SERVING` first, so that Envoy's health checks move traffic away while the
+/// streams in flight finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    config: Config,
+    pipeline: Arc<Pipeline>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let settings = Arc::new(Settings {
+        message_timeout: config.message_timeout,
+        metrics: pipeline.metrics().clone(),
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExternalProcessorServer<ext_proc::ExtProc>>()
+        .await;
+    health
+        .set_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
+        .await;
+    let ext_proc = ExternalProcessorServer::new(ext_proc::ExtProc {
+        pipeline: pipeline.clone(),
+        settings: settings.clone(),
+    })
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
+    let ext_authz = AuthorizationServer::new(ext_authz::ExtAuthz { pipeline, settings })
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+        health
+            .set_not_serving::<ExternalProcessorServer<ext_proc::ExtProc>>()
+            .await;
+        health
+            .set_not_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
+            .await;
+    };
+    let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(ext_proc)
+        .add_service(ext_authz)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the envoy listener stopped");
+    }
+}
