@@ -242,7 +242,11 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
     // 0: what the upstream saw, what the client got.
     let full = &r[0];
     assert_eq!(full["status"], 200, "{full}");
-    assert_eq!(full["bodies_sent"], json!(["request", "response"]), "{full}");
+    assert_eq!(
+        full["bodies_sent"],
+        json!(["request", "response"]),
+        "{full}"
+    );
     let echo: Value = serde_json::from_str(full["body"].as_str().unwrap()).unwrap();
     let seen = &echo["headers"];
     assert_eq!(seen["x-added"], "by-wasm");
@@ -427,4 +431,84 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         );
         assert!(metrics.contains(&series), "{series}: {metrics}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_overload_is_unavailable_for_failure_mode_allow_and_a_slow_phase_answers_in_time() {
+    let h = start_with(|up, _: &Path| {
+        Config::new(up)
+            .section(
+                "envoy",
+                "listen = \"127.0.0.1:0\"\nmessage_timeout_ms = 50\n",
+            )
+            .text(
+                r#"
+[[route]]
+name = "one"
+tenant = "acme"
+upstream = "up"
+path = "/one"
+concurrency = 1
+
+[[route]]
+name = "slow"
+tenant = "acme"
+upstream = "up"
+path = "/loop"
+[[route.request]]
+module = "@MISBEHAVE"
+fuel = 5000000000
+"#,
+            )
+    })
+    .await;
+    let r = envoy(
+        &h,
+        json!([
+            {"kind": "ext_proc", "method": "GET", "path": "/one",
+             "while_open": {"kind": "ext_proc", "method": "GET", "path": "/one"}},
+            {"kind": "ext_proc", "method": "GET", "path": "/loop"},
+        ]),
+    );
+    // The second request on a route of concurrency 1 is refused with a gRPC error:
+    // Envoy's failure_mode_allow decides, not Palisade. The first completes.
+    let held = &r[0];
+    assert_eq!(held["status"], 200, "{held}");
+    assert_eq!(held["while_open"]["grpc_error"], "UNAVAILABLE", "{held}");
+    let blocks = h.blocks();
+    let refused = blocks
+        .iter()
+        .find(|b| b["cause"] == "route_overloaded")
+        .expect("the refusal has its block");
+    assert_eq!(refused["decision"], "refused");
+
+    // A policy still running at nine tenths of Envoy's message_timeout: the answer
+    // leaves in time, a 504 naming why, and the block says so.
+    let slow = &r[1];
+    assert_eq!(slow["immediate"]["status"], 504, "{slow}");
+    let body: Value = serde_json::from_str(slow["immediate"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "envoy_message_timeout");
+    let b = block(&h, body["correlation_id"].as_str().unwrap());
+    assert_eq!(b["cause"], "envoy_message_timeout");
+    assert_eq!(b["decision"], "failed");
+}
+
+#[test]
+fn a_bad_envoy_section_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[audit]\nsqlite = \"audit.db\"\n\
+         [envoy]\nlisten = \"127.0.0.1:0\"\nmessage_timeout_ms = 0\nmax_message_bytes = 10\n",
+    )
+    .unwrap();
+    let out = crate::cli::palisade(&["check-config", "--offline", path.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("palisade.toml:7:1: [envoy]: message_timeout_ms must be 1 .. 60000"),
+        "{err}"
+    );
+    assert!(err.contains("palisade.toml:8:1: [envoy]: max_message_bytes must be 1024"), "{err}");
 }

@@ -128,6 +128,10 @@ def ext_proc(case):
                 return {"immediate": immediate(r), "at": "request_body", **seen}
             headers, body = common(headers, body, r.request_body.response)
 
+        if "while_open" in case:
+            # Another request while this one is still in flight (holding its admission).
+            seen["while_open"] = ext_proc(case["while_open"])
+
         # Upstream: what Envoy's router would send.
         conn = http.client.HTTPConnection(upstream, timeout=20)
         plain = [(k, v) for k, v in headers if not k.startswith(":") and k != "content-length"]

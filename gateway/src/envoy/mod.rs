@@ -81,19 +81,19 @@ impl Config {
         if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.message_timeout) {
             problems.push((
                 "envoy.message_timeout_ms",
-                "[envoy] message_timeout_ms must be 1 .. 60000".to_string(),
+                "message_timeout_ms must be 1 .. 60000".to_string(),
             ));
         }
         if !(1024..=1 << 30).contains(&self.max_message_bytes) {
             problems.push((
                 "envoy.max_message_bytes",
-                "[envoy] max_message_bytes must be 1024 .. 1073741824".to_string(),
+                "max_message_bytes must be 1024 .. 1073741824".to_string(),
             ));
         }
         if !(1..=100_000).contains(&self.max_concurrent_streams) {
             problems.push((
                 "envoy.max_concurrent_streams",
-                "[envoy] max_concurrent_streams must be 1 .. 100000".to_string(),
+                "max_concurrent_streams must be 1 .. 100000".to_string(),
             ));
         }
         problems
