@@ -31,9 +31,9 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
 };
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyMutation, BodyResponse, CommonResponse, HeadersResponse, ImmediateResponse,
-    ProcessingRequest, ProcessingResponse, body_mutation, common_response::ResponseStatus,
-    external_processor_server::ExternalProcessor, processing_request::Request as Message,
-    processing_response::Response as Answer,
+    ProcessingRequest, ProcessingResponse, TrailersResponse, body_mutation,
+    common_response::ResponseStatus, external_processor_server::ExternalProcessor,
+    processing_request::Request as Message, processing_response::Response as Answer,
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use http_body_util::BodyExt as _;
@@ -265,9 +265,13 @@ impl Talk<'_> {
         let h = loop {
             match self.next().await? {
                 Some(Message::ResponseHeaders(h)) => break h,
-                // Trailers are not asked for; a body we did not ask for is passed on.
-                Some(Message::RequestBody(_) | Message::RequestTrailers(_)) => {
+                // Trailers are not asked for; what comes anyway is passed on unchanged.
+                Some(Message::RequestBody(_)) => {
                     self.send(Answer::RequestBody(BodyResponse::default()), None)
+                        .await?;
+                }
+                Some(Message::RequestTrailers(_)) => {
+                    self.send(Answer::RequestTrailers(TrailersResponse::default()), None)
                         .await?;
                 }
                 Some(_) => return Err(Status::invalid_argument("expected response_headers")),
