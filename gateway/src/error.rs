@@ -163,6 +163,10 @@ pub enum Error {
     /// schema), which an ext_authz check never sees: it is served by ext_proc only. 500.
     #[error("route needs ext_proc")]
     NeedsExtProc,
+    /// Envoy went on without sending the body the route's phases read (its
+    /// `processing_mode` ignored Palisade's override): the answer is withheld. 500.
+    #[error("envoy did not send the body")]
+    EnvoyBodyNotSent,
 }
 
 impl Error {
@@ -200,7 +204,7 @@ impl Error {
             Error::UpstreamTimeout | Error::UpstreamDeadline | Error::MessageTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Error::NeedsExtProc => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::NeedsExtProc | Error::EnvoyBodyNotSent => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -240,6 +244,7 @@ impl Error {
             Error::AuditUnavailable => "audit_unavailable",
             Error::MessageTimeout => "envoy_message_timeout",
             Error::NeedsExtProc => "route_needs_ext_proc",
+            Error::EnvoyBodyNotSent => "envoy_body_not_sent",
         }
     }
 

@@ -220,7 +220,7 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         // Lua response policy changes headers; the caller's tenant claim is replaced.
         {"kind": "ext_proc", "method": "POST", "path": "/orders/7?x=1",
          "headers": {"authorization": acme, "x-debug": "1", "x-palisade-tenant": "globex",
-                     "content-type": "application/json"},
+                     "content-type": "application/json", "content-length": "15"},
          "body": "{\"item\":\"book\"}"},
         // 1: the JWT's tenant is not the route's: 403 before any body is read.
         {"kind": "ext_proc", "method": "POST", "path": "/orders/7",
@@ -231,9 +231,11 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         {"kind": "ext_proc", "method": "GET", "path": "/pii"},
         // 4: a policy that runs out of fuel under fail-closed: 500, a safe body.
         {"kind": "ext_proc", "method": "GET", "path": "/loop"},
-        // 5: the route Envoy's own route names (metadata), whatever the path.
-        {"kind": "ext_proc", "method": "POST", "path": "/elsewhere", "route": "plain",
-         "headers": {"authorization": acme}, "body": "{\"n\":1}"},
+        // 5: the route Envoy's own route names (gRPC metadata per route), with headers
+        // Envoy hid from Palisade (forward_rules) that must not reach the upstream.
+        {"kind": "ext_proc", "method": "POST", "path": "/plain/x", "route": "plain",
+         "headers": {"authorization": acme}, "body": "{\"n\":1}",
+         "hidden": {"x-real-ip": "6.6.6.6", "x-palisade-identity": "admin"}},
         // 6, 7: ext_authz allows with the headers to set, refuses without a token.
         {"kind": "ext_authz", "method": "GET", "path": "/plain/1",
          "headers": {"authorization": acme, "x-palisade-identity": "admin"}},
@@ -246,6 +248,8 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         // 10, 11: the client's address Envoy states counts (Envoy is a trusted proxy).
         {"kind": "ext_proc", "method": "GET", "path": "/office", "source": "203.0.113.9:5555"},
         {"kind": "ext_proc", "method": "GET", "path": "/office", "source": "198.51.100.1:5555"},
+        // 12: a named route never takes a request past its own path.
+        {"kind": "ext_proc", "method": "POST", "path": "/plain/x", "route": "guarded", "body": "q"},
     ]);
     let r = envoy(&h, cases);
 
@@ -356,6 +360,8 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
     let echo: Value = serde_json::from_str(named["body"].as_str().unwrap()).unwrap();
     assert_eq!(echo["headers"]["x-added"], "by-wasm");
     assert_eq!(echo["body"], "{\"n\":1}", "the body went through untouched");
+    assert!(echo["headers"].get("x-real-ip").is_none(), "{echo}");
+    assert_eq!(echo["headers"]["x-palisade-identity"], "user-1");
     assert_eq!(
         block(&h, named["headers"]["x-correlation-id"].as_str().unwrap())["route"],
         "plain"
@@ -406,6 +412,7 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
     assert_eq!(r[9]["status"], "SERVING");
     assert_eq!(r[10]["status"], 200, "{}", r[10]);
     assert_eq!(r[11]["immediate"]["status"], 403, "{}", r[11]);
+    assert_eq!(r[12]["immediate"]["status"], 404, "{}", r[12]);
 
     // One block per exchange and per check (health asks for none), and the chain holds.
     let blocks: Vec<Value> = h
@@ -415,7 +422,7 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         .collect();
     assert_eq!(
         blocks.len(),
-        11,
+        12,
         "{:#?}",
         blocks
             .iter()
@@ -448,16 +455,7 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_overload_is_unavailable_for_failure_mode_allow_and_a_slow_phase_answers_in_time() {
-    let h = start_with(|up, _: &Path| {
-        Config::new(up)
-            .section(
-                "envoy",
-                "listen = \"127.0.0.1:0\"\nmessage_timeout_ms = 50\n",
-            )
-            .text(
-                r#"
+const OVERLOAD_ROUTES: &str = r#"
 [[route]]
 name = "one"
 tenant = "acme"
@@ -480,15 +478,27 @@ path = "/loop"
 [[route.request]]
 module = "@MISBEHAVE"
 fuel = 5000000000
-"#,
-            )
-    })
-    .await;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_overload_slow_phases_untrusted_addresses_and_bad_headers() {
+    let gateway = |overload: &'static str| {
+        start_with(move |up, _: &Path| {
+            Config::new(up)
+                .section(
+                    "envoy",
+                    &format!("listen = \"127.0.0.1:0\"\nmessage_timeout_ms = 50\n{overload}"),
+                )
+                .text(OVERLOAD_ROUTES)
+        })
+    };
+    let h = gateway("").await;
+    let held = json!({"kind": "ext_proc", "method": "GET", "path": "/one",
+                      "while_open": {"kind": "ext_proc", "method": "GET", "path": "/one"}});
     let r = envoy(
         &h,
         json!([
-            {"kind": "ext_proc", "method": "GET", "path": "/one",
-             "while_open": {"kind": "ext_proc", "method": "GET", "path": "/one"}},
+            held,
             {"kind": "ext_proc", "method": "GET", "path": "/loop"},
             // Envoy is not a trusted proxy here: its word on the client is not taken.
             {"kind": "ext_proc", "method": "GET", "path": "/office", "source": "203.0.113.9:5555"},
@@ -496,13 +506,12 @@ fuel = 5000000000
             {"kind": "ext_proc", "method": "GET", "path": "/one", "headers": {"x-bad": "a\nb"}},
         ]),
     );
-    assert_eq!(r[2]["immediate"]["status"], 403, "{}", r[2]);
-    assert_eq!(r[3]["grpc_error"], "INVALID_ARGUMENT", "{}", r[3]);
-    // The second request on a route of concurrency 1 is refused with a gRPC error:
-    // Envoy's failure_mode_allow decides, not Palisade. The first completes.
+    // The second request on a route of concurrency 1 gets the gateway's 503, as a
+    // client of `palisade serve` would (never a gRPC error that failure_mode_allow
+    // could turn into a pass); the first completes.
     let held = &r[0];
     assert_eq!(held["status"], 200, "{held}");
-    assert_eq!(held["while_open"]["grpc_error"], "UNAVAILABLE", "{held}");
+    assert_eq!(held["while_open"]["immediate"]["status"], 503, "{held}");
     let blocks = h.blocks();
     let refused = blocks
         .iter()
@@ -519,6 +528,19 @@ fuel = 5000000000
     let b = block(&h, body["correlation_id"].as_str().unwrap());
     assert_eq!(b["cause"], "envoy_message_timeout");
     assert_eq!(b["decision"], "failed");
+    assert_eq!(r[2]["immediate"]["status"], 403, "{}", r[2]);
+    assert_eq!(r[3]["grpc_error"], "INVALID_ARGUMENT", "{}", r[3]);
+
+    // overload = "unavailable": a gRPC error, for Envoy's failure_mode_allow to decide.
+    let u = gateway("overload = \"unavailable\"\n").await;
+    let r = envoy(
+        &u,
+        json!([{"kind": "ext_proc", "method": "GET", "path": "/one",
+                "while_open": {"kind": "ext_proc", "method": "GET", "path": "/one"}}]),
+    );
+    assert_eq!(r[0]["status"], 200, "{}", r[0]);
+    assert_eq!(r[0]["while_open"]["grpc_error"], "UNAVAILABLE", "{}", r[0]);
+    assert!(u.blocks().iter().any(|b| b["cause"] == "route_overloaded"));
 }
 
 #[test]

@@ -13,8 +13,10 @@ request goes to the real upstream at UPSTREAM_ADDR over HTTP/1.1. Prints one JSO
 per case, as a list.
 """
 
+import faulthandler
 import http.client
 import json
+import os
 import queue
 import sys
 
@@ -27,6 +29,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as epg
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# A hung exchange shows where it hangs and ends the run instead of the test suite.
+faulthandler.dump_traceback_later(60, exit=True)
 grpc_addr, upstream = sys.argv[1], sys.argv[2]
 channel = grpc.insecure_channel(grpc_addr)
 HVO = base_pb2.HeaderValueOption
@@ -80,9 +84,14 @@ def pseudo(headers, name):
     return next((v for k, v in headers if k == name), None)
 
 
+streams = []
+
+
 def ext_proc(case):
     q = queue.Queue()
-    stream = epg.ExternalProcessorStub(channel).Process(iter(q.get, None), timeout=20)
+    # The route name, as ExtProcPerRoute.overrides.grpc_initial_metadata sets it.
+    metadata = (("x-palisade-route", case["route"]),) if "route" in case else None
+    stream = epg.ExternalProcessorStub(channel).Process(iter(q.get, None), timeout=20, metadata=metadata)
     mode = pm.ProcessingMode(
         request_header_mode=pm.ProcessingMode.SEND,
         response_header_mode=pm.ProcessingMode.SEND,
@@ -108,10 +117,9 @@ def ext_proc(case):
     first = ep.ProcessingRequest(
         request_headers=ep.HttpHeaders(headers=header_map(headers), end_of_stream=not body)
     )
-    if "route" in case:
-        first.metadata_context.filter_metadata["palisade"].CopyFrom(
-            struct_pb2.Struct(fields={"route": struct_pb2.Value(string_value=case["route"])})
-        )
+    # Headers Envoy's forward_rules hide from the processor are still in Envoy's map:
+    # mutations apply to them, and they go upstream unless removed.
+    headers = headers + [(k.lower(), v) for k, v in case.get("hidden", {}).items()]
     if "source" in case:
         first.attributes["envoy.filters.http.ext_proc"].CopyFrom(
             struct_pb2.Struct(fields={"source.address": struct_pb2.Value(string_value=case["source"])})
@@ -132,7 +140,11 @@ def ext_proc(case):
             # Another request while this one is still in flight (holding its admission).
             seen["while_open"] = ext_proc(case["while_open"])
 
-        # Upstream: what Envoy's router would send.
+        # Upstream: what Envoy's router would send. Envoy refuses a body whose
+        # content-length the mutations left wrong.
+        length = pseudo(headers, "content-length")
+        if length is not None and int(length) != len(body):
+            return {"envoy_error": "content-length mismatch", **seen}
         conn = http.client.HTTPConnection(upstream, timeout=20)
         plain = [(k, v) for k, v in headers if not k.startswith(":") and k != "content-length"]
         conn.putrequest(pseudo(headers, ":method"), pseudo(headers, ":path"), skip_accept_encoding=True)
@@ -170,6 +182,10 @@ def ext_proc(case):
         return {"grpc_error": e.code().name, "details": e.details(), **seen}
     finally:
         q.put(None)
+        # Closed here, not by the garbage collector: grpc's Rendezvous.__del__ can
+        # deadlock on its own lock when collected at an arbitrary point.
+        stream.cancel()
+        streams.append(stream)
 
 
 def ext_authz(case):
@@ -190,29 +206,35 @@ def ext_authz(case):
         ),
     )
     if "route" in case:
-        attrs.route_metadata_context.filter_metadata["palisade"].CopyFrom(
-            struct_pb2.Struct(fields={"route": struct_pb2.Value(string_value=case["route"])})
-        )
+        # ExtAuthzPerRoute.check_settings.context_extensions.
+        attrs.context_extensions["palisade_route"] = case["route"]
     stub = external_auth_pb2_grpc.AuthorizationStub(channel)
     try:
         r = stub.Check(external_auth_pb2.CheckRequest(attributes=attrs), timeout=20)
     except grpc.RpcError as e:
         return {"grpc_error": e.code().name, "details": e.details()}
+    def authz(options):
+        """ext_authz reads `value` (never raw_value) and the `append` flag."""
+        out = {}
+        for o in options:
+            out[o.header.key.lower()] = o.header.value
+        return out
+
     if r.HasField("ok_response"):
         ok = r.ok_response
         return {
             "allowed": True,
             "code": r.status.code,
-            "set": dict(apply([], ep.HeaderMutation(set_headers=ok.headers))),
+            "set": authz(ok.headers),
             "remove": list(ok.headers_to_remove),
-            "response_headers": dict(apply([], ep.HeaderMutation(set_headers=ok.response_headers_to_add))),
+            "response_headers": authz(ok.response_headers_to_add),
         }
     d = r.denied_response
     return {
         "allowed": False,
         "code": r.status.code,
         "status": d.status.code,
-        "headers": dict(apply([], ep.HeaderMutation(set_headers=d.headers))),
+        "headers": authz(d.headers),
         "body": d.body,
     }
 
@@ -227,3 +249,5 @@ results = []
 for case in json.load(sys.stdin):
     results.append({"ext_proc": ext_proc, "ext_authz": ext_authz, "health": health}[case["kind"]](case))
 print(json.dumps(results))
+sys.stdout.flush()
+os._exit(0)

@@ -64,8 +64,19 @@ impl Authorization for ExtAuthz {
         let peer = source(&attributes)
             .filter(|_| self.pipeline.trusts_proxy(envoy.ip()))
             .unwrap_or(envoy);
-        let named = headers::route_name(attributes.route_metadata_context.as_ref())
+        let named = attributes
+            .context_extensions
+            .get(super::ROUTE_EXTENSION)
+            .cloned()
+            .or_else(|| headers::route_name(attributes.route_metadata_context.as_ref()))
             .or_else(|| headers::route_name(attributes.metadata_context.as_ref()));
+        // Whether the check carries the whole body: Envoy marks a cut one, and gives the
+        // size when it knows it (-1 when it does not).
+        let partial = http
+            .headers
+            .get("x-envoy-auth-partial-body")
+            .is_some_and(|v| v == "true");
+        let size = http.size;
         let mut c = self.pipeline.carried(&req, peer);
         let (parts, ()) = req.into_parts();
         let sent = parts.headers.clone();
@@ -74,10 +85,16 @@ impl Authorization for ExtAuthz {
         } else {
             Bytes::from(http.raw_body.clone())
         };
-        let budget = self.settings.message_timeout * 9 / 10;
-        let decided = tokio::time::timeout(budget, decide(&mut c, parts, peer, named, &body))
-            .await
-            .unwrap_or(Err(Error::MessageTimeout));
+        let carried = Checked {
+            named,
+            body: &body,
+            partial,
+            size,
+        };
+        let decided =
+            tokio::time::timeout(self.settings.budget(), decide(&mut c, parts, peer, carried))
+                .await
+                .unwrap_or(Err(Error::MessageTimeout));
         let (tenant, route) = c
             .route()
             .map(|r| (r.tenant.clone(), r.name.clone()))
@@ -94,15 +111,15 @@ impl Authorization for ExtAuthz {
                         crate::body::full(Bytes::new()),
                     ))))
                     .await;
-                if answer.status() == http::StatusCode::OK {
-                    allow(&sent, out, answer.headers())
-                } else {
-                    deny(answer).await
+                match allow(&sent, out, answer.headers()) {
+                    Ok(ok) if answer.status() == http::StatusCode::OK => ok,
+                    Ok(_) => deny(answer).await,
+                    Err(m) => return Err(m.into()),
                 }
             }
             Ok(Decided::Respond(outcome)) => deny(c.finish(Ok(outcome)).await).await,
             Err(e) => {
-                let overload = matches!(e, Error::Shed | Error::Overloaded);
+                let overload = self.settings.unavailable(&e);
                 let answer = c.finish(Err(e)).await;
                 if overload {
                     observe();
@@ -121,14 +138,27 @@ enum Decided {
     Respond(crate::pipeline::Outcome),
 }
 
+/// What the check says of the request beyond its head.
+struct Checked<'a> {
+    named: Option<String>,
+    body: &'a Bytes,
+    partial: bool,
+    size: i64,
+}
+
 /// The request phases, and what a check cannot carry refused.
 async fn decide(
     c: &mut Carried<'_>,
     parts: http::request::Parts,
     peer: SocketAddr,
-    named: Option<String>,
-    body: &Bytes,
+    carried: Checked<'_>,
 ) -> Result<Decided, Error> {
+    let Checked {
+        named,
+        body,
+        partial,
+        size,
+    } = carried;
     let path = parts.uri.path_and_query().map(|p| p.to_string());
     let method = parts.method.clone();
     let declared = parts
@@ -136,8 +166,16 @@ async fn decide(
         .get(http::header::CONTENT_LENGTH)
         .is_some_and(|v| v.as_bytes() != b"0")
         || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    // No body in the check is no body only when nothing says there is one: a length,
+    // chunked, or a size Envoy did not know on a method that carries bodies.
+    let bodiless = matches!(
+        method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE
+    );
+    let missing = body.is_empty() && (declared || size > 0 || (size < 0 && !bodiless));
+    let cut = partial || (size > 0 && (body.len() as i64) < size);
     c.head(parts, peer, named.as_deref()).await?;
-    if c.reads_answer() || (c.reads_body() && body.is_empty() && declared) {
+    if c.reads_answer() || (c.reads_body() && (missing || cut)) {
         return Err(Error::NeedsExtProc);
     }
     match c.request(body.clone()).await? {
@@ -209,8 +247,9 @@ fn allow(
     sent: &http::HeaderMap,
     out: crate::pipeline::forward::Outbound,
     answer: &http::HeaderMap,
-) -> CheckResponse {
-    let mutation = headers::mutation(sent, out.headers(), &[]).unwrap_or_default();
+) -> Result<CheckResponse, headers::Malformed> {
+    let mut mutation = headers::mutation(sent, out.headers(), &[]).unwrap_or_default();
+    headers::strip_reserved(&mut mutation, out.headers());
     let back = answer
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
@@ -223,19 +262,19 @@ fn allow(
             append_action: 2, // OVERWRITE_IF_EXISTS_OR_ADD
             ..HeaderValueOption::default()
         });
-    CheckResponse {
+    Ok(CheckResponse {
         status: Some(rpc::Status {
             code: OK,
             ..rpc::Status::default()
         }),
         http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
-            headers: mutation.set_headers,
+            headers: headers::for_authz(mutation.set_headers)?,
             headers_to_remove: mutation.remove_headers,
             response_headers_to_add: back.into_iter().collect(),
             ..OkHttpResponse::default()
         })),
         ..CheckResponse::default()
-    }
+    })
 }
 
 /// Denied: the pipeline's answer (a refusal, a policy's own response) for the client.
@@ -248,6 +287,7 @@ async fn deny(answer: http::Response<crate::body::Body>) -> CheckResponse {
         .unwrap_or_default();
     let headers = headers::mutation(&http::HeaderMap::new(), &parts.headers, &[])
         .map(|m| m.set_headers)
+        .and_then(|h| headers::for_authz(h).ok())
         .unwrap_or_default();
     CheckResponse {
         status: Some(rpc::Status {

@@ -22,9 +22,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ProcessingMode, processing_mode::BodySendMode,
@@ -66,6 +66,14 @@ impl ExternalProcessor for ExtProc {
         let envoy = request
             .remote_addr()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // The route Envoy's own route names, per route, in the stream's gRPC metadata
+        // (`ExtProcPerRoute.overrides.grpc_initial_metadata`): the operator's, never the
+        // client's.
+        let named = request
+            .metadata()
+            .get(super::ROUTE_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let pipeline = self.pipeline.clone();
@@ -76,7 +84,7 @@ impl ExternalProcessor for ExtProc {
                 tx: &tx,
                 settings: &settings,
             };
-            if let Err(status) = talk.exchange(&pipeline, envoy).await {
+            if let Err(status) = talk.exchange(&pipeline, envoy, named).await {
                 let _ = tx.send(Err(status)).await;
             }
         });
@@ -114,46 +122,67 @@ impl Talk<'_> {
             .map_err(|_| Status::cancelled("envoy left"))
     }
 
-    /// Runs `phase` within the message budget ([`Settings::message_timeout`]).
-    async fn timed<T>(&self, phase: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        tokio::time::timeout(self.settings.budget(), phase)
+    /// Runs `phase` by `deadline`: the budget of the message being answered.
+    async fn timed<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        phase: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout_at(deadline, phase)
             .await
             .unwrap_or(Err(Error::MessageTimeout))
     }
 
-    /// Reads a body Envoy sends in one or more `*_body` messages, by `max` bytes.
+    /// The deadline of a message received now.
+    fn budget(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.settings.budget()
+    }
+
+    /// Reads the body Envoy sends: `BUFFERED`, so one message holds all of it (trailers,
+    /// when the client sent some, would follow, and Envoy waits for this answer first),
+    /// by `max` bytes and `wait`. `Ok(Err(..))` is the request's failure, answered to
+    /// Envoy; `Err` ends the stream. A headers message instead of the body (Envoy ignored
+    /// the override, or answered locally) fails closed.
     async fn body(
         &mut self,
         response: bool,
         max: u64,
-        too_large: Error,
+        wait: std::time::Duration,
     ) -> Result<Result<Bytes, Error>, Status> {
-        let mut body = BytesMut::new();
-        loop {
-            let chunk = match (self.next().await?, response) {
-                (Some(Message::RequestBody(b)), false) | (Some(Message::ResponseBody(b)), true) => {
-                    b
-                }
-                (Some(_), _) => return Err(Status::invalid_argument("expected a body message")),
-                (None, _) => return Err(Status::cancelled("envoy left before the body ended")),
-            };
-            if (body.len() + chunk.body.len()) as u64 > max {
-                return Ok(Err(too_large));
-            }
-            body.extend_from_slice(&chunk.body);
-            if chunk.end_of_stream {
-                return Ok(Ok(body.freeze()));
-            }
+        let message = match tokio::time::timeout(wait, self.next()).await {
+            Err(_) if response => return Ok(Err(Error::UpstreamDeadline)),
+            Err(_) => return Ok(Err(Error::BodyTimeout)),
+            Ok(m) => m?,
+        };
+        let chunk = match (message, response) {
+            (Some(Message::RequestBody(b)), false) | (Some(Message::ResponseBody(b)), true) => b,
+            (Some(Message::ResponseHeaders(_)), _) => return Ok(Err(Error::EnvoyBodyNotSent)),
+            (Some(_), _) => return Err(Status::invalid_argument("expected a body message")),
+            (None, _) => return Err(Status::cancelled("envoy left before the body")),
+        };
+        if chunk.body.len() as u64 > max {
+            return Ok(Err(if response {
+                Error::Redaction("response_too_large")
+            } else {
+                Error::BodyTooLarge
+            }));
         }
+        Ok(Ok(Bytes::from(chunk.body)))
     }
 
     /// The whole exchange, from `request_headers` to the last answer.
-    async fn exchange(&mut self, pipeline: &Pipeline, envoy: SocketAddr) -> Result<(), Status> {
+    async fn exchange(
+        &mut self,
+        pipeline: &Pipeline,
+        envoy: SocketAddr,
+        named: Option<String>,
+    ) -> Result<(), Status> {
         let first = match self.inbound.message().await? {
             Some(m) => m,
             None => return Ok(()),
         };
         let started = Instant::now();
+        let deadline = self.budget();
         let Some(Message::RequestHeaders(h)) = first.request else {
             return Err(Status::invalid_argument(
                 "the first message must be request_headers",
@@ -165,10 +194,10 @@ impl Talk<'_> {
         let peer = headers::source_address(&first.attributes)
             .filter(|_| pipeline.trusts_proxy(envoy.ip()))
             .unwrap_or(envoy);
-        let named = headers::route_name(first.metadata_context.as_ref());
+        let named = named.or_else(|| headers::route_name(first.metadata_context.as_ref()));
         let mut c = pipeline.carried(&req, peer);
         let (parts, ()) = req.into_parts();
-        let sent = Sent {
+        let mut sent = Sent {
             headers: parts.headers.clone(),
             path: parts
                 .uri
@@ -177,8 +206,18 @@ impl Talk<'_> {
                 .unwrap_or_default(),
             method: parts.method.clone(),
         };
-        if let Err(e) = self.timed(c.head(parts, peer, named.as_deref())).await {
+        let declared = declared_length(&parts.headers);
+        if let Err(e) = self
+            .timed(deadline, c.head(parts, peer, named.as_deref()))
+            .await
+        {
             return self.refuse(c, e, "request_headers", started).await;
+        }
+        let limits = c.limits();
+        if declared.is_some_and(|n| n > limits.max_body) {
+            return self
+                .refuse(c, Error::BodyTooLarge, "request_headers", started)
+                .await;
         }
         let reads_body = c.reads_body() && !h.end_of_stream;
         let mode = ProcessingMode {
@@ -194,24 +233,38 @@ impl Talk<'_> {
             } as i32,
             ..ProcessingMode::default()
         };
-        let (body, message, started) = if reads_body {
+        let (body, message, started, deadline) = if reads_body {
+            // What the head phases alone decide (the caller's gateway-only headers gone,
+            // the tenant's set) goes now, whatever Envoy does next.
+            let bound = c.bound_request().ok_or(Status::internal("no head"))?;
+            let out = match self.timed(deadline, c.outbound(&bound)).await {
+                Ok(out) => out,
+                Err(e) => return self.refuse(c, e, "request_headers", started).await,
+            };
+            let common = CommonResponse {
+                header_mutation: request_mutation(&mut sent, &out),
+                ..CommonResponse::default()
+            };
             self.send(
-                Answer::RequestHeaders(HeadersResponse::default()),
+                Answer::RequestHeaders(HeadersResponse {
+                    response: Some(common),
+                }),
                 Some(mode),
             )
             .await?;
             self.observe(&c, "request_headers", started);
-            let max = c.limits().max_body;
-            let body = self.body(false, max, Error::BodyTooLarge).await?;
+            let body = self
+                .body(false, limits.max_body, limits.body_timeout)
+                .await?;
             let started = Instant::now();
             match body {
-                Ok(b) => (b, "request_body", started),
+                Ok(b) => (b, "request_body", started, self.budget()),
                 Err(e) => return self.refuse(c, e, "request_body", started).await,
             }
         } else {
-            (Bytes::new(), "request_headers", started)
+            (Bytes::new(), "request_headers", started, deadline)
         };
-        let forward = match self.timed(c.request(body.clone())).await {
+        let forward = match self.timed(deadline, c.request(body.clone())).await {
             Ok(Carry::Forward(request)) => request,
             Ok(Carry::Respond(outcome)) => {
                 let labels = Labels::of(&c);
@@ -220,27 +273,27 @@ impl Talk<'_> {
             }
             Err(e) => return self.refuse(c, e, message, started).await,
         };
-        let out = match self.timed(c.outbound(&forward)).await {
+        let out = match self.timed(deadline, c.outbound(&forward)).await {
+            Ok(out) if out.method != sent.method => {
+                // Envoy applies `:method` only with `allow_all_routing`, and otherwise
+                // drops it without a word: refused, so the block never names a method
+                // the upstream did not see.
+                let e = Error::RequestPolicy {
+                    cause: crate::pipeline::POLICY_INVALID_OUTPUT,
+                    detail: "behind Envoy a policy cannot change the method".into(),
+                };
+                return self.refuse(c, e, message, started).await;
+            }
             Ok(out) => out,
             Err(e) => return self.refuse(c, e, message, started).await,
         };
-        let mut pseudo = Vec::new();
-        let path = out
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        if path != sent.path {
-            pseudo.push((":path", path));
-        }
-        if out.method != sent.method {
-            pseudo.push((":method", out.method.to_string()));
-        }
         let mut common = CommonResponse {
-            header_mutation: headers::mutation(&sent.headers, out.headers(), &pseudo),
+            header_mutation: request_mutation(&mut sent, &out),
             ..CommonResponse::default()
         };
         if forward.body != body {
+            let m = common.header_mutation.get_or_insert_with(Default::default);
+            m.remove_headers.push("content-length".into());
             common.body_mutation = Some(replace(forward.body.clone()));
             if !reads_body {
                 common.status = ResponseStatus::ContinueAndReplace as i32;
@@ -262,8 +315,22 @@ impl Talk<'_> {
 
     /// The response side: its phases, the audit block, the last answer.
     async fn respond(&mut self, mut c: Carried<'_>) -> Result<(), Status> {
+        // Envoy's upstream call is bounded by the route's total deadline, as the gateway's
+        // own is: past it the block says so and the route's slots are released.
+        let total = c
+            .deadline()
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(30));
         let h = loop {
-            match self.next().await? {
+            let next = match tokio::time::timeout_at(total, self.next()).await {
+                Ok(next) => next?,
+                Err(_) => {
+                    let _ = c.finish(Err(Error::UpstreamDeadline)).await;
+                    return Err(Status::deadline_exceeded(
+                        "the route's total deadline passed",
+                    ));
+                }
+            };
+            match next {
                 Some(Message::ResponseHeaders(h)) => break h,
                 // Trailers are not asked for; what comes anyway is passed on unchanged.
                 Some(Message::RequestBody(_)) => {
@@ -290,9 +357,8 @@ impl Talk<'_> {
                 .await?;
             self.observe(&c, message, started);
             let max = c.limits().max_response;
-            let body = self
-                .body(true, max, Error::Redaction("response_too_large"))
-                .await?;
+            let wait = total.saturating_duration_since(tokio::time::Instant::now());
+            let body = self.body(true, max, wait).await?;
             started = Instant::now();
             message = "response_body";
             match body {
@@ -308,7 +374,8 @@ impl Talk<'_> {
             headers: pairs,
             body: body.clone(),
         };
-        let outcome = match self.timed(c.response(upstream)).await {
+        let deadline = self.budget();
+        let outcome = match self.timed(deadline, c.response(upstream)).await {
             Ok(o) => o,
             Err(e) => return self.refuse(c, e, message, started).await,
         };
@@ -356,7 +423,7 @@ impl Talk<'_> {
         message: &'static str,
         started: Instant,
     ) -> Result<(), Status> {
-        let overload = matches!(e, Error::Shed | Error::Overloaded);
+        let overload = self.settings.unavailable(&e);
         let labels = Labels::of(&c);
         let answer = c.finish(Err(e)).await;
         if overload {
@@ -440,10 +507,35 @@ async fn collect(body: crate::body::Body) -> Bytes {
         .unwrap_or_default()
 }
 
-impl Settings {
-    /// How long one message may take: nine tenths of Envoy's `message_timeout`, so that
-    /// the answer (or the reason) reaches Envoy before it gives up.
-    fn budget(&self) -> Duration {
-        self.message_timeout * 9 / 10
+/// The mutation making the request Envoy holds (`sent`) into `out`, which Envoy then
+/// holds: `:path` when it changed, every reserved name removed even when Envoy did not
+/// show it to Palisade ([`headers::RESERVED`]).
+fn request_mutation(
+    sent: &mut Sent,
+    out: &crate::pipeline::forward::Outbound,
+) -> Option<envoy_types::pb::envoy::service::ext_proc::v3::HeaderMutation> {
+    let mut pseudo = Vec::new();
+    let path = out
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    if path != sent.path {
+        pseudo.push((":path", path.clone()));
     }
+    let mut m = headers::mutation(&sent.headers, out.headers(), &pseudo).unwrap_or_default();
+    headers::strip_reserved(&mut m, out.headers());
+    sent.headers = out.headers().clone();
+    sent.path = path;
+    Some(m)
+}
+
+/// The body length the request declares (`content-length`), if any.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -168,6 +168,68 @@ pub(crate) fn mutation(
     (!m.set_headers.is_empty() || !m.remove_headers.is_empty()).then_some(m)
 }
 
+/// Names only the gateway may send upstream, removed from every request Palisade
+/// passes even when Envoy did not show them (its `forward_rules` or ext_authz
+/// `allowed_headers` can hide headers from Palisade, not from the upstream). The prefixes
+/// (`x-palisade-*`, `x-tenant*`) cannot be listed: docs/envoy.md forbids hiding them.
+pub(crate) const RESERVED: [&str; 20] = [
+    "x-palisade-tenant",
+    "x-palisade-identity",
+    "x-palisade-route",
+    "x-tenant",
+    "x-tenant-id",
+    "x-correlation-id",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+];
+
+/// Adds every [`RESERVED`] name the request will not carry (`after`) to the removals.
+pub(crate) fn strip_reserved(m: &mut HeaderMutation, after: &HttpHeaders) {
+    for name in RESERVED {
+        if !after.contains_key(name) && !m.remove_headers.iter().any(|r| r == name) {
+            m.remove_headers.push(name.to_string());
+        }
+    }
+}
+
+/// The same options as ext_authz reads them: Envoy's ext_authz takes `value` only (and
+/// replaces by default), so a value goes there; one that is not UTF-8 cannot be carried
+/// and is refused.
+pub(crate) fn for_authz(
+    options: Vec<HeaderValueOption>,
+) -> Result<Vec<HeaderValueOption>, Malformed> {
+    options
+        .into_iter()
+        .map(|mut o| {
+            if let Some(h) = o.header.as_mut() {
+                let raw = std::mem::take(&mut h.raw_value);
+                h.value =
+                    String::from_utf8(raw).map_err(|_| Malformed("a header value is not UTF-8"))?;
+            }
+            // ext_authz reads the deprecated `append` flag: false replaces.
+            #[allow(deprecated)]
+            {
+                o.append = Some(envoy_types::pb::google::protobuf::BoolValue {
+                    value: o.append_action == HeaderAppendAction::AppendIfExistsOrAdd as i32,
+                });
+            }
+            Ok(o)
+        })
+        .collect()
+}
+
 fn option(name: &str, value: &[u8], action: HeaderAppendAction) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {

@@ -26,6 +26,14 @@ use tokio::sync::watch;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
+/// The gRPC metadata key naming the Palisade route on an ext_proc stream, set per route
+/// by Envoy's `ExtProcPerRoute.overrides.grpc_initial_metadata`.
+pub(crate) const ROUTE_METADATA: &str = "x-palisade-route";
+
+/// The ext_authz `context_extensions` key naming the Palisade route, set per route by
+/// Envoy's `ExtAuthzPerRoute.check_settings.context_extensions`.
+pub(crate) const ROUTE_EXTENSION: &str = "palisade_route";
+
 /// `[envoy]`: where Envoy reaches Palisade, and how long it waits for each answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +57,24 @@ pub struct Config {
     /// Concurrent streams (requests) per Envoy connection. 1024 unless set.
     #[serde(default = "d::streams")]
     pub max_concurrent_streams: u32,
+    /// What overload (`gateway_overloaded`, `route_overloaded`) answers: `"respond"`
+    /// (the default) a 503 to the client, as `palisade serve` does; `"unavailable"` a
+    /// gRPC `UNAVAILABLE`, which Envoy's `failure_mode_allow` decides on. Only with
+    /// `failure_mode_allow: false`: otherwise a client that fills a route's
+    /// `concurrency` gets its requests through without Palisade.
+    #[serde(default)]
+    pub overload: Overload,
+}
+
+/// `[envoy] overload`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overload {
+    /// A 503 with `Retry-After`, as an immediate response (or a denied check).
+    #[default]
+    Respond,
+    /// A gRPC `UNAVAILABLE`.
+    Unavailable,
 }
 
 mod d {
@@ -103,7 +129,23 @@ impl Config {
 /// What the services share.
 pub(crate) struct Settings {
     message_timeout: Duration,
+    overload: Overload,
     metrics: Arc<Metrics>,
+}
+
+impl Settings {
+    /// How long the phases answering one message may take: nine tenths of Envoy's
+    /// `message_timeout`, so that the answer (or the reason) reaches Envoy before it gives
+    /// up.
+    fn budget(&self) -> Duration {
+        self.message_timeout * 9 / 10
+    }
+
+    /// Whether `e` is answered as a gRPC `UNAVAILABLE` rather than to the client.
+    fn unavailable(&self, e: &crate::error::Error) -> bool {
+        use crate::error::Error;
+        self.overload == Overload::Unavailable && matches!(e, Error::Shed | Error::Overloaded)
+    }
 }
 
 /// Serves ext_proc, ext_authz and health on `listener` until `stop`; health turns
@@ -117,6 +159,7 @@ pub(crate) async fn serve(
 ) {
     let settings = Arc::new(Settings {
         message_timeout: config.message_timeout,
+        overload: config.overload,
         metrics: pipeline.metrics().clone(),
     });
     let (health, health_service) = tonic_health::server::health_reporter();

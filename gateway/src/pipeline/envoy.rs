@@ -85,12 +85,12 @@ impl<'p> Carried<'p> {
                 .pipeline
                 .route(&self.routes, &mut self.ex, &parts.method)?,
             Some(name) => {
+                let path = self.ex.path.as_deref().map_err(|_| Error::BadPath)?;
+                let host = self.ex.host.as_deref().ok_or(Error::AmbiguousHost)?;
                 let route = self
                     .routes
-                    .named(name)
-                    .filter(|r| r.policies.methods.allows(parts.method.as_str()))
+                    .named(name, host, path, &parts.method)
                     .ok_or(Error::NoRoute)?;
-                self.ex.path.as_ref().map_err(|_| Error::BadPath)?;
                 self.ex.routed(
                     &route.tenant,
                     &route.name,
@@ -133,6 +133,22 @@ impl<'p> Carried<'p> {
             .as_ref()
             .map(|r| r.policies.limits)
             .unwrap_or_default()
+    }
+
+    /// The request as bound, before any policy: what the head phases alone let through.
+    pub(crate) fn bound_request(&self) -> Option<Request> {
+        let head = self.head.as_ref()?;
+        Some(super::request_of(
+            &head.bound.parts,
+            head.bound.path.clone(),
+            Bytes::new(),
+        ))
+    }
+
+    /// When the route's total deadline passes (the whole exchange, Envoy's upstream call
+    /// included).
+    pub(crate) fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.route.as_ref().map(|r| self.ex.begun + r.total)
     }
 
     /// Phases: read body (already whole), schema, request policies.

@@ -113,7 +113,7 @@ pub(crate) struct Exchange {
     /// What the policy chains did, for the audit record.
     pub(crate) trace: Trace,
     started: Instant,
-    begun: tokio::time::Instant,
+    pub(crate) begun: tokio::time::Instant,
     pending: Pending,
     /// Set by [`Exchange::routed`].
     upstream: Option<String>,

@@ -182,26 +182,43 @@ pub(crate) struct Routes {
     pub(crate) trusted_proxies: super::client::Proxies,
 }
 
+/// `host[:port]` without a numeric port.
+fn without_port(host: &str) -> &str {
+    host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}
+
 impl Routes {
     /// The most specific route for a request: exact host before wildcard before any,
     /// then the longest path prefix, then a method list before none.
     pub(crate) fn find(&self, host: &str, path: &str, method: &http::Method) -> Option<Arc<Route>> {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
+        let host = without_port(host);
         self.routes
             .iter()
             .find(|r| r.matches(host, path, method))
             .cloned()
     }
 
-    /// The route called `name` (the one another proxy chose for a request).
-    pub(crate) fn named(&self, name: &str) -> Option<Arc<Route>> {
-        self.routes.iter().find(|r| r.name == name).cloned()
+    /// The route called `name` (the one another proxy chose for a request), if the
+    /// request is one it matches: the other proxy's choice never takes a request past
+    /// the host, path prefix and methods its route was written for.
+    pub(crate) fn named(
+        &self,
+        name: &str,
+        host: &str,
+        path: &str,
+        method: &http::Method,
+    ) -> Option<Arc<Route>> {
+        let host = without_port(host);
+        self.routes
+            .iter()
+            .find(|r| r.name == name && r.matches(host, path, method))
+            .cloned()
     }
 
     /// Loads every module, key and secret reference and compiles every rule of a
