@@ -21,7 +21,6 @@ use super::exchange::Exchange;
 use super::{Head, Next, Outcome, Pipeline, Route, Routes, Scope};
 use crate::body::Body;
 use crate::error::Error;
-use crate::telemetry::Trust;
 
 /// One request carried by another proxy, between its phases.
 pub(crate) struct Carried<'p> {
@@ -46,14 +45,7 @@ impl Pipeline {
     /// client policies see (see [`crate::envoy`] for which one that is).
     pub(crate) fn carried<B>(&self, req: &http::Request<B>, peer: SocketAddr) -> Carried<'_> {
         let mut ex = Exchange::begin(req, Some(self.ledger.clone()));
-        if let Some(t) = &self.telemetry {
-            let trusted = match t.trust() {
-                Trust::All => true,
-                Trust::None => false,
-                Trust::Proxies => self.trusts_proxy(peer.ip()),
-            };
-            ex.spans = Some(t.start(req.headers(), trusted));
-        }
+        self.trace(&mut ex, req.headers(), peer);
         Carried {
             pipeline: self,
             routes: self.routes.load_full(),

@@ -341,14 +341,7 @@ impl Pipeline {
         B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     {
         let mut ex = Exchange::begin(&req, Some(self.ledger.clone()));
-        if let Some(t) = &self.telemetry {
-            let trusted = match t.trust() {
-                Trust::All => true,
-                Trust::None => false,
-                Trust::Proxies => self.trusts_proxy(peer.ip()),
-            };
-            ex.spans = Some(t.start(req.headers(), trusted));
-        }
+        self.trace(&mut ex, req.headers(), peer);
         let routes = self.routes.load_full();
         let result = match phase!(ex, "route", self.route(&routes, &mut ex, req.method())) {
             Ok(route) => {
@@ -463,6 +456,19 @@ impl Pipeline {
                 .await
         )?;
         Ok((scope, next))
+    }
+
+    /// Starts the request's trace, with `[traces]`: joined to the caller's when it is
+    /// trusted to say.
+    pub(crate) fn trace(&self, ex: &mut Exchange, headers: &http::HeaderMap, peer: SocketAddr) {
+        if let Some(t) = &self.telemetry {
+            let trusted = match t.trust() {
+                Trust::All => true,
+                Trust::None => false,
+                Trust::Proxies => self.trusts_proxy(peer.ip()),
+            };
+            ex.spans = Some(t.start(headers, trusted));
+        }
     }
 
     /// Phase: route. The most specific route for the request's host, normalized path and
