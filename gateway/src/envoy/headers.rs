@@ -12,6 +12,8 @@ use envoy_types::pb::google::protobuf::{Struct, value::Kind};
 use http::header::{HeaderName, HeaderValue as HttpValue};
 use http::{HeaderMap as HttpHeaders, Method, Request};
 
+use crate::pipeline::forward::FORWARDING_NAMES;
+
 /// The metadata namespace a route name is read from: `filter_metadata.palisade.route`,
 /// set on Envoy's own route (and forwarded to ext_proc with `metadata_options`).
 pub(crate) const NAMESPACE: &str = "palisade";
@@ -170,34 +172,25 @@ pub(crate) fn mutation(
 
 /// Names only the gateway may send upstream, removed from every request Palisade
 /// passes even when Envoy did not show them (its `forward_rules` or ext_authz
-/// `allowed_headers` can hide headers from Palisade, not from the upstream). The prefixes
-/// (`x-palisade-*`, `x-tenant*`) cannot be listed: docs/envoy.md forbids hiding them.
-pub(crate) const RESERVED: [&str; 20] = [
+/// `allowed_headers` can hide headers from Palisade, not from the upstream), with
+/// [`FORWARDING_NAMES`]. The prefixes (`x-palisade-*`, `x-tenant*`, `x-forwarded-*`)
+/// cannot be listed whole: docs/envoy.md forbids hiding them.
+pub(crate) const RESERVED: [&str; 10] = [
     "x-palisade-tenant",
     "x-palisade-identity",
     "x-palisade-route",
     "x-tenant",
     "x-tenant-id",
     "x-correlation-id",
-    "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
-    "x-real-ip",
-    "x-client-ip",
-    "true-client-ip",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-host",
 ];
 
 /// Adds every [`RESERVED`] name the request will not carry (`after`) to the removals.
 pub(crate) fn strip_reserved(m: &mut HeaderMutation, after: &HttpHeaders) {
-    for name in RESERVED {
+    for name in RESERVED.into_iter().chain(FORWARDING_NAMES) {
         if !after.contains_key(name) && !m.remove_headers.iter().any(|r| r == name) {
             m.remove_headers.push(name.to_string());
         }

@@ -40,32 +40,29 @@ fn reserved(name: &str) -> bool {
     starts(name, "x-palisade-") || starts(name, "x-tenant") || is(name, "x-correlation-id")
 }
 
+/// Whole names that claim where a request came from, or that ask an upstream framework
+/// to treat it as another method or URL (besides `forwarded` and `x-forwarded-*`).
+pub(crate) const FORWARDING_NAMES: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded",
+    "client-ip",
+    "x-cluster-client-ip",
+    "x-original-host",
+    "x-host",
+];
+
 /// Headers that claim where a request came from, or that ask an upstream framework to
 /// treat it as another method or URL.
 fn forwarding_or_override(name: &str) -> bool {
-    is(name, "forwarded")
-        || starts(name, "x-forwarded-")
-        || [
-            "x-real-ip",
-            "x-client-ip",
-            "true-client-ip",
-            "x-http-method-override",
-            "x-http-method",
-            "x-method-override",
-            "x-original-url",
-            "x-rewrite-url",
-        ]
-        .iter()
-        .any(|w| is(name, w))
-        || [
-            "x-forwarded",
-            "client-ip",
-            "x-cluster-client-ip",
-            "x-original-host",
-            "x-host",
-        ]
-        .iter()
-        .any(|w| is(name, w))
+    starts(name, "x-forwarded-") || FORWARDING_NAMES.iter().any(|w| is(name, w))
 }
 
 fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
