@@ -167,6 +167,12 @@ pub enum Error {
     /// `processing_mode` ignored Palisade's override): the answer is withheld. 500.
     #[error("envoy did not send the body")]
     EnvoyBodyNotSent,
+    /// Envoy sent the body the route's phases read without `end_of_stream`: in pieces
+    /// (`STREAMED` or `BUFFERED_PARTIAL`: its `processing_mode` ignored Palisade's
+    /// `BUFFERED` override, and header changes would be dropped, the rest of the body
+    /// unseen), or followed by trailers. The answer is withheld. 500.
+    #[error("envoy sent part of the body")]
+    EnvoyBodyPartial,
 }
 
 impl Error {
@@ -204,7 +210,9 @@ impl Error {
             Error::UpstreamTimeout | Error::UpstreamDeadline | Error::MessageTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Error::NeedsExtProc | Error::EnvoyBodyNotSent => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::NeedsExtProc | Error::EnvoyBodyNotSent | Error::EnvoyBodyPartial => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -245,6 +253,7 @@ impl Error {
             Error::MessageTimeout => "envoy_message_timeout",
             Error::NeedsExtProc => "route_needs_ext_proc",
             Error::EnvoyBodyNotSent => "envoy_body_not_sent",
+            Error::EnvoyBodyPartial => "envoy_body_partial",
         }
     }
 

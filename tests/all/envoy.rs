@@ -250,6 +250,10 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         {"kind": "ext_proc", "method": "GET", "path": "/office", "source": "198.51.100.1:5555"},
         // 12: a named route never takes a request past its own path.
         {"kind": "ext_proc", "method": "POST", "path": "/plain/x", "route": "guarded", "body": "q"},
+        // 13: an Envoy that ignores the BUFFERED override and streams the body in
+        // pieces: refused at the first piece, never half-read.
+        {"kind": "ext_proc", "method": "POST", "path": "/plain/x", "route": "plain",
+         "headers": {"authorization": acme}, "body": "{\"n\":1,\"more\":2}", "streamed": true},
     ]);
     let r = envoy(&h, cases);
 
@@ -413,6 +417,18 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
     assert_eq!(r[10]["status"], 200, "{}", r[10]);
     assert_eq!(r[11]["immediate"]["status"], 403, "{}", r[11]);
     assert_eq!(r[12]["immediate"]["status"], 404, "{}", r[12]);
+    let streamed = &r[13];
+    assert_eq!(
+        (
+            streamed["at"].as_str(),
+            streamed["immediate"]["status"].as_u64()
+        ),
+        (Some("request_body"), Some(500)),
+        "{streamed}"
+    );
+    let body: Value =
+        serde_json::from_str(streamed["immediate"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "envoy_body_partial", "{body}");
 
     // One block per exchange and per check (health asks for none), and the chain holds.
     let blocks: Vec<Value> = h
@@ -422,7 +438,7 @@ async fn envoy_ext_proc_and_ext_authz_run_the_pipeline_with_one_audit_block_per_
         .collect();
     assert_eq!(
         blocks.len(),
-        12,
+        13,
         "{:#?}",
         blocks
             .iter()

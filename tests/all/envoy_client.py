@@ -98,12 +98,18 @@ def ext_proc(case):
         request_body_mode=pm.ProcessingMode.NONE,
         response_body_mode=pm.ProcessingMode.NONE,
     )
+    # An Envoy configured with STREAMED bodies and without allow_mode_override: it
+    # ignores Palisade's mode and sends every body in pieces.
+    streamed = case.get("streamed", False)
+    if streamed:
+        mode.request_body_mode = pm.ProcessingMode.STREAMED
+        mode.response_body_mode = pm.ProcessingMode.STREAMED
     seen = {"bodies_sent": []}
 
     def ask(message):
         q.put(message)
         r = next(stream)
-        if r.HasField("mode_override"):
+        if r.HasField("mode_override") and not streamed:
             mode.CopyFrom(r.mode_override)
         return r
 
@@ -129,6 +135,14 @@ def ext_proc(case):
         if r.HasField("immediate_response"):
             return {"immediate": immediate(r), "at": "request_headers", **seen}
         headers, body = common(headers, body, r.request_headers.response)
+        if body and mode.request_body_mode == pm.ProcessingMode.STREAMED:
+            # The first piece, then (unless Palisade answered for good) the rest.
+            seen["bodies_sent"].append("request")
+            half = len(body) // 2
+            r = ask(ep.ProcessingRequest(request_body=ep.HttpBody(body=body[:half], end_of_stream=False)))
+            if r.HasField("immediate_response"):
+                return {"immediate": immediate(r), "at": "request_body", **seen}
+            seen["passed_piece"] = r.request_body.response.SerializeToString().decode("latin-1")
         if body and mode.request_body_mode == pm.ProcessingMode.BUFFERED:
             seen["bodies_sent"].append("request")
             r = ask(ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)))

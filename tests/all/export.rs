@@ -752,6 +752,27 @@ fn check_config_reports_bad_sinks_and_missing_credentials() {
         err.contains("export sink \"bad\": `url` is not a key of a `jsonl` sink"),
         "{err}"
     );
+
+    // A URL that carries a credential and is wrong in another way: the error names the
+    // URL without the credential (nor the query, where tokens also hide).
+    for url in [
+        "ftp://elastic:s3cr3t-pw@siem.example/_bulk",
+        "https://elastic:s3cr3t-pw@siem example/_bulk",
+        "https://siem.example/_bulk?api_key=s3cr3t-pw",
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n[[audit.export]]\nname = \"siem\"\nkind = \"elastic\"\nurl = \"{url}\"\n",
+                Config::new("127.0.0.1:1".parse().unwrap())
+            ),
+        )
+        .unwrap();
+        let (code, out, err) = palisade(dir.path(), &["check-config", "--offline", &config], None);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("export sink \"siem\": url"), "{url}: {err}");
+        assert!(!format!("{out}{err}").contains("s3cr3t-pw"), "{url}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,12 +72,10 @@ pub(crate) struct Introspector {
 
 impl Introspector {
     pub(crate) fn new(cfg: &Introspection) -> Result<Self, String> {
-        let url: http::Uri = cfg
-            .url
-            .parse()
-            .map_err(|e| format!("url `{}`: {e}", cfg.url))?;
+        let shown = crate::config::de::shown_url(&cfg.url);
+        let url: http::Uri = cfg.url.parse().map_err(|e| format!("url `{shown}`: {e}"))?;
         if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-            return Err(format!("url `{}` must be http:// or https://", cfg.url));
+            return Err(format!("url `{shown}` must be http:// or https://"));
         }
         let authorization = match (&cfg.client_id, &cfg.client_secret_file) {
             (None, None) => None,

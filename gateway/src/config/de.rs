@@ -24,3 +24,41 @@ pub(crate) fn rebase(base: &Path, path: &Path) -> PathBuf {
         base.join(path)
     }
 }
+
+/// A configured URL as errors may show it: `user:pass@` and the query (where
+/// credentials hide) replaced by `***`, so a typo in a URL that carries a secret
+/// does not put the secret in the log.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, _)) => (h, "?***"),
+        None => (url, ""),
+    };
+    let (scheme, rest) = match head.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), head),
+    };
+    // The last `@` anywhere: a mistyped password may hold a `/` (a path that holds an
+    // `@` is hidden too, which errs the safe way).
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_string(),
+    };
+    format!("{scheme}{rest}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn shown_urls_hide_credentials_and_queries() {
+        assert_eq!(
+            shown_url("https://u:s3cr3t@h:1/p?k=v"),
+            "https://***@h:1/p?***"
+        );
+        assert_eq!(shown_url("http://h/p"), "http://h/p");
+        assert_eq!(shown_url("u:s3cr3t@h"), "***@h");
+        assert_eq!(shown_url("ftp://a@b@c/x"), "ftp://***@c/x");
+        assert_eq!(shown_url("http://u:pa/ss@h/x"), "http://***@h/x");
+    }
+}

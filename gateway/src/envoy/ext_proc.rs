@@ -138,11 +138,12 @@ impl Talk<'_> {
         tokio::time::Instant::now() + self.settings.budget()
     }
 
-    /// Reads the body Envoy sends: `BUFFERED`, so one message holds all of it (trailers,
-    /// when the client sent some, would follow, and Envoy waits for this answer first),
-    /// by `max` bytes and `wait`. `Ok(Err(..))` is the request's failure, answered to
-    /// Envoy; `Err` ends the stream. A headers message instead of the body (Envoy ignored
-    /// the override, or answered locally) fails closed.
+    /// Reads the body Envoy sends: `BUFFERED`, so one message holds all of it, by `max`
+    /// bytes and `wait`. `Ok(Err(..))` is the request's failure, answered to
+    /// Envoy; `Err` ends the stream. A headers message instead of the body, or a body
+    /// without `end_of_stream` (Envoy ignored the override and streams it in pieces,
+    /// where the policies' header changes would be dropped and the rest of the body
+    /// would pass unseen; or trailers follow), fails closed.
     async fn body(
         &mut self,
         response: bool,
@@ -160,6 +161,9 @@ impl Talk<'_> {
             (Some(_), _) => return Err(Status::invalid_argument("expected a body message")),
             (None, _) => return Err(Status::cancelled("envoy left before the body")),
         };
+        if !chunk.end_of_stream {
+            return Ok(Err(Error::EnvoyBodyPartial));
+        }
         if chunk.body.len() as u64 > max {
             return Ok(Err(if response {
                 Error::Redaction("response_too_large")

@@ -195,7 +195,9 @@ pub(crate) async fn serve(
         .add_service(ext_proc)
         .add_service(ext_authz)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Without `TCP_NODELAY` an answer written in pieces waits for Envoy's delayed
+            // ACK: about 40 ms on every message (the `envoy` bench found it).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;

@@ -323,9 +323,10 @@ fn credential(
 
 /// An `http://` or `https://` URL without credentials in it.
 fn http_url(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
+    let shown = crate::config::de::shown_url(url);
+    let uri: http::Uri = url.parse().map_err(|e| format!("url `{shown}`: {e}"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!("url `{url}` must be http:// or https://"));
+        return Err(format!("url `{shown}` must be http:// or https://"));
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         // Not echoed: what precedes `@` is a credential.
@@ -335,7 +336,7 @@ fn http_url(url: &str) -> Result<http::Uri, String> {
         );
     }
     if uri.query().is_some() {
-        return Err(format!("url `{url}` must not have a query"));
+        return Err(format!("url `{shown}` must not have a query"));
     }
     Ok(uri)
 }

@@ -251,7 +251,10 @@ impl Routes {
                 config::Problem::at(su, field, format!("upstream {:?}", u.name), message)
             };
             let Ok(base) = u.url.parse::<http::Uri>() else {
-                issues.push(problem("url", format!("url `{}` is not a URL", u.url)));
+                issues.push(problem(
+                    "url",
+                    format!("url `{}` is not a URL", config::de::shown_url(&u.url)),
+                ));
                 continue;
             };
             let tls = match upstream_tls(u, secrets, offline) {
