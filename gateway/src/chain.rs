@@ -23,6 +23,9 @@ pub struct ChainPolicy {
     pub reference: ModuleRef,
     /// Secrets the route grants this policy: it reads them as config `secret.<id>`.
     pub grants: Vec<String>,
+    /// Seals fields with the tenant's data key, when the route grants it
+    /// (`field_encryption = true`).
+    pub sealer: Option<palisade_runtime::Sealer>,
 }
 
 impl std::fmt::Debug for ChainPolicy {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for ChainPolicy {
             )
             .field("fail", &self.fail)
             .field("grants", &self.grants)
+            .field("seals", &self.sealer.is_some())
             .finish()
     }
 }
@@ -53,6 +57,7 @@ impl ChainPolicy {
             fail: FailMode::Closed,
             reference,
             grants: Vec::new(),
+            sealer: None,
         }
     }
 }
@@ -72,6 +77,7 @@ impl ChainPolicy {
         }
         Context {
             config,
+            sealer: self.sealer.clone(),
             ..base.clone()
         }
     }

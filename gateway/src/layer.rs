@@ -259,6 +259,7 @@ where
             correlation_id: ex.cid.clone(),
             identity: None,
             config: Vec::new(),
+            sealer: None,
         },
     };
     let request = request_of(&parts, path, body);

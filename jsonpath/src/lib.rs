@@ -249,6 +249,70 @@ pub fn push_index(path: &mut String, index: usize) {
     let _ = write!(path, "[{index}]");
 }
 
+/// Whether `path` is a normalized path (RFC 9535 §2.7) exactly as [`push_name`] and
+/// [`push_index`] write them: `$`, then `['name']` or `[index]` steps.
+pub fn is_normalized(path: &str) -> bool {
+    let Some(mut rest) = path.strip_prefix('$') else {
+        return false;
+    };
+    while !rest.is_empty() {
+        if let Some(name) = rest.strip_prefix("['") {
+            let mut chars = name.char_indices();
+            loop {
+                match chars.next() {
+                    None => return false,
+                    Some((i, '\'')) => {
+                        rest = &name[i + 1..];
+                        break;
+                    }
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'b' | 'f' | 'n' | 'r' | 't' | '\'' | '\\')) => {}
+                        Some((i, 'u')) => {
+                            let hex = name.get(i + 1..i + 5).unwrap_or("");
+                            // Only controls without a short escape, in lower case.
+                            let ok = hex.len() == 4
+                                && hex.starts_with("00")
+                                && hex[2..]
+                                    .bytes()
+                                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                                && !matches!(&hex[2..], "08" | "09" | "0a" | "0c" | "0d")
+                                && hex.as_bytes()[2] <= b'1';
+                            if !ok {
+                                return false;
+                            }
+                            for _ in 0..4 {
+                                chars.next();
+                            }
+                        }
+                        _ => return false,
+                    },
+                    Some((_, c)) if (c as u32) < 0x20 => return false,
+                    Some(_) => {}
+                }
+            }
+            rest = match rest.strip_prefix(']') {
+                Some(r) => r,
+                None => return false,
+            };
+        } else if let Some(index) = rest.strip_prefix('[') {
+            let Some(end) = index.find(']') else {
+                return false;
+            };
+            let digits = &index[..end];
+            if digits.is_empty()
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || (digits.len() > 1 && digits.starts_with('0'))
+            {
+                return false;
+            }
+            rest = &index[end + 1..];
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
 /// One step from a value to a child, owned: sorts in document order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {

@@ -197,3 +197,59 @@ fn audit_paths_keep_field_names_and_drop_keys_that_are_data() {
         assert_eq!(crate::scrub_keys(path), scrubbed, "{path}");
     }
 }
+
+#[test]
+fn every_located_path_is_normalized_and_other_spellings_are_not() {
+    fn each(value: &Value, path: &mut String, seen: &mut usize) {
+        assert!(is_normalized(path), "{path}");
+        *seen += 1;
+        let len = path.len();
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    push_name(path, k);
+                    each(v, path, seen);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    push_index(path, i);
+                    each(v, path, seen);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut seen = 0;
+    for doc in documents() {
+        each(&doc, &mut String::from("$"), &mut seen);
+    }
+    assert!(seen > 100, "{seen}");
+    let mut escaped = String::from("$");
+    push_name(&mut escaped, "a'\\\n\u{1}\u{1f}é");
+    push_index(&mut escaped, 10);
+    assert!(is_normalized(&escaped), "{escaped}");
+    for bad in [
+        "",
+        "a",
+        "$.a",
+        "$[\"a\"]",
+        "$['a'",
+        "$[01]",
+        "$[-1]",
+        "$[]",
+        "$['a']x",
+        "$['\\x']",
+        "$['\\u000a']",
+        "$['\\u0041']",
+        "$['\\u001F']",
+        "$['\n']",
+        "$[*]",
+        "$..a",
+        "$[1:2]",
+    ] {
+        assert!(!is_normalized(bad), "{bad:?}");
+    }
+}

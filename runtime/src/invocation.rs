@@ -170,6 +170,7 @@ impl Linked {
     ) -> (Result<R>, Pending) {
         let start = Instant::now();
         let mut store = new_store(self, limits, body, ctx.config.clone());
+        store.data_mut().sealer = ctx.sealer.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let instance = self
                 .pre
@@ -191,6 +192,7 @@ impl Linked {
     ) -> (Result<R>, Pending) {
         let start = Instant::now();
         let mut store = new_store(self, limits, body, ctx.config.clone());
+        store.data_mut().sealer = ctx.sealer.clone();
         if self.engine.inner.config.epoch_interruption {
             let deadline = start + limits.deadline();
             store.set_epoch_deadline(1);

@@ -1,5 +1,6 @@
 //! The host's view of what a policy reads and returns, shared by Wasm and Lua guests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +36,33 @@ pub struct Context {
     pub identity: Option<Identity>,
     /// The policy's configuration from the route.
     pub config: Vec<(String, String)>,
+    /// What seals fields for the host's `seal` function, when the route grants this
+    /// policy field encryption; `None` refuses every call.
+    pub sealer: Option<Sealer>,
+}
+
+/// Seals one value at one normalized path with the tenant's data key: `(path, JSON text,
+/// deterministic)` to a token, or a message for the policy (never holding the value).
+#[derive(Clone)]
+pub struct Sealer(pub Arc<dyn Fn(&str, &str, bool) -> Result<String, String> + Send + Sync>);
+
+impl Sealer {
+    /// Seals `value` (JSON text) at `path`.
+    pub fn seal(&self, path: &str, value: &str, deterministic: bool) -> Result<String, String> {
+        (self.0)(path, value, deterministic)
+    }
+}
+
+impl PartialEq for Sealer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -48,6 +76,7 @@ impl std::fmt::Debug for Context {
                 "config_keys",
                 &self.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("seals", &self.sealer.is_some())
             .finish()
     }
 }

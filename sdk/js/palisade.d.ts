@@ -89,6 +89,7 @@ export interface HostRaw {
   config(key: string): string | undefined;
   body(): Uint8Array;
   bodySize(): bigint;
+  seal(path: string, value: string, deterministic: boolean): string;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,6 +292,11 @@ export function log(level: LogLevel, message: string): void;
 export function redacted(path: string): void;
 /** The route's config value of `key` for this policy, or undefined. */
 export function config(key: string): string | undefined;
+/**
+ * Seals `value` at `path` (a normalized JSONPath) into a field encryption token with the
+ * tenant's data key; throws when the route does not grant `field_encryption = true`.
+ */
+export function seal(path: string, value: Json, options?: { deterministic?: boolean }): string;
 
 // ---------------------------------------------------------------------------------------
 // The policy

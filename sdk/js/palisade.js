@@ -24,6 +24,7 @@ import {
   config as hostConfig,
   body as hostBody,
   bodySize as hostBodySize,
+  seal as hostSeal,
 } from 'palisade:policy/host@0.1.0';
 
 // ---------------------------------------------------------------------------------------
@@ -484,6 +485,22 @@ export function redacted(path) {
 /** The route's config value of `key` for this policy, or undefined (as `ctx.config`). */
 export function config(key) {
   return hostConfig(String(key));
+}
+
+/**
+ * Seals `value` (any JSON value), found at `path` (a normalized JSONPath such as
+ * `$['card'][0]`), into a field encryption token with the tenant's data key, when the route
+ * grants this policy `field_encryption = true`; throws an Error otherwise (its message never
+ * holds the value). `{ deterministic: true }`: equal values give equal tokens.
+ */
+export function seal(path, value, { deterministic = false } = {}) {
+  const text = JSON.stringify(value === undefined ? null : value);
+  try {
+    return hostSeal(String(path), text, Boolean(deterministic));
+  } catch (e) {
+    const why = e && typeof e === 'object' && 'payload' in e ? e.payload : e;
+    throw new Error(`seal: ${why}`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------

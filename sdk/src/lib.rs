@@ -45,7 +45,7 @@ mod message;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use crate::host::{LogLevel, config, log, redacted};
+pub use crate::host::{LogLevel, SealMode, config, log, redacted, seal};
 pub use crate::message::{
     Action, Context, Error, Headers, Identity, Request, RequestHead, Response, Result,
 };

@@ -161,6 +161,8 @@ pub(crate) fn context(v: &Value) -> Result<Context> {
         correlation_id: string(&obj, "correlation_id", "local")?,
         identity,
         config: Vec::new(),
+        // No tenant data key here: `seal` answers that it is not granted.
+        sealer: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Data protection over real sockets (issue 22): JSON Schema validation of request and
 //! response bodies (from schema files and from an OpenAPI document), and field-level
-//! encryption with reveal by a dedicated role, through the admin API and the CLI.
+//! encryption with reveal by a dedicated role, through the admin API and the CLI, by the
+//! built-in redaction and by policies granted the host's `seal`.
 
 use std::path::Path;
 
@@ -405,6 +406,117 @@ async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
     }
 }
 
+/// A Lua policy that seals two fields itself; `BAD_PATH` swaps in a path that is not
+/// normalized.
+const LUA_SEAL: &str = r#"
+function on_response(res, ctx)
+  local doc = res.body
+  doc.email = palisade.seal(ctx.config.email_path, doc.email, "deterministic")
+  doc.contacts[1].ssn = palisade.seal("$['contacts'][0]['ssn']", doc.contacts[1].ssn)
+  res.body = doc
+  return res
+end
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_fail_closed() {
+    let h = start_with(|up, dir| {
+        assert_eq!(
+            palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
+            0
+        );
+        std::fs::write(dir.join("seal.lua"), LUA_SEAL).unwrap();
+        let wasm = r#"field_encryption = true, config = { mode = "encrypt", paths = "$.ssn", detectors = "none" }"#;
+        Config::new(up)
+            .section("secrets", "master_key = \"master.key\"")
+            .route(Route::new("wasm").path("/pii").response_with("@REDACT_PII", wasm))
+            .route(Route::new("lua").path("/lua").keys("strip_prefix = true").response_with(
+                "seal.lua",
+                r#"field_encryption = true, config = { email_path = "$['email']" }"#,
+            ))
+            // The same policies without the grant, and the Lua one with a path that is
+            // not normalized: each fails closed.
+            .route(Route::new("wasm-ungranted").path("/ungranted").keys("strip_prefix = true").response_with(
+                "@REDACT_PII",
+                r#"config = { mode = "encrypt", paths = "$.ssn", detectors = "none" }"#,
+            ))
+            .route(Route::new("lua-ungranted").path("/lua-ungranted").keys("strip_prefix = true").response_with(
+                "seal.lua",
+                r#"config = { email_path = "$['email']" }"#,
+            ))
+            .route(Route::new("lua-bad-path").path("/lua-bad").keys("strip_prefix = true").response_with(
+                "seal.lua",
+                r#"field_encryption = true, config = { email_path = "$.email" }"#,
+            ))
+    })
+    .await;
+    let reveal = |path: &str, token: &str| {
+        palisade(
+            h.dir.path(),
+            &["secret", "reveal", "--tenant", "acme", "--path", path],
+            Some(token),
+        )
+    };
+
+    // The Wasm guest (redact-pii, `mode = "encrypt"`) through the SDK's `seal`.
+    let r = send(h.addr(), "GET", "/pii", &[], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    let ssn = doc["ssn"].as_str().unwrap().to_string();
+    assert!(ssn.starts_with("pfe1:r:acme:1:"), "{doc}");
+    assert_eq!(
+        doc["email"], "ada@example.com",
+        "only the rule's path is sealed"
+    );
+    let (code, out, err) = reveal("$['ssn']", &ssn);
+    assert_eq!((code, out.trim()), (0, "\"123-45-6789\""), "{err}");
+    // Moved to another path, it does not open.
+    let (code, out, _) = reveal("$['email']", &ssn);
+    assert_eq!((code, out.as_str()), (1, ""));
+    let block = h.block_for(&r);
+    assert!(
+        block.to_string().contains("$['ssn']"),
+        "the sealed path is audited: {block}"
+    );
+
+    // The Lua policy through `palisade.seal`: deterministic and randomized.
+    let first = send(h.addr(), "GET", "/lua/pii", &[], Bytes::new()).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let (first, second) = (
+        first.json(),
+        send(h.addr(), "GET", "/lua/pii", &[], Bytes::new())
+            .await
+            .json(),
+    );
+    let email = first["email"].as_str().unwrap();
+    assert!(email.starts_with("pfe1:d:acme:1:"), "{first}");
+    assert_eq!(first["email"], second["email"]);
+    assert_ne!(first["contacts"][0]["ssn"], second["contacts"][0]["ssn"]);
+    let (code, out, err) = reveal("$['email']", email);
+    assert_eq!((code, out.trim()), (0, "\"ada@example.com\""), "{err}");
+    let contact = first["contacts"][0]["ssn"].as_str().unwrap();
+    let (code, out, err) = reveal("$['contacts'][0]['ssn']", contact);
+    assert_eq!((code, out.trim()), (0, "\"219-09-9999\""), "{err}");
+
+    // Not granted, or a path that is not normalized: the policy fails, the body does not
+    // pass, and neither the reason nor the reply holds the value.
+    for (path, cause) in [
+        ("/ungranted/pii", "guest_error"),
+        ("/lua-ungranted/pii", "script_error"),
+        ("/lua-bad/pii", "script_error"),
+    ] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        for plain in ["123-45-6789", "ada@example.com", "219-09-9999"] {
+            assert!(!r.text().contains(plain), "{path}: {}", r.text());
+        }
+        let block = h.block_for(&r);
+        assert_eq!(block["decision"], "failed", "{path}: {block}");
+        assert_eq!(block["cause"], cause, "{path}: {block}");
+        assert_eq!(block["redacted"], json!([]), "{path}: {block}");
+    }
+}
+
 #[test]
 fn check_config_names_bad_schemas_encryption_without_secrets_and_unprotected_labels() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,6 +547,11 @@ fn check_config_names_bad_schemas_encryption_without_secrets_and_unprotected_lab
             Route::new("e")
                 .path("/e")
                 .keys("auth = { schemes = [\"api_key\"] }\nclassify = [{ path = \"$.ssn\", label = \"confidential\" }]"),
+        )
+        .route(
+            Route::new("f")
+                .path("/f")
+                .response_with("@REDACT_PII", "field_encryption = true"),
         );
     config.write(&dir.path().join("palisade.toml")).unwrap();
     let (code, out, err) = palisade(dir.path(), &["check-config", "palisade.toml"], None);
@@ -447,6 +564,7 @@ fn check_config_names_bad_schemas_encryption_without_secrets_and_unprotected_lab
         "route \"d\": the route is restricted (restricted: set `auth`)",
         "expose_errors",
         "`$.ssn` is confidential: a redaction rule must",
+        "route \"f\": `field_encryption` needs [secrets], where the tenant's data key is kept",
     ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }

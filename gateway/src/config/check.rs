@@ -453,6 +453,14 @@ pub fn check(file: &File) -> Vec<Issue> {
                     "policy `secrets` grants need [secrets]",
                 );
             }
+            if p.field_encryption && file.secrets.is_none() {
+                r.add(
+                    sr,
+                    &format!("{key}.field_encryption"),
+                    ctx.clone(),
+                    "`field_encryption` needs [secrets], where the tenant's data key is kept",
+                );
+            }
             if let Some(name) = p.registry_name()
                 && file.registry.is_none()
             {

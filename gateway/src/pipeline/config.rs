@@ -348,6 +348,10 @@ pub struct Policy {
     /// By default none: policies see no secret unless granted here.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Whether this policy may seal fields with the tenant's data key (the host's
+    /// `seal`, Lua's `palisade.seal`); needs `[secrets]`. Off by default: `seal` fails.
+    #[serde(default)]
+    pub field_encryption: bool,
 }
 
 mod d {

@@ -548,6 +548,7 @@ impl Pipeline {
                 correlation_id: ex.cid.clone(),
                 identity: caller.map(Caller::identity),
                 config: Vec::new(),
+                sealer: None,
             },
         })
     }

@@ -337,6 +337,27 @@ impl Routes {
                 let mut out = Chain::default();
                 for (n, p) in policies.iter().enumerate() {
                     let field = format!("{phase}.{n}.module");
+                    let sealer = if p.field_encryption {
+                        let key = field_keys
+                            .entry(r.tenant.as_str())
+                            .or_insert_with(|| field_key(secrets, offline, &r.tenant, &mut issue))
+                            .clone();
+                        match key {
+                            Some(k) => Some(crate::redaction::encrypt::sealer(k)),
+                            None => {
+                                issue(
+                                    &format!("{phase}.{n}.field_encryption"),
+                                    format!(
+                                        "needs [secrets], where tenant {:?}'s data key is kept",
+                                        r.tenant
+                                    ),
+                                );
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     if let Some(reference) = p.registry_name() {
                         let Some(registry) = registry else {
                             if !offline || file.registry.is_none() {
@@ -353,6 +374,7 @@ impl Routes {
                                 let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
                                 policy.fail = p.fail;
                                 policy.grants = p.secrets.clone();
+                                policy.sealer = sealer;
                                 policy.reference.version = version;
                                 out.policies.push(policy);
                             }
@@ -381,6 +403,7 @@ impl Routes {
                     let mut policy = ChainPolicy::new(module, config_pairs(&p.config));
                     policy.fail = p.fail;
                     policy.grants = p.secrets.clone();
+                    policy.sealer = sealer;
                     out.policies.push(policy);
                 }
                 out

@@ -103,6 +103,37 @@ pub struct Token<'a> {
     payload: Vec<u8>,
 }
 
+/// The longest path a policy may seal at (the audit block lists it).
+const MAX_SEAL_PATH: usize = 1_024;
+
+/// The host's `seal` for a policy its route grants field encryption: `path` must be a
+/// normalized path (the one `palisade secret reveal` is then given), where `[*]` may
+/// stand for a name, `value` JSON text.
+/// Its errors never hold the value.
+pub(crate) fn sealer(key: std::sync::Arc<FieldKey>) -> palisade_runtime::Sealer {
+    palisade_runtime::Sealer(std::sync::Arc::new(
+        move |path: &str, value: &str, deterministic| {
+            // `[*]` stands for a name that is not field-like, as audit paths (and the SDK's
+            // walks) write it; the token is bound to the path as given.
+            if path.len() > MAX_SEAL_PATH
+                || !palisade_jsonpath::is_normalized(&path.replace("[*]", "[0]"))
+            {
+                return Err(format!(
+                    "the path must be a normalized JSONPath such as $['card'][0], of at most {MAX_SEAL_PATH} bytes"
+                ));
+            }
+            let value: Value = serde_json::from_str(value)
+                .map_err(|_| "the value is not JSON text".to_string())?;
+            let mode = if deterministic {
+                Mode::Deterministic
+            } else {
+                Mode::Randomized
+            };
+            Ok(key.seal(mode, path, &value))
+        },
+    ))
+}
+
 impl FieldKey {
     /// `tenant`'s data key `version` (32 bytes from the secret store); only the key
     /// derived from it for fields is kept.

@@ -18,7 +18,7 @@ mod detect;
 use hmac::{Hmac, Mac};
 use palisade_jsonpath::{Outcome, Selection, push_audit_name, push_index};
 use palisade_sdk::{
-    Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result,
+    Action, Context, Error, LogLevel, Policy, Request, RequestHead, Response, Result, SealMode,
 };
 use serde_json::Value;
 use sha2::Sha256;
@@ -35,6 +35,10 @@ pub enum Mode {
     Hash(Vec<u8>),
     /// Remove the field (or array element) that holds the value.
     Remove,
+    /// Rules only: seal the value into a field encryption token with the tenant's data
+    /// key (the route must grant `field_encryption = true`); an authorised reader gets it
+    /// back with `palisade secret reveal`. Detectors still mask.
+    Encrypt(SealMode),
 }
 
 /// The parsed configuration.
@@ -84,6 +88,8 @@ impl Settings {
         let mode = match ctx.config("mode").unwrap_or("mask") {
             "mask" => Mode::Mask,
             "remove" => Mode::Remove,
+            "encrypt" => Mode::Encrypt(SealMode::Randomized),
+            "encrypt-deterministic" => Mode::Encrypt(SealMode::Deterministic),
             "hash" => Mode::Hash(
                 ctx.config("hash_key")
                     .filter(|k| !k.is_empty())
@@ -93,7 +99,7 @@ impl Settings {
             ),
             other => {
                 return Err(Error::msg(format!(
-                    "unknown mode `{other}` (mask, hash, remove)"
+                    "unknown mode `{other}` (mask, hash, remove, encrypt, encrypt-deterministic)"
                 )));
             }
         };
@@ -176,21 +182,46 @@ impl Settings {
                 return Err(unreadable("utf16_bytewise"));
             }
         }
+        let mut failed = None;
         let (body, paths) = decoded.edit(
-            |doc| self.redact_json(doc),
+            |doc| {
+                self.redact_json(doc).unwrap_or_else(|e| {
+                    failed = Some(e);
+                    Vec::new()
+                })
+            },
             |text| detect(text).map(|(out, _)| out),
         );
-        Ok(body.map(|b| (b, paths)))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(body.map(|b| (b, paths))),
+        }
     }
 
     /// Redacts a JSON document in place and returns the normalized paths redacted.
-    pub fn redact_json(&self, doc: &mut Value) -> Vec<String> {
+    ///
+    /// # Errors
+    ///
+    /// In `encrypt` mode, when the host does not seal (the route does not grant
+    /// `field_encryption`): the value is masked, and the body must not pass.
+    pub fn redact_json(&self, doc: &mut Value) -> Result<Vec<String>> {
         // Rules first, deepest and last first (the selection's order), so removing an
         // array element does not shift one still to be visited; never the whole document.
+        let mut refused = None;
         let mut paths = match &self.rules {
-            Some(selection) => selection.edit(doc, &mut |v| {
+            Some(selection) => selection.edit_at(doc, &mut |v, path| {
                 if self.mode == Mode::Remove {
                     return Outcome::Remove;
+                }
+                if let Mode::Encrypt(mode) = self.mode {
+                    *v = Value::String(match palisade_sdk::seal(path, v, mode) {
+                        Ok(token) => token,
+                        Err(e) => {
+                            refused.get_or_insert(e);
+                            "[REDACTED]".into()
+                        }
+                    });
+                    return Outcome::Keep;
                 }
                 let replacement = match &*v {
                     Value::String(s) => self.replacement(None, s),
@@ -209,7 +240,10 @@ impl Settings {
                 *doc = Value::Null;
             }
         }
-        paths
+        match refused {
+            Some(e) => Err(Error::msg(format!("encrypt: {e}"))),
+            None => Ok(paths),
+        }
     }
 
     /// Applies the detectors to every string and number; returns whether `value` itself
@@ -417,6 +451,23 @@ mod tests {
         assert!(paths.contains(&"$['user']['ssn']".to_string()));
         assert!(paths.contains(&"$['cards'][0]".to_string()));
         assert!(!paths.contains(&"$['cards'][1]".to_string()));
+    }
+
+    #[test]
+    fn encrypt_mode_seals_rule_values_at_their_normalized_paths() {
+        // Natively the SDK has no key: its token is `sealed:` and the path it was given.
+        let ctx = Context::default()
+            .with_config("paths", r#"["$.card", "$.items[*].token"]"#)
+            .with_config("mode", "encrypt")
+            .with_config("detectors", "none");
+        let (out, paths) = run(
+            &ctx,
+            json!({"card": "4111111111111111", "keep": 1, "items": [{"token": "a"}, {"token": 7}]}),
+        );
+        assert_eq!(out["card"], "sealed:$['card']");
+        assert_eq!(out["items"][1]["token"], "sealed:$['items'][1]['token']");
+        assert_eq!(out["keep"], 1);
+        assert!(paths.contains(&"$['card']".to_string()), "{paths:?}");
     }
 
     #[test]

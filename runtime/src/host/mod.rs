@@ -15,7 +15,7 @@ use wasmtime::{StoreContextMut, Trap};
 use crate::bindings::palisade::policy::types::LogLevel as WitLogLevel;
 use crate::error::Error;
 use crate::limits::Limits;
-use crate::message::{LogLevel, LogLine};
+use crate::message::{LogLevel, LogLine, Sealer};
 use crate::report::Redactions;
 
 pub(crate) use self::limiter::Limiter;
@@ -29,6 +29,10 @@ pub(crate) const HOST_INTERFACE: &str = "palisade:policy/host@0.1.0";
 /// Fuel charged for every host call, plus one unit per 64 bytes moved.
 const HOST_CALL_FUEL: u64 = 500;
 
+/// What `seal` answers a policy the route did not grant field encryption.
+pub(crate) const NOT_GRANTED: &str =
+    "field encryption is not granted to this policy (`field_encryption = true` on its route entry)";
+
 /// Bytes each log line counts against the log cap beyond its text.
 const LOG_LINE_OVERHEAD: usize = 32;
 
@@ -39,6 +43,8 @@ pub(crate) struct StoreState {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) logs: LogBuffer,
     pub(crate) redacted: Redactions,
+    /// Field encryption, when the route grants it to this policy.
+    pub(crate) sealer: Option<Sealer>,
     /// The invocation's deadline, for the error of a WASI wait that cannot end.
     timeout: Duration,
     host_calls: u64,
@@ -65,6 +71,7 @@ impl StoreState {
             wasi: wasi.then(|| WasiState::new(limits.log_limit())),
             logs,
             redacted: Redactions::default(),
+            sealer: None,
             timeout: limits.deadline(),
             host_calls: 0,
             max_host_calls: limits.host_call_limit(),
@@ -197,6 +204,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
             let body = store.data().body.clone();
             charge(&mut store, body.len())?;
             Ok((body.to_vec(),))
+        },
+    )?;
+    host.func_wrap(
+        "seal",
+        |mut store: StoreContextMut<'_, StoreState>,
+         (path, value, deterministic): (String, String, bool)| {
+            charge(&mut store, path.len() + value.len())?;
+            let state = store.data_mut();
+            let sealed = match &state.sealer {
+                None => Err(NOT_GRANTED.to_string()),
+                Some(sealer) => sealer.seal(&path, &value, deterministic),
+            };
+            if sealed.is_ok() {
+                state.redacted.report(&path);
+            }
+            Ok((sealed,))
         },
     )?;
     host.func_wrap(

@@ -278,6 +278,7 @@ impl LuaPolicy {
             config: ctx.config.clone(),
             logs: Mutex::new(LogBuffer::new(self.limits.log_limit())),
             redacted: Mutex::new(Default::default()),
+            sealer: ctx.sealer.clone(),
             meter: Arc::clone(&meter),
             peak: Default::default(),
             fuel: self.limits.fuel_budget(),

@@ -51,6 +51,8 @@ pub(crate) struct InvState {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) logs: Mutex<LogBuffer>,
     pub(crate) redacted: Mutex<Redactions>,
+    /// Field encryption, when the route grants it to this policy.
+    pub(crate) sealer: Option<crate::message::Sealer>,
     /// The VM's interrupt counters, armed for this invocation.
     pub(crate) meter: Arc<Meter>,
     /// The largest heap size seen at an interrupt.
@@ -258,6 +260,37 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
                     .map(|(_, v)| v.clone())
             }))
         })?,
+    )?;
+    t.raw_set(
+        "seal",
+        lua.create_function(
+            |lua, (path, value, mode): (String, Value, Option<String>)| {
+                let st = state(lua).ok_or_else(|| mlua::Error::runtime("no invocation"))?;
+                let deterministic = match mode.as_deref() {
+                    None | Some("randomized") => false,
+                    Some("deterministic") => true,
+                    Some(_) => {
+                        return Err(mlua::Error::runtime(
+                            "palisade.seal: mode must be \"randomized\" or \"deterministic\"",
+                        ));
+                    }
+                };
+                let mut budget = super::convert::Budget::new(st.memory_limit);
+                let json = super::convert::lua_to_json(lua, &value, &mut budget, 0)
+                    .map_err(|e| mlua::Error::runtime(format!("palisade.seal: {e}")))?;
+                let sealed = match &st.sealer {
+                    None => Err(crate::host::NOT_GRANTED.to_string()),
+                    Some(sealer) => sealer.seal(&path, &json.to_string(), deterministic),
+                };
+                match sealed {
+                    Ok(token) => {
+                        st.redacted.lock().expect("not poisoned").report(&path);
+                        Ok(token)
+                    }
+                    Err(e) => Err(mlua::Error::runtime(format!("palisade.seal: {e}"))),
+                }
+            },
+        )?,
     )?;
     t.raw_set(
         "redacted",

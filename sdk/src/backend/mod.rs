@@ -8,9 +8,9 @@ pub(crate) mod native;
 mod wasm;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use self::native::{body, body_size, config, log, redacted};
+pub(crate) use self::native::{body, body_size, config, log, redacted, seal};
 #[cfg(target_arch = "wasm32")]
-pub(crate) use self::wasm::{body, body_size, config, log, redacted};
+pub(crate) use self::wasm::{body, body_size, config, log, redacted, seal};
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

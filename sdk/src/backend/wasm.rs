@@ -18,6 +18,10 @@ pub(crate) fn redacted(path: &str) {
     host::redacted(path);
 }
 
+pub(crate) fn seal(path: &str, value: &str, deterministic: bool) -> Result<String, String> {
+    host::seal(path, value, deterministic)
+}
+
 pub(crate) fn config(key: &str) -> Option<String> {
     host::config(key)
 }
