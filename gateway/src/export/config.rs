@@ -230,6 +230,7 @@ struct Raw {
     username: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    allow_cleartext: Option<bool>,
 }
 
 /// `kind` as written.
@@ -266,8 +267,16 @@ impl Written {
                 "username",
                 "password_file",
                 "password_env",
+                "allow_cleartext",
             ],
-            Written::Splunk => &["url", "index", "ca", "token_file", "token_env"],
+            Written::Splunk => &[
+                "url",
+                "index",
+                "ca",
+                "token_file",
+                "token_env",
+                "allow_cleartext",
+            ],
         }
     }
 }
@@ -293,6 +302,7 @@ impl Raw {
             ("username", self.username.is_some()),
             ("password_file", self.password_file.is_some()),
             ("password_env", self.password_env.is_some()),
+            ("allow_cleartext", self.allow_cleartext.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -339,6 +349,28 @@ fn http_url(url: &str) -> Result<http::Uri, String> {
         return Err(format!("url `{shown}` must not have a query"));
     }
     Ok(uri)
+}
+
+/// Refuses to send a credential over `http://` to another machine: it would cross the
+/// network in cleartext. Loopback is allowed (a local forwarder, the tests);
+/// `allow_cleartext = true` allows the rest.
+fn refuse_cleartext(url: &http::Uri) -> Result<(), String> {
+    let host = url
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.scheme_str() == Some("http") && !loopback {
+        return Err(format!(
+            "url `{}` is http:// to another host: its credential would cross the network in cleartext (use https://, or set `allow_cleartext = true`)",
+            crate::config::de::shown_url(&url.to_string())
+        ));
+    }
+    Ok(())
 }
 
 /// A token of printable ASCII without spaces (syslog header fields, index names).
@@ -470,6 +502,9 @@ impl TryFrom<Raw> for Sink {
                         ));
                     }
                 };
+                if auth.is_some() && !raw.allow_cleartext.unwrap_or(false) {
+                    refuse_cleartext(&url).map_err(fail)?;
+                }
                 Kind::Elastic {
                     url,
                     index,
@@ -486,6 +521,9 @@ impl TryFrom<Raw> for Sink {
                     })?;
                 if raw.index.as_deref().is_some_and(|i| !printable(i, 255)) {
                     return Err(fail("index must be printable ASCII, no space".into()));
+                }
+                if !raw.allow_cleartext.unwrap_or(false) {
+                    refuse_cleartext(&url).map_err(fail)?;
                 }
                 Kind::Splunk {
                     url,
@@ -579,7 +617,7 @@ mod tests {
             matches!(&s.kind, Kind::Splunk { token: Credential::File(f), .. } if f == Path::new("/etc/p/hec.token"))
         );
         let s = parse(
-            "name = \"es\"\nkind = \"elastic\"\nurl = \"http://es:9200\"\nindex = \"audit\"\nusername = \"u\"\npassword_env = \"ES_PASSWORD\"",
+            "name = \"es\"\nkind = \"elastic\"\nurl = \"http://es:9200\"\nindex = \"audit\"\nusername = \"u\"\npassword_env = \"ES_PASSWORD\"\nallow_cleartext = true",
         )
         .unwrap();
         assert!(matches!(
@@ -646,6 +684,18 @@ mod tests {
                 "or none",
             ),
             (
+                "name = \"a\"\nkind = \"elastic\"\nurl = \"http://es:9200/\"\nindex = \"i\"\napi_key_env = \"K\"",
+                "credential would cross the network in cleartext",
+            ),
+            (
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"http://10.0.0.5:8088/e\"\ntoken_env = \"T\"",
+                "credential would cross the network in cleartext",
+            ),
+            (
+                "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nallow_cleartext = true",
+                "`allow_cleartext` is not a key of a `jsonl` sink",
+            ),
+            (
                 "name = \"a\"\nkind = \"jsonl\"\npath = \"x\"\nbackoff_ms = 10\nbackoff_max_ms = 5",
                 "at least backoff_ms",
             ),
@@ -658,6 +708,37 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn credentials_go_over_http_only_to_loopback_or_when_allowed() {
+        for host in [
+            "127.0.0.1:8088",
+            "[::1]:8088",
+            "localhost:8088",
+            "LOCALHOST",
+        ] {
+            let text = format!(
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"http://{host}/e\"\ntoken_env = \"T\""
+            );
+            assert!(parse(&text).is_ok(), "{host}");
+        }
+        for url in ["https://siem.example/e", "http://siem.example/e"] {
+            let allowed = if url.starts_with("http:") {
+                "\nallow_cleartext = true"
+            } else {
+                ""
+            };
+            let text = format!(
+                "name = \"a\"\nkind = \"splunk\"\nurl = \"{url}\"\ntoken_env = \"T\"{allowed}"
+            );
+            assert!(parse(&text).is_ok(), "{url}");
+        }
+        // No credential, nothing to leak: an Elastic sink without auth may use http://.
+        assert!(
+            parse("name = \"a\"\nkind = \"elastic\"\nurl = \"http://es:9200\"\nindex = \"i\"")
+                .is_ok()
+        );
     }
 
     #[test]
