@@ -37,10 +37,10 @@ struct Got {
 
 type Log = Arc<Mutex<Vec<Got>>>;
 
-/// An HTTP receiver: `answer(n)` (n counts requests from 0) is the status, the body and
+/// An HTTP receiver: `answer(n, body)` (n counts requests from 0) is the status, the body and
 /// how long to wait before answering. Every request is recorded when it arrives.
 async fn receiver(
-    answer: impl Fn(usize) -> (u16, &'static str, Duration) + Send + Sync + 'static,
+    answer: impl Fn(usize, &str) -> (u16, &'static str, Duration) + Send + Sync + 'static,
 ) -> (SocketAddr, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -63,14 +63,15 @@ async fn receiver(
                             .get("authorization")
                             .map(|v| v.to_str().unwrap().to_string());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let body = String::from_utf8(body.to_vec()).unwrap();
                         let (n, status, text, delay) = {
                             let mut log = log.lock().unwrap();
                             let n = log.len();
-                            let (status, text, delay) = answer(n);
+                            let (status, text, delay) = answer(n, &body);
                             log.push(Got {
                                 path,
                                 authorization,
-                                body: String::from_utf8(body.to_vec()).unwrap(),
+                                body,
                                 status,
                                 answered: false,
                             });
@@ -177,7 +178,7 @@ fn sink(lines: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a_gap() {
-    let (hec, log) = receiver(|n| match n {
+    let (hec, log) = receiver(|n, _| match n {
         0..4 => (503, "down", Duration::ZERO),
         _ => (200, HEC_OK, Duration::ZERO),
     })
@@ -246,8 +247,59 @@ async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_refuses_large_batches_gets_smaller_ones_and_every_block() {
+    // A HEC that takes at most two objects per request, as a `max_content_length` would,
+    // down for its first answer (so the blocks pile up past two).
+    let (hec, log) = receiver(|n, body| {
+        if n == 0 {
+            (503, "down", Duration::ZERO)
+        } else if hec_objects(body).len() > 2 {
+            (413, "too large", Duration::ZERO)
+        } else {
+            (200, HEC_OK, Duration::ZERO)
+        }
+    })
+    .await;
+    let h = start_with(|up, dir| {
+        std::fs::write(dir.join("hec.token"), "hec-s3cr3t-token\n").unwrap();
+        Config::new(up)
+            .route(Route::new("r").path("/"))
+            .text(&sink(&format!(
+                "name = \"hec\"\nkind = \"splunk\"\nurl = \"http://{hec}/services/collector/event\"\ntoken_file = \"hec.token\"\nbatch = 8"
+            )))
+    })
+    .await;
+    for i in 0..12 {
+        assert_eq!(get(h.addr(), &format!("/o/{i}")).await.status, 200);
+    }
+    let last = head(&h.ledger_path());
+    wait_for(20, "every block acknowledged", || {
+        acknowledged(&log, hec_objects)
+            .last()
+            .is_some_and(|o| seq_of(o) == last)
+    })
+    .await;
+    let blocks: Vec<String> = acknowledged(&log, hec_objects)
+        .into_iter()
+        .filter(|o| is_block(o))
+        .collect();
+    assert_eq!(continuous(&blocks), (1..=last).collect::<Vec<_>>());
+    let got = log.lock().unwrap().clone();
+    assert!(got.iter().any(|g| g.status == 413), "{got:?}");
+    assert!(
+        metric(
+            &h,
+            "palisade_export_errors_total{sink=\"hec\",kind=\"too_large\"}"
+        )
+        .await
+            >= 1.0
+    );
+    h.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elastic_bulk_with_errors_is_resent_and_documents_are_named_by_seq() {
-    let (es, log) = receiver(|n| match n {
+    let (es, log) = receiver(|n, _| match n {
         0 => (
             200,
             r#"{"errors":true,"items":[{"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}}]}"#,
@@ -521,7 +573,7 @@ async fn jsonl_export_rotates_carries_the_signed_checkpoint_and_a_dropped_line_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_export_resumes_from_its_cursor() -> anyhow::Result<()> {
     // A slow receiver: each batch takes 300 ms to be acknowledged.
-    let (hec, log) = receiver(|_| (200, HEC_OK, Duration::from_millis(300))).await;
+    let (hec, log) = receiver(|_, _| (200, HEC_OK, Duration::from_millis(300))).await;
     let up = crate::support::upstream().await;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("palisade.toml");

@@ -71,7 +71,7 @@ pub fn backfill(
             _ => return Ok(Backfilled::default()),
         },
     };
-    let batch = sink.as_ref().map_or(1000, |(c, _)| c.batch);
+    let mut batch = sink.as_ref().map_or(1000, |(c, _)| c.batch);
     let mut done = Backfilled::default();
     let mut send = |items: &[item::Item]| -> Result<(), Error> {
         match &mut sink {
@@ -85,8 +85,7 @@ pub fn backfill(
                 match rt.block_on(async {
                     tokio::time::timeout(config.timeout, sink.send(items)).await
                 }) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(Error::Sink(e)),
+                    Ok(result) => result,
                     Err(_) => Err(Error::Sink(format!(
                         "no acknowledgement within {} ms",
                         config.timeout.as_millis()
@@ -103,9 +102,17 @@ pub fn backfill(
         }
         let (items, end, broken) = item::check(at, rows);
         if !items.is_empty() {
-            if let Err(e) = send(&items) {
-                done.error = Some(e);
-                return Ok(done);
+            match send(&items) {
+                Ok(()) => {}
+                // Fewer blocks per batch, from the same place.
+                Err(Error::TooLarge(_)) if limit > 1 => {
+                    batch = limit / 2;
+                    continue;
+                }
+                Err(e) => {
+                    done.error = Some(e);
+                    return Ok(done);
+                }
             }
             done.blocks += items.len() as u64;
             done.through = end.seq;

@@ -53,6 +53,10 @@ pub enum Error {
     /// The sink could not be reached, refused the batch or did not acknowledge it.
     #[error("sink: {0}")]
     Sink(String),
+    /// The sink answered 413 to a batch of this many blocks: the exporter halves its
+    /// batch and sends again (a single block refused waits, as any refusal).
+    #[error("sink: a batch of {0} blocks is too large for it (HTTP 413)")]
+    TooLarge(usize),
     /// The ledger's database failed (or lacks the cursor table: `palisade ledger init`).
     #[error("database: {0}")]
     Database(String),
@@ -93,6 +97,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Sink(_) => "sink",
+            Error::TooLarge(_) => "too_large",
             Error::Database(_) => "database",
             Error::CursorMismatch { .. } => "cursor_mismatch",
             Error::Chain { .. } => "chain",

@@ -123,8 +123,10 @@ impl Exporter {
         let mut delay = self.config.backoff;
         let mut failing: Option<(Instant, u64)> = None;
         let mut standby = false;
+        // Halved on each 413 and kept so: a receiver's size limit does not change often.
+        let mut batch = self.config.batch;
         loop {
-            let wait = match self.step(&rt, &mut session, &mut pushed) {
+            let wait = match self.step(&rt, &mut session, &mut pushed, batch) {
                 Ok(step) => {
                     if let Some((since, failures)) = failing.take() {
                         tracing::info!(sink = %name, failures, down_ms = since.elapsed().as_millis() as u64, "audit export recovered");
@@ -145,6 +147,14 @@ impl Exporter {
                         }
                     }
                 }
+                // Halving the blocks read (a checkpoint may ride along) until one is left;
+                // then it waits and retries as any refusal.
+                Err(Error::TooLarge(n)) if batch > 1 => {
+                    self.metrics.export_error(&name, "too_large");
+                    batch /= 2;
+                    tracing::warn!(sink = %name, refused = n, batch, "audit export: the sink refused a batch as too large (413); sending fewer blocks per batch");
+                    Duration::ZERO
+                }
                 Err(e) => {
                     self.metrics.export_error(&name, e.kind());
                     match &mut failing {
@@ -158,7 +168,7 @@ impl Exporter {
                         }
                     }
                     match e {
-                        Error::Sink(_) => self.sink.reset(),
+                        Error::Sink(_) | Error::TooLarge(_) => self.sink.reset(),
                         // Reconnect and re-read the cursor; the lock is taken afresh.
                         _ => session = None,
                     }
@@ -178,6 +188,7 @@ impl Exporter {
         rt: &tokio::runtime::Runtime,
         session: &mut Option<Session>,
         pushed: &mut u64,
+        batch: usize,
     ) -> Result<Step, Error> {
         let name = self.config.name.clone();
         let s = match session {
@@ -199,8 +210,8 @@ impl Exporter {
             }
         };
         let head = s.source.head()?;
-        let rows = s.source.read(at.seq, self.config.batch)?;
-        let full = rows.len() == self.config.batch;
+        let rows = s.source.read(at.seq, batch)?;
+        let full = rows.len() == batch;
         let (mut items, end, broken) = item::check(at, rows);
         let blocks = items.len() as u64;
         self.metrics.export_lag(&name, head.saturating_sub(at.seq));
@@ -234,8 +245,7 @@ impl Exporter {
         let timeout = self.config.timeout;
         let sink = &mut self.sink;
         match rt.block_on(async { tokio::time::timeout(timeout, sink.send(items)).await }) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Sink(e)),
+            Ok(result) => result,
             Err(_) => {
                 sink.reset();
                 Err(Error::Sink(format!(

@@ -23,6 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
+use crate::export::Error;
 use crate::export::item::Item;
 
 /// Largest answer read.
@@ -89,7 +90,14 @@ impl Http {
         })
     }
 
-    pub(crate) async fn send(&self, items: &[Item]) -> Result<(), String> {
+    pub(crate) async fn send(&self, items: &[Item]) -> Result<(), Error> {
+        self.post(items).await.map_err(|refused| match refused {
+            Refused::TooLarge => Error::TooLarge(items.len()),
+            Refused::Other(e) => Error::Sink(e),
+        })
+    }
+
+    async fn post(&self, items: &[Item]) -> Result<(), Refused> {
         let (content_type, body) = match &self.format {
             Format::Elastic { index } => ("application/x-ndjson", elastic_body(index, items)),
             Format::Splunk { index, host } => (
@@ -119,13 +127,16 @@ impl Http {
             .await
             .map_err(|e| format!("answer: {e}"))?
             .to_bytes();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+        if status == http::StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Refused::TooLarge);
         }
-        match &self.format {
+        if !status.is_success() {
+            return Err(format!("HTTP {status}").into());
+        }
+        Ok(match &self.format {
             Format::Elastic { .. } => elastic_ack(&answer),
             Format::Splunk { .. } => splunk_ack(&answer),
-        }
+        }?)
     }
 }
 
@@ -180,6 +191,19 @@ pub(crate) fn splunk_body(index: Option<&str>, host: &str, items: &[Item]) -> St
         body.push_str("}\n");
     }
     body
+}
+
+/// Why a receiver did not take a batch.
+enum Refused {
+    /// 413: fewer blocks per batch may pass.
+    TooLarge,
+    Other(String),
+}
+
+impl From<String> for Refused {
+    fn from(e: String) -> Self {
+        Refused::Other(e)
+    }
 }
 
 fn elastic_ack(answer: &[u8]) -> Result<(), String> {

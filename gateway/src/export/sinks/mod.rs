@@ -96,10 +96,12 @@ impl Sink {
     /// # Errors
     ///
     /// What failed: unreachable, refused, or not acknowledged.
-    pub(crate) async fn send(&mut self, items: &[Item]) -> Result<(), String> {
+    pub(crate) async fn send(&mut self, items: &[Item]) -> Result<(), super::Error> {
         match self {
-            Sink::Jsonl(s) => s.write(items).map_err(|e| e.to_string()),
-            Sink::Syslog(s) => s.send(items).await,
+            Sink::Jsonl(s) => s
+                .write(items)
+                .map_err(|e| super::Error::Sink(e.to_string())),
+            Sink::Syslog(s) => s.send(items).await.map_err(super::Error::Sink),
             Sink::Http(s) => s.send(items).await,
         }
     }
