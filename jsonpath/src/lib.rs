@@ -299,9 +299,11 @@ pub fn is_normalized(path: &str) -> bool {
                 return false;
             };
             let digits = &index[..end];
+            // RFC 9535 indices are I-JSON integers: at most 2^53 - 1.
             if digits.is_empty()
                 || !digits.bytes().all(|b| b.is_ascii_digit())
                 || (digits.len() > 1 && digits.starts_with('0'))
+                || digits.parse::<u64>().map_or(true, |i| i > (1 << 53) - 1)
             {
                 return false;
             }

@@ -231,6 +231,7 @@ fn every_located_path_is_normalized_and_other_spellings_are_not() {
     push_name(&mut escaped, "a'\\\n\u{1}\u{1f}é");
     push_index(&mut escaped, 10);
     assert!(is_normalized(&escaped), "{escaped}");
+    assert!(is_normalized("$[9007199254740991]"));
     for bad in [
         "",
         "a",
@@ -249,6 +250,8 @@ fn every_located_path_is_normalized_and_other_spellings_are_not() {
         "$[*]",
         "$..a",
         "$[1:2]",
+        "$[9007199254740992]",
+        "$[99999999999999999999]",
     ] {
         assert!(!is_normalized(bad), "{bad:?}");
     }

@@ -61,6 +61,7 @@ pub use crate::cache::CacheOutcome;
 pub use crate::config::Config;
 pub use crate::engine::Engine;
 pub use crate::error::{Error, ErrorClass, Result};
+pub use crate::host::MAX_SEAL_VALUE;
 #[cfg(feature = "bench")]
 pub use crate::invocation::ReusedInstance;
 pub use crate::limits::Limits;

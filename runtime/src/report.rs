@@ -24,6 +24,14 @@ pub(crate) struct Redactions {
 }
 
 impl Redactions {
+    /// Whether [`Redactions::report`] would keep `path` (or already has it).
+    pub(crate) fn accepts(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+            || (self.paths.len() < MAX_REDACTED_PATHS
+                && self.bytes + path.len() <= MAX_REDACTED_BYTES
+                && is_report_path(path))
+    }
+
     /// Keeps `path` if it is a JSONPath within the caps; drops and counts it otherwise.
     pub(crate) fn report(&mut self, path: &str) {
         if self.paths.iter().any(|p| p == path) {

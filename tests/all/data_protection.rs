@@ -406,11 +406,14 @@ async fn encrypted_fields_reveal_for_revealers_only_and_survive_key_rotation() {
     }
 }
 
-/// A Lua policy that seals two fields itself; `BAD_PATH` swaps in a path that is not
-/// normalized.
+/// A Lua policy that seals two fields itself (one deterministically); config
+/// `email_path` may be a path that is not normalized, `big` seals 2 MiB first.
 const LUA_SEAL: &str = r#"
 function on_response(res, ctx)
   local doc = res.body
+  if ctx.config.big then
+    palisade.seal("$['big']", string.rep("x", 2 * 1024 * 1024))
+  end
   doc.email = palisade.seal(ctx.config.email_path, doc.email, "deterministic")
   doc.contacts[1].ssn = palisade.seal("$['contacts'][0]['ssn']", doc.contacts[1].ssn)
   res.body = doc
@@ -432,7 +435,7 @@ async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_f
             .route(Route::new("wasm").path("/pii").response_with("@REDACT_PII", wasm))
             .route(Route::new("lua").path("/lua").keys("strip_prefix = true").response_with(
                 "seal.lua",
-                r#"field_encryption = true, config = { email_path = "$['email']" }"#,
+                r#"field_encryption = "deterministic", config = { email_path = "$['email']" }"#,
             ))
             // The same policies without the grant, and the Lua one with a path that is
             // not normalized: each fails closed.
@@ -446,7 +449,17 @@ async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_f
             ))
             .route(Route::new("lua-bad-path").path("/lua-bad").keys("strip_prefix = true").response_with(
                 "seal.lua",
-                r#"field_encryption = true, config = { email_path = "$.email" }"#,
+                r#"field_encryption = "deterministic", config = { email_path = "$.email" }"#,
+            ))
+            // Randomized sealing only: the deterministic call is refused.
+            .route(Route::new("lua-randomized").path("/lua-randomized").keys("strip_prefix = true").response_with(
+                "seal.lua",
+                r#"field_encryption = true, config = { email_path = "$['email']" }"#,
+            ))
+            // A value over the 1 MiB cap.
+            .route(Route::new("lua-big").path("/lua-big").keys("strip_prefix = true").response_with(
+                "seal.lua",
+                r#"field_encryption = "deterministic", config = { email_path = "$['email']", big = "1" }"#,
             ))
     })
     .await;
@@ -498,12 +511,15 @@ async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_f
     let (code, out, err) = reveal("$['contacts'][0]['ssn']", contact);
     assert_eq!((code, out.trim()), (0, "\"219-09-9999\""), "{err}");
 
-    // Not granted, or a path that is not normalized: the policy fails, the body does not
-    // pass, and neither the reason nor the reply holds the value.
+    // Not granted, a path that is not normalized, a deterministic seal with a randomized
+    // grant, a value over the cap: the policy fails, the body does not pass, and neither
+    // the reason nor the reply holds the value.
     for (path, cause) in [
         ("/ungranted/pii", "guest_error"),
         ("/lua-ungranted/pii", "script_error"),
         ("/lua-bad/pii", "script_error"),
+        ("/lua-randomized/pii", "script_error"),
+        ("/lua-big/pii", "script_error"),
     ] {
         let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
         assert_eq!(r.status, 502, "{path}: {}", r.text());

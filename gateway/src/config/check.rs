@@ -453,7 +453,9 @@ pub fn check(file: &File) -> Vec<Issue> {
                     "policy `secrets` grants need [secrets]",
                 );
             }
-            if p.field_encryption && file.secrets.is_none() {
+            if p.field_encryption != crate::pipeline::config::FieldEncryption::Off
+                && file.secrets.is_none()
+            {
                 r.add(
                     sr,
                     &format!("{key}.field_encryption"),

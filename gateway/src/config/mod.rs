@@ -19,7 +19,8 @@ use toml::de::{DeValue, ValueDeserializer};
 
 pub use self::check::{Issue, check};
 pub use crate::pipeline::config::{
-    FailMode, Method, Policy, Route, Runtime, Tenant, Upstream, UpstreamAuth, UpstreamClientCert,
+    FailMode, FieldEncryption, Method, Policy, Route, Runtime, Tenant, Upstream, UpstreamAuth,
+    UpstreamClientCert,
 };
 
 /// The whole file: each section as the subsystem that owns it types it.

@@ -208,6 +208,50 @@ pub enum FailMode {
     Open,
 }
 
+/// `field_encryption` on a policy entry: whether the policy may seal fields with the
+/// tenant's data key, and in which modes. `true` is `"randomized"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "FieldEncryptionWritten")]
+pub enum FieldEncryption {
+    /// `seal` fails (the default).
+    #[default]
+    Off,
+    /// Randomized tokens only: the policy learns nothing from the tokens it makes.
+    Randomized,
+    /// Deterministic tokens too. Equal values give equal tokens, so the policy can test a
+    /// guess against a token it sees: grant it only to policies trusted with the values.
+    Deterministic,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FieldEncryptionWritten {
+    Flag(bool),
+    Mode(FieldEncryptionMode),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FieldEncryptionMode {
+    Randomized,
+    Deterministic,
+}
+
+impl From<FieldEncryptionWritten> for FieldEncryption {
+    fn from(w: FieldEncryptionWritten) -> Self {
+        match w {
+            FieldEncryptionWritten::Flag(false) => FieldEncryption::Off,
+            FieldEncryptionWritten::Flag(true)
+            | FieldEncryptionWritten::Mode(FieldEncryptionMode::Randomized) => {
+                FieldEncryption::Randomized
+            }
+            FieldEncryptionWritten::Mode(FieldEncryptionMode::Deterministic) => {
+                FieldEncryption::Deterministic
+            }
+        }
+    }
+}
+
 /// `[[route]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,9 +393,10 @@ pub struct Policy {
     #[serde(default)]
     pub secrets: Vec<String>,
     /// Whether this policy may seal fields with the tenant's data key (the host's
-    /// `seal`, Lua's `palisade.seal`); needs `[secrets]`. Off by default: `seal` fails.
+    /// `seal`, Lua's `palisade.seal`): `true` (randomized tokens) or `"deterministic"`
+    /// (both modes); needs `[secrets]`. Off by default: `seal` fails.
     #[serde(default)]
-    pub field_encryption: bool,
+    pub field_encryption: FieldEncryption,
 }
 
 mod d {

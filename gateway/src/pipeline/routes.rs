@@ -337,26 +337,28 @@ impl Routes {
                 let mut out = Chain::default();
                 for (n, p) in policies.iter().enumerate() {
                     let field = format!("{phase}.{n}.module");
-                    let sealer = if p.field_encryption {
+                    let sealer = if p.field_encryption == config::FieldEncryption::Off {
+                        None
+                    } else {
                         let key = field_keys
                             .entry(r.tenant.as_str())
                             .or_insert_with(|| field_key(secrets, offline, &r.tenant, &mut issue))
                             .clone();
+                        let deterministic =
+                            p.field_encryption == config::FieldEncryption::Deterministic;
                         match key {
-                            Some(k) => Some(crate::redaction::encrypt::sealer(k)),
+                            Some(k) => Some(crate::redaction::encrypt::sealer(k, deterministic)),
                             None => {
-                                issue(
-                                    &format!("{phase}.{n}.field_encryption"),
-                                    format!(
-                                        "needs [secrets], where tenant {:?}'s data key is kept",
-                                        r.tenant
-                                    ),
-                                );
+                                let why = match secrets {
+                                    None => "needs [secrets], where the tenant's data key is kept",
+                                    Some(_) => {
+                                        "the tenant's data key could not be read (see its problem)"
+                                    }
+                                };
+                                issue(&format!("{phase}.{n}.field_encryption"), why.to_string());
                                 continue;
                             }
                         }
-                    } else {
-                        None
                     };
                     if let Some(reference) = p.registry_name() {
                         let Some(registry) = registry else {

@@ -108,11 +108,19 @@ const MAX_SEAL_PATH: usize = 1_024;
 
 /// The host's `seal` for a policy its route grants field encryption: `path` must be a
 /// normalized path (the one `palisade secret reveal` is then given), where `[*]` may
-/// stand for a name, `value` JSON text.
-/// Its errors never hold the value.
-pub(crate) fn sealer(key: std::sync::Arc<FieldKey>) -> palisade_runtime::Sealer {
+/// stand for a name, `value` JSON text; deterministic tokens only when
+/// `deterministic_granted`. Its errors never hold the value.
+pub(crate) fn sealer(
+    key: std::sync::Arc<FieldKey>,
+    deterministic_granted: bool,
+) -> palisade_runtime::Sealer {
     palisade_runtime::Sealer(std::sync::Arc::new(
         move |path: &str, value: &str, deterministic| {
+            if deterministic && !deterministic_granted {
+                return Err("deterministic sealing is not granted to this policy \
+                     (`field_encryption = \"deterministic\"`)"
+                    .into());
+            }
             // `[*]` stands for a name that is not field-like, as audit paths (and the SDK's
             // walks) write it; the token is bound to the path as given.
             if path.len() > MAX_SEAL_PATH

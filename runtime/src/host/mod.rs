@@ -31,7 +31,46 @@ const HOST_CALL_FUEL: u64 = 500;
 
 /// What `seal` answers a policy the route did not grant field encryption.
 pub(crate) const NOT_GRANTED: &str =
-    "field encryption is not granted to this policy (`field_encryption = true` on its route entry)";
+    "field encryption is not granted to this policy (`field_encryption` on its route entry)";
+
+/// The longest value (JSON text) `seal` takes: 1 MiB. The host parses and encrypts it in
+/// its own memory, which no guest limit counts.
+pub const MAX_SEAL_VALUE: usize = 1 << 20;
+
+/// Fuel for one `seal` beyond the host call's: key derivation and AES, plus one unit per
+/// byte sealed.
+const SEAL_FUEL: u64 = 20_000;
+
+/// The checks every `seal` passes before the sealer sees it, Wasm and Lua alike: the
+/// grant, the value's size and the path's place in the invocation's audit report.
+/// Reports the path when it sealed.
+pub(crate) fn seal(
+    sealer: Option<&Sealer>,
+    redacted: &mut Redactions,
+    path: &str,
+    value: &str,
+    deterministic: bool,
+) -> Result<String, String> {
+    let Some(sealer) = sealer else {
+        return Err(NOT_GRANTED.to_string());
+    };
+    if value.len() > MAX_SEAL_VALUE {
+        return Err(format!(
+            "the value is {} bytes of JSON text; at most {MAX_SEAL_VALUE} are sealed",
+            value.len()
+        ));
+    }
+    // A token whose path the audit would not record is not made.
+    if !redacted.accepts(path) {
+        return Err(
+            "the path cannot be reported as redacted (not a JSONPath, or past the invocation's report caps)"
+                .to_string(),
+        );
+    }
+    let token = sealer.seal(path, value, deterministic)?;
+    redacted.report(path);
+    Ok(token)
+}
 
 /// Bytes each log line counts against the log cap beyond its text.
 const LOG_LINE_OVERHEAD: usize = 32;
@@ -162,6 +201,19 @@ fn charge(store: &mut StoreContextMut<'_, StoreState>, bytes: usize) -> wasmtime
     Ok(())
 }
 
+/// Takes `units` more fuel, for a host call that costs more than the bytes it moves.
+fn burn(store: &mut StoreContextMut<'_, StoreState>, units: u64) -> wasmtime::Result<()> {
+    if store.data().fuel {
+        let left = store.get_fuel()?;
+        if left < units {
+            store.set_fuel(0)?;
+            return Err(Trap::OutOfFuel.into());
+        }
+        store.set_fuel(left - units)?;
+    }
+    Ok(())
+}
+
 /// Defines the `palisade:policy/host` interface in `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     let mut host: LinkerInstance<'_, StoreState> = linker.instance(HOST_INTERFACE)?;
@@ -211,13 +263,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
         |mut store: StoreContextMut<'_, StoreState>,
          (path, value, deterministic): (String, String, bool)| {
             charge(&mut store, path.len() + value.len())?;
+            burn(&mut store, SEAL_FUEL + value.len() as u64)?;
             let state = store.data_mut();
-            let sealed = match &state.sealer {
-                None => Err(NOT_GRANTED.to_string()),
-                Some(sealer) => sealer.seal(&path, &value, deterministic),
-            };
-            if sealed.is_ok() {
-                state.redacted.report(&path);
+            let sealed = seal(
+                state.sealer.as_ref(),
+                &mut state.redacted,
+                &path,
+                &value,
+                deterministic,
+            );
+            if let Ok(token) = &sealed {
+                charge(&mut store, token.len())?;
             }
             Ok((sealed,))
         },

@@ -275,20 +275,24 @@ fn palisade_table(lua: &Lua) -> mlua::Result<Table> {
                         ));
                     }
                 };
-                let mut budget = super::convert::Budget::new(st.memory_limit);
-                let json = super::convert::lua_to_json(lua, &value, &mut budget, 0)
-                    .map_err(|e| mlua::Error::runtime(format!("palisade.seal: {e}")))?;
-                let sealed = match &st.sealer {
-                    None => Err(crate::host::NOT_GRANTED.to_string()),
-                    Some(sealer) => sealer.seal(&path, &json.to_string(), deterministic),
-                };
-                match sealed {
-                    Ok(token) => {
-                        st.redacted.lock().expect("not poisoned").report(&path);
-                        Ok(token)
-                    }
-                    Err(e) => Err(mlua::Error::runtime(format!("palisade.seal: {e}"))),
-                }
+                let fail = |e: String| mlua::Error::runtime(format!("palisade.seal: {e}"));
+                let mut budget = super::convert::Budget::new(crate::host::MAX_SEAL_VALUE as u64);
+                let text = super::convert::lua_to_json(lua, &value, &mut budget, 0)
+                    .map_err(|e| fail(e.to_string()))?
+                    .to_string();
+                // Fuel: the interrupt's ticks, one per KiB sealed beyond the call.
+                st.meter
+                    .ticks
+                    .fetch_add(1 + text.len() as u64 / 1024, Ordering::Relaxed);
+                let mut redacted = st.redacted.lock().expect("not poisoned");
+                crate::host::seal(
+                    st.sealer.as_ref(),
+                    &mut redacted,
+                    &path,
+                    &text,
+                    deterministic,
+                )
+                .map_err(fail)
             },
         )?,
     )?;
