@@ -73,9 +73,15 @@ fn python() -> (&'static str, &'static Path) {
 /// Runs `cases` through `envoy_client.py` against the gateway's Envoy listener; one
 /// result per case.
 fn envoy(h: &Harness, cases: Value) -> Vec<Value> {
+    envoy_with(h, cases, &[])
+}
+
+/// [`envoy`] with environment variables for the client (its TLS files).
+fn envoy_with(h: &Harness, cases: Value, env: &[(&str, &Path)]) -> Vec<Value> {
     let (py, dir) = python();
     let grpc = h.running.envoy_addr().expect("an [envoy] listener");
     let mut child = Command::new(py)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/all/envoy_client.py"
@@ -580,4 +586,106 @@ fn a_bad_envoy_section_is_refused_with_its_place() {
         err.contains("palisade.toml:8:1: [envoy]: max_message_bytes must be 1024"),
         "{err}"
     );
+}
+
+/// A CA that signs `names`' certificates: PEM files `NAME.pem` and `NAME.key` in `dir`
+/// (a SAN of `localhost` on each), and the CA's own as `CA.pem`.
+fn pki(dir: &Path, ca: &str, names: &[&str]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{ca} CA"));
+    let key = KeyPair::generate().unwrap();
+    std::fs::write(
+        dir.join(format!("{ca}.pem")),
+        params.self_signed(&key).unwrap().pem(),
+    )
+    .unwrap();
+    let issuer = Issuer::new(params, key);
+    for name in names {
+        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_over_tls_serves_only_clients_with_a_certificate_from_client_ca() {
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    // One CA for the listener and Envoy, another for a stranger.
+    pki(f, "mesh", &["server", "envoy"]);
+    pki(f, "stranger", &["intruder"]);
+    let tls = format!(
+        "tls = {{ cert = \"{0}/server.pem\", key = \"{0}/server.key\", client_ca = \"{0}/mesh.pem\" }}",
+        f.display()
+    );
+    let h = start_with(|up, _| {
+        Config::new(up)
+            .section(
+                "envoy",
+                &format!("listen = \"127.0.0.1:0\"\nmessage_timeout_ms = 5000\n{tls}\n"),
+            )
+            .route(crate::support::Route::new("open").path("/open"))
+    })
+    .await;
+    let check = json!([{"kind": "ext_authz", "method": "GET", "path": "/open/1"}]);
+    let (ca, envoy_pem, envoy_key) = (f.join("mesh.pem"), f.join("envoy.pem"), f.join("envoy.key"));
+    let (intruder_pem, intruder_key) = (f.join("intruder.pem"), f.join("intruder.key"));
+
+    // Envoy, with its certificate: served.
+    let r = envoy_with(
+        &h,
+        check.clone(),
+        &[
+            ("PALISADE_TLS_CA", &ca),
+            ("PALISADE_TLS_CERT", &envoy_pem),
+            ("PALISADE_TLS_KEY", &envoy_key),
+        ],
+    );
+    assert_eq!(r[0]["allowed"], true, "{r:?}");
+    // No client certificate, one from another CA, or plaintext: refused before any
+    // request reaches the pipeline.
+    let refused: [&[(&str, &Path)]; 3] = [
+        &[("PALISADE_TLS_CA", &ca)],
+        &[
+            ("PALISADE_TLS_CA", &ca),
+            ("PALISADE_TLS_CERT", &intruder_pem),
+            ("PALISADE_TLS_KEY", &intruder_key),
+        ],
+        &[],
+    ];
+    for env in refused {
+        let r = envoy_with(&h, check.clone(), env);
+        assert_eq!(r[0]["grpc_error"], "UNAVAILABLE", "{env:?}: {r:?}");
+    }
+    // One block: the check that was served.
+    let served = h.blocks().iter().filter(|b| b["route"] == "open").count();
+    assert_eq!(served, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_listener_whose_tls_files_do_not_load_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    Config::new("127.0.0.1:9".parse().unwrap())
+        .section(
+            "envoy",
+            "listen = \"127.0.0.1:0\"\ntls = { cert = \"missing.pem\", key = \"missing.key\" }\n",
+        )
+        .write(&path)
+        .unwrap();
+    let err = match palisade_gateway::Gateway::from_file(&path)
+        .unwrap()
+        .start()
+        .await
+    {
+        Ok(_) => panic!("started without its certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("missing.pem"), "{err}");
 }

@@ -32,7 +32,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # A hung exchange shows where it hangs and ends the run instead of the test suite.
 faulthandler.dump_traceback_later(60, exit=True)
 grpc_addr, upstream = sys.argv[1], sys.argv[2]
-channel = grpc.insecure_channel(grpc_addr)
+if os.environ.get("PALISADE_TLS_CA"):
+    # TLS to the listener (`[envoy] tls`), as Envoy's `tls_context` on the gRPC cluster;
+    # a client certificate when one is given.
+    def read(var):
+        path = os.environ.get(var)
+        return open(path, "rb").read() if path else None
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read("PALISADE_TLS_CA"),
+        private_key=read("PALISADE_TLS_KEY"),
+        certificate_chain=read("PALISADE_TLS_CERT"),
+    )
+    channel = grpc.secure_channel(
+        grpc_addr, credentials, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
+else:
+    channel = grpc.insecure_channel(grpc_addr)
 HVO = base_pb2.HeaderValueOption
 
 

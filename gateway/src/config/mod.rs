@@ -341,6 +341,9 @@ impl File {
         if let Some(fleet) = &mut self.fleet {
             fleet.rebase(&base);
         }
+        if let Some(envoy) = &mut self.envoy {
+            envoy.rebase(&base);
+        }
     }
 }
 

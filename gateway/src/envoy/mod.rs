@@ -5,13 +5,17 @@
 //! redaction and audit ledger. The types and services are generated from Envoy's own
 //! protos (the `envoy-types` crate); none of the wire format is written here.
 //!
-//! The listener speaks plaintext HTTP/2 (h2c): it is for the Envoy beside it (the same
-//! pod or host, or over the mesh's mTLS); whoever reaches it can ask for decisions, so
-//! bind it where only Envoy can.
+//! The listener speaks plaintext HTTP/2 (h2c) for the Envoy beside it (the same pod or
+//! host, or over the mesh's mTLS), or TLS with `[envoy] tls` ([`tls`]), with client
+//! certificates from `client_ca` when Envoy reaches it over a network: whoever reaches
+//! it can ask for decisions.
 
 mod ext_authz;
 mod ext_proc;
 mod headers;
+mod tls;
+
+pub use self::tls::Tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +68,8 @@ pub struct Config {
     /// `concurrency` gets its requests through without Palisade.
     #[serde(default)]
     pub overload: Overload,
+    /// TLS on the listener (`tls = { cert, key, client_ca }`); plaintext without it.
+    pub tls: Option<Tls>,
 }
 
 /// `[envoy] overload`.
@@ -101,6 +107,13 @@ mod ms {
 }
 
 impl Config {
+    /// Makes the TLS files' relative paths the config file's directory's.
+    pub(crate) fn rebase(&mut self, base: &std::path::Path) {
+        if let Some(tls) = &mut self.tls {
+            tls.rebase(base);
+        }
+    }
+
     /// What is wrong with the section: `(key, message)`.
     pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
@@ -153,6 +166,7 @@ impl Settings {
 /// streams in flight finish.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: Config,
     pipeline: Arc<Pipeline>,
     mut stop: watch::Receiver<bool>,
@@ -178,6 +192,7 @@ pub(crate) async fn serve(
     let ext_authz = AuthorizationServer::new(ext_authz::ExtAuthz { pipeline, settings })
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let accepting = stop.clone();
     let shutdown = async move {
         let _ = stop.changed().await;
         health
@@ -187,20 +202,33 @@ pub(crate) async fn serve(
             .set_not_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
             .await;
     };
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.max_concurrent_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(ext_proc)
-        .add_service(ext_authz)
-        .serve_with_incoming_shutdown(
-            // Without `TCP_NODELAY` an answer written in pieces waits for Envoy's delayed
-            // ACK: about 40 ms on every message (the `envoy` bench found it).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        .add_service(ext_authz);
+    let served = match tls {
+        Some(acceptor) => {
+            router
+                .serve_with_incoming_shutdown(
+                    tls::incoming(listener, acceptor, accepting),
+                    shutdown,
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    // Without `TCP_NODELAY` an answer written in pieces waits for Envoy's
+                    // delayed ACK: about 40 ms on every message (the `envoy` bench found it).
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
     if let Err(e) = served {
         tracing::error!(error = %e, "the envoy listener stopped");
     }

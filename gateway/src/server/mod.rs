@@ -143,7 +143,14 @@ impl Gateway {
         let tls = server
             .tls
             .as_ref()
-            .map(|t| tls_acceptor(&t.cert, &t.key, self.pipeline.client_cert_verifier()))
+            .map(|t| {
+                tls_acceptor(
+                    &t.cert,
+                    &t.key,
+                    self.pipeline.client_cert_verifier(),
+                    &[b"h2", b"http/1.1"],
+                )
+            })
             .transpose()?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -164,10 +171,16 @@ impl Gateway {
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         let envoy = match &self.file.envoy {
-            Some(e) => Some((bind(e.listen).await?, e.clone())),
+            Some(e) => {
+                let tls = match &e.tls {
+                    Some(t) => Some(t.acceptor().map_err(StartError::Tls)?),
+                    None => None,
+                };
+                Some((bind(e.listen).await?, e.clone(), tls))
+            }
             None => None,
         };
-        let envoy_addr = envoy.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let envoy_addr = envoy.as_ref().and_then(|(l, _, _)| l.local_addr().ok());
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = &server.connections;
@@ -245,9 +258,10 @@ impl Gateway {
                 }),
             ))
         });
-        let envoy_task = envoy.map(|(l, config)| {
+        let envoy_task = envoy.map(|(l, config, tls)| {
             tokio::spawn(crate::envoy::serve(
                 l,
+                tls,
                 config,
                 self.pipeline.clone(),
                 stop_rx.clone(),
@@ -273,10 +287,13 @@ impl Gateway {
     }
 }
 
-fn tls_acceptor(
+/// A TLS 1.3 acceptor with the certificate in `cert` and `key`, the client policy of
+/// `clients` and the protocols of `alpn`.
+pub(crate) fn tls_acceptor(
     cert: &Path,
     key: &Path,
     clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    alpn: &[&[u8]],
 ) -> Result<TlsAcceptor, StartError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -292,7 +309,7 @@ fn tls_acceptor(
         .with_client_cert_verifier(clients)
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
