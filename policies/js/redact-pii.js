@@ -7,7 +7,9 @@
 //   hold. This port takes the JSONPath subset of names (`.a`, `['a']`), indices (`[0]`,
 //   `[-1]`), wildcards (`.*`, `[*]`), unions (`['a','b']`) and descendants (`..a`);
 // - `mode`: `mask` (`[REDACTED:ssn]`, rules `[REDACTED]`), `hash` (`[ssn:<16 hex of
-//   HMAC-SHA256(hash_key, value)>]`), `remove`; `phases`: `request`, `response`, `both`.
+//   HMAC-SHA256(hash_key, value)>]`), `remove`, `encrypt`/`encrypt-deterministic` (rules
+//   sealed by the host: the route grants `field_encryption`); `phases`: `request`,
+//   `response`, `both`.
 //
 // The body is read as its recipient reads it (the Rust policy's palisade_jsonpath::body):
 // UTF-8 or UTF-16 (BOM or charset), one JSON document, JSON lines, or text; what cannot be
@@ -16,7 +18,7 @@
 // is reported as a normalized JSONPath (a key that is not field-like as `[*]`); values are
 // never logged.
 
-import { encodeUtf8, decodeUtf8, isRawJson, log, parseJson, policy, redacted } from './palisade.js';
+import { encodeUtf8, decodeUtf8, isRawJson, log, parseJson, policy, redacted, seal } from './palisade.js';
 
 // ---------------------------------------------------------------------------------------
 // SHA-256 and HMAC (FIPS 180-4, RFC 2104): there is no crypto in the sandbox.
@@ -365,8 +367,8 @@ function settings(ctx) {
     const k = ctx.config('hash_key');
     if (k === undefined || k === '') throw new Error('mode `hash` needs `hash_key`');
     key = encodeUtf8(k);
-  } else if (mode !== 'mask' && mode !== 'remove') {
-    throw new Error(`unknown mode \`${mode}\` (mask, hash, remove)`);
+  } else if (!['mask', 'remove', 'encrypt', 'encrypt-deterministic'].includes(mode)) {
+    throw new Error(`unknown mode \`${mode}\` (mask, hash, remove, encrypt, encrypt-deterministic)`);
   }
   const phases = ctx.config('phases') ?? 'both';
   if (phases !== 'both' && phases !== 'request' && phases !== 'response') {
@@ -678,6 +680,10 @@ function redactJson(st, doc) {
       if (st.mode === 'remove') {
         if (Array.isArray(holder)) holder.splice(last, 1);
         else delete holder[last];
+      } else if (st.mode === 'encrypt' || st.mode === 'encrypt-deterministic') {
+        // Sealed by the host with the tenant's data key; without the grant `seal` throws
+        // and the invocation fails.
+        holder[last] = seal(path, value, { deterministic: st.mode === 'encrypt-deterministic' });
       } else {
         holder[last] = replacement(st, undefined, typeof value === 'string' ? value : canonical(value));
       }

@@ -2,7 +2,8 @@
 -- policies/redact-pii (the Wasm policy), written with plain scanners instead of
 -- regular expressions. Config:
 --   detectors = all | none | comma list of card,iban,aadhaar,ssn,pan,email,phone
---   mode      = mask | hash | remove     (hash needs hash_key)
+--   mode      = mask | hash | remove | encrypt | encrypt-deterministic
+--               (hash needs hash_key; encrypt: rules only, the route grants field_encryption)
 --   paths     = JSON array of simple JSONPaths: $.a.b, $.a[0], $.a[*].b
 --   phases    = request | response | both
 -- Look-alikes that fail their checksum stay. Values are never logged.
@@ -257,8 +258,9 @@ local function settings(ctx)
     for _, k in ipairs(ORDER) do if wanted[k] then table.insert(kinds, k) end end
   end
   local mode = cfg.mode or "mask"
-  if mode ~= "mask" and mode ~= "hash" and mode ~= "remove" then
-    error("unknown mode `" .. mode .. "` (mask, hash, remove)")
+  if mode ~= "mask" and mode ~= "hash" and mode ~= "remove" and mode ~= "encrypt"
+      and mode ~= "encrypt-deterministic" then
+    error("unknown mode `" .. mode .. "` (mask, hash, remove, encrypt, encrypt-deterministic)")
   end
   if mode == "hash" and (cfg.hash_key == nil or cfg.hash_key == "") then error("mode `hash` needs `hash_key`") end
   local phases = cfg.phases or "both"
@@ -439,6 +441,10 @@ local function redact_json(st, doc)
   for _, l in ipairs(located) do
     if st.mode == "remove" then
       if is_array(l.parent) then table.remove(l.parent, l.key) else l.parent[l.key] = nil end
+    elseif st.mode == "encrypt" or st.mode == "encrypt-deterministic" then
+      -- Sealed by the host with the tenant's data key; an error (no grant) fails the call.
+      l.parent[l.key] = palisade.seal(l.path, l.parent[l.key],
+        st.mode == "encrypt-deterministic" and "deterministic" or nil)
     else
       local v = l.parent[l.key]
       local text = type(v) == "string" and v or palisade.json_encode(v)

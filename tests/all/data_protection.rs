@@ -423,6 +423,7 @@ end
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_fail_closed() {
+    let js_redact = crate::js::built("policies/js/redact-pii.js");
     let h = start_with(|up, dir| {
         assert_eq!(
             palisade(dir, &["keygen", "--master", "--out", "master.key"], None).0,
@@ -433,6 +434,10 @@ async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_f
         Config::new(up)
             .section("secrets", "master_key = \"master.key\"")
             .route(Route::new("wasm").path("/pii").response_with("@REDACT_PII", wasm))
+            // The Lua and JavaScript versions of redact-pii, through `palisade.seal` and
+            // the JS SDK's `seal`.
+            .route(Route::new("lua-pii").path("/lua-pii").keys("strip_prefix = true").response_with("@LUA/redact-pii.lua", wasm))
+            .route(Route::new("js-pii").path("/js-pii").keys("strip_prefix = true").response_with(&js_redact.display().to_string(), wasm))
             .route(Route::new("lua").path("/lua").keys("strip_prefix = true").response_with(
                 "seal.lua",
                 r#"field_encryption = "deterministic", config = { email_path = "$['email']" }"#,
@@ -491,6 +496,14 @@ async fn policies_granted_field_encryption_seal_what_revealers_read_and_others_f
         block.to_string().contains("$['ssn']"),
         "the sealed path is audited: {block}"
     );
+    for path in ["/lua-pii/pii", "/js-pii/pii"] {
+        let r = send(h.addr(), "GET", path, &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let token = r.json()["ssn"].as_str().unwrap().to_string();
+        assert!(token.starts_with("pfe1:r:acme:1:"), "{path}: {token}");
+        let (code, out, err) = reveal("$['ssn']", &token);
+        assert_eq!((code, out.trim()), (0, "\"123-45-6789\""), "{path}: {err}");
+    }
 
     // The Lua policy through `palisade.seal`: deterministic and randomized.
     let first = send(h.addr(), "GET", "/lua/pii", &[], Bytes::new()).await;

@@ -35,7 +35,7 @@ fn palisade(args: &[&str], extra: &[(&str, &OsStr)]) -> (i32, String, String) {
 
 /// Builds `source` (relative to the workspace) once per content: the component's name
 /// carries a hash of everything the build reads, so an unchanged policy is not rebuilt.
-fn built(source: &str) -> PathBuf {
+pub(crate) fn built(source: &str) -> PathBuf {
     static BUILDS: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let src = root().join(source);
