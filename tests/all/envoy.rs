@@ -78,8 +78,19 @@ fn envoy(h: &Harness, cases: Value) -> Vec<Value> {
 
 /// [`envoy`] with environment variables for the client (its TLS files).
 fn envoy_with(h: &Harness, cases: Value, env: &[(&str, &Path)]) -> Vec<Value> {
-    let (py, dir) = python();
     let grpc = h.running.envoy_addr().expect("an [envoy] listener");
+    client(grpc, h.upstream.addr, cases, env)
+}
+
+/// Runs `cases` through `envoy_client.py` against `grpc`, with `upstream` as the
+/// upstream "Envoy" calls.
+fn client(
+    grpc: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    cases: Value,
+    env: &[(&str, &Path)],
+) -> Vec<Value> {
+    let (py, dir) = python();
     let mut child = Command::new(py)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .arg(concat!(
@@ -87,7 +98,7 @@ fn envoy_with(h: &Harness, cases: Value, env: &[(&str, &Path)]) -> Vec<Value> {
             "/tests/all/envoy_client.py"
         ))
         .arg(grpc.to_string())
-        .arg(h.upstream.addr.to_string())
+        .arg(upstream.to_string())
         .env("PYTHONPATH", dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -688,4 +699,48 @@ async fn an_envoy_listener_whose_tls_files_do_not_load_does_not_start() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("missing.pem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_health_says_not_serving_while_checks_are_answered_for_drain_ms() {
+    let h = start_with(|up, _| {
+        Config::new(up)
+            .section(
+                "envoy",
+                "listen = \"127.0.0.1:0\"\nmessage_timeout_ms = 5000\ndrain_ms = 5000\n",
+            )
+            .route(crate::support::Route::new("open").path("/open"))
+    })
+    .await;
+    let (grpc, up) = (h.running.envoy_addr().unwrap(), h.upstream.addr);
+    let cases = json!([
+        {"kind": "ext_authz", "method": "GET", "path": "/open/1"},
+        {"kind": "health", "service": "envoy.service.auth.v3.Authorization"},
+    ]);
+    let run = |cases: &Value| {
+        let cases = cases.clone();
+        tokio::task::spawn_blocking(move || client(grpc, up, cases, &[]))
+    };
+    let before = run(&cases).await.unwrap();
+    assert_eq!(before[0]["allowed"], true, "{before:?}");
+    assert_eq!(before[1]["status"], "SERVING", "{before:?}");
+
+    let Harness {
+        running,
+        dir,
+        upstream,
+    } = h;
+    let stopping = tokio::spawn(running.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Draining: health says NOT_SERVING, checks are still answered (on a new connection).
+    let during = run(&cases).await.unwrap();
+    assert_eq!(during[0]["allowed"], true, "{during:?}");
+    assert_eq!(during[1]["status"], "NOT_SERVING", "{during:?}");
+    stopping.await.unwrap();
+    // Then the listener is closed.
+    let after = run(&json!([{"kind": "ext_authz", "method": "GET", "path": "/open/1"}]))
+        .await
+        .unwrap();
+    assert_eq!(after[0]["grpc_error"], "UNAVAILABLE", "{after:?}");
+    drop((dir, upstream));
 }

@@ -70,6 +70,12 @@ pub struct Config {
     pub overload: Overload,
     /// TLS on the listener (`tls = { cert, key, client_ca }`); plaintext without it.
     pub tls: Option<Tls>,
+    /// On shutdown, how long health answers `NOT_SERVING` while every service still
+    /// serves, so that Envoy's health checks move traffic away before the listener
+    /// closes (`drain_ms`; set it above the checks' `interval` x `unhealthy_threshold`).
+    /// 0 unless set; at most 300000.
+    #[serde(default, rename = "drain_ms", with = "ms")]
+    pub drain: Duration,
 }
 
 /// `[envoy] overload`.
@@ -129,6 +135,9 @@ impl Config {
                 "max_message_bytes must be 1024 .. 1073741824".to_string(),
             ));
         }
+        if self.drain > Duration::from_secs(300) {
+            problems.push(("envoy.drain_ms", "drain_ms must be 0 .. 300000".to_string()));
+        }
         if !(1..=100_000).contains(&self.max_concurrent_streams) {
             problems.push((
                 "envoy.max_concurrent_streams",
@@ -162,8 +171,8 @@ impl Settings {
 }
 
 /// Serves ext_proc, ext_authz and health on `listener` until `stop`; health turns
-/// `NOT_SERVING` first, so that Envoy's health checks move traffic away while the
-/// streams in flight finish.
+/// `NOT_SERVING` first, and for `drain_ms` everything else goes on, so that Envoy's
+/// health checks move traffic away; then the streams in flight finish.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -192,7 +201,7 @@ pub(crate) async fn serve(
     let ext_authz = AuthorizationServer::new(ext_authz::ExtAuthz { pipeline, settings })
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let accepting = stop.clone();
+    let drain = config.drain;
     let shutdown = async move {
         let _ = stop.changed().await;
         health
@@ -201,6 +210,8 @@ pub(crate) async fn serve(
         health
             .set_not_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
             .await;
+        // Still serving (and accepting) while Envoy's health checks see NOT_SERVING.
+        tokio::time::sleep(drain).await;
     };
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.max_concurrent_streams))
@@ -212,10 +223,7 @@ pub(crate) async fn serve(
     let served = match tls {
         Some(acceptor) => {
             router
-                .serve_with_incoming_shutdown(
-                    tls::incoming(listener, acceptor, accepting),
-                    shutdown,
-                )
+                .serve_with_incoming_shutdown(tls::incoming(listener, acceptor), shutdown)
                 .await
         }
         None => {

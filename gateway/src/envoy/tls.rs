@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -133,12 +133,12 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// The connections of `listener` whose handshake with `acceptor` finished, until `stop`.
+/// The connections of `listener` whose handshake with `acceptor` finished, until the
+/// server drops the stream (it stops accepting when its shutdown, drain included, ends).
 /// A failed handshake is logged (at debug: a port scan is not news) and dropped.
 pub(crate) fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    mut stop: watch::Receiver<bool>,
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -152,7 +152,6 @@ pub(crate) fn incoming(
                         continue;
                     }
                 },
-                _ = stop.changed() => return,
                 _ = tx.closed() => return,
             };
             // Without it every answer waits for Envoy's delayed ACK (see `serve`).

@@ -280,6 +280,7 @@ impl Gateway {
             proxy,
             admin: admin_task,
             envoy: envoy_task,
+            envoy_drain: self.file.envoy.as_ref().map_or(Duration::ZERO, |e| e.drain),
             grace,
             file_path: self.file.path.clone(),
             pipeline: self.pipeline,
@@ -377,6 +378,7 @@ pub struct Running {
     proxy: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     envoy: Option<JoinHandle<()>>,
+    envoy_drain: Duration,
     grace: Duration,
     file_path: PathBuf,
     pipeline: Arc<Pipeline>,
@@ -435,8 +437,9 @@ impl Running {
             let _ = a.await;
         }
         if let Some(e) = self.envoy {
-            // Streams in flight get the grace period, as the proxy's requests do.
-            let grace = self.grace + Duration::from_secs(1);
+            // Streams in flight get the grace period, as the proxy's requests do, after
+            // the drain window.
+            let grace = self.envoy_drain + self.grace + Duration::from_secs(1);
             let _ = tokio::time::timeout(grace, e).await;
         }
         let ledger = self.pipeline.ledger().clone();
