@@ -176,19 +176,15 @@ fn sink(lines: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a_gap() {
-    let (hec, log) = receiver(|n, _| match n {
-        0..4 => (503, "down", Duration::ZERO),
-        _ => (200, HEC_OK, Duration::ZERO),
-    })
-    .await;
+/// A gateway exporting to the HEC at `hec` in batches of `batch`, after 12 requests:
+/// the ledger's head is the last block to export.
+async fn hec_gateway(hec: SocketAddr, batch: usize) -> (crate::support::Harness, u64) {
     let h = start_with(|up, dir| {
         std::fs::write(dir.join("hec.token"), "hec-s3cr3t-token\n").unwrap();
         Config::new(up)
             .route(Route::new("r").path("/"))
             .text(&sink(&format!(
-                "name = \"hec\"\nkind = \"splunk\"\nurl = \"http://{hec}/services/collector/event\"\ntoken_file = \"hec.token\"\nbatch = 4"
+                "name = \"hec\"\nkind = \"splunk\"\nurl = \"http://{hec}/services/collector/event\"\ntoken_file = \"hec.token\"\nbatch = {batch}"
             )))
     })
     .await;
@@ -196,6 +192,17 @@ async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a
         assert_eq!(get(h.addr(), &format!("/o/{i}")).await.status, 200);
     }
     let last = head(&h.ledger_path());
+    (h, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_a_while_then_up_receives_every_block_in_order_without_a_gap() {
+    let (hec, log) = receiver(|n, _| match n {
+        0..4 => (503, "down", Duration::ZERO),
+        _ => (200, HEC_OK, Duration::ZERO),
+    })
+    .await;
+    let (h, last) = hec_gateway(hec, 4).await;
     assert_eq!(last, 13);
     wait_for(20, "every block acknowledged", || {
         acknowledged(&log, hec_objects)
@@ -260,19 +267,7 @@ async fn a_sink_that_refuses_large_batches_gets_smaller_ones_and_every_block() {
         }
     })
     .await;
-    let h = start_with(|up, dir| {
-        std::fs::write(dir.join("hec.token"), "hec-s3cr3t-token\n").unwrap();
-        Config::new(up)
-            .route(Route::new("r").path("/"))
-            .text(&sink(&format!(
-                "name = \"hec\"\nkind = \"splunk\"\nurl = \"http://{hec}/services/collector/event\"\ntoken_file = \"hec.token\"\nbatch = 8"
-            )))
-    })
-    .await;
-    for i in 0..12 {
-        assert_eq!(get(h.addr(), &format!("/o/{i}")).await.status, 200);
-    }
-    let last = head(&h.ledger_path());
+    let (h, last) = hec_gateway(hec, 8).await;
     wait_for(20, "every block acknowledged", || {
         acknowledged(&log, hec_objects)
             .last()

@@ -189,19 +189,10 @@ fn charge(store: &mut StoreContextMut<'_, StoreState>, bytes: usize) -> wasmtime
         });
         return Err(wasmtime::Error::msg("host call limit exceeded"));
     }
-    if state.fuel {
-        let cost = HOST_CALL_FUEL + (bytes as u64) / 64;
-        let left = store.get_fuel()?;
-        if left < cost {
-            store.set_fuel(0)?;
-            return Err(Trap::OutOfFuel.into());
-        }
-        store.set_fuel(left - cost)?;
-    }
-    Ok(())
+    burn(store, HOST_CALL_FUEL + (bytes as u64) / 64)
 }
 
-/// Takes `units` more fuel, for a host call that costs more than the bytes it moves.
+/// Takes `units` of fuel (when metered): a trap when fewer are left.
 fn burn(store: &mut StoreContextMut<'_, StoreState>, units: u64) -> wasmtime::Result<()> {
     if store.data().fuel {
         let left = store.get_fuel()?;
