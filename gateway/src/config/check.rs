@@ -241,7 +241,10 @@ pub fn check(file: &File) -> Vec<Issue> {
                     u,
                     "url",
                     ctx.clone(),
-                    format!("url `{}` must be http(s)://host:port[/prefix]", up.url),
+                    format!(
+                        "url `{}` must be http(s)://host:port[/prefix]",
+                        super::de::shown_url(&up.url)
+                    ),
                 );
                 false
             }

@@ -29,21 +29,22 @@ pub(crate) fn rebase(base: &Path, path: &Path) -> PathBuf {
 /// credentials hide) replaced by `***`, so a typo in a URL that carries a secret
 /// does not put the secret in the log.
 pub(crate) fn shown_url(url: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, _)) => (h, "?***"),
-        None => (url, ""),
-    };
-    let (scheme, rest) = match head.split_once("://") {
+    let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), head),
+        None => (String::new(), url),
     };
-    // The last `@` anywhere: a mistyped password may hold a `/` (a path that holds an
-    // `@` is hidden too, which errs the safe way).
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => rest.to_string(),
+    // Everything up to the last `@` first: a mistyped password may hold a `/` or a `?`
+    // (a path or query that holds an `@` is hidden too, which errs the safe way).
+    let (hidden, rest) = match rest.rsplit_once('@') {
+        Some((_, host)) => ("***@", host),
+        None => ("", rest),
     };
-    format!("{scheme}{rest}{query}")
+    // Then the query and the fragment.
+    let (rest, cut) = match rest.find(['?', '#']) {
+        Some(i) => (&rest[..i], "?***"),
+        None => (rest, ""),
+    };
+    format!("{scheme}{hidden}{rest}{cut}")
 }
 
 #[cfg(test)]
@@ -60,5 +61,7 @@ mod tests {
         assert_eq!(shown_url("u:s3cr3t@h"), "***@h");
         assert_eq!(shown_url("ftp://a@b@c/x"), "ftp://***@c/x");
         assert_eq!(shown_url("http://u:pa/ss@h/x"), "http://***@h/x");
+        assert_eq!(shown_url("https://u:pa?ss@h/x"), "https://***@h/x");
+        assert_eq!(shown_url("https://h/x#tok=s3cr3t"), "https://h/x?***");
     }
 }

@@ -1,8 +1,9 @@
 //! TLS on the Envoy listener (`[envoy] tls`): TLS 1.3, ALPN `h2`, and with `client_ca`
 //! only clients holding a certificate that CA issued (Envoy's own) are served.
 //!
-//! The handshakes run off the accept loop, each within [`HANDSHAKE`], so a client that
-//! stalls one holds only its own connection; tonic sees the finished streams.
+//! The handshakes run off the accept loop, each within [`HANDSHAKE`] and at most
+//! [`HANDSHAKES`] at once, so a client that stalls one holds only its own connection;
+//! tonic sees the finished streams.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,6 +23,11 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Handshakes in progress at once: past it the listener stops accepting (the kernel's
+/// backlog holds the rest) until one ends, so a flood of clients that never finish
+/// holds this many sockets for [`HANDSHAKE`], not every descriptor the process has.
+const HANDSHAKES: usize = 256;
 
 /// `[envoy] tls`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -141,8 +147,13 @@ pub(crate) fn incoming(
     acceptor: TlsAcceptor,
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                p = handshakes.clone().acquire_owned() => p.expect("never closed"),
+                _ = tx.closed() => return,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -158,7 +169,9 @@ pub(crate) fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                let shaken = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await;
+                drop(permit);
+                match shaken {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(Conn { stream })).await;
                     }

@@ -123,7 +123,8 @@ impl Exporter {
         let mut delay = self.config.backoff;
         let mut failing: Option<(Instant, u64)> = None;
         let mut standby = false;
-        // Halved on each 413 and kept so: a receiver's size limit does not change often.
+        // Halved on each 413 and kept so until a restart: a receiver's size limit does
+        // not change often.
         let mut batch = self.config.batch;
         loop {
             let wait = match self.step(&rt, &mut session, &mut pushed, batch) {
@@ -147,11 +148,12 @@ impl Exporter {
                         }
                     }
                 }
-                // Halving the blocks read (a checkpoint may ride along) until one is left;
-                // then it waits and retries as any refusal.
-                Err(Error::TooLarge(n)) if batch > 1 => {
+                // Half of what was refused (a checkpoint may ride along), while that is
+                // smaller than the batch; a single block refused waits and retries as
+                // any refusal.
+                Err(Error::TooLarge(n)) if (1..batch).contains(&(batch.min(n) / 2)) => {
                     self.metrics.export_error(&name, "too_large");
-                    batch /= 2;
+                    batch = batch.min(n) / 2;
                     tracing::warn!(sink = %name, refused = n, batch, "audit export: the sink refused a batch as too large (413); sending fewer blocks per batch");
                     Duration::ZERO
                 }
