@@ -123,18 +123,19 @@ impl Exporter {
         let mut delay = self.config.backoff;
         let mut failing: Option<(Instant, u64)> = None;
         let mut standby = false;
-        // Halved on each 413 and kept so until a restart: a receiver's size limit does
-        // not change often.
-        let mut batch = self.config.batch;
+        let mut batch = Batch::new(self.config.batch);
         loop {
-            let wait = match self.step(&rt, &mut session, &mut pushed, batch) {
+            let wait = match self.step(&rt, &mut session, &mut pushed, batch.now) {
                 Ok(step) => {
                     if let Some((since, failures)) = failing.take() {
                         tracing::info!(sink = %name, failures, down_ms = since.elapsed().as_millis() as u64, "audit export recovered");
                     }
                     delay = self.config.backoff;
                     match step {
-                        Step::More => Duration::ZERO,
+                        Step::More => {
+                            batch.sent_full();
+                            Duration::ZERO
+                        }
                         Step::CaughtUp => {
                             standby = false;
                             self.config.poll
@@ -151,10 +152,9 @@ impl Exporter {
                 // Half of what was refused (a checkpoint may ride along), while that is
                 // smaller than the batch; a single block refused waits and retries as
                 // any refusal.
-                Err(Error::TooLarge(n)) if (1..batch).contains(&(batch.min(n) / 2)) => {
+                Err(Error::TooLarge(n)) if batch.refused(n) => {
                     self.metrics.export_error(&name, "too_large");
-                    batch = batch.min(n) / 2;
-                    tracing::warn!(sink = %name, refused = n, batch, "audit export: the sink refused a batch as too large (413); sending fewer blocks per batch");
+                    tracing::warn!(sink = %name, refused = n, batch = batch.now, "audit export: the sink refused a batch as too large (413); sending fewer blocks per batch");
                     Duration::ZERO
                 }
                 Err(e) => {
@@ -259,6 +259,54 @@ impl Exporter {
     }
 }
 
+/// Full batches at a reduced size after which the exporter tries twice the size again.
+const GROW_AFTER: u32 = 256;
+
+/// How many blocks a batch reads: the configured `batch`, halved when the sink answers
+/// 413, and doubled back (up to `batch`) after [`GROW_AFTER`] full batches went through,
+/// so that a receiver whose limit was raised gets full batches again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    now: usize,
+    max: usize,
+    full: u32,
+}
+
+impl Batch {
+    fn new(max: usize) -> Self {
+        Batch {
+            now: max,
+            max,
+            full: 0,
+        }
+    }
+
+    /// A batch of `n` items was refused as too large: whether a smaller one is worth
+    /// sending at once (half of what was refused, when that is smaller than the batch);
+    /// otherwise (a single block) the refusal is an ordinary one.
+    fn refused(&mut self, n: usize) -> bool {
+        let half = self.now.min(n) / 2;
+        self.full = 0;
+        if (1..self.now).contains(&half) {
+            self.now = half;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sent_full(&mut self) {
+        if self.now == self.max {
+            return;
+        }
+        self.full += 1;
+        if self.full >= GROW_AFTER {
+            self.now = (self.now * 2).min(self.max);
+            self.full = 0;
+        }
+    }
+}
+
 /// A delay between `d / 2` and `d` (jitter, so gateways retrying one sink spread out).
 fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
@@ -270,6 +318,29 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_batch_halves_to_one_block_then_waits_and_grows_back_after_full_batches() {
+        let mut b = Batch::new(500);
+        assert!(b.refused(500));
+        assert_eq!(b.now, 250);
+        // Fewer were pending than the batch: half of what was refused.
+        assert!(b.refused(9));
+        assert_eq!(b.now, 4);
+        assert!(b.refused(4) && b.refused(2));
+        assert_eq!(b.now, 1);
+        // One block (a checkpoint riding along or not): an ordinary refusal, no hot loop.
+        assert!(!b.refused(2) && !b.refused(1));
+        assert_eq!(b.now, 1);
+        for _ in 0..GROW_AFTER {
+            b.sent_full();
+        }
+        assert_eq!(b.now, 2);
+        for _ in 0..20 * GROW_AFTER {
+            b.sent_full();
+        }
+        assert_eq!(b.now, 500);
+    }
 
     #[test]
     fn jitter_stays_within_half_and_whole_the_delay() {
