@@ -68,8 +68,8 @@ pub use crate::limits::Limits;
 #[cfg(feature = "lua")]
 pub use crate::lua::LuaPolicy;
 pub use crate::message::{
-    Context, Decision, Headers, Identity, Invocation, LogLevel, LogLine, Request, Response, Sealer,
-    Stats,
+    Context, Decision, Headers, Identity, Invocation, LogLevel, LogLine, Request, Response, SealFn,
+    Sealer, Stats,
 };
 pub use crate::policy::{Kind, Phases, Policy};
 pub use crate::pool::InvocationPool;

@@ -44,7 +44,10 @@ pub struct Context {
 /// Seals one value at one normalized path with the tenant's data key: `(path, JSON text,
 /// deterministic)` to a token, or a message for the policy (never holding the value).
 #[derive(Clone)]
-pub struct Sealer(pub Arc<dyn Fn(&str, &str, bool) -> Result<String, String> + Send + Sync>);
+pub struct Sealer(pub Arc<SealFn>);
+
+/// What a [`Sealer`] calls: `(path, JSON text, deterministic)` to a token or a message.
+pub type SealFn = dyn Fn(&str, &str, bool) -> Result<String, String> + Send + Sync;
 
 impl Sealer {
     /// Seals `value` (JSON text) at `path`.
