@@ -85,6 +85,26 @@ fn item02_loop_over_a_cheap_host_call_is_stopped() {
     assert!(matches!(err, Error::Deadline(_)), "{err:?}");
 }
 
+const HOST_SEAL: &str =
+    r#"(import "palisade:policy/host@0.1.0" "seal" (func $seal (param i32 i32 i32 i32 i32 i32)))"#;
+
+#[test]
+fn item02_a_loop_over_seal_pays_for_its_cryptography_granted_or_not() {
+    // `seal` with no grant answers at once, but every call is charged what sealing costs
+    // (20,000 fuel beyond the host call's 500): a budget of 10^6 runs out after ~50
+    // calls, long before the 1,000-call bound (priced as a cheap call, it would reach it).
+    let body = "(loop (call $seal (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) \
+                (i32.const 0) (i32.const 1024)) (br 0)) unreachable";
+    let policy = wat_policy(HOST_SEAL, body)
+        .unwrap()
+        .with_limits(quick().fuel(1_000_000).max_host_calls(1_000));
+    let err = bounded(10, move || err_of(&policy, "/"));
+    assert!(
+        matches!(err, Error::FuelExhausted { limit: 1_000_000 }),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn item03_unbounded_recursion_is_a_stack_overflow_not_an_abort() {
     let direct = r#"(call $rec (local.get 0))) (func $rec (param i32) (result i32) (i32.add (call $rec (local.get 0)) (i32.const 1))"#;
