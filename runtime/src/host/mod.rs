@@ -263,8 +263,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                 &value,
                 deterministic,
             );
+            // The token it hands back is moved too (one call: not counted again).
             if let Ok(token) = &sealed {
-                charge(&mut store, token.len())?;
+                burn(&mut store, token.len() as u64 / 64)?;
             }
             Ok((sealed,))
         },
